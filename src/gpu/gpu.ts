@@ -1,0 +1,270 @@
+// The Gpu object: one device, its buffer pool and pipeline cache, and the pending command encoder.
+//
+// Work is batched: dispatches are recorded into one compute pass of one command encoder and
+// submitted together by flush() (once per training step, or when a result is read back). Reading
+// back is the only wait, because Dawn's Node binding busy-polls a CPU core while a map is pending
+// and on a software adapter (lavapipe) that core is taken from the shaders.
+import { openDevice, type AdapterSummary } from './device.ts';
+import { PipelineCache, type Kernel, type KernelSpec } from './kernels.ts';
+import { BufferPool } from './pool.ts';
+import { Profiler, type ProfileEntry } from './profiler.ts';
+import { MapMode, Usage } from './usage.ts';
+
+const PARAM_SLOT = 256; // minUniformBufferOffsetAlignment is at most 256
+const PARAM_SLOTS = 2048; // dispatches per submit before an automatic flush
+
+export interface DispatchArgs {
+  /** a kernel or its spec (looked up in the pipeline cache) */
+  kernel: Kernel | KernelSpec;
+  /** storage buffers for bindings 1..n */
+  buffers: GPUBuffer[];
+  /** uniform Params: all u32 fields first, then all f32 fields, in declaration order */
+  u32?: readonly number[];
+  f32?: readonly number[];
+  /** workgroup counts; see grid() for 1-D problems larger than one dimension allows */
+  workgroups: readonly [number, number?, number?];
+  /** what this dispatch is, for errors and the profiler, e.g. 'conv2d.forward x[2,3,7,5] w[4,3,3,3]' */
+  label?: string;
+}
+
+/** Raised for WebGPU validation errors, device loss and failed shader compiles. */
+export class GpuError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'GpuError';
+  }
+}
+
+export class Gpu {
+  readonly pool: BufferPool;
+  readonly pipelines: PipelineCache;
+  readonly limits: GPUSupportedLimits;
+  readonly features: ReadonlySet<string>;
+  private encoder: GPUCommandEncoder | null = null;
+  private pass: GPUComputePassEncoder | null = null;
+  private pendingDispatches = 0;
+  private params: ArrayBuffer;
+  private paramsU32: Uint32Array;
+  private paramsF32: Float32Array;
+  private paramBuffer: GPUBuffer;
+  private toDestroy: GPUBuffer[] = [];
+  private error: string | null = null;
+  private lastLabels: string[] = [];
+  private profiler: Profiler | null = null;
+  /** dispatches submitted since creation, for tests and stats */
+  dispatchCount = 0;
+
+  constructor(readonly device: GPUDevice, readonly adapter: AdapterSummary) {
+    this.limits = device.limits;
+    this.features = new Set([...device.features].map(String));
+    this.pool = new BufferPool(device, device.limits.maxBufferSize);
+    this.pipelines = new PipelineCache(device);
+    this.params = new ArrayBuffer(PARAM_SLOT * PARAM_SLOTS);
+    this.paramsU32 = new Uint32Array(this.params);
+    this.paramsF32 = new Float32Array(this.params);
+    this.paramBuffer = device.createBuffer({ size: this.params.byteLength, usage: Usage.UNIFORM | Usage.COPY_DST, label: 'params' });
+    device.onuncapturederror = (ev) => {
+      this.error ??= ev.error.message.split('\n').slice(0, 3).join(' ');
+    };
+    void device.lost.then((info) => {
+      if (info.reason !== 'destroyed') this.error ??= `device lost: ${info.message}`;
+    });
+  }
+
+  /** Records one compute dispatch into the pending encoder. */
+  dispatch(args: DispatchArgs): void {
+    this.raisePending();
+    const kernel = 'pipeline' in args.kernel ? args.kernel : this.pipelines.get(args.kernel);
+    const label = args.label ?? kernel.label;
+    const [x, y = 1, z = 1] = args.workgroups;
+    const maxWg = this.limits.maxComputeWorkgroupsPerDimension;
+    if (!(x >= 0 && y >= 0 && z >= 0 && x <= maxWg && y <= maxWg && z <= maxWg)) {
+      throw new GpuError(`${label}: workgroup counts [${x},${y},${z}] exceed the adapter's limit of ${maxWg} per dimension`);
+    }
+    if (args.buffers.length !== kernel.spec.bindings.length) {
+      throw new GpuError(`${label}: kernel ${kernel.label} takes ${kernel.spec.bindings.length} buffers, got ${args.buffers.length}`);
+    }
+    const maxBinding = this.limits.maxStorageBufferBindingSize;
+    for (const b of args.buffers) {
+      if (b.size > maxBinding) {
+        throw new GpuError(`${label}: a ${b.size}-byte buffer exceeds the adapter's maxStorageBufferBindingSize (${maxBinding}); use a smaller batch`);
+      }
+    }
+    if (x * y * z === 0) return;
+    if (this.pendingDispatches === PARAM_SLOTS) this.flush();
+
+    const slot = this.pendingDispatches++;
+    const base = (slot * PARAM_SLOT) / 4;
+    const u32 = args.u32 ?? [];
+    const f32 = args.f32 ?? [];
+    if ((u32.length + f32.length) * 4 > PARAM_SLOT) throw new GpuError(`${label}: too many params`);
+    for (let i = 0; i < u32.length; i++) this.paramsU32[base + i] = u32[i];
+    for (let i = 0; i < f32.length; i++) this.paramsF32[base + u32.length + i] = f32[i];
+    const paramBytes = Math.max(16, Math.ceil(((u32.length + f32.length) * 4) / 16) * 16);
+
+    const bindGroup = this.device.createBindGroup({
+      label,
+      layout: kernel.layout,
+      entries: [
+        { binding: 0, resource: { buffer: this.paramBuffer, offset: slot * PARAM_SLOT, size: paramBytes } },
+        ...args.buffers.map((buffer, i) => ({ binding: i + 1, resource: { buffer } })),
+      ],
+    });
+    const pass = this.profiler ? this.profiledPass(label) : this.openPass();
+    pass.setPipeline(kernel.pipeline);
+    pass.setBindGroup(0, bindGroup);
+    pass.dispatchWorkgroups(x, y, z);
+    if (this.profiler) {
+      pass.end();
+    }
+    this.dispatchCount++;
+    this.lastLabels.push(label);
+    if (this.lastLabels.length > 8) this.lastLabels.shift();
+  }
+
+  /** Copies `data` into `buffer` at `byteOffset`, ordered after the dispatches recorded so far. */
+  upload(buffer: GPUBuffer, data: ArrayBufferView, byteOffset = 0): void {
+    this.raisePending();
+    const bytes = Math.ceil(data.byteLength / 4) * 4;
+    const staging = this.device.createBuffer({ size: Math.max(bytes, 4), usage: Usage.COPY_SRC, mappedAtCreation: true, label: 'upload' });
+    new Uint8Array(staging.getMappedRange()).set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+    staging.unmap();
+    this.closePass();
+    this.commandEncoder().copyBufferToBuffer(staging, 0, buffer, byteOffset, bytes);
+    this.toDestroy.push(staging);
+  }
+
+  /** Copies `bytes` bytes between storage buffers, ordered with the dispatches. */
+  copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, bytes: number): void {
+    this.raisePending();
+    this.closePass();
+    this.commandEncoder().copyBufferToBuffer(src, srcOffset, dst, dstOffset, bytes);
+  }
+
+  /** Submits everything recorded so far (no wait). */
+  flush(): void {
+    if (!this.encoder) return;
+    this.closePass();
+    if (this.pendingDispatches > 0) {
+      this.device.queue.writeBuffer(this.paramBuffer, 0, this.params, 0, this.pendingDispatches * PARAM_SLOT);
+    }
+    this.profiler?.resolve(this.encoder);
+    this.device.queue.submit([this.encoder.finish()]);
+    this.encoder = null;
+    this.pendingDispatches = 0;
+    for (const b of this.toDestroy) b.destroy();
+    this.toDestroy = [];
+  }
+
+  /** Reads `bytes` bytes of `buffer` back to the CPU: flushes, then waits for the GPU. */
+  async read(buffer: GPUBuffer, byteOffset = 0, bytes = buffer.size - byteOffset): Promise<ArrayBuffer> {
+    const size = Math.ceil(bytes / 4) * 4;
+    const staging = this.device.createBuffer({ size: Math.max(size, 4), usage: Usage.MAP_READ | Usage.COPY_DST, label: 'readback' });
+    this.closePass();
+    this.commandEncoder().copyBufferToBuffer(buffer, byteOffset, staging, 0, size);
+    this.flush();
+    try {
+      await staging.mapAsync(MapMode.READ);
+    } catch (e) {
+      await this.raiseCompileErrors();
+      this.raisePending();
+      throw new GpuError(`read-back failed: ${(e as Error).message}`);
+    }
+    const out = staging.getMappedRange().slice(0, bytes);
+    staging.unmap();
+    staging.destroy();
+    await this.raiseCompileErrors();
+    this.raisePending();
+    return out;
+  }
+
+  /** Waits until the GPU has finished everything submitted, and raises any error it reported. */
+  async sync(): Promise<void> {
+    this.flush();
+    await this.device.queue.onSubmittedWorkDone();
+    await this.raiseCompileErrors();
+    this.raisePending();
+  }
+
+  /** Starts timing every dispatch with timestamp queries (one compute pass each while on). */
+  startProfiling(): void {
+    if (!this.features.has('timestamp-query')) throw new GpuError('profiling needs the timestamp-query feature, which this adapter lacks');
+    this.flush();
+    this.profiler = new Profiler(this.device);
+  }
+
+  /** Stops profiling and returns the time per label, slowest first. */
+  async stopProfiling(): Promise<ProfileEntry[]> {
+    const profiler = this.profiler;
+    if (!profiler) throw new GpuError('stopProfiling: profiling was not started');
+    this.flush();
+    this.profiler = null;
+    return profiler.collect();
+  }
+
+  destroy(): void {
+    this.flush();
+    this.pool.trim();
+    this.device.destroy();
+  }
+
+  private commandEncoder(): GPUCommandEncoder {
+    this.encoder ??= this.device.createCommandEncoder({ label: 'step' });
+    return this.encoder;
+  }
+
+  private openPass(): GPUComputePassEncoder {
+    this.pass ??= this.commandEncoder().beginComputePass();
+    return this.pass;
+  }
+
+  private profiledPass(label: string): GPUComputePassEncoder {
+    this.closePass();
+    return this.commandEncoder().beginComputePass({ timestampWrites: this.profiler!.next(label, this.commandEncoder()) });
+  }
+
+  private closePass(): void {
+    this.pass?.end();
+    this.pass = null;
+  }
+
+  private raisePending(): void {
+    if (this.error) {
+      const msg = this.error;
+      this.error = null;
+      throw new GpuError(`WebGPU error (recent dispatches: ${this.lastLabels.join(' | ') || 'none'}): ${msg}`);
+    }
+  }
+
+  private async raiseCompileErrors(): Promise<void> {
+    for (const k of this.pipelines.all()) {
+      const msg = await k.compiled;
+      if (msg) throw new GpuError(msg);
+    }
+  }
+}
+
+/** Workgroup counts covering `n` items at `perGroup` items per workgroup, folded into 2-D when
+ *  needed. Shaders recover the flat workgroup index as `wid.x + wid.y * nwg.x`. */
+export function grid(n: number, perGroup: number, maxPerDim = 65535): [number, number] {
+  const groups = Math.ceil(n / perGroup);
+  if (groups <= maxPerDim) return [groups, 1];
+  const y = Math.ceil(groups / maxPerDim);
+  return [Math.ceil(groups / y), y];
+}
+
+let current: Gpu | null = null;
+
+/** Opens the device (once per process) and returns the Gpu. `select` picks an adapter. */
+export async function initGpu(select?: string): Promise<Gpu> {
+  if (current) return current;
+  const { device, adapter } = await openDevice(select);
+  current = new Gpu(device, adapter);
+  return current;
+}
+
+/** The Gpu opened by initGpu(). */
+export function getGpu(): Gpu {
+  if (!current) throw new GpuError('the GPU is not initialised: await initGpu() first');
+  return current;
+}

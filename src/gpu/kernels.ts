@@ -1,0 +1,110 @@
+// Shader loading and the pipeline cache.
+//
+// A kernel is one entry point of one `.wgsl` file in shaders/, plus
+//  - `constants`: WGSL `override` values (tile sizes, workgroup size) fixed at pipeline creation;
+//  - `defines`: `{{NAME}}` text substitutions, for generated code such as the elementwise table's
+//    expressions.
+// Binding convention: @group(0) @binding(0) is the op's uniform `Params` struct; bindings 1..n are
+// storage buffers in the order the op passes them, each declared 'read' (read-only) or 'write'
+// (read_write). The bind group layout is explicit, so an entry point may leave some unused.
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const SHADER_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'shaders');
+
+export type Access = 'read' | 'write';
+
+export interface KernelSpec {
+  /** shader file stem in shaders/, e.g. 'conv2d' */
+  shader: string;
+  /** entry point in that file */
+  entry: string;
+  /** access of storage bindings 1..n */
+  bindings: readonly Access[];
+  constants?: Record<string, number>;
+  defines?: Record<string, string>;
+}
+
+export interface Kernel {
+  readonly spec: KernelSpec;
+  readonly label: string;
+  readonly pipeline: GPUComputePipeline;
+  readonly layout: GPUBindGroupLayout;
+  /** compile errors are collected asynchronously; Gpu.sync() raises them */
+  readonly compiled: Promise<string | null>;
+}
+
+const sourceCache = new Map<string, string>();
+
+export function shaderSource(shader: string, defines?: Record<string, string>): string {
+  let src = sourceCache.get(shader);
+  if (src === undefined) {
+    src = readFileSync(join(SHADER_DIR, `${shader}.wgsl`), 'utf8');
+    sourceCache.set(shader, src);
+  }
+  if (defines) {
+    for (const [k, v] of Object.entries(defines)) src = src.split(`{{${k}}}`).join(v);
+  }
+  const missing = /\{\{(\w+)\}\}/.exec(src);
+  if (missing) throw new Error(`shader ${shader}.wgsl: no value given for {{${missing[1]}}}`);
+  return src;
+}
+
+export function kernelKey(spec: KernelSpec): string {
+  return JSON.stringify([spec.shader, spec.entry, spec.bindings, spec.constants ?? {}, spec.defines ?? {}]);
+}
+
+export class PipelineCache {
+  private kernels = new Map<string, Kernel>();
+  private modules = new Map<string, GPUShaderModule>();
+
+  constructor(private readonly device: GPUDevice) {}
+
+  get size(): number {
+    return this.kernels.size;
+  }
+
+  get(spec: KernelSpec): Kernel {
+    const key = kernelKey(spec);
+    let kernel = this.kernels.get(key);
+    if (kernel) return kernel;
+    const label = `${spec.shader}.${spec.entry}`;
+    const code = shaderSource(spec.shader, spec.defines);
+    let module = this.modules.get(code);
+    if (!module) {
+      module = this.device.createShaderModule({ code, label: `${spec.shader}.wgsl` });
+      this.modules.set(code, module);
+    }
+    const entries: GPUBindGroupLayoutEntry[] = [
+      { binding: 0, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'uniform' } },
+      ...spec.bindings.map((access, i) => ({
+        binding: i + 1,
+        visibility: GPUShaderStage.COMPUTE,
+        buffer: { type: access === 'read' ? 'read-only-storage' : 'storage' } as GPUBufferBindingLayout,
+      })),
+    ];
+    this.device.pushErrorScope('validation');
+    const layout = this.device.createBindGroupLayout({ entries, label });
+    const pipeline = this.device.createComputePipeline({
+      label,
+      layout: this.device.createPipelineLayout({ bindGroupLayouts: [layout], label }),
+      compute: { module, entryPoint: spec.entry, constants: spec.constants },
+    });
+    const compiled = this.device.popErrorScope().then(async (err) => {
+      if (!err) return null;
+      const info = await module.getCompilationInfo();
+      const lines = info.messages
+        .filter((m) => m.type === 'error')
+        .map((m) => `${spec.shader}.wgsl:${m.lineNum}:${m.linePos}: ${m.message}`);
+      return `kernel ${label} failed to compile: ${lines.length ? lines.join('; ') : err.message.split('\n')[0]}`;
+    });
+    kernel = { spec, label, pipeline, layout, compiled };
+    this.kernels.set(key, kernel);
+    return kernel;
+  }
+
+  all(): Kernel[] {
+    return [...this.kernels.values()];
+  }
+}

@@ -1,0 +1,3 @@
+export { isGradEnabled, keep, noGrad, OpError, recordOp, setPoison, shapeSize, shapeStr, tidy, Tensor, type Shape } from './tensor.ts';
+export { type GradNode } from './autograd.ts';
+export { Rng } from './random.ts';

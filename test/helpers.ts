@@ -1,0 +1,96 @@
+// Shared test utilities: GPU set-up with output poisoning, seeded random inputs, relative error,
+// and gradient checking of a GPU op against central finite differences of a float64 reference.
+import { beforeAll } from 'vitest';
+import { initGpu } from '../src/gpu/index.ts';
+import { Rng, setPoison, Tensor, tidy } from '../src/tensor/index.ts';
+
+/** Opens the GPU once per test file and poisons every new uninitialised tensor with NaN. */
+export function useGpu(): void {
+  beforeAll(async () => {
+    await initGpu();
+    setPoison(true);
+  });
+}
+
+export function shapeSize(shape: readonly number[]): number {
+  return shape.reduce((a, b) => a * b, 1);
+}
+
+/** Uniform(-1, 1) values, never all zeros, in float64. */
+export function randomArray(shape: readonly number[], rng: Rng, lo = -1, hi = 1): Float64Array {
+  const a = new Float64Array(shapeSize(shape));
+  for (let i = 0; i < a.length; i++) a[i] = rng.uniform(lo, hi);
+  return a;
+}
+
+export function toGpu(a: Float64Array | Float32Array, shape: readonly number[], requiresGrad = false): Tensor {
+  const t = Tensor.from(Float32Array.from(a), shape);
+  t.requiresGrad = requiresGrad;
+  return t;
+}
+
+/** max |a - b| / max |b|: Infinity when anything is NaN or the lengths differ. */
+export function relError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
+  if (actual.length !== expected.length) return Infinity;
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < actual.length; i++) {
+    const d = Math.abs(actual[i] - expected[i]);
+    if (!Number.isFinite(actual[i]) || Number.isNaN(d)) return Infinity;
+    num = Math.max(num, d);
+    den = Math.max(den, Math.abs(expected[i]));
+  }
+  return num / Math.max(den, 1e-12);
+}
+
+/**
+ * Central finite differences of L(inputs) = sum(f(inputs) * dy) in float64: the gradient of every
+ * input, which the GPU backward with incoming gradient dy must reproduce.
+ */
+export function numericGrads(
+  f: (inputs: Float64Array[]) => Float64Array,
+  inputs: Float64Array[],
+  dy: Float64Array,
+  which: readonly number[] = inputs.map((_, i) => i),
+  h = 1e-6,
+): Float64Array[] {
+  const loss = (xs: Float64Array[]) => {
+    const y = f(xs);
+    let s = 0;
+    for (let i = 0; i < y.length; i++) s += y[i] * dy[i];
+    return s;
+  };
+  return which.map((k) => {
+    const g = new Float64Array(inputs[k].length);
+    for (let i = 0; i < g.length; i++) {
+      const orig = inputs[k][i];
+      inputs[k][i] = orig + h;
+      const up = loss(inputs);
+      inputs[k][i] = orig - h;
+      const down = loss(inputs);
+      inputs[k][i] = orig;
+      g[i] = (up - down) / (2 * h);
+    }
+    return g;
+  });
+}
+
+/**
+ * Runs `op` on the GPU with the given inputs (all requiring grad), backpropagates dy, and returns
+ * the output and each input's gradient as float32 arrays.
+ */
+export async function runWithGrads(
+  op: (ts: Tensor[]) => Tensor,
+  inputs: { data: Float64Array; shape: readonly number[]; grad?: boolean }[],
+  dy: Float64Array,
+): Promise<{ out: Float32Array; grads: (Float32Array | null)[] }> {
+  return tidy(async () => {
+    const ts = inputs.map((x) => toGpu(x.data, x.shape, x.grad !== false));
+    const y = op(ts);
+    y.backward(toGpu(dy, y.shape));
+    const out = await y.toArray();
+    const grads = await Promise.all(ts.map((t) => (t.grad ? t.grad.toArray() : null)));
+    for (const t of ts) t.grad?.release();
+    return { out, grads };
+  });
+}

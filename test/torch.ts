@@ -1,0 +1,55 @@
+// Drives tools/torch_ref.py: PyTorch (Debian's python3-torch) as the reference no one here wrote.
+// Batch many cases into one call: importing torch takes a second or two.
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export interface TorchInput {
+  shape: readonly number[];
+  data: ArrayLike<number>;
+  /** compute this input's gradient */
+  grad?: boolean;
+  /** pass as an int64 tensor (class labels) */
+  int?: boolean;
+}
+
+export interface TorchCase {
+  inputs: Record<string, TorchInput>;
+  /** a Python expression over torch, F, nn and the inputs */
+  expr: string;
+  /** statements run before expr, in the same scope */
+  prelude?: string;
+  /** gradient of the output: runs backward */
+  dy?: ArrayLike<number>;
+  /** names from the scope to return after evaluation (e.g. running stats) */
+  outputs?: string[];
+  dtype?: 'float64' | 'float32';
+}
+
+export interface TorchResult {
+  out: number[];
+  shape: number[];
+  grads?: Record<string, number[]>;
+  extra: Record<string, number[]>;
+}
+
+export const PYTHON = '/usr/bin/python3';
+
+export function torchRun(cases: TorchCase[]): TorchResult[] {
+  const dir = mkdtempSync(join(tmpdir(), 'gpunet-torch-'));
+  try {
+    const payload = cases.map((c) => ({
+      ...c,
+      inputs: Object.fromEntries(Object.entries(c.inputs).map(([k, v]) => [k, { ...v, data: Array.from(v.data) }])),
+      dy: c.dy ? Array.from(c.dy) : undefined,
+    }));
+    writeFileSync(join(dir, 'in.json'), JSON.stringify(payload));
+    execFileSync(PYTHON, [join(import.meta.dirname, '..', 'tools', 'torch_ref.py'), join(dir, 'in.json'), join(dir, 'out.json')], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    return JSON.parse(readFileSync(join(dir, 'out.json'), 'utf8')) as TorchResult[];
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
