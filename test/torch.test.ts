@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { elementwise } from '../src/ops/index.ts';
 import { Rng } from '../src/tensor/index.ts';
 import { randomArray, relError, runWithGrads, useGpu } from './helpers.ts';
-import { torchRun } from './torch.ts';
+import { type TorchInput, torchRun } from './torch.ts';
 
 useGpu();
 
@@ -20,11 +20,11 @@ describe('elementwise ops match PyTorch', () => {
       { name: 'mul', n: 2, expr: 'a * b' },
     ] as const;
     const ref = torchRun(
-      rows.map((r) => ({
-        inputs: r.n === 1 ? { a: { shape, data: a, grad: true } } : { a: { shape, data: a, grad: true }, b: { shape, data: b, grad: true } },
-        expr: r.expr,
-        dy,
-      })),
+      rows.map((r) => {
+        const inputs: Record<string, TorchInput> = { a: { shape, data: a, grad: true } };
+        if (r.n === 2) inputs.b = { shape, data: b, grad: true };
+        return { inputs, expr: r.expr, dy };
+      }),
     );
     for (const [i, r] of rows.entries()) {
       const inputs = r.n === 1 ? [{ data: a, shape }] : [{ data: a, shape }, { data: b, shape }];

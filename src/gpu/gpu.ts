@@ -53,10 +53,14 @@ export class Gpu {
   private profiler: Profiler | null = null;
   /** dispatches submitted since creation, for tests and stats */
   dispatchCount = 0;
+  /** a software adapter (lavapipe, SwiftShader): each invocation is one SIMD lane on a CPU core,
+   *  launching a workgroup costs microseconds and barriers are dear, so kernels pick other layouts */
+  readonly isCpu: boolean;
 
   constructor(readonly device: GPUDevice, readonly adapter: AdapterSummary) {
     this.limits = device.limits;
     this.features = new Set([...device.features].map(String));
+    this.isCpu = /llvmpipe|lavapipe|swiftshader/i.test(`${adapter.name} ${adapter.vendor} ${adapter.architecture}`);
     this.pool = new BufferPool(device, device.limits.maxBufferSize);
     this.pipelines = new PipelineCache(device);
     this.params = new ArrayBuffer(PARAM_SLOT * PARAM_SLOTS);
@@ -237,9 +241,10 @@ export class Gpu {
   }
 
   private async raiseCompileErrors(): Promise<void> {
-    for (const k of this.pipelines.all()) {
-      const msg = await k.compiled;
-      if (msg) throw new GpuError(msg);
+    const failures = await this.pipelines.failures();
+    if (failures.length) {
+      this.error = null; // what followed (an invalid pipeline in the step) is a consequence
+      throw new GpuError(failures[0]);
     }
   }
 }
@@ -251,6 +256,16 @@ export function grid(n: number, perGroup: number, maxPerDim = 65535): [number, n
   if (groups <= maxPerDim) return [groups, 1];
   const y = Math.ceil(groups / maxPerDim);
   return [Math.ceil(groups / y), y];
+}
+
+/**
+ * Workgroups (1-D) for a grid-strided loop over `items` at `perGroup` items per workgroup pass:
+ * one item per invocation on a GPU; on a CPU adapter at most 64 workgroups, each looping longer.
+ */
+export function stridedWorkgroups(items: number, perGroup: number): number {
+  const gpu = getGpu();
+  const max = gpu.isCpu ? 64 : gpu.limits.maxComputeWorkgroupsPerDimension;
+  return Math.max(1, Math.min(max, Math.ceil(items / perGroup)));
 }
 
 let current: Gpu | null = null;

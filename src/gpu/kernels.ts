@@ -58,6 +58,7 @@ export function kernelKey(spec: KernelSpec): string {
 export class PipelineCache {
   private kernels = new Map<string, Kernel>();
   private modules = new Map<string, GPUShaderModule>();
+  private unchecked: Kernel[] = [];
 
   constructor(private readonly device: GPUDevice) {}
 
@@ -71,6 +72,7 @@ export class PipelineCache {
     if (kernel) return kernel;
     const label = `${spec.shader}.${spec.entry}`;
     const code = shaderSource(spec.shader, spec.defines);
+    this.device.pushErrorScope('validation');
     let module = this.modules.get(code);
     if (!module) {
       module = this.device.createShaderModule({ code, label: `${spec.shader}.wgsl` });
@@ -84,7 +86,6 @@ export class PipelineCache {
         buffer: { type: access === 'read' ? 'read-only-storage' : 'storage' } as GPUBufferBindingLayout,
       })),
     ];
-    this.device.pushErrorScope('validation');
     const layout = this.device.createBindGroupLayout({ entries, label });
     const pipeline = this.device.createComputePipeline({
       label,
@@ -93,6 +94,8 @@ export class PipelineCache {
     });
     const compiled = this.device.popErrorScope().then(async (err) => {
       if (!err) return null;
+      this.kernels.delete(key); // a later use compiles again (and fails again) rather than reusing it
+      this.modules.delete(code);
       const info = await module.getCompilationInfo();
       const lines = info.messages
         .filter((m) => m.type === 'error')
@@ -101,10 +104,19 @@ export class PipelineCache {
     });
     kernel = { spec, label, pipeline, layout, compiled };
     this.kernels.set(key, kernel);
+    this.unchecked.push(kernel);
     return kernel;
   }
 
   all(): Kernel[] {
     return [...this.kernels.values()];
+  }
+
+  /** Compile errors of the kernels created since the last call (each reported once). */
+  async failures(): Promise<string[]> {
+    const unchecked = this.unchecked;
+    this.unchecked = [];
+    const msgs = await Promise.all(unchecked.map((k) => k.compiled));
+    return msgs.filter((m): m is string => m !== null);
   }
 }

@@ -8,7 +8,7 @@ export interface ProfileEntry {
   ms: number;
 }
 
-const CAPACITY = 4096; // query pairs per set
+const CAPACITY = 2048; // query pairs per set (sets hold at most 4096 queries)
 
 export class Profiler {
   private sets: { querySet: GPUQuerySet; resolve: GPUBuffer; labels: string[]; resolved: number }[] = [];

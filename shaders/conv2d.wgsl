@@ -1,0 +1,328 @@
+// 2-D convolution (torch.nn.functional.conv2d semantics) as implicit GEMMs, no im2col buffer.
+//
+// forward:        y[n,oc,oh,ow] = b[oc] + sum_k w[oc,k] * x[n, g*Cg+c, oh*SH-PH+kh*DH, ow*SW-PW+kw*DW]
+//                 with k = (c,kh,kw) over Cg*KH*KW: GEMM rows = output channels, columns = output pixels.
+// backwardInput:  dx[n,c,ih,iw] = sum over (oc,kh,kw) of the output positions that read x[n,c,ih,iw]:
+//                 oh = (ih+PH-kh*DH)/SH when that divides exactly and lands in [0,OH), same for ow,
+//                 of dy[n,oc,oh,ow] * w[oc,c,kh,kw]. A gather (no atomics): rows = input channels,
+//                 columns = input pixels, k = (oc,kh,kw), the weight read through its transpose wT;
+//                 one dispatch per stride phase, so that only taps that exist are visited.
+// backwardWeight: dw[oc,c,kh,kw] = sum over n,oh,ow of dy[n,oc,oh,ow] * x[n,g*Cg+c, ...] : rows = output
+//                 channels, columns = (c,kh,kw), k = output pixels (one image after another).
+// backwardBias:   db[oc] = sum over n,oh,ow of dy[n,oc,oh,ow].
+//
+// The three GEMMs share one scheme, chosen for CPU adapters where every storage load is a per-lane
+// scalar loop: a workgroup is one subgroup of SG lanes. Each lane owns TM rows (operand A, read as
+// vec4 along k when rows are 4-aligned) and all lanes share TN columns (operand B, the gathered
+// im2col / col2im element). B is loaded once per subgroup: for a chunk of SG values of k, lane l
+// loads B[k0+l][j] for the TN columns and the others read it with a subgroup shuffle (or, without
+// the subgroups feature, through workgroup memory). Each lane accumulates a TM x TN register tile.
+// Geometry is runtime (one pipeline serves every convolution); integer divisions by it go through
+// divFloor, as the vector units have no integer divide.
+{{ENABLE}}
+
+struct Params {
+  N: u32, C: u32, H: u32, W: u32,      // input  x: [N,C,H,W]
+  OC: u32, OH: u32, OW: u32,           // output y: [N,OC,OH,OW]
+  Cg: u32, OCg: u32,                   // channels per group (in, out)
+  KH: u32, KW: u32,                    // kernel w: [OC,Cg,KH,KW]
+  SH: u32, SW: u32,                    // stride
+  PH: u32, PW: u32,                    // zero padding
+  DH: u32, DW: u32,                    // dilation
+  hasBias: u32,
+  // backwardInput and transposeWeight work on one phase at a time (see backwardInput):
+  ihs: u32, iws: u32,                  // first input row, column of the phase
+  Hr: u32, Wr: u32,                    // its rows, columns (every SH-th, SW-th)
+  qh0: u32, qw0: u32,                  // (ihs + PH) / SH, (iws + PW) / SW
+  kh0: u32, kw0: u32,                  // first tap row, column reaching the phase
+  khStep: u32, kwStep: u32,            // and the step to the next one
+  nkh: u32, nkw: u32,                  // how many
+  ah0: u32, aw0: u32,                  // (kh0 * DH - rh) / SH, (kw0 * DW - rw) / SW
+  ahStep: u32, awStep: u32,            // khStep * DH / SH, kwStep * DW / SW
+  wTOffset: u32,                       // where the phase's block of wT starts
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;           // operand B source (x or dy)
+@group(0) @binding(3) var<storage, read> a: array<{{A_ELEM}}>;   // operand A (rows private to lanes)
+@group(0) @binding(4) var<storage, read> bias: array<f32>;
+
+override SG: u32 = 8u;   // lanes per workgroup = subgroup size = k per shared chunk
+override TM: u32 = 2u;   // rows per lane
+override TN: u32 = 12u;  // columns per workgroup (and per lane)
+const MAXM = 8u;   // bounds of TM and TN (register arrays need constant sizes)
+const MAXN = 16u;
+
+var<private> acc: array<array<f32, MAXN>, MAXM>;  // the lane's TM x TN tile
+var<private> aRow: array<u32, MAXM>;              // element index of k = 0 in each of the lane's A rows
+var<private> bLane: array<f32, MAXN>;             // B[k0 + lane][j] for the TN columns
+var<workgroup> bShared: array<f32, SG * MAXN>;   // B chunk when subgroups are unavailable
+
+// floor(n / d) given inv = 1.0 / f32(d): exact for n < 2^22 (the op checks its sizes), as
+// (n + 0.5) / d is at least 0.5 / d away from an integer and two roundings move it by less.
+fn divFloor(n: u32, inv: f32) -> u32 {
+  return u32((f32(n) + 0.5) * inv);
+}
+
+// Four consecutive A elements of one row from element e (e % 4 == 0 on the vec4 path).
+fn loadA4(e: u32) -> vec4f {
+  return {{LOAD_A4}};
+}
+
+// Without subgroups: every lane's B values go through workgroup memory.
+fn publishB(lane: u32) {
+  for (var j = 0u; j < TN; j++) { bShared[lane * MAXN + j] = bLane[j]; }
+  workgroupBarrier();
+}
+
+// acc += A[rows, k0 .. k0+SG) * B[k0 .. k0+SG, columns]; kEnd masks the tail of a row.
+fn accumulateChunk(lane: u32, k0: u32, kEnd: u32) {
+  {{PUBLISH_B}}
+  for (var q = 0u; q < SG; q += 4u) {
+    // A elements at or past kEnd belong to the next row or to nothing: zero them so they cannot
+    // add NaN * 0 (their B values are zero already).
+    let live = (vec4u(k0 + q) + vec4u(0u, 1u, 2u, 3u)) < vec4u(kEnd);
+    var a4: array<vec4f, MAXM>;
+    for (var i = 0u; i < TM; i++) { a4[i] = select(vec4f(0.0), loadA4(aRow[i] + k0 + q), live); }
+    for (var r = 0u; r < 4u; r++) {
+      let s = q + r;
+      for (var j = 0u; j < TN; j++) {
+        let bv = {{READ_B}};
+        for (var i = 0u; i < TM; i++) { acc[i][j] = fma(a4[i][r], bv, acc[i][j]); }
+      }
+    }
+  }
+  {{DONE_B}}
+}
+
+// The first column of the workgroup's tile, from the dispatch (x, y: tiles along the columns,
+// folded as by grid(); z: row tile + group * rowTiles).
+fn colTile(wid: vec3u, nwg: vec3u) -> u32 { return (wid.x + wid.y * nwg.x) * TN; }
+
+// The (channel, tap row, tap column) of a flat k over channels x taps, taps = rows x cols.
+struct Tap { ch: u32, th: u32, tw: u32 }
+
+fn tapOf(k: u32, taps: u32, cols: u32, invTaps: f32, invCols: f32) -> Tap {
+  let ch = divFloor(k, invTaps);
+  let t = k - ch * taps;
+  let th = divFloor(t, invCols);
+  return Tap(ch, th, t - th * cols);
+}
+
+// y: [N,OC,OH,OW] = conv(x: [N,C,H,W], w: [OC,Cg,KH,KW]) + bias: [OC]; A = w, B = x
+@compute @workgroup_size(SG)
+fn forward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lane: u32) {
+  let rowTiles = (p.OCg + SG * TM - 1u) / (SG * TM);
+  let g = wid.z / rowTiles;
+  let row0 = (wid.z - g * rowTiles) * SG * TM + lane * TM;  // first output channel of the lane, in group
+  let OHW = p.OH * p.OW;
+  let P = p.N * OHW;
+  let HW = p.H * p.W;
+  let K = p.Cg * p.KH * p.KW;
+  let invKK = 1.0 / f32(p.KH * p.KW);
+  let invKW = 1.0 / f32(p.KW);
+  let pix0 = colTile(wid, nwg);
+  // per column (output pixel): where its receptive field starts
+  var xBase: array<u32, MAXN>;
+  var ih0: array<i32, MAXN>;
+  var iw0: array<i32, MAXN>;
+  var live: array<bool, MAXN>;
+  for (var j = 0u; j < TN; j++) {
+    let pix = pix0 + j;
+    let n = pix / OHW;
+    let oh = (pix - n * OHW) / p.OW;
+    let ow = pix - n * OHW - oh * p.OW;
+    live[j] = pix < P;
+    xBase[j] = (n * p.C + g * p.Cg) * HW;
+    ih0[j] = i32(oh * p.SH) - i32(p.PH);
+    iw0[j] = i32(ow * p.SW) - i32(p.PW);
+  }
+  for (var i = 0u; i < TM; i++) { aRow[i] = (g * p.OCg + min(row0 + i, p.OCg - 1u)) * K; }
+  for (var k0 = 0u; k0 < K; k0 += SG) {
+    let k = k0 + lane;
+    let tap = tapOf(k, p.KH * p.KW, p.KW, invKK, invKW);
+    let dh = i32(tap.th * p.DH);
+    let dw = i32(tap.tw * p.DW);
+    let xc = tap.ch * HW;
+    for (var j = 0u; j < TN; j++) {
+      let ih = ih0[j] + dh;
+      let iw = iw0[j] + dw;
+      let ok = live[j] && k < K && u32(ih) < p.H && u32(iw) < p.W;
+      bLane[j] = select(0.0, b[select(0u, xBase[j] + xc + u32(ih) * p.W + u32(iw), ok)], ok);
+    }
+    accumulateChunk(lane, k0, K);
+  }
+  for (var i = 0u; i < TM; i++) {
+    if (row0 + i >= p.OCg) { break; }
+    let oc = g * p.OCg + row0 + i;
+    let bv = select(0.0, bias[oc], p.hasBias != 0u);
+    for (var j = 0u; j < TN; j++) {
+      let pix = pix0 + j;
+      if (pix < P) {
+        let n = pix / OHW;
+        out[(n * p.OC + oc) * OHW + pix - n * OHW] = acc[i][j] + bv;
+      }
+    }
+  }
+}
+
+// dx: [N,C,H,W] from dy: [N,OC,OH,OW] and wT (w transposed, in phase blocks); A = wT, B = dy
+// gathered at the output positions each input pixel contributed to.
+// Output row oh reads input row ih through tap kh when oh*SH + kh*DH = ih + PH. Writing
+// ih + PH = qh*SH + rh and kh*DH = ah*SH + bh, that holds iff bh == rh and oh = qh - ah. So the
+// input pixels split into SH*SW phases (rh, rw), each reached by its own subset of the taps,
+// kh = kh0 + th*khStep (th < nkh): one dispatch per phase does only the products that exist
+// (a quarter of them at stride 2), and finding oh costs one subtraction.
+@compute @workgroup_size(SG)
+fn backwardInput(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lane: u32) {
+  let rowTiles = (p.Cg + SG * TM - 1u) / (SG * TM);
+  let g = wid.z / rowTiles;
+  let row0 = (wid.z - g * rowTiles) * SG * TM + lane * TM;  // first input channel of the lane, in group
+  let HrWr = p.Hr * p.Wr;
+  let P = p.N * HrWr;  // pixels of this phase
+  let OHW = p.OH * p.OW;
+  let taps = p.nkh * p.nkw;
+  let K = p.OCg * taps;
+  let invTaps = 1.0 / f32(taps);
+  let invNkw = 1.0 / f32(p.nkw);
+  let pix0 = colTile(wid, nwg);
+  var dyBase: array<u32, MAXN>;
+  var qh: array<i32, MAXN>;
+  var qw: array<i32, MAXN>;
+  var live: array<bool, MAXN>;
+  for (var j = 0u; j < TN; j++) {
+    let pix = pix0 + j;
+    let n = pix / HrWr;
+    let m = (pix - n * HrWr) / p.Wr;
+    live[j] = pix < P;
+    dyBase[j] = (n * p.OC + g * p.OCg) * OHW;
+    qh[j] = i32(p.qh0 + m);
+    qw[j] = i32(p.qw0 + pix - n * HrWr - m * p.Wr);
+  }
+  for (var i = 0u; i < TM; i++) { aRow[i] = p.wTOffset + (g * p.Cg + min(row0 + i, p.Cg - 1u)) * K; }
+  for (var k0 = 0u; k0 < K; k0 += SG) {
+    let k = k0 + lane;
+    let tap = tapOf(k, taps, p.nkw, invTaps, invNkw);
+    let ah = i32(p.ah0 + tap.th * p.ahStep);
+    let aw = i32(p.aw0 + tap.tw * p.awStep);
+    let dyc = tap.ch * OHW;
+    for (var j = 0u; j < TN; j++) {
+      let oh = u32(qh[j] - ah);
+      let ow = u32(qw[j] - aw);
+      let ok = live[j] && k < K && oh < p.OH && ow < p.OW;
+      bLane[j] = select(0.0, b[select(0u, dyBase[j] + dyc + oh * p.OW + ow, ok)], ok);
+    }
+    accumulateChunk(lane, k0, K);
+  }
+  for (var i = 0u; i < TM; i++) {
+    if (row0 + i >= p.Cg) { break; }
+    let c = g * p.Cg + row0 + i;
+    for (var j = 0u; j < TN; j++) {
+      let pix = pix0 + j;
+      if (pix < P) {
+        let n = pix / HrWr;
+        let m = (pix - n * HrWr) / p.Wr;
+        let ih = p.ihs + m * p.SH;
+        let iw = p.iws + (pix - n * HrWr - m * p.Wr) * p.SW;
+        out[((n * p.C + c) * p.H + ih) * p.W + iw] = acc[i][j];
+      }
+    }
+  }
+}
+
+// dw: [OC,Cg,KH,KW] from dy: [N,OC,OH,OW] and x: [N,C,H,W]; A = dy (one image at a time), B = x taps
+@compute @workgroup_size(SG)
+fn backwardWeight(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lane: u32) {
+  let rowTiles = (p.OCg + SG * TM - 1u) / (SG * TM);
+  let g = wid.z / rowTiles;
+  let row0 = (wid.z - g * rowTiles) * SG * TM + lane * TM;  // first output channel of the lane, in group
+  let HW = p.H * p.W;
+  let OHW = p.OH * p.OW;
+  let KK = p.KH * p.KW;
+  let cols = p.Cg * KK;
+  let col0 = colTile(wid, nwg);
+  var xOff: array<u32, MAXN>;  // per column (c,kh,kw): channel offset and tap offsets
+  var khOff: array<i32, MAXN>;
+  var kwOff: array<i32, MAXN>;
+  var live: array<bool, MAXN>;
+  let invKK = 1.0 / f32(KK);
+  let invKW = 1.0 / f32(p.KW);
+  for (var j = 0u; j < TN; j++) {
+    // per workgroup, but the reduction over pixels can be short (7x7 maps)
+    let col = col0 + j;
+    let tap = tapOf(col, KK, p.KW, invKK, invKW);
+    live[j] = col < cols;
+    xOff[j] = (g * p.Cg + tap.ch) * HW;
+    khOff[j] = i32(tap.th * p.DH) - i32(p.PH);
+    kwOff[j] = i32(tap.tw * p.DW) - i32(p.PW);
+  }
+  let invOW = 1.0 / f32(p.OW);
+  for (var n = 0u; n < p.N; n++) {
+    for (var i = 0u; i < TM; i++) { aRow[i] = (n * p.OC + g * p.OCg + min(row0 + i, p.OCg - 1u)) * OHW; }
+    let xn = n * p.C * HW;
+    for (var k0 = 0u; k0 < OHW; k0 += SG) {
+      let pix = k0 + lane;  // the lane's output pixel
+      let oh = divFloor(pix, invOW);
+      let ow = pix - oh * p.OW;
+      let ih0 = i32(oh * p.SH);
+      let iw0 = i32(ow * p.SW);
+      for (var j = 0u; j < TN; j++) {
+        let ih = ih0 + khOff[j];
+        let iw = iw0 + kwOff[j];
+        let ok = live[j] && pix < OHW && u32(ih) < p.H && u32(iw) < p.W;
+        bLane[j] = select(0.0, b[select(0u, xn + xOff[j] + u32(ih) * p.W + u32(iw), ok)], ok);
+      }
+      accumulateChunk(lane, k0, OHW);
+    }
+  }
+  for (var i = 0u; i < TM; i++) {
+    if (row0 + i >= p.OCg) { break; }
+    let oc = g * p.OCg + row0 + i;
+    for (var j = 0u; j < TN; j++) {
+      if (live[j]) { out[oc * cols + col0 + j] = acc[i][j]; }
+    }
+  }
+}
+
+// db: [OC] = sum of dy: [N,OC,OH,OW] over N, OH, OW; one workgroup per channel, tree reduction
+override BIAS_WG: u32 = 64u;
+var<workgroup> partial: array<f32, BIAS_WG>;
+
+@compute @workgroup_size(BIAS_WG)
+fn backwardBias(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let oc = wid.x;
+  let OHW = p.OH * p.OW;
+  var s = 0.0;
+  for (var n = 0u; n < p.N; n++) {
+    let base = (n * p.OC + oc) * OHW;
+    for (var i = lid; i < OHW; i += BIAS_WG) { s += b[base + i]; }
+  }
+  partial[lid] = s;
+  workgroupBarrier();
+  for (var half = BIAS_WG / 2u; half > 0u; half /= 2u) {
+    if (lid < half) { partial[lid] += partial[lid + half]; }
+    workgroupBarrier();
+  }
+  if (lid == 0u) { out[oc] = partial[0]; }
+}
+
+// One phase block of wT: [C, OCg, nkh, nkw] at wTOffset, from w: [OC,Cg,KH,KW] with the channels
+// in and out swapped within each group and only the taps that reach the phase, so that
+// backwardInput reads its rows contiguously along k = (oc, th, tw). One invocation per (c, oc)
+// pair copies its taps (x: output channel in the group, y: global input channel).
+@compute @workgroup_size(64)
+fn transposeWeight(@builtin(global_invocation_id) gid: vec3u) {
+  let ocl = gid.x;
+  let c = gid.y;
+  if (ocl >= p.OCg) { return; }
+  let g = c / p.Cg;
+  let src = ((g * p.OCg + ocl) * p.Cg + c - g * p.Cg) * p.KH * p.KW;
+  let dst = p.wTOffset + (c * p.OCg + ocl) * p.nkh * p.nkw;
+  for (var th = 0u; th < p.nkh; th++) {
+    let kh = p.kh0 + th * p.khStep;
+    for (var tw = 0u; tw < p.nkw; tw++) {
+      out[dst + th * p.nkw + tw] = b[src + kh * p.KW + p.kw0 + tw * p.kwStep];
+    }
+  }
+}

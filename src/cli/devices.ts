@@ -1,0 +1,33 @@
+import { listAdapters, NoAdapterError } from '../gpu/index.ts';
+import type { Command } from './main.ts';
+
+export const devicesCommand: Command = {
+  name: 'devices',
+  summary: 'list the WebGPU adapters (name, vendor, backend, features, key limits)',
+  usage: [
+    'usage: gpunet devices [--json]',
+    '',
+    'Lists the adapters WebGPU offers. Pick one for any command with --device INDEX|NAME.',
+  ].join('\n'),
+  async run(args) {
+    const adapters = await listAdapters();
+    if (adapters.length === 0) throw new NoAdapterError();
+    if (args.includes('--json')) {
+      console.log(JSON.stringify(adapters, null, 2));
+      return 0;
+    }
+    for (const a of adapters) {
+      console.log(`${a.index}: ${a.name}`);
+      console.log(`   vendor ${a.vendor}${a.architecture ? ` (${a.architecture})` : ''}, backend ${a.backend}, ${a.type} adapter`);
+      console.log(`   features: ${a.features.join(', ')}`);
+      const mib = (b: number) => `${(b / 2 ** 20).toFixed(0)} MiB`;
+      const l = a.limits;
+      console.log(
+        `   limits: storage binding ${mib(l.maxStorageBufferBindingSize)}, buffer ${mib(l.maxBufferSize)}, ` +
+          `workgroup storage ${l.maxComputeWorkgroupStorageSize} B, invocations/workgroup ${l.maxComputeInvocationsPerWorkgroup}, ` +
+          `workgroups/dimension ${l.maxComputeWorkgroupsPerDimension}`,
+      );
+    }
+    return 0;
+  },
+};

@@ -1,0 +1,67 @@
+// gpunet's command line: `gpunet <command> [options]`. Every command has --help. Errors users can
+// fix (bad input, no adapter) print one line and exit non-zero, never a stack trace.
+import { NoAdapterError } from '../gpu/index.ts';
+import { OpError } from '../tensor/index.ts';
+import { demoCommand } from './demo.ts';
+import { devicesCommand } from './devices.ts';
+
+export interface Command {
+  name: string;
+  summary: string;
+  usage: string;
+  run(args: string[]): Promise<number>;
+}
+
+/** An error the user can fix: printed as one line with exit code `code`. */
+export class UsageError extends Error {
+  constructor(message: string, readonly code = 1) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+const commands: Command[] = [devicesCommand, demoCommand];
+
+function help(): string {
+  const width = Math.max(...commands.map((c) => c.name.length));
+  return [
+    'usage: gpunet <command> [options]',
+    '',
+    'A GPU compute engine on WebGPU and the image-classifier tool built on it.',
+    '',
+    'commands:',
+    ...commands.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
+    '',
+    'Run `gpunet <command> --help` for a command\'s options.',
+  ].join('\n');
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    console.log(help());
+    return name ? 0 : 1;
+  }
+  const cmd = commands.find((c) => c.name === name);
+  if (!cmd) {
+    console.error(`gpunet: unknown command '${name}' (see gpunet --help)`);
+    return 1;
+  }
+  if (rest.includes('--help') || rest.includes('-h')) {
+    console.log(cmd.usage);
+    return 0;
+  }
+  try {
+    return await cmd.run(rest);
+  } catch (e) {
+    if (e instanceof NoAdapterError) {
+      console.error(`gpunet ${name}: ${e.message}`);
+      return 2;
+    }
+    if (e instanceof UsageError || e instanceof OpError || (e as NodeJS.ErrnoException).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' || (e as NodeJS.ErrnoException).code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') {
+      console.error(`gpunet ${name}: ${(e as Error).message}`);
+      return (e as UsageError).code ?? 1;
+    }
+    throw e;
+  }
+}

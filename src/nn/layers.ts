@@ -1,0 +1,153 @@
+// The layers a ResNet and the small demo CNN are made of, each a thin Module over one op.
+// Initialisation follows torch.nn's defaults, so a fresh layer here is distributed like a fresh
+// PyTorch one (the seed makes it reproducible).
+import { batchNorm2d } from '../ops/batchnorm.ts';
+import { conv2d, type Conv2dOptions } from '../ops/conv2d.ts';
+import { dropout } from '../ops/dropout.ts';
+import { leakyRelu, relu } from '../ops/elementwise.ts';
+import { linear } from '../ops/matmul.ts';
+import { avgPool2d, globalAvgPool2d, maxPool2d, type Pool2dOptions } from '../ops/pool.ts';
+import { Rng, Tensor } from '../tensor/index.ts';
+import { Module } from './module.ts';
+
+const pair = (v: number | [number, number]): [number, number] => (typeof v === 'number' ? [v, v] : v);
+
+/** torch's default for conv and linear: kaiming_uniform(a=sqrt(5)) = U(-1/sqrt(fanIn), 1/sqrt(fanIn)),
+ *  and the same bound for the bias. */
+function defaultInit(shape: number[], fanIn: number, rng: Rng): Tensor {
+  const bound = 1 / Math.sqrt(fanIn);
+  return Tensor.uniform(shape, rng, -bound, bound);
+}
+
+export interface Conv2dConfig extends Conv2dOptions {
+  bias?: boolean;
+}
+
+export class Conv2d extends Module {
+  readonly weight: Tensor;
+  readonly bias: Tensor | null;
+  readonly opts: Conv2dOptions;
+
+  constructor(readonly inChannels: number, readonly outChannels: number, kernel: number | [number, number], cfg: Conv2dConfig, rng: Rng) {
+    super();
+    const [kh, kw] = pair(kernel);
+    const groups = cfg.groups ?? 1;
+    const fanIn = (inChannels / groups) * kh * kw;
+    this.opts = { stride: cfg.stride ?? 1, padding: cfg.padding ?? 0, dilation: cfg.dilation ?? 1, groups };
+    this.weight = this.param('weight', defaultInit([outChannels, inChannels / groups, kh, kw], fanIn, rng));
+    this.bias = cfg.bias === false ? null : this.param('bias', defaultInit([outChannels], fanIn, rng));
+  }
+
+  forward(x: Tensor): Tensor {
+    return conv2d(x, this.weight, this.bias, this.opts);
+  }
+}
+
+export class BatchNorm2d extends Module {
+  readonly weight: Tensor;
+  readonly bias: Tensor;
+  readonly runningMean: Tensor;
+  readonly runningVar: Tensor;
+
+  constructor(readonly channels: number, readonly eps = 1e-5, readonly momentum = 0.1) {
+    super();
+    this.weight = this.param('weight', Tensor.ones([channels]));
+    this.bias = this.param('bias', Tensor.zeros([channels]));
+    this.runningMean = this.buffer('running_mean', Tensor.zeros([channels]));
+    this.runningVar = this.buffer('running_var', Tensor.ones([channels]));
+  }
+
+  forward(x: Tensor): Tensor {
+    return batchNorm2d(x, this.weight, this.bias, this.runningMean, this.runningVar, {
+      training: this.training,
+      momentum: this.momentum,
+      eps: this.eps,
+    });
+  }
+}
+
+export class Linear extends Module {
+  readonly weight: Tensor;
+  readonly bias: Tensor | null;
+
+  constructor(readonly inFeatures: number, readonly outFeatures: number, rng: Rng, bias = true) {
+    super();
+    this.weight = this.param('weight', defaultInit([outFeatures, inFeatures], inFeatures, rng));
+    this.bias = bias ? this.param('bias', defaultInit([outFeatures], inFeatures, rng)) : null;
+  }
+
+  forward(x: Tensor): Tensor {
+    return linear(x, this.weight, this.bias);
+  }
+}
+
+export class ReLU extends Module {
+  forward(x: Tensor): Tensor {
+    return relu(x);
+  }
+}
+
+export class LeakyReLU extends Module {
+  constructor(readonly slope = 0.01) {
+    super();
+  }
+  forward(x: Tensor): Tensor {
+    return leakyRelu(x, this.slope);
+  }
+}
+
+export class MaxPool2d extends Module {
+  constructor(readonly opts: Pool2dOptions) {
+    super();
+  }
+  forward(x: Tensor): Tensor {
+    return maxPool2d(x, this.opts);
+  }
+}
+
+export class AvgPool2d extends Module {
+  constructor(readonly opts: Pool2dOptions & { countIncludePad?: boolean }) {
+    super();
+  }
+  forward(x: Tensor): Tensor {
+    return avgPool2d(x, this.opts);
+  }
+}
+
+/** torch's AdaptiveAvgPool2d(1): [N,C,H,W] -> [N,C,1,1] */
+export class GlobalAvgPool2d extends Module {
+  forward(x: Tensor): Tensor {
+    return globalAvgPool2d(x);
+  }
+}
+
+/** [N, ...] -> [N, rest] */
+export class Flatten extends Module {
+  forward(x: Tensor): Tensor {
+    return x.flatten();
+  }
+}
+
+export class Dropout extends Module {
+  private calls = 0;
+  constructor(readonly p: number, readonly seed = 0) {
+    super();
+  }
+  forward(x: Tensor): Tensor {
+    return dropout(x, this.p, this.training, this.seed + this.calls++);
+  }
+}
+
+/** Children named '0', '1', ... run in order, as torch.nn.Sequential. */
+export class Sequential extends Module {
+  constructor(...layers: Module[]) {
+    super();
+    layers.forEach((m, i) => this.child(String(i), m));
+  }
+
+  forward(x: Tensor): Tensor {
+    let y = x;
+    for (const [, m] of this.children()) y = m.forward(y);
+    return y;
+  }
+}

@@ -1,0 +1,120 @@
+// A small module system in the manner of torch.nn: a Module owns named parameters (trainable
+// tensors), buffers (state such as batchnorm running statistics) and child modules, so every
+// tensor has its state-dict name (`layer1.0.conv1.weight`, `bn1.running_mean`, `fc.bias`, ...).
+import { keep, type Tensor } from '../tensor/index.ts';
+
+export abstract class Module {
+  training = true;
+  private readonly ownParams = new Map<string, Tensor>();
+  private readonly ownBuffers = new Map<string, Tensor>();
+  private readonly ownChildren = new Map<string, Module>();
+
+  abstract forward(x: Tensor): Tensor;
+
+  /** A trainable tensor, kept out of every tidy scope. */
+  protected param(name: string, t: Tensor): Tensor {
+    t.requiresGrad = true;
+    t.name = name;
+    this.ownParams.set(name, keep(t));
+    return t;
+  }
+
+  /** A non-trainable state tensor (saved and loaded with the parameters). */
+  protected buffer(name: string, t: Tensor): Tensor {
+    t.name = name;
+    this.ownBuffers.set(name, keep(t));
+    return t;
+  }
+
+  protected child<M extends Module>(name: string, m: M): M {
+    this.ownChildren.set(name, m);
+    return m;
+  }
+
+  /** Replaces a child (e.g. a new classification head), releasing the old one's tensors. */
+  replaceChild(name: string, m: Module): void {
+    const old = this.ownChildren.get(name);
+    if (!old) throw new Error(`no child module '${name}'`);
+    old.release();
+    m.train(this.training);
+    this.ownChildren.set(name, m);
+  }
+
+  getChild(name: string): Module | undefined {
+    return this.ownChildren.get(name);
+  }
+
+  children(): [string, Module][] {
+    return [...this.ownChildren];
+  }
+
+  /** Every module below this one with its dotted name ('' for this one), depth first. */
+  namedModules(prefix = ''): [string, Module][] {
+    const out: [string, Module][] = [[prefix, this]];
+    for (const [n, c] of this.ownChildren) out.push(...c.namedModules(prefix ? `${prefix}.${n}` : n));
+    return out;
+  }
+
+  namedParameters(): [string, Tensor][] {
+    return this.namedModules().flatMap(([p, m]) => [...m.ownParams].map(([n, t]): [string, Tensor] => [p ? `${p}.${n}` : n, t]));
+  }
+
+  namedBuffers(): [string, Tensor][] {
+    return this.namedModules().flatMap(([p, m]) => [...m.ownBuffers].map(([n, t]): [string, Tensor] => [p ? `${p}.${n}` : n, t]));
+  }
+
+  parameters(): Tensor[] {
+    return this.namedParameters().map(([, t]) => t);
+  }
+
+  /** Parameters and buffers by state-dict name. */
+  stateDict(): Map<string, Tensor> {
+    return new Map([...this.namedParameters(), ...this.namedBuffers()]);
+  }
+
+  train(on = true): this {
+    for (const [, m] of this.namedModules()) m.training = on;
+    return this;
+  }
+
+  eval(): this {
+    return this.train(false);
+  }
+
+  /** Sets requiresGrad on every parameter whose name starts with one of `prefixes` ('' = all). */
+  setTrainable(prefixes: string | string[], trainable: boolean): this {
+    const ps = Array.isArray(prefixes) ? prefixes : [prefixes];
+    for (const [name, t] of this.namedParameters()) {
+      if (ps.some((p) => p === '' || name === p || name.startsWith(p.endsWith('.') ? p : `${p}.`))) t.requiresGrad = trainable;
+    }
+    return this;
+  }
+
+  freeze(prefixes: string | string[] = ''): this {
+    return this.setTrainable(prefixes, false);
+  }
+
+  unfreeze(prefixes: string | string[] = ''): this {
+    return this.setTrainable(prefixes, true);
+  }
+
+  /** Parameter counts, as Keras' summary reports them. */
+  countParameters(): { total: number; trainable: number; frozen: number } {
+    let total = 0;
+    let trainable = 0;
+    for (const [, t] of this.namedParameters()) {
+      total += t.size;
+      if (t.requiresGrad) trainable += t.size;
+    }
+    return { total, trainable, frozen: total - trainable };
+  }
+
+  /** Returns every parameter, gradient and buffer to the pool. */
+  release(): void {
+    for (const [, t] of [...this.namedParameters(), ...this.namedBuffers()]) {
+      t.grad?.release();
+      t.grad = null;
+      t.release();
+    }
+  }
+}

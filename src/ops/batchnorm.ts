@@ -1,0 +1,169 @@
+// Batch normalization of [N,C,H,W] activations per channel (torch.nn.functional.batch_norm).
+// Training normalizes with the batch mean and biased variance and moves the running stats toward
+// the batch's (unbiased variance) in place; eval normalizes with the running stats. The math and
+// the kernels are described in shaders/batchnorm.wgsl: per-channel reductions (a grid of slices per
+// channel, then a per-channel merge) and one per-element affine kernel with per-channel
+// coefficients, used for y and for dx alike.
+import { getGpu, grid, type KernelSpec } from '../gpu/index.ts';
+import { OpError, recordOp, shapeStr, Tensor } from '../tensor/index.ts';
+
+export interface BatchNormOptions {
+  training: boolean;
+  /** weight of the batch statistic in the running average; 0.1 as torch */
+  momentum?: number;
+  /** added to the variance; 1e-5 as torch */
+  eps?: number;
+}
+
+// must match the bits in shaders/batchnorm.wgsl
+const TRAINING = 1;
+const HAS_GAMMA = 2;
+const HAS_BETA = 4;
+const WRITE_DGAMMA = 8;
+const WRITE_DBETA = 16;
+const TWO_INPUTS = 32;
+
+/** floats each reduction invocation runs over before writing its 16-byte partial result */
+const FLOATS_PER_LANE = 64;
+/** T elements per channel_affine invocation */
+const AFFINE_PER = 4;
+/** bound on the slices of a channel: each finalize invocation merges one partial per slice */
+const MAX_SLICES = 1024;
+
+/** How x is walked: T elements (vec4 when H*W allows), the workgroup size (smaller for small
+ *  channels, so that each lane still has work), slices of each channel, and the u32 params shared
+ *  by every kernel (Params in the shader). */
+function layout(shape: readonly number[], eps: number, momentum: number) {
+  const [N, C, H, W] = shape;
+  const lanes = (H * W) % 4 === 0 ? 4 : 1;
+  const planeVecs = (H * W) / lanes;
+  const items = N * planeVecs;
+  const perLane = FLOATS_PER_LANE / lanes;
+  const wg = Math.min(256, Math.max(64, 2 ** Math.ceil(Math.log2(items / perLane))));
+  const span = Math.max(wg * perLane, Math.ceil(items / MAX_SLICES));
+  const slices = Math.ceil(items / span);
+  const total = N * C * planeVecs;
+  const stepN = Math.floor(wg / planeVecs);
+  const defines = { T: lanes === 4 ? 'vec4<f32>' : 'f32', W: String(lanes) };
+  const spec = (entry: string, bindings: KernelSpec['bindings']): KernelSpec => ({
+    shader: 'batchnorm', entry, bindings, defines, constants: { WG: wg, PER: AFFINE_PER },
+  });
+  const params = (flags: number, withSlices = slices) => ({
+    u32: [C, planeVecs, items, span, withSlices, total, stepN, wg % planeVecs, stepN % C, flags],
+    f32: [eps, momentum],
+  });
+  return { slices, partials: [C, slices, wg, 4], spec, params, channelGroups: grid(C, 1), affineGroups: grid(total, wg * AFFINE_PER) };
+}
+
+export function batchNorm2d(
+  x: Tensor,
+  weight: Tensor | null,
+  bias: Tensor | null,
+  runningMean: Tensor,
+  runningVar: Tensor,
+  opts: BatchNormOptions,
+): Tensor {
+  const op = 'batchNorm2d';
+  if (x.ndim !== 4 || x.size === 0) throw new OpError(op, `x must be a non-empty [N,C,H,W] tensor, got ${shapeStr(x.shape)}`);
+  const [N, C, H, W] = x.shape;
+  const perChannel: [string, Tensor | null][] = [['weight', weight], ['bias', bias], ['runningMean', runningMean], ['runningVar', runningVar]];
+  for (const [name, t] of perChannel) {
+    if (t !== null && (t.ndim !== 1 || t.shape[0] !== C)) {
+      throw new OpError(op, `${name} must be [${C}] for x ${shapeStr(x.shape)}, got ${shapeStr(t.shape)}`);
+    }
+  }
+  if (opts.training && N * H * W === 1) {
+    throw new OpError(op, `training needs more than 1 value per channel, x is ${shapeStr(x.shape)}`);
+  }
+  const momentum = opts.momentum ?? 0.1;
+  const eps = opts.eps ?? 1e-5;
+  const training = opts.training;
+  const gpu = getGpu();
+  const geo = layout(x.shape, eps, momentum);
+  const label = `${op} x${shapeStr(x.shape)}`;
+  const affineFlags = (weight ? HAS_GAMMA : 0) | (bias ? HAS_BETA : 0);
+  const modeFlags = affineFlags | (training ? TRAINING : 0);
+
+  const saved = Tensor.empty([C, 2], 'batchnorm mean, invstd'); // for the backward
+  const coef = Tensor.empty([C, 4], 'batchnorm coefficients');
+  // unused read-only bindings are given x, never read
+  let partials: Tensor | null = null;
+  if (training) {
+    partials = Tensor.empty(geo.partials, 'batchnorm partial moments');
+    gpu.dispatch({
+      kernel: geo.spec('stats_partial', ['write', 'read']),
+      buffers: [partials.buffer, x.buffer],
+      ...geo.params(modeFlags),
+      workgroups: [geo.slices, C],
+      label: `${label}.stats`,
+    });
+  }
+  gpu.dispatch({
+    kernel: geo.spec('stats_finalize', ['write', 'write', 'write', 'write', 'read', 'read', 'read']),
+    buffers: [saved.buffer, coef.buffer, runningMean.buffer, runningVar.buffer, (partials ?? x).buffer, (weight ?? x).buffer, (bias ?? x).buffer],
+    ...geo.params(modeFlags),
+    workgroups: geo.channelGroups,
+    label: `${label}.finalize`,
+  });
+  partials?.release();
+  const out = Tensor.empty(x.shape);
+  gpu.dispatch({
+    kernel: geo.spec('channel_affine', ['write', 'read', 'read', 'read']),
+    buffers: [out.buffer, coef.buffer, x.buffer, x.buffer],
+    ...geo.params(modeFlags),
+    workgroups: geo.affineGroups,
+    label: `${label}.normalize`,
+  });
+  coef.release();
+
+  const y = recordOp(op, [x, weight, bias], out, (dy, needs) => {
+    const [needX, needGamma, needBeta] = needs;
+    // dgamma, dbeta and the training dx need the per-channel sums of dy and dy*xhat
+    const reduce = needGamma || needBeta || (needX && training);
+    const dgamma = needGamma ? Tensor.empty([C]) : null;
+    const dbeta = needBeta ? Tensor.empty([C]) : null;
+    const gradFlags = modeFlags | (needGamma ? WRITE_DGAMMA : 0) | (needBeta ? WRITE_DBETA : 0);
+    let gradPartials: Tensor | null = null;
+    if (reduce) {
+      gradPartials = Tensor.empty(geo.partials, 'batchnorm partial sums');
+      gpu.dispatch({
+        kernel: geo.spec('grad_partial', ['write', 'read', 'read', 'read']),
+        buffers: [gradPartials.buffer, dy.buffer, x.buffer, saved.buffer],
+        ...geo.params(gradFlags),
+        workgroups: [geo.slices, C],
+        label: `${label}.gradSums`,
+      });
+    }
+    // a gradient nobody asked for is bound to a scratch buffer, which the kernel does not write
+    // (each its own: WebGPU forbids two writable bindings of one buffer)
+    const dgammaOut = dgamma ?? Tensor.empty([1], 'batchnorm unused dgamma');
+    const dbetaOut = dbeta ?? Tensor.empty([1], 'batchnorm unused dbeta');
+    const dxCoef = Tensor.empty([C, 4], 'batchnorm dx coefficients');
+    gpu.dispatch({
+      kernel: geo.spec('grad_finalize', ['write', 'write', 'write', 'read', 'read', 'read']),
+      buffers: [dxCoef.buffer, dgammaOut.buffer, dbetaOut.buffer, (gradPartials ?? x).buffer, saved.buffer, (weight ?? x).buffer],
+      ...geo.params(gradFlags, reduce ? geo.slices : 0),
+      workgroups: geo.channelGroups,
+      label: `${label}.gradFinalize`,
+    });
+    gradPartials?.release();
+    if (!dgamma) dgammaOut.release();
+    if (!dbeta) dbetaOut.release();
+    let dx: Tensor | null = null;
+    if (needX) {
+      dx = Tensor.empty(x.shape);
+      // training: dx = a*dy + b*(x - mean) + c; eval: dx = a*dy
+      gpu.dispatch({
+        kernel: geo.spec('channel_affine', ['write', 'read', 'read', 'read']),
+        buffers: [dx.buffer, dxCoef.buffer, dy.buffer, x.buffer],
+        ...geo.params(training ? TWO_INPUTS : 0),
+        workgroups: geo.affineGroups,
+        label: `${label}.dx`,
+      });
+    }
+    dxCoef.release();
+    return [dx, dgamma, dbeta];
+  });
+  if (!y.node) saved.release(); // no backward will read it
+  return y;
+}

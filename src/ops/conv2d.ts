@@ -1,0 +1,263 @@
+// conv2d: 2-D convolution with torch.nn.functional.conv2d semantics (zero padding, stride,
+// dilation, groups), forward and backward as implicit-GEMM kernels (shaders/conv2d.wgsl).
+//
+// y = conv(x, w) + b is linear in each of x, w and b, so with dy the gradient of y:
+//   dx = the transposed convolution of dy with w (each input element gathers the output positions
+//        and taps that read it),
+//   dw = the correlation of dy with x (a reduction over the batch and output positions),
+//   db = dy summed over the batch and output positions.
+// Only the gradients the tape asks for are computed (a frozen weight costs no dw kernel).
+import { getGpu, grid, type KernelSpec } from '../gpu/index.ts';
+import { OpError, recordOp, type Shape, shapeStr, Tensor } from '../tensor/index.ts';
+
+export interface Conv2dOptions {
+  stride?: number | [number, number];
+  padding?: number | [number, number];
+  dilation?: number | [number, number];
+  groups?: number;
+}
+
+/** Everything the kernels need to know about one convolution, validated. */
+export interface Conv2dGeometry {
+  N: number; C: number; H: number; W: number;
+  OC: number; KH: number; KW: number; OH: number; OW: number;
+  stride: [number, number];
+  padding: [number, number];
+  dilation: [number, number];
+  groups: number;
+  /** input and output channels per group */
+  Cg: number;
+  OCg: number;
+}
+
+function pair(v: number | readonly number[] | undefined, dflt: number, name: string, min: number): [number, number] {
+  const p = v === undefined ? [dflt, dflt] : typeof v === 'number' ? [v, v] : [...v];
+  if (p.length !== 2 || !p.every((d) => Number.isInteger(d) && d >= min)) {
+    throw new OpError('conv2d', `${name} must be an integer >= ${min} or a pair of them, got ${JSON.stringify(v)}`);
+  }
+  return p as [number, number];
+}
+
+/** Checks shapes and options and derives the output size: OH = floor((H + 2p - d(K-1) - 1)/s) + 1. */
+export function conv2dGeometry(xShape: Shape, wShape: Shape, biasShape: Shape | null, opts: Conv2dOptions = {}): Conv2dGeometry {
+  const shapes = `x${shapeStr(xShape)} w${shapeStr(wShape)}${biasShape ? ` bias${shapeStr(biasShape)}` : ''}`;
+  if (xShape.length !== 4) throw new OpError('conv2d', `input must be [N,C,H,W], got ${shapes}`);
+  if (wShape.length !== 4) throw new OpError('conv2d', `weight must be [OC,C/groups,KH,KW], got ${shapes}`);
+  const [N, C, H, W] = xShape;
+  const [OC, Cg, KH, KW] = wShape;
+  const stride = pair(opts.stride, 1, 'stride', 1);
+  const padding = pair(opts.padding, 0, 'padding', 0);
+  const dilation = pair(opts.dilation, 1, 'dilation', 1);
+  const groups = opts.groups ?? 1;
+  if (!Number.isInteger(groups) || groups < 1) throw new OpError('conv2d', `groups must be a positive integer, got ${groups} (${shapes})`);
+  if (C % groups !== 0) throw new OpError('conv2d', `groups=${groups} does not divide the ${C} input channels of ${shapes}`);
+  if (OC % groups !== 0) throw new OpError('conv2d', `groups=${groups} does not divide the ${OC} output channels of ${shapes}`);
+  if (Cg * groups !== C) {
+    throw new OpError('conv2d', `input has ${C} channels but the weight expects ${Cg} per group x ${groups} groups = ${Cg * groups} (${shapes})`);
+  }
+  if (OC < 1 || KH < 1 || KW < 1) throw new OpError('conv2d', `empty weight ${shapes}`);
+  if (biasShape && (biasShape.length !== 1 || biasShape[0] !== OC)) throw new OpError('conv2d', `bias must be [${OC}], got ${shapes}`);
+  const OH = Math.floor((H + 2 * padding[0] - dilation[0] * (KH - 1) - 1) / stride[0]) + 1;
+  const OW = Math.floor((W + 2 * padding[1] - dilation[1] * (KW - 1) - 1) / stride[1]) + 1;
+  if (OH < 1 || OW < 1) {
+    throw new OpError('conv2d', `kernel ${KH}x${KW} (dilation ${dilation}) is larger than the padded input ${shapes} with padding ${padding}`);
+  }
+  // the kernels divide these with float arithmetic that is exact below 2^22
+  const limit = 2 ** 22 - 64;
+  if (Math.max(Cg * KH * KW, (OC / groups) * KH * KW, OH * OW, H + 2 * padding[0], W + 2 * padding[1]) > limit) {
+    throw new OpError('conv2d', `sizes of ${shapes} exceed what the kernels index exactly (2^22 taps or pixels per image)`);
+  }
+  return { N, C, H, W, OC, KH, KW, OH, OW, stride, padding, dilation, groups, Cg, OCg: OC / groups };
+}
+
+// ---- kernel launches ------------------------------------------------------------------------
+
+/** How the GEMM kernels are tiled and how lanes share the gathered operand on this adapter. */
+export interface ConvTiling {
+  /** lanes per workgroup; the subgroup size when subgroups are available */
+  SG: number;
+  /** rows (channels) per lane */
+  TM: number;
+  /** columns (pixels, or weight taps for dw) per workgroup */
+  TN: number;
+  subgroups: boolean;
+}
+
+const tilings = new WeakMap<GPUDevice, ConvTiling>();
+let forced: Partial<ConvTiling> | null = null;
+
+/** Tile sizes for the current adapter. TM=2, TN=12 was fastest on lavapipe (bench/conv2d.ts): every
+ *  storage load there is a per-lane scalar loop, so what counts is loads per multiply-add,
+ *  (TM + TN/SG) / (TM * TN) per lane, against the ~32 vector registers the tile must fit in.
+ *  Without the subgroups feature, lanes share B through workgroup memory and barriers. */
+export function conv2dTiling(): ConvTiling {
+  const gpu = getGpu();
+  let t = tilings.get(gpu.device);
+  if (!t) {
+    const sg = gpu.device.adapterInfo?.subgroupMinSize ?? 0;
+    // the shuffle scheme needs the whole workgroup in one subgroup, in chunks of 4 (vec4 loads)
+    const subgroups = gpu.features.has('subgroups') && sg >= 4 && sg <= 64 && sg % 4 === 0;
+    t = { SG: subgroups ? sg : 8, TM: 2, TN: 12, subgroups };
+    tilings.set(gpu.device, t);
+  }
+  return forced ? { ...t, ...forced } : t;
+}
+
+/** Overrides the tiling (benchmarks, and tests of the path without subgroups); null restores it. */
+export function setConv2dTiling(t: Partial<ConvTiling> | null): void {
+  const within = (v: number | undefined, hi: number) => v === undefined || (Number.isInteger(v) && v >= 1 && v <= hi);
+  if (t && !(within(t.TM, 8) && within(t.TN, 16) && within(t.SG, 64) && (t.SG ?? 4) % 4 === 0)) {
+    throw new OpError('conv2d', `tiling ${JSON.stringify(t)}: TM 1..8, TN 1..16 (the shader's register arrays), SG a multiple of 4`);
+  }
+  forced = t;
+}
+
+const GEMM_ENTRIES = new Set(['forward', 'backwardInput', 'backwardWeight']);
+
+/** A kernel of shaders/conv2d.wgsl: out, then `bindings - 1` inputs; `aVec4` reads operand A as vec4. */
+function kernel(entry: string, bindings: number, aVec4: boolean): KernelSpec {
+  const t = conv2dTiling();
+  return {
+    shader: 'conv2d',
+    entry,
+    bindings: ['write', ...Array<'read'>(bindings - 1).fill('read')],
+    constants: GEMM_ENTRIES.has(entry) ? { SG: t.SG, TM: t.TM, TN: t.TN } : {},
+    defines: {
+      ENABLE: t.subgroups ? 'enable subgroups;' : '',
+      PUBLISH_B: t.subgroups ? '' : 'publishB(lane);',
+      READ_B: t.subgroups ? 'subgroupShuffle(bLane[j], s)' : 'bShared[s * MAXN + j]',
+      DONE_B: t.subgroups ? '' : 'workgroupBarrier();',
+      A_ELEM: aVec4 ? 'vec4<f32>' : 'f32',
+      LOAD_A4: aVec4 ? 'a[e / 4u]' : 'vec4f(a[e], a[e + 1u], a[e + 2u], a[e + 3u])',
+    },
+  };
+}
+
+/** One phase of the input gradient along one axis: the input rows i with (i + pad) % stride == r,
+ *  and the kernel taps that reach them (see backwardInput in the shader). */
+interface AxisPhase {
+  first: number; count: number; q0: number;
+  k0: number; kStep: number; nk: number; a0: number; aStep: number;
+}
+
+function gcd(a: number, b: number): number {
+  return b === 0 ? a : gcd(b, a % b);
+}
+
+function axisPhases(size: number, k: number, s: number, pad: number, d: number): AxisPhase[] {
+  const kStep = s / gcd(s, d); // taps k and k + kStep land on the same phase
+  return Array.from({ length: s }, (_, r) => {
+    const first = (((r - pad) % s) + s) % s;
+    const count = first < size ? Math.ceil((size - first) / s) : 0;
+    let k0 = 0;
+    while (k0 < kStep && (k0 * d) % s !== r) k0++;
+    const nk = k0 < Math.min(kStep, k) ? Math.ceil((k - k0) / kStep) : 0;
+    return { first, count, q0: (first + pad - r) / s, k0, kStep, nk, a0: nk ? (k0 * d - r) / s : 0, aStep: (kStep * d) / s };
+  });
+}
+
+/** Kernel parameters; `phase` (rows, columns, wT offset) only for backwardInput and transposeWeight. */
+function params(geo: Conv2dGeometry, hasBias = false, phase?: [AxisPhase, AxisPhase, number]): number[] {
+  const [h, w, offset] = phase ?? [null, null, 0];
+  const axis = (a: AxisPhase | null) => (a ? [a.first, a.count, a.q0, a.k0, a.kStep, a.nk, a.a0, a.aStep] : [0, 0, 0, 0, 0, 0, 0, 0]);
+  const [hv, wv] = [axis(h), axis(w)];
+  return [
+    geo.N, geo.C, geo.H, geo.W, geo.OC, geo.OH, geo.OW, geo.Cg, geo.OCg, geo.KH, geo.KW,
+    ...geo.stride, ...geo.padding, ...geo.dilation, hasBias ? 1 : 0,
+    // interleaved rows/columns, in the order of the shader's Params
+    ...hv.flatMap((v, i) => [v, wv[i]]), offset,
+  ];
+}
+
+function describe(geo: Conv2dGeometry): string {
+  return `x[${geo.N},${geo.C},${geo.H},${geo.W}] w[${geo.OC},${geo.Cg},${geo.KH},${geo.KW}] ` +
+    `s${geo.stride.join('x')} p${geo.padding.join('x')} d${geo.dilation.join('x')} g${geo.groups}`;
+}
+
+/** Launches one of the three GEMM kernels: `rows` channels per group (TM per lane, SG lanes),
+ *  `cols` columns (TN per workgroup). */
+function launchGemm(entry: string, out: Tensor, inputs: Tensor[], aVec4: boolean, rows: number, cols: number, geo: Conv2dGeometry, u32: number[], what = ''): void {
+  const t = conv2dTiling();
+  const [gx, gy] = grid(cols, t.TN);
+  getGpu().dispatch({
+    kernel: kernel(entry, inputs.length + 1, aVec4),
+    buffers: [out.buffer, ...inputs.map((x) => x.buffer)],
+    u32,
+    workgroups: [gx, gy, Math.ceil(rows / (t.SG * t.TM)) * geo.groups],
+    label: `conv2d.${entry} ${describe(geo)}${what}`,
+  });
+}
+
+/** y: [N,OC,OH,OW] = conv(x: [N,C,H,W], w: [OC,C/groups,KH,KW]) + bias: [OC] */
+export function conv2dForward(x: Tensor, w: Tensor, bias: Tensor | null, geo: Conv2dGeometry): Tensor {
+  const y = Tensor.empty([geo.N, geo.OC, geo.OH, geo.OW]);
+  const K = geo.Cg * geo.KH * geo.KW;
+  launchGemm('forward', y, [x, w, bias ?? w], K % 4 === 0, geo.OCg, geo.N * geo.OH * geo.OW, geo, params(geo, bias !== null));
+  return y;
+}
+
+/** dx: [N,C,H,W] from dy: [N,OC,OH,OW] and w, one dispatch per stride phase (all of them, so
+ *  that pixels no tap reaches get their zeros), through w transposed in per-phase blocks. */
+export function conv2dBackwardInput(dy: Tensor, w: Tensor, geo: Conv2dGeometry): Tensor {
+  const rows = axisPhases(geo.H, geo.KH, geo.stride[0], geo.padding[0], geo.dilation[0]);
+  const cols = axisPhases(geo.W, geo.KW, geo.stride[1], geo.padding[1], geo.dilation[1]);
+  const phases: [AxisPhase, AxisPhase, number][] = [];
+  let offset = 0;
+  for (const h of rows) {
+    for (const v of cols) {
+      if (h.count * v.count === 0) continue; // no input pixels (input smaller than the stride)
+      phases.push([h, v, offset]);
+      offset += geo.C * geo.OCg * h.nk * v.nk;
+    }
+  }
+  const wT = Tensor.empty([offset]);
+  for (const phase of phases) {
+    if (phase[0].nk * phase[1].nk === 0) continue;
+    getGpu().dispatch({
+      kernel: kernel('transposeWeight', 2, false),
+      buffers: [wT.buffer, w.buffer],
+      u32: params(geo, false, phase),
+      workgroups: [Math.ceil(geo.OCg / 64), geo.C],
+      label: `conv2d.transposeWeight ${describe(geo)} phase ${phase[0].first},${phase[1].first}`,
+    });
+  }
+  const dx = Tensor.empty([geo.N, geo.C, geo.H, geo.W]);
+  for (const phase of phases) {
+    const [h, v, off] = phase;
+    const K = geo.OCg * h.nk * v.nk;
+    launchGemm('backwardInput', dx, [dy, wT], K % 4 === 0 && off % 4 === 0, geo.Cg, geo.N * h.count * v.count, geo, params(geo, false, phase), ` phase ${h.first},${v.first}`);
+  }
+  wT.release(); // the dispatches already recorded keep their order with later reuse of the buffer
+  return dx;
+}
+
+/** dw: [OC,C/groups,KH,KW] from dy: [N,OC,OH,OW] and x: [N,C,H,W] */
+export function conv2dBackwardWeight(dy: Tensor, x: Tensor, geo: Conv2dGeometry): Tensor {
+  const dw = Tensor.empty([geo.OC, geo.Cg, geo.KH, geo.KW]);
+  launchGemm('backwardWeight', dw, [x, dy], (geo.OH * geo.OW) % 4 === 0, geo.OCg, geo.Cg * geo.KH * geo.KW, geo, params(geo));
+  return dw;
+}
+
+/** db: [OC] = dy: [N,OC,OH,OW] summed over N, OH, OW */
+export function conv2dBackwardBias(dy: Tensor, geo: Conv2dGeometry): Tensor {
+  const db = Tensor.empty([geo.OC]);
+  getGpu().dispatch({
+    kernel: kernel('backwardBias', 2, false),
+    buffers: [db.buffer, dy.buffer],
+    u32: params(geo),
+    workgroups: [geo.OC],
+    label: `conv2d.backwardBias ${describe(geo)}`,
+  });
+  return db;
+}
+
+/** torch.nn.functional.conv2d: x: [N,C,H,W], w: [OC,C/groups,KH,KW], bias: [OC] or null -> [N,OC,OH,OW] */
+export function conv2d(x: Tensor, w: Tensor, bias: Tensor | null, opts: Conv2dOptions = {}): Tensor {
+  const geo = conv2dGeometry(x.shape, w.shape, bias ? bias.shape : null, opts);
+  const y = conv2dForward(x, w, bias, geo);
+  return recordOp('conv2d', [x, w, bias], y, (dy, needs) => [
+    needs[0] ? conv2dBackwardInput(dy, w, geo) : null,
+    needs[1] ? conv2dBackwardWeight(dy, x, geo) : null,
+    needs[2] ? conv2dBackwardBias(dy, geo) : null,
+  ]);
+}

@@ -1,0 +1,173 @@
+// 2-D pooling over [N,C,H,W]: max and average pooling with torch's window semantics (padding,
+// ceil mode, count_include_pad) and global average pooling ([N,C,H,W] -> [N,C,1,1], torch
+// adaptive_avg_pool2d(x, 1) / ONNX GlobalAveragePool). Kernels in shaders/pool.wgsl; the backward
+// passes are gathers over the windows covering each input (max pooling routes dy through the
+// argmax the forward saves), so they need no atomics.
+import { getGpu, grid, type Access } from '../gpu/index.ts';
+import { isGradEnabled, OpError, recordOp, shapeStr, Tensor } from '../tensor/index.ts';
+
+export interface Pool2dOptions {
+  kernel: number | [number, number];
+  /** defaults to the kernel size */
+  stride?: number | [number, number];
+  padding?: number | [number, number];
+  /** round the output size up instead of down (the last window may hang over the padding) */
+  ceilMode?: boolean;
+}
+
+export interface AvgPool2dOptions extends Pool2dOptions {
+  /** count padded positions in the divisor; true as torch */
+  countIncludePad?: boolean;
+}
+
+// must match the bits in shaders/pool.wgsl
+const COUNT_INCLUDE_PAD = 1;
+const SAVE_ARGMAX = 2;
+
+function pair(op: string, name: string, v: number | [number, number]): [number, number] {
+  const p: [number, number] = typeof v === 'number' ? [v, v] : v;
+  if (!Array.isArray(p) || p.length !== 2 || !p.every(Number.isInteger)) {
+    throw new OpError(op, `${name} must be an integer or a pair of integers, got ${JSON.stringify(v)}`);
+  }
+  return p;
+}
+
+/** Output size along one dimension, as torch: floor or ceil of (size + 2*pad - k)/stride, plus 1,
+ *  where in ceil mode the last window must start inside the image or its left padding. */
+function outSize(size: number, k: number, stride: number, pad: number, ceilMode: boolean): number {
+  const steps = (size + 2 * pad - k) / stride;
+  let out = (ceilMode ? Math.ceil(steps) : Math.floor(steps)) + 1;
+  if (ceilMode && (out - 1) * stride >= size + pad) out--;
+  return out;
+}
+
+interface PoolGeometry {
+  outShape: number[];
+  planes: number;
+  /** u32 params of shaders/pool.wgsl up to `planes` */
+  dims: number[];
+  /** workgroups of the forward (over output tiles) and backward (over input tiles) kernels */
+  forward: ReturnType<typeof tiling>;
+  backward: ReturnType<typeof tiling>;
+  label: string;
+}
+
+function geometry(op: string, x: Tensor, opts: Pool2dOptions): PoolGeometry {
+  if (x.ndim !== 4 || x.size === 0) throw new OpError(op, `x must be a non-empty [N,C,H,W] tensor, got ${shapeStr(x.shape)}`);
+  const [N, C, H, W] = x.shape;
+  const k = pair(op, 'kernel', opts.kernel);
+  const s = pair(op, 'stride', opts.stride ?? opts.kernel);
+  const pad = pair(op, 'padding', opts.padding ?? 0);
+  if (k.some((v) => v < 1) || s.some((v) => v < 1) || pad.some((v) => v < 0)) {
+    throw new OpError(op, `kernel ${k} and stride ${s} must be positive, padding ${pad} non-negative`);
+  }
+  if (pad[0] > k[0] / 2 || pad[1] > k[1] / 2) {
+    throw new OpError(op, `padding ${pad} must be at most half the kernel ${k}`);
+  }
+  const ceil = opts.ceilMode ?? false;
+  const OH = outSize(H, k[0], s[0], pad[0], ceil);
+  const OW = outSize(W, k[1], s[1], pad[1], ceil);
+  if (OH < 1 || OW < 1) {
+    throw new OpError(op, `kernel ${k} with padding ${pad} does not fit x ${shapeStr(x.shape)}`);
+  }
+  return {
+    outShape: [N, C, OH, OW],
+    planes: N * C,
+    dims: [H, W, OH, OW, k[0], k[1], s[0], s[1], pad[0], pad[1]],
+    forward: tiling(N * C, OH, OW),
+    backward: tiling(N * C, H, W),
+    label: `${op} x${shapeStr(x.shape)} k${k} s${s} p${pad}${ceil ? ' ceil' : ''}`,
+  };
+}
+
+const TILE_ROWS = 2; // ROWS in shaders/pool.wgsl; a tile's columns: 4
+
+const pow2ceil = (n: number): number => 2 ** Math.ceil(Math.log2(Math.max(1, n)));
+
+/** Workgroups covering `planes` images of rows x cols with tiles of TILE_ROWS x 4 elements: TX by
+ *  TY tiles per workgroup, at most 256 invocations and no more than the image needs. */
+function tiling(planes: number, rows: number, cols: number) {
+  const colTiles = Math.ceil(cols / 4);
+  const TX = Math.min(64, pow2ceil(colTiles));
+  const TY = Math.min(256 / TX, pow2ceil(Math.ceil(rows / TILE_ROWS)));
+  const rowBlocks = Math.ceil(rows / (TILE_ROWS * TY));
+  return { constants: { TX, TY }, workgroups: [Math.ceil(colTiles / TX), ...grid(planes * rowBlocks, 1)] as [number, number, number] };
+}
+
+/** Launches kernel `entry` of shaders/pool.wgsl on `buffers` (the first written, unless `access`
+ *  says otherwise). */
+function launch(
+  entry: string,
+  buffers: GPUBuffer[],
+  dims: number[],
+  planes: number,
+  flags: number,
+  work: { constants: Record<string, number>; workgroups: [number, number?, number?] },
+  label: string,
+  access: Access[] = ['write', ...buffers.slice(1).map((): Access => 'read')],
+): void {
+  getGpu().dispatch({
+    kernel: { shader: 'pool', entry, bindings: access, constants: work.constants },
+    buffers,
+    u32: [...dims, planes, flags],
+    workgroups: work.workgroups,
+    label,
+  });
+}
+
+/** torch.nn.functional.max_pool2d: padding is -inf; dy flows to each window's first maximum. */
+export function maxPool2d(x: Tensor, opts: Pool2dOptions): Tensor {
+  const op = 'maxPool2d';
+  const g = geometry(op, x, opts);
+  const out = Tensor.empty(g.outShape);
+  // argmax as u32 h*W + w per output; only kept when a backward can follow
+  const saveArgmax = isGradEnabled() && x.requiresGrad;
+  const argmax = Tensor.empty(saveArgmax ? g.outShape : [1], 'maxpool argmax');
+  launch('max_forward', [out.buffer, argmax.buffer, x.buffer], g.dims, g.planes, saveArgmax ? SAVE_ARGMAX : 0, g.forward, g.label, ['write', 'write', 'read']);
+  if (!saveArgmax) {
+    argmax.release();
+    return out;
+  }
+  return recordOp(op, [x], out, (dy) => {
+    const dx = Tensor.empty(x.shape);
+    launch('max_backward', [dx.buffer, dy.buffer, argmax.buffer], g.dims, g.planes, 0, g.backward, `${g.label}.backward`);
+    return [dx];
+  });
+}
+
+/** torch.nn.functional.avg_pool2d (count_include_pad defaults to true, as torch). */
+export function avgPool2d(x: Tensor, opts: AvgPool2dOptions): Tensor {
+  const op = 'avgPool2d';
+  const g = geometry(op, x, opts);
+  const flags = (opts.countIncludePad ?? true) ? COUNT_INCLUDE_PAD : 0;
+  const out = Tensor.empty(g.outShape);
+  launch('avg_forward', [out.buffer, x.buffer], g.dims, g.planes, flags, g.forward, g.label);
+  return recordOp(op, [x], out, (dy) => {
+    const dx = Tensor.empty(x.shape);
+    launch('avg_backward', [dx.buffer, dy.buffer], g.dims, g.planes, flags, g.backward, `${g.label}.backward`);
+    return [dx];
+  });
+}
+
+/** Invocations per plane in the global average kernels: about 32 elements each, at most 256. */
+function lanesPerPlane(planeSize: number): number {
+  return Math.min(256, pow2ceil(planeSize / 32));
+}
+
+/** Mean over H and W: [N,C,H,W] -> [N,C,1,1] (torch adaptive_avg_pool2d(x, 1), ONNX GlobalAveragePool). */
+export function globalAvgPool2d(x: Tensor): Tensor {
+  const op = 'globalAvgPool2d';
+  if (x.ndim !== 4 || x.size === 0) throw new OpError(op, `x must be a non-empty [N,C,H,W] tensor, got ${shapeStr(x.shape)}`);
+  const [N, C, H, W] = x.shape;
+  const dims = [H, W, 1, 1, H, W, 1, 1, 0, 0];
+  const label = `${op} x${shapeStr(x.shape)}`;
+  const out = Tensor.empty([N, C, 1, 1]);
+  const LANES = lanesPerPlane(H * W);
+  const work = { constants: { LANES }, workgroups: grid(N * C * LANES, 256) };
+  launch('global_avg_forward', [out.buffer, x.buffer], dims, N * C, 0, work, label);
+  return recordOp(op, [x], out, (dy) => {
+    const dx = Tensor.empty(x.shape);
+    launch('global_avg_backward', [dx.buffer, dy.buffer], dims, N * C, 0, work, `${label}.backward`);
+    return [dx];
+  });
+}

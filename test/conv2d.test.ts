@@ -1,0 +1,241 @@
+import { describe, expect, it } from 'vitest';
+import { getGpu } from '../src/gpu/index.ts';
+import { conv2d, conv2dGeometry, setConv2dTiling, type Conv2dOptions } from '../src/ops/conv2d.ts';
+import { OpError, Rng, tidy } from '../src/tensor/index.ts';
+import { numericGrads, randomArray, relError, runWithGrads, shapeSize, toGpu, useGpu } from './helpers.ts';
+import { conv2dRef, type ConvGeometry } from './reference/conv2d.ts';
+import { torchRun, type TorchInput } from './torch.ts';
+
+useGpu();
+
+interface Case {
+  name: string;
+  x: number[];
+  w: number[];
+  bias: boolean;
+  opts: Conv2dOptions;
+}
+
+// Tiles are 2 channels x 8 lanes by 12 pixels and k goes in chunks of 8: the channel, pixel and
+// k = C/groups*KH*KW counts below are mostly not multiples of those, and some rows are 4-aligned
+// (vec4 weight loads) while others are not.
+const cases: Case[] = [
+  { name: '1x1', x: [2, 3, 5, 4], w: [4, 3, 1, 1], bias: true, opts: {} },
+  { name: '1x1 stride 2, odd input (downsample)', x: [2, 8, 7, 5], w: [6, 8, 1, 1], bias: false, opts: { stride: 2 } },
+  { name: '3x3 pad 1, 7x5 spatial', x: [2, 3, 7, 5], w: [5, 3, 3, 3], bias: true, opts: { padding: 1 } },
+  { name: '3x3 pad 0, batch 1', x: [1, 7, 6, 5], w: [3, 7, 3, 3], bias: false, opts: {} },
+  { name: '3x3 stride 2 pad 1, odd input', x: [1, 7, 9, 7], w: [10, 7, 3, 3], bias: true, opts: { stride: 2, padding: 1 } },
+  { name: '7x7 stride 2 pad 3 (stem), 3 channels', x: [1, 3, 15, 13], w: [8, 3, 7, 7], bias: false, opts: { stride: 2, padding: 3 } },
+  { name: '3x2 kernel, stride [2,1], padding [1,0]', x: [2, 4, 7, 6], w: [5, 4, 3, 2], bias: true, opts: { stride: [2, 1], padding: [1, 0] } },
+  { name: 'dilation 2', x: [1, 3, 9, 8], w: [4, 3, 3, 3], bias: true, opts: { dilation: 2, padding: 2 } },
+  { name: 'dilation [2,1] stride 2', x: [1, 4, 11, 9], w: [3, 4, 3, 3], bias: false, opts: { dilation: [2, 1], stride: 2, padding: 1 } },
+  { name: '2x2 kernel stride 3 (input pixels no tap reads)', x: [1, 2, 8, 7], w: [3, 2, 2, 2], bias: false, opts: { stride: 3 } },
+  { name: 'stride 2 on a 1-row input (a phase with no pixels)', x: [2, 3, 1, 3], w: [4, 3, 1, 2], bias: true, opts: { stride: 2 } },
+  { name: 'groups 2', x: [2, 6, 6, 5], w: [4, 3, 3, 3], bias: true, opts: { groups: 2, padding: 1 } },
+  { name: 'depthwise (groups = C = 7)', x: [2, 7, 7, 5], w: [7, 1, 3, 3], bias: true, opts: { groups: 7, padding: 1 } },
+  { name: 'depthwise x2 channels, stride 2', x: [1, 3, 8, 7], w: [6, 1, 3, 3], bias: false, opts: { groups: 3, stride: 2, padding: 1 } },
+  { name: 'spatial 1x1 input, 1x1 kernel', x: [3, 7, 1, 1], w: [5, 7, 1, 1], bias: true, opts: {} },
+  { name: 'spatial 1x1 input, 3x3 kernel pad 1', x: [2, 5, 1, 1], w: [3, 5, 3, 3], bias: false, opts: { padding: 1 } },
+];
+
+// larger ones: many k chunks, several channel and pixel tiles, vec4 rows (k % 4 == 0, OH*OW % 4 == 0)
+const largeCases: Case[] = [
+  { name: '16->40 3x3 8x8 (vec4 rows)', x: [2, 16, 8, 8], w: [40, 16, 3, 3], bias: true, opts: { padding: 1 } },
+  { name: '37->19 3x3 7x5 (ragged)', x: [1, 37, 7, 5], w: [19, 37, 3, 3], bias: true, opts: { padding: 1 } },
+  { name: '64->64 3x3 7x7 (ResNet layer4-like)', x: [2, 64, 7, 7], w: [64, 64, 3, 3], bias: false, opts: { padding: 1 } },
+  { name: '12->24 3x3 stride 2 groups 4, 10x9', x: [2, 12, 10, 9], w: [24, 3, 3, 3], bias: true, opts: { stride: 2, padding: 1, groups: 4 } },
+];
+
+function refGeometry(opts: Conv2dOptions): ConvGeometry {
+  const pair = (v: number | [number, number] | undefined, d: number): [number, number] => (v === undefined ? [d, d] : typeof v === 'number' ? [v, v] : v);
+  return { stride: pair(opts.stride, 1), padding: pair(opts.padding, 0), dilation: pair(opts.dilation, 1), groups: opts.groups ?? 1 };
+}
+
+function outShape(c: Case): number[] {
+  const g = conv2dGeometry(c.x, c.w, null, c.opts);
+  return [g.N, g.OC, g.OH, g.OW];
+}
+
+/** seeded inputs of a case: x, w, bias (or null) and the output gradient dy */
+function inputsOf(c: Case, seed: number) {
+  const rng = new Rng(seed);
+  return {
+    x: randomArray(c.x, rng),
+    w: randomArray(c.w, rng),
+    b: c.bias ? randomArray([c.w[0]], rng) : null,
+    dy: randomArray(outShape(c), rng),
+  };
+}
+
+/** forward and backward on the GPU: output and the gradients of x, w, bias */
+function runGpu(c: Case, inp: ReturnType<typeof inputsOf>, gradW = true) {
+  const list = [
+    { data: inp.x, shape: c.x },
+    { data: inp.w, shape: c.w, grad: gradW },
+    ...(inp.b ? [{ data: inp.b, shape: [c.w[0]] }] : []),
+  ];
+  return runWithGrads((ts) => conv2d(ts[0], ts[1], ts[2] ?? null, c.opts), list, inp.dy);
+}
+
+function reference(c: Case) {
+  return (xs: Float64Array[]) => conv2dRef(xs[0], c.x, xs[1], c.w, xs[2] ?? null, refGeometry(c.opts)).y;
+}
+
+describe('conv2d forward vs the float64 reference', () => {
+  for (const c of [...cases, ...largeCases]) {
+    it(c.name, async () => {
+      const inp = inputsOf(c, shapeSize(c.x) + 7);
+      const { out } = await runGpu(c, inp);
+      const ref = conv2dRef(inp.x, c.x, inp.w, c.w, inp.b, refGeometry(c.opts));
+      expect(ref.shape).toEqual(outShape(c));
+      expect(relError(out, ref.y)).toBeLessThan(1e-4);
+    });
+  }
+});
+
+describe('conv2d backward vs finite differences', () => {
+  for (const c of cases) {
+    it(c.name, async () => {
+      const inp = inputsOf(c, shapeSize(c.w) + 11);
+      const { grads } = await runGpu(c, inp);
+      const xs = [inp.x, inp.w, ...(inp.b ? [inp.b] : [])];
+      const numeric = numericGrads(reference(c), xs, inp.dy);
+      expect(relError(grads[0]!, numeric[0]), 'dx').toBeLessThan(1e-4);
+      expect(relError(grads[1]!, numeric[1]), 'dw').toBeLessThan(1e-4);
+      if (inp.b) expect(relError(grads[2]!, numeric[2]), 'db').toBeLessThan(1e-4);
+    });
+  }
+});
+
+describe('conv2d without subgroups (workgroup-memory sharing)', () => {
+  for (const c of [cases[4], largeCases[0]]) {
+    it(`${c.name}: forward and backward`, async () => {
+      const inp = inputsOf(c, 5);
+      const expected = await runGpu(c, inp);
+      setConv2dTiling({ subgroups: false, SG: 4, TM: 1, TN: 3 });
+      try {
+        const got = await runGpu(c, inp);
+        expect(relError(got.out, expected.out)).toBeLessThan(1e-5);
+        got.grads.forEach((g, i) => expect(relError(g!, expected.grads[i]!)).toBeLessThan(1e-5));
+      } finally {
+        setConv2dTiling(null);
+      }
+    });
+  }
+});
+
+describe('conv2d matches PyTorch', () => {
+  it('forward and backward of every case (one torch call)', async () => {
+    const all = [...cases, ...largeCases];
+    const inputs = all.map((c, i) => inputsOf(c, 1000 + i));
+    const pyPair = (v: number | [number, number] | undefined, d: number) => JSON.stringify(v ?? d).replace('[', '(').replace(']', ')');
+    const ref = torchRun(
+      all.map((c, i) => {
+        const inp = inputs[i];
+        const tin: Record<string, TorchInput> = { x: { shape: c.x, data: inp.x, grad: true }, w: { shape: c.w, data: inp.w, grad: true } };
+        if (inp.b) tin.b = { shape: [c.w[0]], data: inp.b, grad: true };
+        const o = c.opts;
+        return {
+          inputs: tin,
+          expr: `F.conv2d(x, w, ${inp.b ? 'b' : 'None'}, stride=${pyPair(o.stride, 1)}, padding=${pyPair(o.padding, 0)}, dilation=${pyPair(o.dilation, 1)}, groups=${o.groups ?? 1})`,
+          dy: inp.dy,
+        };
+      }),
+    );
+    for (const [i, c] of all.entries()) {
+      const { out, grads } = await runGpu(c, inputs[i]);
+      expect(ref[i].shape, c.name).toEqual(outShape(c));
+      expect(relError(out, ref[i].out), `${c.name} y`).toBeLessThan(1e-4);
+      expect(relError(grads[0]!, ref[i].grads!.x), `${c.name} dx`).toBeLessThan(1e-4);
+      expect(relError(grads[1]!, ref[i].grads!.w), `${c.name} dw`).toBeLessThan(1e-4);
+      if (c.bias) expect(relError(grads[2]!, ref[i].grads!.b), `${c.name} db`).toBeLessThan(1e-4);
+    }
+  });
+});
+
+describe('conv2d keeps channels apart', () => {
+  it('a NaN weight poisons only its own output channel', async () => {
+    // k = 3*3*3 = 27 is not a multiple of the k chunk: the tail of each weight row sits next to
+    // the following row, and must not reach the previous channel's sum
+    const c = cases[2];
+    const inp = inputsOf(c, 17);
+    const bad = 2;
+    const w = inp.w.slice();
+    w.fill(NaN, bad * 27, (bad + 1) * 27);
+    const y = await tidy(() => conv2d(toGpu(inp.x, c.x), toGpu(w, c.w), toGpu(inp.b!, [c.w[0]]), c.opts).toArray());
+    const ref = conv2dRef(inp.x, c.x, inp.w, c.w, inp.b, refGeometry(c.opts)).y;
+    const [N, OC, OH, OW] = outShape(c);
+    for (let n = 0; n < N; n++) {
+      for (let oc = 0; oc < OC; oc++) {
+        const at = (n * OC + oc) * OH * OW;
+        const got = y.subarray(at, at + OH * OW);
+        if (oc === bad) expect(got.every(Number.isNaN)).toBe(true);
+        else expect(relError(got, ref.subarray(at, at + OH * OW))).toBeLessThan(1e-4);
+      }
+    }
+  });
+});
+
+describe('conv2d frozen weight', () => {
+  it('computes no weight gradient, and the input gradient is still right', async () => {
+    const c = cases[4];
+    const inp = inputsOf(c, 99);
+    const { grads } = await runGpu(c, inp, false);
+    expect(grads[1]).toBeNull();
+    const numeric = numericGrads(reference(c), [inp.x, inp.w, inp.b!], inp.dy, [0, 2]);
+    expect(relError(grads[0]!, numeric[0])).toBeLessThan(1e-4);
+    expect(relError(grads[2]!, numeric[1])).toBeLessThan(1e-4);
+  });
+
+  it('launches fewer kernels than with a trainable weight', () => {
+    const c = cases[2];
+    const inp = inputsOf(c, 3);
+    const backwardDispatches = (trainW: boolean) =>
+      tidy(() => {
+        const x = toGpu(inp.x, c.x, true);
+        const w = toGpu(inp.w, c.w, trainW);
+        const y = conv2d(x, w, null, c.opts);
+        const dy = toGpu(inp.dy, y.shape);
+        const before = getGpu().dispatchCount;
+        y.backward(dy);
+        const n = getGpu().dispatchCount - before;
+        expect(w.grad === null).toBe(!trainW);
+        x.grad?.release();
+        w.grad?.release();
+        return n;
+      });
+    expect(backwardDispatches(false)).toBeLessThan(backwardDispatches(true));
+  });
+});
+
+describe('conv2d bad arguments', () => {
+  const expectOpError = (f: () => unknown, ...parts: string[]) => {
+    let err: unknown = null;
+    try {
+      tidy(f);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(OpError);
+    const msg = (err as Error).message;
+    expect(msg).toMatch(/^conv2d: /);
+    for (const part of parts) expect(msg).toContain(part);
+  };
+  const t = (shape: number[]) => toGpu(new Float64Array(shapeSize(shape)).fill(0.5), shape);
+
+  it('channel mismatch names the shapes', () => {
+    expectOpError(() => conv2d(t([1, 3, 5, 5]), t([4, 2, 3, 3]), null), 'x[1,3,5,5]', 'w[4,2,3,3]');
+  });
+  it('groups not dividing C', () => {
+    expectOpError(() => conv2d(t([1, 3, 5, 5]), t([4, 1, 3, 3]), null, { groups: 2 }), 'groups=2', 'x[1,3,5,5]', 'w[4,1,3,3]');
+  });
+  it('groups not dividing OC', () => {
+    expectOpError(() => conv2d(t([1, 4, 5, 5]), t([3, 2, 3, 3]), null, { groups: 2 }), 'groups=2', 'w[3,2,3,3]');
+  });
+  it('wrong ranks, bias shape, kernel larger than the padded input, bad stride', () => {
+    expectOpError(() => conv2d(t([3, 5, 5]), t([4, 3, 3, 3]), null), 'x[3,5,5]');
+    expectOpError(() => conv2d(t([1, 3, 5, 5]), t([4, 3, 3, 3]), t([3])), 'bias[3]');
+    expectOpError(() => conv2d(t([1, 3, 2, 2]), t([4, 3, 3, 3]), null), 'x[1,3,2,2]');
+    expectOpError(() => conv2d(t([1, 3, 5, 5]), t([4, 3, 3, 3]), null, { stride: 0 }), 'stride');
+  });
+});

@@ -1,0 +1,215 @@
+import { describe, expect, it } from 'vitest';
+import { getGpu, type DispatchArgs } from '../src/gpu/index.ts';
+import { gemm, linear, matmul } from '../src/ops/matmul.ts';
+import { OpError, Rng, Tensor, tidy } from '../src/tensor/index.ts';
+import { numericGrads, randomArray, relError, runWithGrads, toGpu, useGpu } from './helpers.ts';
+import { linearRef, matmulRef } from './reference/matmul.ts';
+import { torchRun, type TorchCase } from './torch.ts';
+
+useGpu();
+
+const TRANSPOSES = [
+  [false, false],
+  [true, false],
+  [false, true],
+  [true, true],
+] as const;
+
+/** stored shapes of a and b for C[M,N] = op(A) op(B) */
+function storedShapes(M: number, N: number, K: number, transA: boolean, transB: boolean): [number[], number[]] {
+  return [transA ? [K, M] : [M, K], transB ? [N, K] : [K, N]];
+}
+
+const tag = (transA: boolean, transB: boolean) => `${transA ? 'A^T' : 'A'} ${transB ? 'B^T' : 'B'}`;
+
+describe('matmul forward', () => {
+  // [M, N, K]: the odd shapes are multiples of neither the 4x4 blocks nor the workgroup tiles and take
+  // scalar loads; 16x24x36 takes vec4 loads for both operands; in 8x12x9 the operands whose rows run
+  // along M or N take vec4 loads and end with a partial K step; M = 1 and N = 1 are a single row and
+  // column. (Each operand layout is its own pipeline, compiled for seconds on lavapipe: the shapes
+  // are chosen to cover each path without compiling every combination.)
+  const shapes = [[1, 1, 1], [7, 5, 3], [33, 17, 9], [65, 3, 130], [16, 24, 36], [8, 12, 9], [1, 37, 21], [41, 1, 13], [70, 70, 70]];
+  for (const [transA, transB] of TRANSPOSES) {
+    it(`${tag(transA, transB)} matches the float64 reference`, async () => {
+      const rng = new Rng(11 + Number(transA) * 2 + Number(transB));
+      for (const [M, N, K] of shapes) {
+        const [aShape, bShape] = storedShapes(M, N, K, transA, transB);
+        const a = randomArray(aShape, rng);
+        const b = randomArray(bShape, rng);
+        const out = await tidy(() => matmul(toGpu(a, aShape), toGpu(b, bShape), { transA, transB }).toArray());
+        expect(relError(out, matmulRef(a, b, M, N, K, { transA, transB })), `${M}x${N}x${K}`).toBeLessThan(1e-5);
+      }
+    });
+  }
+
+  it('the tiling chosen for GPUs gives the same results', async () => {
+    const rng = new Rng(3);
+    const tiling = { wgN: 16, wgM: 16, blocksM: 2, blocksN: 2 };
+    for (const [M, N, K] of [[33, 17, 9], [70, 70, 70]]) {
+      const a = randomArray([M, K], rng);
+      const b = randomArray([K, N], rng);
+      const out = await tidy(() => gemm(toGpu(a, [M, K]), toGpu(b, [K, N]), {}, tiling).toArray());
+      expect(relError(out, matmulRef(a, b, M, N, K)), `${M}x${N}x${K}`).toBeLessThan(1e-5);
+    }
+  });
+
+  it('gemm adds the bias to every row', async () => {
+    const rng = new Rng(5);
+    for (const [M, N, K] of [[9, 7, 5], [12, 16, 8]]) {
+      const a = randomArray([M, K], rng);
+      const b = randomArray([K, N], rng);
+      const bias = randomArray([N], rng);
+      const out = await tidy(() => gemm(toGpu(a, [M, K]), toGpu(b, [K, N]), { bias: toGpu(bias, [N]) }).toArray());
+      expect(relError(out, matmulRef(a, b, M, N, K, { bias }))).toBeLessThan(1e-5);
+    }
+  });
+
+  it('K = 0 gives zeros (plus bias)', async () => {
+    const bias = new Float64Array([1, -2, 3, 4]);
+    const out = await tidy(() => gemm(Tensor.empty([2, 0]), Tensor.empty([0, 4]), { bias: toGpu(bias, [4]) }).toArray());
+    expect(Array.from(out)).toEqual([1, -2, 3, 4, 1, -2, 3, 4]);
+  });
+});
+
+describe('matmul backward', () => {
+  for (const [transA, transB] of TRANSPOSES) {
+    it(`${tag(transA, transB)} gradients match finite differences`, async () => {
+      const rng = new Rng(21 + Number(transA) * 2 + Number(transB));
+      for (const [M, N, K] of [[7, 5, 3], [5, 6, 9]]) {
+        const [aShape, bShape] = storedShapes(M, N, K, transA, transB);
+        const a = randomArray(aShape, rng);
+        const b = randomArray(bShape, rng);
+        const dy = randomArray([M, N], rng);
+        const { out, grads } = await runWithGrads(([ta, tb]) => matmul(ta, tb, { transA, transB }), [{ data: a, shape: aShape }, { data: b, shape: bShape }], dy);
+        const f = ([x, y]: Float64Array[]) => matmulRef(x, y, M, N, K, { transA, transB });
+        expect(relError(out, f([a, b]))).toBeLessThan(1e-5);
+        const [ga, gb] = numericGrads(f, [a, b], dy);
+        expect(relError(grads[0]!, ga), `dA ${M}x${N}x${K}`).toBeLessThan(1e-4);
+        expect(relError(grads[1]!, gb), `dB ${M}x${N}x${K}`).toBeLessThan(1e-4);
+      }
+    });
+  }
+});
+
+describe('linear', () => {
+  // [N, IN, OUT]
+  const shapes = [[5, 7, 3], [1, 9, 13], [6, 9, 1], [4, 16, 12]];
+  for (const withBias of [true, false]) {
+    it(`${withBias ? 'with' : 'without'} bias: forward and gradients of x, w${withBias ? ', b' : ''}`, async () => {
+      const rng = new Rng(withBias ? 31 : 32);
+      for (const [N, IN, OUT] of shapes) {
+        const x = randomArray([N, IN], rng);
+        const w = randomArray([OUT, IN], rng);
+        const b = randomArray([OUT], rng);
+        const dy = randomArray([N, OUT], rng);
+        const inputs = [{ data: x, shape: [N, IN] }, { data: w, shape: [OUT, IN] }, ...(withBias ? [{ data: b, shape: [OUT] }] : [])];
+        const { out, grads } = await runWithGrads((ts) => linear(ts[0], ts[1], ts[2] ?? null), inputs, dy);
+        const f = (xs: Float64Array[]) => linearRef(xs[0], xs[1], xs[2] ?? null, N, IN, OUT);
+        const data = inputs.map((i) => i.data);
+        expect(relError(out, f(data)), `${N}x${IN}->${OUT}`).toBeLessThan(1e-5);
+        numericGrads(f, data, dy).forEach((g, i) => expect(relError(grads[i]!, g), `grad ${i} ${N}x${IN}->${OUT}`).toBeLessThan(1e-4));
+      }
+    });
+  }
+
+  it('a frozen weight gets no gradient, and none is computed', async () => {
+    const rng = new Rng(41);
+    const [N, IN, OUT] = [3, 5, 7];
+    const gpu = getGpu();
+    const labels: string[] = [];
+    const dispatch = gpu.dispatch;
+    await tidy(async () => {
+      const x = toGpu(randomArray([N, IN], rng), [N, IN], true);
+      const w = toGpu(randomArray([OUT, IN], rng), [OUT, IN], false);
+      const b = toGpu(randomArray([OUT], rng), [OUT], true);
+      const y = linear(x, w, b);
+      gpu.dispatch = (args: DispatchArgs) => {
+        labels.push(args.label ?? '');
+        dispatch.call(gpu, args);
+      };
+      try {
+        y.backward(toGpu(randomArray([N, OUT], rng), [N, OUT]));
+      } finally {
+        gpu.dispatch = dispatch;
+      }
+      expect(w.grad).toBeNull();
+      expect(x.grad).not.toBeNull();
+      expect(b.grad).not.toBeNull();
+      await x.grad!.toArray();
+      for (const t of [x, b]) t.grad!.release();
+    });
+    expect(labels.some((l) => l.startsWith('linear.backwardX'))).toBe(true);
+    expect(labels.some((l) => l.startsWith('linear.backwardB'))).toBe(true);
+    expect(labels.some((l) => l.startsWith('linear.backwardW'))).toBe(false);
+  });
+});
+
+describe('matmul and linear match PyTorch', () => {
+  it('F.linear with and without bias, a @ b in all four transpose combinations', async () => {
+    const rng = new Rng(51);
+    const [N, IN, OUT] = [6, 10, 7];
+    const x = randomArray([N, IN], rng);
+    const w = randomArray([OUT, IN], rng);
+    const b = randomArray([OUT], rng);
+    const dyLin = randomArray([N, OUT], rng);
+    const [M, MN, K] = [9, 6, 11];
+    const mm = TRANSPOSES.map(([transA, transB]) => {
+      const [aShape, bShape] = storedShapes(M, MN, K, transA, transB);
+      return { transA, transB, aShape, bShape, a: randomArray(aShape, rng), b: randomArray(bShape, rng) };
+    });
+    const dyMm = randomArray([M, MN], rng);
+    const cases: TorchCase[] = [
+      {
+        inputs: { x: { shape: [N, IN], data: x, grad: true }, w: { shape: [OUT, IN], data: w, grad: true }, b: { shape: [OUT], data: b, grad: true } },
+        expr: 'F.linear(x, w, b)',
+        dy: dyLin,
+      },
+      { inputs: { x: { shape: [N, IN], data: x, grad: true }, w: { shape: [OUT, IN], data: w, grad: true } }, expr: 'F.linear(x, w)', dy: dyLin },
+      ...mm.map((c) => ({
+        inputs: { a: { shape: c.aShape, data: c.a, grad: true }, b: { shape: c.bShape, data: c.b, grad: true } },
+        expr: `${c.transA ? 'a.T' : 'a'} @ ${c.transB ? 'b.T' : 'b'}`,
+        dy: dyMm,
+      })),
+    ];
+    const ref = torchRun(cases);
+
+    const lin = [
+      await runWithGrads((ts) => linear(ts[0], ts[1], ts[2]), [{ data: x, shape: [N, IN] }, { data: w, shape: [OUT, IN] }, { data: b, shape: [OUT] }], dyLin),
+      await runWithGrads((ts) => linear(ts[0], ts[1], null), [{ data: x, shape: [N, IN] }, { data: w, shape: [OUT, IN] }], dyLin),
+    ];
+    lin.forEach((r, i) => {
+      expect(relError(r.out, ref[i].out), `linear ${i} out`).toBeLessThan(1e-4);
+      expect(relError(r.grads[0]!, ref[i].grads!.x), `linear ${i} dx`).toBeLessThan(1e-4);
+      expect(relError(r.grads[1]!, ref[i].grads!.w), `linear ${i} dw`).toBeLessThan(1e-4);
+    });
+    expect(relError(lin[0].grads[2]!, ref[0].grads!.b), 'linear db').toBeLessThan(1e-4);
+
+    for (const [i, c] of mm.entries()) {
+      const r = await runWithGrads(([ta, tb]) => matmul(ta, tb, c), [{ data: c.a, shape: c.aShape }, { data: c.b, shape: c.bShape }], dyMm);
+      const t = ref[2 + i];
+      const name = tag(c.transA, c.transB);
+      expect(t.shape).toEqual([M, MN]);
+      expect(relError(r.out, t.out), `${name} out`).toBeLessThan(1e-4);
+      expect(relError(r.grads[0]!, t.grads!.a), `${name} da`).toBeLessThan(1e-4);
+      expect(relError(r.grads[1]!, t.grads!.b), `${name} db`).toBeLessThan(1e-4);
+    }
+  });
+});
+
+describe('bad input', () => {
+  it('shape mismatches throw an OpError naming the op and the shapes', () => {
+    tidy(() => {
+      const a = Tensor.zeros([2, 3]);
+      const b = Tensor.zeros([4, 5]);
+      expect(() => matmul(a, b)).toThrow(OpError);
+      expect(() => matmul(a, b)).toThrow(/^matmul: .*\[2,3\].*\[4,5\]/);
+      expect(() => matmul(a, b, { transA: true })).toThrow(/^matmul: inner dimensions differ \(2 vs 4\)/);
+      expect(() => matmul(a, Tensor.zeros([3]))).toThrow(/^matmul: expected 2-D matrices.*\[3\]/);
+      expect(() => gemm(a, Tensor.zeros([3, 4]), { bias: Tensor.zeros([3]) })).toThrow(/^gemm: bias must be \[4\]/);
+      const x = Tensor.zeros([2, 3]);
+      expect(() => linear(x, Tensor.zeros([4, 5]), null)).toThrow(OpError);
+      expect(() => linear(x, Tensor.zeros([4, 5]), null)).toThrow(/^linear: .*x\[2,3\] w\[4,5\]/);
+      expect(() => linear(x, Tensor.zeros([4, 3]), Tensor.zeros([5]))).toThrow(/^linear: .*b\[5\]/);
+    });
+  });
+});

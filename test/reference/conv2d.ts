@@ -1,0 +1,109 @@
+// Float64 reference of conv2d (torch.nn.functional.conv2d semantics): direct loops, no cleverness.
+//   y[n, oc, oh, ow] = b[oc] + sum over c in oc's group, kh, kw of
+//                      x[n, g*Cg + c, oh*sh - ph + kh*dh, ow*sw - pw + kw*dw] * w[oc, c, kh, kw]
+// where g = oc / (OC / groups), Cg = C / groups, and x is zero outside [0,H) x [0,W).
+
+export interface ConvGeometry {
+  stride: [number, number];
+  padding: [number, number];
+  dilation: [number, number];
+  groups: number;
+}
+
+/** Output size of one spatial dimension: floor((in + 2p - d(k-1) - 1) / s) + 1. */
+export function convOutSize(size: number, k: number, s: number, p: number, d: number): number {
+  return Math.floor((size + 2 * p - d * (k - 1) - 1) / s) + 1;
+}
+
+/** x: [N,C,H,W], w: [OC,C/groups,KH,KW], b: [OC] or null -> y: [N,OC,OH,OW] (flattened) */
+export function conv2dRef(
+  x: Float64Array,
+  xShape: readonly number[],
+  w: Float64Array,
+  wShape: readonly number[],
+  b: Float64Array | null,
+  g: ConvGeometry,
+): { y: Float64Array; shape: number[] } {
+  const [N, C, H, W] = xShape;
+  const [OC, Cg, KH, KW] = wShape;
+  const [sh, sw] = g.stride;
+  const [ph, pw] = g.padding;
+  const [dh, dw] = g.dilation;
+  const OH = convOutSize(H, KH, sh, ph, dh);
+  const OW = convOutSize(W, KW, sw, pw, dw);
+  const OCg = OC / g.groups;
+  if (Cg * g.groups !== C) throw new Error(`reference: C=${C} is not ${g.groups} groups of ${Cg}`);
+  const y = new Float64Array(N * OC * OH * OW);
+  for (let n = 0; n < N; n++) {
+    for (let oc = 0; oc < OC; oc++) {
+      const c0 = Math.floor(oc / OCg) * Cg; // first input channel of oc's group
+      for (let oh = 0; oh < OH; oh++) {
+        for (let ow = 0; ow < OW; ow++) {
+          let s = b ? b[oc] : 0;
+          for (let c = 0; c < Cg; c++) {
+            for (let kh = 0; kh < KH; kh++) {
+              const ih = oh * sh - ph + kh * dh;
+              if (ih < 0 || ih >= H) continue;
+              for (let kw = 0; kw < KW; kw++) {
+                const iw = ow * sw - pw + kw * dw;
+                if (iw < 0 || iw >= W) continue;
+                s += x[((n * C + c0 + c) * H + ih) * W + iw] * w[((oc * Cg + c) * KH + kh) * KW + kw];
+              }
+            }
+          }
+          y[((n * OC + oc) * OH + oh) * OW + ow] = s;
+        }
+      }
+    }
+  }
+  return { y, shape: [N, OC, OH, OW] };
+}
+
+/** Gradients of conv2dRef given dy: [N,OC,OH,OW], by the chain rule on the same loops: every
+ *  product x*w that made y[n,oc,oh,ow] sends dy*w to dx, dy*x to dw, and dy to db[oc]. */
+export function conv2dBackwardRef(
+  x: Float64Array,
+  xShape: readonly number[],
+  w: Float64Array,
+  wShape: readonly number[],
+  dy: Float64Array,
+  g: ConvGeometry,
+): { dx: Float64Array; dw: Float64Array; db: Float64Array } {
+  const [N, C, H, W] = xShape;
+  const [OC, Cg, KH, KW] = wShape;
+  const [sh, sw] = g.stride;
+  const [ph, pw] = g.padding;
+  const [dh, dw_] = g.dilation;
+  const OH = convOutSize(H, KH, sh, ph, dh);
+  const OW = convOutSize(W, KW, sw, pw, dw_);
+  const OCg = OC / g.groups;
+  const dx = new Float64Array(x.length);
+  const dw = new Float64Array(w.length);
+  const db = new Float64Array(OC);
+  for (let n = 0; n < N; n++) {
+    for (let oc = 0; oc < OC; oc++) {
+      const c0 = Math.floor(oc / OCg) * Cg;
+      for (let oh = 0; oh < OH; oh++) {
+        for (let ow = 0; ow < OW; ow++) {
+          const d = dy[((n * OC + oc) * OH + oh) * OW + ow];
+          db[oc] += d;
+          for (let c = 0; c < Cg; c++) {
+            for (let kh = 0; kh < KH; kh++) {
+              const ih = oh * sh - ph + kh * dh;
+              if (ih < 0 || ih >= H) continue;
+              for (let kw = 0; kw < KW; kw++) {
+                const iw = ow * sw - pw + kw * dw_;
+                if (iw < 0 || iw >= W) continue;
+                const xi = ((n * C + c0 + c) * H + ih) * W + iw;
+                const wi = ((oc * Cg + c) * KH + kh) * KW + kw;
+                dx[xi] += d * w[wi];
+                dw[wi] += d * x[xi];
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+  return { dx, dw, db };
+}
