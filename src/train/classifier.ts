@@ -7,6 +7,9 @@ import type { Module } from '../nn/module.ts';
 import type { SGD } from '../optim/sgd.ts';
 import { keep, noGrad, type Rng, Tensor, tidy } from '../tensor/index.ts';
 
+/** steps recorded between waits for the GPU (each wait busy-polls a core in Dawn's Node binding) */
+const SYNC_EVERY = 4;
+
 export interface Batch {
   /** [B, C, H, W] */
   images: Float32Array;
@@ -45,7 +48,7 @@ export async function trainEpoch(
   model.train();
   const log = keep(Tensor.zeros([Math.max(1, data.length)]));
   const gpu = getGpu();
-  data.forEach((b, step) => {
+  for (const [step, b] of data.entries()) {
     tidy(() => {
       const x = Tensor.from(b.images, [b.labels.length, ...imageShape]);
       const loss = softmaxCrossEntropy(model.forward(x), b.labels);
@@ -55,8 +58,10 @@ export async function trainEpoch(
       gpu.copy(loss.buffer, 0, log.buffer, step * 4, 4);
     });
     gpu.flush(); // one submit per step
+    // Let the CPU run at most a few steps ahead of the GPU: bounded queue, honest progress rates.
+    if ((step + 1) % SYNC_EVERY === 0) await gpu.sync();
     onStep?.(step + 1);
-  });
+  }
   const losses = Array.from(await log.toArray()).slice(0, data.length);
   log.release();
   return { losses, meanLoss: losses.reduce((a, b) => a + b, 0) / Math.max(1, losses.length) };
