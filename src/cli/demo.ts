@@ -8,6 +8,7 @@ import { Rng } from '../tensor/index.ts';
 import { syntheticImages } from '../data/synthetic.ts';
 import { accuracy, batches, predictLogits, trainEpoch } from '../train/classifier.ts';
 import type { Command } from './main.ts';
+import { UsageError } from './errors.ts';
 import { ProgressBar } from './progress.ts';
 
 const usage = `usage: gpunet demo [--epochs 6] [--train 512] [--valid 256] [--size 16] [--batch-size 32] [--lr 0.05] [--seed 42] [--device I|NAME]
@@ -35,7 +36,7 @@ export const demoCommand: Command = {
     });
     const num = (k: keyof typeof values) => {
       const v = Number(values[k]);
-      if (!Number.isFinite(v) || v <= 0) throw new Error(`--${k} must be a positive number, got '${values[k]}'`);
+      if (!Number.isFinite(v) || v <= 0) throw new UsageError(`--${k} must be a positive number, got '${values[k]}'`);
       return v;
     };
     const gpu = await initGpu(values.device);

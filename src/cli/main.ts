@@ -1,23 +1,16 @@
 // gpunet's command line: `gpunet <command> [options]`. Every command has --help. Errors users can
 // fix (bad input, no adapter) print one line and exit non-zero, never a stack trace.
-import { NoAdapterError } from '../gpu/index.ts';
+import { AdapterSelectError, NoAdapterError } from '../gpu/index.ts';
 import { OpError } from '../tensor/index.ts';
 import { demoCommand } from './demo.ts';
 import { devicesCommand } from './devices.ts';
+import { UsageError } from './errors.ts';
 
 export interface Command {
   name: string;
   summary: string;
   usage: string;
   run(args: string[]): Promise<number>;
-}
-
-/** An error the user can fix: printed as one line with exit code `code`. */
-export class UsageError extends Error {
-  constructor(message: string, readonly code = 1) {
-    super(message);
-    this.name = 'UsageError';
-  }
 }
 
 const commands: Command[] = [devicesCommand, demoCommand];
@@ -58,9 +51,10 @@ export async function main(argv: string[]): Promise<number> {
       console.error(`gpunet ${name}: ${e.message}`);
       return 2;
     }
-    if (e instanceof UsageError || e instanceof OpError || (e as NodeJS.ErrnoException).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' || (e as NodeJS.ErrnoException).code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (e instanceof UsageError || e instanceof OpError || e instanceof AdapterSelectError || (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS_'))) {
       console.error(`gpunet ${name}: ${(e as Error).message}`);
-      return (e as UsageError).code ?? 1;
+      return e instanceof UsageError ? e.code : 1;
     }
     throw e;
   }

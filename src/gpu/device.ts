@@ -29,6 +29,14 @@ export class NoAdapterError extends Error {
   }
 }
 
+/** Raised when --device names no adapter. */
+export class AdapterSelectError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'AdapterSelectError';
+  }
+}
+
 let gpuRoot: GPU | null = null; // keeps Dawn's instance alive for the life of the process
 
 function instance(backend?: string): GPU {
@@ -101,7 +109,7 @@ export async function openDevice(select?: string): Promise<DeviceHandle> {
     const match = byIndex ?? byName;
     if (!match) {
       const names = adapters.map((a) => `${a.summary.index}: ${a.summary.name}`).join(', ');
-      throw new Error(`--device ${select}: no such adapter (have ${names}); list them with \`gpunet devices\``);
+      throw new AdapterSelectError(`--device ${select}: no such adapter (have ${names}); list them with \`gpunet devices\``);
     }
     chosen = match;
   }
