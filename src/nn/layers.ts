@@ -8,7 +8,7 @@ import { leakyRelu, relu } from '../ops/elementwise.ts';
 import { linear } from '../ops/matmul.ts';
 import { avgPool2d, globalAvgPool2d, maxPool2d, type Pool2dOptions } from '../ops/pool.ts';
 import { Rng, Tensor } from '../tensor/index.ts';
-import { Module } from './module.ts';
+import { Module, runLayers } from './module.ts';
 
 const pair = (v: number | [number, number]): [number, number] => (typeof v === 'number' ? [v, v] : v);
 
@@ -146,8 +146,6 @@ export class Sequential extends Module {
   }
 
   forward(x: Tensor): Tensor {
-    let y = x;
-    for (const [, m] of this.children()) y = m.forward(y);
-    return y;
+    return runLayers(this.children().map(([, m]) => m), x);
   }
 }

@@ -4,9 +4,9 @@
 // A BasicBlock is relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x)), the shortcut being a 1x1
 // strided conv + bn ('downsample') where the shape changes.
 import { add, relu } from '../ops/elementwise.ts';
-import { Rng, Tensor } from '../tensor/index.ts';
+import { isGradEnabled, Rng, Tensor } from '../tensor/index.ts';
 import { BatchNorm2d, Conv2d, Flatten, GlobalAvgPool2d, Linear, MaxPool2d, ReLU, Sequential } from './layers.ts';
-import { Module } from './module.ts';
+import { Module, runLayers } from './module.ts';
 
 export type ResNetArch = 'resnet18' | 'resnet34';
 
@@ -21,6 +21,8 @@ function kaimingConv(inC: number, outC: number, k: number, stride: number, paddi
   conv.weight.set(Float32Array.from({ length: conv.weight.size }, () => Math.sqrt(2 / (outC * k * k)) * rng.normal()));
   return conv;
 }
+
+const RELU = new ReLU();
 
 export class BasicBlock extends Module {
   readonly conv1: Conv2d;
@@ -40,8 +42,16 @@ export class BasicBlock extends Module {
   }
 
   forward(x: Tensor): Tensor {
-    const out = this.bn2.forward(this.conv2.forward(relu(this.bn1.forward(this.conv1.forward(x)))));
-    return relu(add(out, this.downsample ? this.downsample.forward(x) : x));
+    const main = runLayers([this.conv1, this.bn1, RELU, this.conv2, this.bn2], x);
+    const shortcut = this.downsample ? this.downsample.forward(x) : x;
+    const sum = add(main, shortcut);
+    if (!isGradEnabled()) {
+      main.release();
+      if (shortcut !== x) shortcut.release();
+    }
+    const y = relu(sum);
+    if (!isGradEnabled()) sum.release();
+    return y;
   }
 }
 
@@ -75,9 +85,7 @@ export class ResNet extends Module {
   }
 
   forward(x: Tensor): Tensor {
-    let y = x;
-    for (const [, m] of this.children()) y = m.forward(y);
-    return y;
+    return runLayers(this.children().map(([, m]) => m), x);
   }
 }
 
