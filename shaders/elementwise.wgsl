@@ -7,7 +7,8 @@ alias T = {{T}};
 
 struct Params {
   n: u32,      // elements of T
-  alpha: f32,  // the op's scalar parameter (leaky relu slope, scale factor, ...)
+  alpha: f32,  // the op's scalar parameters (leaky relu slope, scale factor, clip bounds, ...)
+  beta: f32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -21,5 +22,6 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let i = (wid.x + wid.y * nwg.x) * 256u + lid;
   if (i >= p.n) { return; }
   let alpha = p.alpha;
+  let beta = p.beta;
   {{BODY}}
 }

@@ -6,13 +6,14 @@ import { numericGrads, randomArray, relError, runWithGrads, useGpu } from './hel
 useGpu();
 
 // float64 reference of each table row
-const reference: Record<ElementwiseName, (xs: Float64Array[], alpha: number) => Float64Array> = {
+const reference: Record<ElementwiseName, (xs: Float64Array[], alpha: number, beta: number) => Float64Array> = {
   relu: ([x]) => x.map((v) => Math.max(v, 0)),
   leakyRelu: ([x], a) => x.map((v) => (v > 0 ? v : a * v)),
   scale: ([x], a) => x.map((v) => a * v),
   add: ([a, b]) => a.map((v, i) => v + b[i]),
   sub: ([a, b]) => a.map((v, i) => v - b[i]),
   mul: ([a, b]) => a.map((v, i) => v * b[i]),
+  clip: ([x], a, b) => x.map((v) => Math.min(Math.max(v, a), b)),
 };
 
 describe('elementwise table', () => {
@@ -24,15 +25,16 @@ describe('elementwise table', () => {
         const rng = new Rng(shape.length * 97 + name.length);
         const arity = ELEMENTWISE[name].inputs.length;
         const alpha = 0.3;
+        const beta = 0.6;
         const inputs = Array.from({ length: arity }, () => randomArray(shape, rng));
         const dy = randomArray(shape, rng);
         const { out, grads } = await runWithGrads(
-          (ts) => elementwise(name, ts, alpha),
+          (ts) => elementwise(name, ts, alpha, beta),
           inputs.map((data) => ({ data, shape })),
           dy,
         );
-        expect(relError(out, reference[name](inputs, alpha))).toBeLessThan(1e-6);
-        const numeric = numericGrads((xs) => reference[name](xs, alpha), inputs, dy);
+        expect(relError(out, reference[name](inputs, alpha, beta))).toBeLessThan(1e-6);
+        const numeric = numericGrads((xs) => reference[name](xs, alpha, beta), inputs, dy);
         grads.forEach((g, i) => expect(relError(g!, numeric[i])).toBeLessThan(1e-4));
       });
     }

@@ -1,7 +1,8 @@
 // Elementwise ops as one declarative table, in the manner of tinygrad and webgpu-torch: each row
 // gives the forward expression and, per input, the expression of its gradient. From a row come
 // the WGSL kernel (shaders/elementwise.wgsl with the expression filled in) and the autograd rule.
-// Expressions see the inputs by name, `dy` (the output's gradient) and `alpha` (the op's scalar);
+// Expressions see the inputs by name, `dy` (the output's gradient) and `alpha`, `beta` (the op's
+// scalars);
 // T is the element type (f32 or vec4<f32>), so constants are written T(0.0).
 // A gradient written exactly 'dy' passes the incoming gradient through with no kernel at all.
 import { getGpu, grid } from '../gpu/index.ts';
@@ -21,12 +22,15 @@ export const ELEMENTWISE = {
   add: { inputs: ['a', 'b'], forward: 'a + b', grads: ['dy', 'dy'] },
   sub: { inputs: ['a', 'b'], forward: 'a - b', grads: ['dy', '-dy'] },
   mul: { inputs: ['a', 'b'], forward: 'a * b', grads: ['dy * b', 'dy * a'] },
+  // clamp to [alpha, beta] (ONNX Clip: beta wins when alpha > beta); dy passes where x is inside,
+  // bounds included, as torch.clamp
+  clip: { inputs: ['x'], forward: 'min(max(x, T(alpha)), T(beta))', grads: ['select(T(0.0), dy, (x >= T(alpha)) & (x <= T(beta)))'] },
 } as const satisfies Record<string, ElementwiseOp>;
 
 export type ElementwiseName = keyof typeof ELEMENTWISE;
 
 /** Launches `out = expr(inputs)` elementwise; the inputs are bound in0, in1, ... under `names`. */
-function launch(label: string, expr: string, names: readonly string[], inputs: readonly Tensor[], alpha: number, shape: readonly number[]): Tensor {
+function launch(label: string, expr: string, names: readonly string[], inputs: readonly Tensor[], scalars: [number, number], shape: readonly number[]): Tensor {
   const out = Tensor.empty(shape);
   const n = out.size;
   if (n === 0) return out;
@@ -41,15 +45,15 @@ function launch(label: string, expr: string, names: readonly string[], inputs: r
     },
     buffers: [out.buffer, ...inputs.map((t) => t.buffer)],
     u32: [vec ? n / 4 : n],
-    f32: [alpha],
+    f32: scalars,
     workgroups: grid(vec ? n / 4 : n, 256),
     label: `${label} ${shapeStr(shape)}`,
   });
   return out;
 }
 
-/** Applies table row `name` to same-shaped inputs, recording its gradient rule. */
-export function elementwise(name: ElementwiseName, inputs: readonly Tensor[], alpha = 0): Tensor {
+/** Applies table row `name` to same-shaped inputs with scalars alpha, beta, recording its gradient rule. */
+export function elementwise(name: ElementwiseName, inputs: readonly Tensor[], alpha = 0, beta = 0): Tensor {
   const op: ElementwiseOp = ELEMENTWISE[name];
   if (inputs.length !== op.inputs.length) throw new OpError(name, `takes ${op.inputs.length} inputs, got ${inputs.length}`);
   const shape = inputs[0].shape;
@@ -59,14 +63,14 @@ export function elementwise(name: ElementwiseName, inputs: readonly Tensor[], al
       throw new OpError(name, `shapes differ: ${inputs.map((x) => shapeStr(x.shape)).join(' vs ')}`);
     }
   }
-  const out = launch(name, op.forward, op.inputs, inputs, alpha, shape);
+  const out = launch(name, op.forward, op.inputs, inputs, [alpha, beta], shape);
   return recordOp(name, inputs, out, (dy, needs) =>
     op.grads.map((expr, i) => {
       if (!needs[i]) return null;
       if (expr === 'dy') return dy;
       // the gradient expression reads the inputs it names and dy
       const used = op.inputs.filter((v) => new RegExp(`\\b${v}\\b`).test(expr));
-      return launch(`${name}.grad${i}`, expr, [...used, 'dy'], [...used.map((v) => inputs[op.inputs.indexOf(v)]), dy], alpha, shape);
+      return launch(`${name}.grad${i}`, expr, [...used, 'dy'], [...used.map((v) => inputs[op.inputs.indexOf(v)]), dy], [alpha, beta], shape);
     }),
   );
 }
@@ -77,3 +81,5 @@ export const scale = (x: Tensor, s: number): Tensor => elementwise('scale', [x],
 export const add = (a: Tensor, b: Tensor): Tensor => elementwise('add', [a, b]);
 export const sub = (a: Tensor, b: Tensor): Tensor => elementwise('sub', [a, b]);
 export const mul = (a: Tensor, b: Tensor): Tensor => elementwise('mul', [a, b]);
+/** min(max(x, lo), hi) (ONNX Clip; torch.clamp when lo <= hi) */
+export const clip = (x: Tensor, lo: number, hi: number): Tensor => elementwise('clip', [x], lo, hi);

@@ -1,8 +1,9 @@
 // The engine's ops: each file holds an op family's forward, its gradient rule and its kernels.
 export { batchNorm2d, type BatchNormOptions } from './batchnorm.ts';
+export { concat, narrow, padAxis } from './concat.ts';
 export { conv2d, type Conv2dOptions } from './conv2d.ts';
 export { dropout } from './dropout.ts';
-export { add, elementwise, ELEMENTWISE, leakyRelu, mul, relu, scale, sub, type ElementwiseName } from './elementwise.ts';
+export { add, clip, elementwise, ELEMENTWISE, leakyRelu, mul, relu, scale, sub, type ElementwiseName } from './elementwise.ts';
 export { gemm, linear, matmul } from './matmul.ts';
 export { avgPool2d, globalAvgPool2d, maxPool2d, type AvgPool2dOptions, type Pool2dOptions } from './pool.ts';
 export { mean, sum } from './reduce.ts';

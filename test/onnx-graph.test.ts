@@ -1,0 +1,239 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import * as ort from 'onnxruntime-node';
+import sharp from 'sharp';
+import { describe, expect, it } from 'vitest';
+import { getGpu } from '../src/gpu/index.ts';
+import { checkSupported, GraphModule, SUPPORTED_OPS } from '../src/onnx/graph.ts';
+import { DataType, type OnnxModel, type OnnxNode, type OnnxTensor } from '../src/onnx/ir.ts';
+import { OnnxError, readOnnx } from '../src/onnx/read.ts';
+import { encodeOnnx } from '../src/onnx/write.ts';
+import { noGrad, OpError, Rng, Tensor, tidy } from '../src/tensor/index.ts';
+import { relError, useGpu } from './helpers.ts';
+
+useGpu();
+
+const SHARED = join(import.meta.dirname, '..', '..', 'shared');
+const DARKNET = join(SHARED, 'weights', 'darknet-tiny-imagenet.onnx');
+const IMAGENET = join(SHARED, 'data', 'imagenet');
+
+function floatTensor(name: string, dims: number[], rng: Rng, scale = 1): OnnxTensor {
+  const data = new Float32Array(dims.reduce((a, b) => a * b, 1));
+  for (let i = 0; i < data.length; i++) data[i] = rng.uniform(-scale, scale);
+  return { name, dims, dataType: DataType.FLOAT, data };
+}
+
+const node = (opType: string, inputs: string[], outputs: string[], attrs: OnnxNode['attrs'] = {}, name = outputs[0]): OnnxNode => ({
+  name, opType, domain: '', inputs, outputs, attrs,
+});
+
+function model(nodes: OnnxNode[], inits: OnnxTensor[], input: { name: string; shape: number[] }, output: string, opset = 13, outputShape: number[] = []): OnnxModel {
+  return {
+    irVersion: 8,
+    opset,
+    producerName: 'gpunet-test',
+    metadata: {},
+    graph: {
+      name: 'test',
+      nodes,
+      initializers: new Map(inits.map((t) => [t.name, t])),
+      inputs: [{ name: input.name, elemType: DataType.FLOAT, shape: input.shape }],
+      outputs: [{ name: output, elemType: DataType.FLOAT, shape: outputShape }],
+    },
+  };
+}
+
+/** A small network touching every weight kind and the pad-step paths: Conv with asymmetric pads and
+ *  groups, BatchNormalization, LeakyRelu, SAME_UPPER max pooling (asymmetric), a Clip branch joined
+ *  by Concat, global average pooling, Flatten, Gemm (transB) and Softmax. */
+function smallGraph(rng: Rng): OnnxModel {
+  const C = 6;
+  const shape = (name: string, dims: number[]): OnnxTensor => ({ name, dims: [dims.length], dataType: DataType.INT64, data: BigInt64Array.from(dims, BigInt) });
+  const inits = [
+    floatTensor('conv.weight', [C, 1, 3, 3], rng),
+    floatTensor('conv.bias', [C], rng),
+    floatTensor('bn.weight', [C], rng),
+    floatTensor('bn.bias', [C], rng),
+    floatTensor('bn.running_mean', [C], rng, 0.1),
+    { ...floatTensor('bn.running_var', [C], rng), data: Float32Array.from({ length: C }, () => rng.uniform(0.5, 1.5)) },
+    floatTensor('fc.weight', [5, 2 * C], rng),
+    floatTensor('fc.bias', [5], rng),
+    shape('flat.shape', [0, -1]),
+  ];
+  const nodes = [
+    node('Conv', ['x', 'conv.weight', 'conv.bias'], ['c'], { kernel_shape: [3, 3], pads: [1, 0, 2, 1], strides: [2, 1], group: 3 }),
+    node('BatchNormalization', ['c', 'bn.weight', 'bn.bias', 'bn.running_mean', 'bn.running_var'], ['b'], { epsilon: 1e-3 }),
+    node('LeakyRelu', ['b'], ['r'], { alpha: 0.2 }),
+    node('MaxPool', ['r'], ['p'], { kernel_shape: [2, 2], auto_pad: 'SAME_UPPER' }),
+    node('Constant', [], ['lo'], { value: { name: 'lo', dims: [], dataType: DataType.FLOAT, data: Float32Array.of(-0.1) } }),
+    node('Clip', ['p', 'lo', ''], ['q']),
+    node('Concat', ['p', 'q'], ['cat'], { axis: 1 }),
+    node('GlobalAveragePool', ['cat'], ['g']),
+    node('Reshape', ['g', 'flat.shape'], ['f']),
+    node('Gemm', ['f', 'fc.weight', 'fc.bias'], ['logits'], { transB: 1 }),
+    node('Softmax', ['logits'], ['probs'], { axis: -1 }),
+  ];
+  return model(nodes, inits, { name: 'x', shape: [2, 3, 9, 7] }, 'probs', 13, [2, 5]);
+}
+
+async function ortRun(m: OnnxModel, feeds: Record<string, { data: Float32Array; dims: number[] }>): Promise<Float32Array> {
+  const session = await ort.InferenceSession.create(encodeOnnx(m));
+  const inputs = Object.fromEntries(Object.entries(feeds).map(([k, v]) => [k, new ort.Tensor('float32', v.data, v.dims)]));
+  const out = await session.run(inputs);
+  await session.release();
+  return out[session.outputNames[0]].data as Float32Array;
+}
+
+describe('GraphModule on an in-memory graph', () => {
+  it('matches onnxruntime, names its weights after the initializers and trains', async () => {
+    const rng = new Rng(5);
+    const m = smallGraph(rng);
+    const x = floatTensor('x', [2, 3, 9, 7], rng).data as Float32Array;
+    const expected = await ortRun(m, { x: { data: x, dims: [2, 3, 9, 7] } });
+    const net = new GraphModule(m, { source: 'small.onnx' });
+    try {
+      expect(net.namedParameters().map(([n]) => n).sort()).toEqual(['bn.bias', 'bn.weight', 'conv.bias', 'conv.weight', 'fc.bias', 'fc.weight']);
+      expect(net.namedBuffers().map(([n]) => n).sort()).toEqual(['bn.running_mean', 'bn.running_var']);
+      expect(net.training).toBe(false);
+      const got = await noGrad(() => tidy(() => net.forward(Tensor.from(x, [2, 3, 9, 7])).toArray()));
+      expect(relError(got, expected)).toBeLessThan(1e-5);
+
+      // gradients reach every parameter through concat, clip, the pad steps and the rest
+      await tidy(async () => {
+        const y = net.forward(Tensor.from(x, [2, 3, 9, 7]));
+        const w = Tensor.from(Float32Array.from({ length: y.size }, (_, i) => (i % 3) - 1), y.shape);
+        const { mul } = await import('../src/ops/elementwise.ts');
+        const { sum } = await import('../src/ops/reduce.ts');
+        sum(mul(y, w)).backward();
+        for (const [name, p] of net.namedParameters()) {
+          expect(p.grad, name).not.toBeNull();
+          const g = await p.grad!.toArray();
+          expect(g.some((v) => v !== 0), name).toBe(true);
+          expect(g.every(Number.isFinite), name).toBe(true);
+          p.grad!.release();
+          p.grad = null;
+        }
+      });
+
+      // exportGraph writes the current weights back: onnxruntime reproduces the result
+      const exported = { ...m, graph: await net.exportGraph() };
+      expect(relError(await ortRun(exported, { x: { data: x, dims: [2, 3, 9, 7] } }), expected)).toBeLessThan(1e-5);
+    } finally {
+      net.release();
+    }
+  });
+
+  it('frees every intermediate as soon as its last consumer ran when nothing is recorded', async () => {
+    const net = new GraphModule(smallGraph(new Rng(6)));
+    try {
+      await noGrad(() =>
+        tidy(async () => {
+          const x = Tensor.from(floatTensor('x', [2, 3, 9, 7], new Rng(1)).data as Float32Array, [2, 3, 9, 7]);
+          await getGpu().sync();
+          const before = getGpu().pool.stats().liveBuffers;
+          const y = net.forward(x);
+          // the output is the only new buffer
+          expect(getGpu().pool.stats().liveBuffers - before).toBe(1);
+          expect(y.shape).toEqual([2, 5]);
+        }),
+      );
+    } finally {
+      net.release();
+    }
+  });
+});
+
+describe('unsupported ops are refused before anything runs', () => {
+  it("names the op, the node and the opset in one line", () => {
+    const m = model([node('Relu', ['x'], ['r']), node('Foo', ['r'], ['y'], {}, 'foo_1')], [], { name: 'x', shape: [1, 4] }, 'y', 13);
+    const expectedLine = `net.onnx: unsupported ONNX op 'Foo' (node 'foo_1', opset 13); supported: ${SUPPORTED_OPS.join(', ')}`;
+    expect(() => checkSupported(m, 'net.onnx')).toThrow(OnnxError);
+    expect(() => checkSupported(m, 'net.onnx')).toThrow(expectedLine);
+    const live = getGpu().pool.stats().liveBuffers;
+    let message = '';
+    try {
+      new GraphModule(m, { source: 'net.onnx' });
+    } catch (e) {
+      message = (e as Error).message;
+    }
+    expect(message).toBe(expectedLine);
+    expect(message).not.toContain('\n');
+    expect(getGpu().pool.stats().liveBuffers).toBe(live); // nothing was uploaded
+  });
+
+  it('refuses unsupported features of supported ops and other domains', () => {
+    const dil = model([node('MaxPool', ['x'], ['y'], { kernel_shape: [2, 2], dilations: [2, 2] }, '')], [], { name: 'x', shape: [1, 1, 4, 4] }, 'y', 12);
+    expect(() => checkSupported(dil, 'p.onnx')).toThrow("p.onnx: unsupported ONNX op 'MaxPool' with dilations [2,2] (node '#0', opset 12)");
+    const ms = model([{ ...node('Relu', ['x'], ['y']), domain: 'com.microsoft' }], [], { name: 'x', shape: [1] }, 'y');
+    expect(() => checkSupported(ms, 'm.onnx')).toThrow(/^m\.onnx: unsupported ONNX op 'com\.microsoft\.Relu' \(node 'y', opset 13\)/);
+  });
+
+  it('reports a shape the graph cannot run as an OpError naming the node', () => {
+    const m = model([node('MatMul', ['x', 'w'], ['y'], {}, 'mm')], [floatTensor('w', [2, 4, 3], new Rng(1))], { name: 'x', shape: [2, 3, 4] }, 'y');
+    const net = new GraphModule(m, { source: 'mm.onnx' });
+    try {
+      tidy(() => expect(() => net.forward(Tensor.zeros([2, 3, 4]))).toThrow(OpError));
+      tidy(() => expect(() => net.forward(Tensor.zeros([2, 3, 4]))).toThrow("mm.onnx: node 'mm': MatMul: only 2-D MatMul is supported, got [2,3,4] x [2,4,3]"));
+    } finally {
+      net.release();
+    }
+  });
+});
+
+/** RGB in [0, 1], resized to 224x224 ignoring the aspect ratio, as planes [3, 224, 224]. */
+async function loadImage(file: string): Promise<Float32Array> {
+  const { data, info } = await sharp(file).toColourspace('srgb').removeAlpha().resize(224, 224, { fit: 'fill' }).raw().toBuffer({ resolveWithObject: true });
+  expect(info.channels).toBe(3);
+  const out = new Float32Array(3 * 224 * 224);
+  for (let i = 0; i < 224 * 224; i++) for (let c = 0; c < 3; c++) out[c * 224 * 224 + i] = data[i * 3 + c] / 255;
+  return out;
+}
+
+function topK(logits: Float32Array, k: number): number[] {
+  return Array.from(logits.keys()).sort((a, b) => logits[b] - logits[a]).slice(0, k);
+}
+
+describe('Darknet-tiny (a real ImageNet classifier exported by PyTorch) through the generic graph path', () => {
+  it('agrees with onnxruntime on the check photos and calls the samoyed a Samoyed', async () => {
+    const classes = readFileSync(join(IMAGENET, 'classes.txt'), 'utf8').trim().split('\n');
+    // labels.tsv also lists the samoyed photo under another name: only the files present count
+    const labels = readFileSync(join(IMAGENET, 'check20', 'labels.tsv'), 'utf8').trim().split('\n').map((l) => l.split('\t'))
+      .filter(([f]) => existsSync(join(IMAGENET, 'check20', f)));
+    const files = [...labels.map(([f]) => join(IMAGENET, 'check20', f)), join(IMAGENET, 'samoyed.jpg')];
+    expect(files.length).toBe(21);
+    const images = await Promise.all(files.map(loadImage));
+    const m = readOnnx(DARKNET);
+    const net = new GraphModule(m, { source: DARKNET });
+    const session = await ort.InferenceSession.create(DARKNET);
+    const B = 7; // 3 batches
+    let top1Right = 0;
+    try {
+      for (let start = 0; start < files.length; start += B) {
+        const batch = images.slice(start, start + B);
+        const input = new Float32Array(batch.length * 3 * 224 * 224);
+        batch.forEach((img, i) => input.set(img, i * img.length));
+        const dims = [batch.length, 3, 224, 224];
+        const ref = (await session.run({ input: new ort.Tensor('float32', input, dims) })).logits.data as Float32Array;
+        const got = await noGrad(() => tidy(() => net.forward(Tensor.from(input, dims)).toArray()));
+        expect(got.length).toBe(batch.length * 1000);
+        for (let i = 0; i < batch.length; i++) {
+          const file = files[start + i];
+          const [g, r] = [got.subarray(i * 1000, (i + 1) * 1000), ref.subarray(i * 1000, (i + 1) * 1000)];
+          expect(relError(g, r), file).toBeLessThan(1e-4);
+          expect(topK(g, 5), file).toEqual(topK(r, 5));
+          const label = labels[start + i]?.[1];
+          if (label !== undefined && topK(g, 1)[0] === Number(label)) top1Right++;
+          if (file.endsWith('samoyed.jpg')) {
+            expect(topK(g, 1)[0]).toBe(258);
+            expect(classes[258]).toBe('Samoyed');
+          }
+        }
+      }
+      // onnxruntime's top-1 on these 20 photos, which identical top-5 lists reproduce: a sanity bound
+      expect(top1Right).toBeGreaterThanOrEqual(10);
+    } finally {
+      await session.release();
+      net.release();
+    }
+  });
+});
