@@ -1,0 +1,29 @@
+// The contract between the data pipeline (src/data) and training (src/train): labelled image
+// files, split, and a loader that yields decoded, augmented, normalised batches.
+
+export interface Sample {
+  path: string;
+  /** class index into DataSplit.classes */
+  label: number;
+}
+
+export interface SkippedFile {
+  path: string;
+  reason: string;
+}
+
+export interface DataSplit {
+  classes: string[];
+  train: Sample[];
+  valid: Sample[];
+  test: Sample[];
+  /** files that could not be decoded (listed once, at the start) */
+  skipped: SkippedFile[];
+}
+
+export interface Batch {
+  /** [B, 3, size, size], normalised */
+  images: Float32Array;
+  labels: number[];
+  paths: string[];
+}
