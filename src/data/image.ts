@@ -1,0 +1,193 @@
+// Image files in, network inputs out: decoding with sharp (libvips) and torchvision's evaluation
+// preprocessing, plus expanding the paths, folders and globs a user names into image files.
+//
+// Every image becomes RGB in [0, 1] whatever it was stored as: EXIF orientation applied, grayscale
+// and CMYK converted to sRGB, 16-bit samples reduced to 8, alpha flattened onto white (the usual
+// background of a transparent product photo), the first frame of an animation. Then
+//   'crop': the shorter side resized to round(size / 0.875) (256 for 224), the longer side keeping
+//           the aspect ratio (truncated, as torchvision's Resize does), then a size x size center crop;
+//   'fill': resized to size x size, the aspect ratio ignored;
+// with bilinear interpolation that averages over the whole footprint when shrinking (PIL's
+// antialiased bilinear, which torchvision's transforms use), and finally (x - mean) / std per channel.
+import { readdirSync, statSync } from 'node:fs';
+import { extname, join } from 'node:path';
+import sharp from 'sharp';
+import type { Preprocessing } from '../onnx/classifier.ts';
+
+/** A file that cannot be read or decoded as an image; the message is one line naming the file. */
+export class ImageError extends Error {
+  constructor(readonly file: string, reason: string) {
+    super(`${file}: ${reason}`);
+    this.name = 'ImageError';
+  }
+}
+
+/** File extensions (lower case) taken as images when walking folders and matching globs. */
+export const IMAGE_EXTENSIONS = ['.jpg', '.jpeg', '.png', '.webp', '.gif', '.tif', '.tiff', '.avif', '.heic', '.heif'];
+
+export function isImageFile(path: string): boolean {
+  return IMAGE_EXTENSIONS.includes(extname(path).toLowerCase());
+}
+
+/** Python's round(): halves to even. torchvision's CenterCrop offsets use it. */
+function roundHalfEven(x: number): number {
+  const r = Math.round(x);
+  return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+/** The size an image of w x h is resized to before the center crop (torchvision's Resize(int)). */
+export function cropResizeSize(w: number, h: number, size: number): { width: number; height: number; left: number; top: number } {
+  const short = Math.round(size / 0.875);
+  const width = w <= h ? short : Math.floor((short * w) / h);
+  const height = w <= h ? Math.floor((short * h) / w) : short;
+  return { width, height, left: roundHalfEven((width - size) / 2), top: roundHalfEven((height - size) / 2) };
+}
+
+function firstLine(e: unknown): string {
+  return String((e as Error)?.message ?? e).split('\n')[0].trim();
+}
+
+/** Decodes `path` and preprocesses it to a [3, size, size] (CHW) normalised Float32Array. */
+export async function loadImage(path: string, p: Preprocessing): Promise<Float32Array> {
+  const { size, mean, std } = p;
+  let pixels: Buffer;
+  try {
+    statSync(path);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new ImageError(path, code === 'ENOENT' ? 'no such file' : firstLine(e));
+  }
+  try {
+    // 'error' rather than sharp's default 'warning': a JPEG with a slightly damaged tail still
+    // decodes (as browsers show it), a file that is not an image still fails.
+    const img = sharp(path, { failOn: 'error', pages: 1 }).rotate();
+    const meta = await img.metadata();
+    const w = meta.autoOrient?.width ?? meta.width;
+    const h = meta.autoOrient?.height ?? meta.height;
+    if (!w || !h) throw new Error('image has no size');
+    // fastShrinkOnLoad off: JPEG's DCT-domain downscaling is faster but not the plain bilinear filter
+    const opts = { fit: 'fill' as const, kernel: 'linear' as const, fastShrinkOnLoad: false };
+    if (p.resize === 'crop') {
+      const r = cropResizeSize(w, h, size);
+      img.resize(r.width, r.height, opts).extract({ left: r.left, top: r.top, width: size, height: size });
+    } else {
+      img.resize(size, size, opts);
+    }
+    const out = await img
+      .flatten({ background: '#ffffff' })
+      .toColourspace('srgb')
+      .removeAlpha()
+      .raw({ depth: 'uchar' })
+      .toBuffer({ resolveWithObject: true });
+    if (out.info.channels !== 3 || out.info.width !== size || out.info.height !== size) {
+      throw new Error(`decoded to ${out.info.width}x${out.info.height}x${out.info.channels}, expected ${size}x${size}x3`);
+    }
+    pixels = out.data;
+  } catch (e) {
+    if (e instanceof ImageError) throw e;
+    throw new ImageError(path, `cannot decode as an image (${firstLine(e)})`);
+  }
+  // HWC bytes -> CHW normalised floats
+  const plane = size * size;
+  const x = new Float32Array(3 * plane);
+  for (let c = 0; c < 3; c++) {
+    const scale = 1 / (255 * std[c]);
+    const shift = mean[c] / std[c];
+    for (let i = 0; i < plane; i++) x[c * plane + i] = pixels[3 * i + c] * scale - shift;
+  }
+  return x;
+}
+
+// ---- naming files: paths, folders, globs ------------------------------------------------------
+
+const GLOB_CHARS = /[*?[]/;
+
+/** A glob as a RegExp over '/'-separated paths: `**` any number of folders, `*` and `?` within a
+ *  name, `[...]` a character class. */
+export function globToRegExp(pattern: string): RegExp {
+  let re = '';
+  for (let i = 0; i < pattern.length; i++) {
+    const ch = pattern[i];
+    if (ch === '*' && pattern[i + 1] === '*') {
+      const slash = pattern[i + 2] === '/';
+      re += slash ? '(?:[^/]*/)*' : '.*';
+      i += slash ? 2 : 1;
+    } else if (ch === '*') re += '[^/]*';
+    else if (ch === '?') re += '[^/]';
+    else if (ch === '[') {
+      const end = pattern.indexOf(']', i + 2);
+      if (end < 0) re += '\\[';
+      else {
+        const body = pattern.slice(i + 1, end);
+        re += `[${body.startsWith('!') ? `^${body.slice(1)}` : body}]`;
+        i = end;
+      }
+    } else re += ch.replace(/[.+^${}()|\\]/g, '\\$&');
+  }
+  return new RegExp(`^${re}$`);
+}
+
+/** Files under `dir` (names starting with '.' skipped), sorted, at most `depth` folders down. */
+function walk(dir: string, depth: number, out: string[]): void {
+  let names: string[];
+  try {
+    names = readdirSync(dir).sort();
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    if (name.startsWith('.')) continue;
+    const p = dir === '.' ? name : join(dir, name);
+    let st;
+    try {
+      st = statSync(p);
+    } catch {
+      continue;
+    }
+    if (st.isDirectory()) {
+      if (depth > 0) walk(p, depth - 1, out);
+    } else out.push(p);
+  }
+}
+
+function expandGlob(pattern: string): string[] {
+  const parts = pattern.split('/');
+  const firstMagic = parts.findIndex((s) => GLOB_CHARS.test(s));
+  const base = parts.slice(0, firstMagic).join('/') || (pattern.startsWith('/') ? '/' : '.');
+  const rest = parts.slice(firstMagic);
+  const depth = rest.includes('**') || rest.some((s) => s.includes('**')) ? Infinity : rest.length - 1;
+  const files: string[] = [];
+  walk(base, depth, files);
+  const re = globToRegExp(pattern.startsWith('./') ? pattern.slice(2) : pattern);
+  return files.filter((f) => re.test(f) && isImageFile(f));
+}
+
+/**
+ * The image files named by `inputs`: a file as given, a folder's image files (recursively, by
+ * extension, case-insensitive), or a glob's matching image files; sorted within each input,
+ * duplicates dropped. An input naming nothing is an ImageError.
+ */
+export function listImages(inputs: string[]): string[] {
+  const seen = new Set<string>();
+  for (const input of inputs) {
+    let found: string[];
+    let st;
+    try {
+      st = statSync(input);
+    } catch {
+      st = null;
+    }
+    if (st?.isDirectory()) {
+      found = [];
+      walk(input, Infinity, found);
+      found = found.filter(isImageFile);
+      if (found.length === 0) throw new ImageError(input, `no image files in this folder (looked for ${IMAGE_EXTENSIONS.join(' ')})`);
+    } else if (st) found = [input];
+    else if (GLOB_CHARS.test(input)) {
+      found = expandGlob(input);
+      if (found.length === 0) throw new ImageError(input, 'no image files match this pattern');
+    } else throw new ImageError(input, 'no such file or folder');
+    for (const f of found) seen.add(f);
+  }
+  return [...seen];
+}
