@@ -1,0 +1,168 @@
+// `gpunet summary`: the layers of a model with their output shapes and parameter counts, and the
+// totals, as Keras' model.summary() prints them. Shapes come from one forward pass at batch 1
+// without a tape: each layer module's forward is wrapped to note its output shape (a generic ONNX
+// graph lists its nodes instead, every node output made a graph output for that one pass).
+import { parseArgs } from 'node:util';
+import { getGpu, initGpu } from '../gpu/index.ts';
+import type { Module } from '../nn/module.ts';
+import { resnet, RESNET_BLOCKS, type ResNetArch } from '../nn/resnet.ts';
+import { GraphModule } from '../onnx/graph.ts';
+import { loadClassifier } from '../onnx/load.ts';
+import { noGrad, Tensor, tidy } from '../tensor/index.ts';
+import { formatTable } from '../train/metrics.ts';
+import type { Command } from './main.ts';
+import { UsageError } from './errors.ts';
+import { positiveInt } from './predict.ts';
+
+export interface LayerRow {
+  name: string;
+  type: string;
+  /** without the batch dimension */
+  outputShape: number[];
+  params: number;
+}
+
+const size = (t: Tensor) => t.size;
+
+/** Leaf modules (and any module owning parameters itself) in the order the forward pass calls them. */
+export async function moduleLayers(model: Module, inputSize: number): Promise<LayerRow[]> {
+  const rows: LayerRow[] = [];
+  const counted = new Set<Module>();
+  const wrapped: Module[] = [];
+  for (const [name, m] of model.namedModules()) {
+    const own = m.namedParameters().filter(([n]) => !n.includes('.'));
+    if (name === '' || (m.children().length > 0 && own.length === 0)) continue;
+    const forward = m.forward;
+    m.forward = (x: Tensor) => {
+      const y = forward.call(m, x);
+      rows.push({ name, type: m.constructor.name, outputShape: y.shape.slice(1), params: counted.has(m) ? 0 : own.map(([, t]) => size(t)).reduce((a, b) => a + b, 0) });
+      counted.add(m);
+      return y;
+    };
+    wrapped.push(m);
+  }
+  try {
+    model.eval();
+    await noGrad(() => tidy(() => model.forward(Tensor.zeros([1, 3, inputSize, inputSize])).toArray()));
+  } finally {
+    // drop the instance wrappers: the prototype's forward shows through again
+    for (const m of wrapped) delete (m as { forward?: unknown }).forward;
+  }
+  return rows;
+}
+
+/** The nodes of a generic graph: op type, first output's shape, parameters read (first use). */
+export async function graphLayers(model: GraphModule, inputSize: number): Promise<LayerRow[]> {
+  const paramSize = new Map(model.namedParameters().map(([n, t]) => [n, t.size]));
+  const seen = new Set<string>();
+  const nodes = model.graph.nodes;
+  const params = nodes.map((n) =>
+    n.inputs.reduce((s, x) => {
+      const p = seen.has(x) ? 0 : (paramSize.get(x) ?? 0);
+      seen.add(x);
+      return s + p;
+    }, 0),
+  );
+  // a twin whose graph outputs are every node's first output; the model's own copy of the
+  // weights is released first so that the pass needs no more memory than the model itself
+  const outputs = nodes.map((n) => ({ name: n.outputs[0], elemType: 1, shape: [] }));
+  const twin = new GraphModule({ irVersion: 8, opset: model.opset, producerName: 'gpunet', metadata: {}, graph: { ...model.graph, outputs } }, { source: model.source });
+  const input = model.graph.inputs[0].name;
+  try {
+    const shapes = noGrad(() =>
+      tidy(() => {
+        const out = twin.run({ [input]: Tensor.zeros([1, 3, inputSize, inputSize]) });
+        return nodes.map((n) => {
+          const v = out[n.outputs[0]];
+          return (v instanceof Tensor ? [...v.shape] : v.dims).slice(1);
+        });
+      }),
+    );
+    await getGpu().sync();
+    return nodes.map((n, i) => ({ name: n.name || n.outputs[0], type: n.opType, outputShape: shapes[i], params: params[i] }));
+  } finally {
+    twin.release();
+  }
+}
+
+const commas = (n: number) => n.toLocaleString('en-US');
+
+export function formatSummary(title: string, rows: LayerRow[], counts: { total: number; trainable: number; frozen: number }, buffers: number): string {
+  const table = formatTable(
+    ['Layer (type)', 'Output Shape', 'Param #'],
+    rows.map((r) => [`${r.name} (${r.type})`, `(None, ${r.outputShape.join(', ')})`, commas(r.params)]),
+    'llr',
+  ).split('\n');
+  const width = Math.max(...table.map((l) => l.length), 40);
+  return [
+    `Model: "${title}"`,
+    '_'.repeat(width),
+    table[0],
+    '='.repeat(width),
+    ...table.slice(2),
+    '='.repeat(width),
+    `Total params: ${commas(counts.total)}`,
+    `Trainable params: ${commas(counts.trainable)}`,
+    `Non-trainable params: ${commas(counts.frozen)}`,
+    ...(buffers ? [`Buffers (batchnorm running statistics, not parameters): ${commas(buffers)}`] : []),
+    '_'.repeat(width),
+  ].join('\n');
+}
+
+const usage = `usage: gpunet summary [--arch resnet18|resnet34 | --model FILE.onnx] [--size 224] [--classes 1000] [--device I|NAME]
+
+Prints every layer with its output shape and parameter count, and the totals (trainable and frozen),
+as Keras' model.summary() does. Shapes come from one forward pass at batch 1.
+
+  --arch NAME       a fresh torchvision ResNet (resnet18, resnet34) with --classes outputs
+  --model FILE      an ONNX checkpoint or foreign ONNX classifier
+  --size N          input side in pixels (default: the checkpoint's, else 224)`;
+
+export const summaryCommand: Command = {
+  name: 'summary',
+  summary: 'print every layer of a model with its output shape and parameter count',
+  usage,
+  async run(args) {
+    const { values } = parseArgs({
+      args,
+      options: {
+        arch: { type: 'string' },
+        model: { type: 'string' },
+        size: { type: 'string' },
+        classes: { type: 'string', default: '1000' },
+        device: { type: 'string' },
+      },
+    });
+    if (values.arch && values.model) throw new UsageError('pass --arch or --model, not both');
+    const arch = values.arch ?? (values.model ? undefined : 'resnet18');
+    if (arch && !(arch in RESNET_BLOCKS)) throw new UsageError(`--arch must be one of ${Object.keys(RESNET_BLOCKS).join(', ')}, got '${arch}'`);
+    const classes = positiveInt('classes', values.classes);
+    await initGpu(values.device);
+    let model: Module;
+    let title: string;
+    let inputSize = values.size !== undefined ? positiveInt('size', values.size) : 224;
+    if (arch) {
+      model = resnet(arch as ResNetArch, classes);
+      title = arch;
+    } else {
+      const c = await loadClassifier(values.model!);
+      model = c.model;
+      title = values.model!;
+      if (values.size === undefined && c.preprocessing) inputSize = c.preprocessing.size;
+    }
+    try {
+      const counts = model.countParameters();
+      const buffers = model.namedBuffers().reduce((s, [, t]) => s + t.size, 0);
+      let rows: LayerRow[];
+      if (model instanceof GraphModule) {
+        const graph = model;
+        model.release();
+        rows = await graphLayers(graph, inputSize);
+      } else rows = await moduleLayers(model, inputSize);
+      console.log(formatSummary(title, rows, counts, buffers));
+    } finally {
+      model.release();
+    }
+    return 0;
+  },
+};
