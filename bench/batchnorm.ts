@@ -1,13 +1,16 @@
 // Batch normalization at ResNet18's shapes (batch 16, 224 px): training forward, eval forward and
-// training backward (dx, dgamma, dbeta), each first checked against the float64 reference.
+// training backward (dx, dgamma, dbeta). validate() checks both forwards (and the running
+// statistics) against the float64 reference at every shape, and the backward at batch 2 along a
+// random direction (the reference has no backward; central differences of its forward check it).
 // GB/s counts the minimum traffic: training forward reads x twice (statistics, then normalize) and
 // writes y; eval reads x once; the backward reads dy and x twice (sums, then dx) and writes dx.
-// Run: npx tsx bench/batchnorm.ts [filter]
-import { initGpu } from '../src/gpu/index.ts';
+//   npx tsx bench/batchnorm.ts [filter] [--quick]
 import { batchNorm2d } from '../src/ops/batchnorm.ts';
-import { keep, Rng, Tensor, tidy, type GradNode } from '../src/tensor/index.ts';
+import { noGrad, Rng, Tensor } from '../src/tensor/index.ts';
 import { batchNorm2dRef } from '../test/reference/batchnorm.ts';
-import { runBench, type BenchCase } from './harness.ts';
+import { backwardOnly, expectClose, expectGradient, isMain, randomValues, readBack, runFamilies, toTensor, type BenchCase } from './harness.ts';
+
+export const title = 'batchNorm2d (ResNet18 activations, batch 16)';
 
 const SHAPES = [
   [16, 64, 112, 112],
@@ -16,93 +19,108 @@ const SHAPES = [
   [16, 256, 14, 14],
   [16, 512, 7, 7],
 ];
+const QUICK = new Set(['[16,64,56,56]', '[16,512,7,7]']);
 
-interface Inputs {
-  x: Tensor;
-  gamma: Tensor;
-  beta: Tensor;
-  runningMean: Tensor;
-  runningVar: Tensor;
-}
+const MOMENTUM = 0.1;
+const EPS = 1e-5;
 
-function inputs(shape: number[], seed: number): Inputs {
-  const rng = new Rng(seed);
-  const C = [shape[1]];
+/** Random x, gamma, beta and running statistics of a fresh layer, as float64 and on the GPU. */
+function operands(shape: readonly number[], rng: Rng) {
+  const C = shape[1];
+  const x = randomValues(shape.reduce((a, b) => a * b), rng);
+  const gamma = randomValues(C, rng, 0.5, 1.5);
+  const beta = randomValues(C, rng);
   return {
-    x: keep(Tensor.randn(shape, rng, 1, 0.5)),
-    gamma: keep(Tensor.uniform(C, rng, 0.5, 1.5)),
-    beta: keep(Tensor.randn(C, rng, 0.2)),
-    runningMean: keep(Tensor.zeros(C)),
-    runningVar: keep(Tensor.ones(C)),
+    x, gamma, beta,
+    tensors: () => ({
+      x: toTensor(x, shape),
+      gamma: toTensor(gamma, [C]),
+      beta: toTensor(beta, [C]),
+      runningMean: Tensor.zeros([C]),
+      runningVar: Tensor.ones([C]),
+    }),
   };
 }
 
-function release(t: Inputs): void {
+type Operands = ReturnType<ReturnType<typeof operands>['tensors']>;
+
+function forward(t: Operands, training: boolean): Tensor {
+  return batchNorm2d(t.x, t.gamma, t.beta, t.runningMean, t.runningVar, { training, momentum: MOMENTUM, eps: EPS });
+}
+
+function release(t: Operands): void {
   for (const v of Object.values(t)) v.release();
 }
 
-/** max |gpu - ref| / max |ref| of a training forward on random inputs */
-async function validate(shape: number[]): Promise<number> {
-  const t = inputs(shape, 1);
-  const [x, g, b] = await Promise.all([t.x.toArray(), t.gamma.toArray(), t.beta.toArray()]);
-  const C = shape[1];
-  const ref = batchNorm2dRef(Float64Array.from(x), shape, Float64Array.from(g), Float64Array.from(b), new Float64Array(C), new Float64Array(C).fill(1), {
-    training: true, momentum: 0.1, eps: 1e-5,
-  });
-  const y = await tidy(() => batchNorm2d(t.x, t.gamma, t.beta, t.runningMean, t.runningVar, { training: true }).toArray());
-  release(t);
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < y.length; i++) {
-    num = Math.max(num, Math.abs(y[i] - ref[i]));
-    den = Math.max(den, Math.abs(ref[i]));
+export async function validate(): Promise<void> {
+  for (const full of SHAPES) {
+    const C = full[1];
+    // forwards at the full shape: training (and the running statistics it updates), then eval on those
+    const { x, gamma, beta, tensors } = operands(full, new Rng(C));
+    const [train, mean, variance, evaluated] = await readBack(() =>
+      noGrad(() => {
+        const t = tensors();
+        return [forward(t, true), t.runningMean, t.runningVar, forward(t, false)];
+      }),
+    );
+    const refMean = new Float64Array(C);
+    const refVar = new Float64Array(C).fill(1);
+    const trainRef = batchNorm2dRef(x, full, gamma, beta, refMean, refVar, { training: true, momentum: MOMENTUM, eps: EPS });
+    const evalRef = batchNorm2dRef(x, full, gamma, beta, refMean, refVar, { training: false, momentum: MOMENTUM, eps: EPS });
+    const name = `batchNorm2d [${full.join(',')}]`;
+    expectClose(`${name} training forward`, train, trainRef);
+    expectClose(`${name} running mean`, mean, refMean);
+    expectClose(`${name} running var`, variance, refVar);
+    expectClose(`${name} eval forward`, evaluated, evalRef);
+
+    // the training backward at batch 2
+    const shape = [2, ...full.slice(1)];
+    const rng = new Rng(C + 1);
+    const small = operands(shape, rng);
+    const dy = randomValues(small.x.length, rng);
+    const [dx, dgamma, dbeta] = await readBack(() => {
+      const t = small.tensors();
+      for (const p of [t.x, t.gamma, t.beta]) p.requiresGrad = true;
+      forward(t, true).backward(toTensor(dy, shape));
+      return [t.x.grad!, t.gamma.grad!, t.beta.grad!];
+    });
+    const ref = (xv: Float64Array, g: Float64Array, b: Float64Array) =>
+      batchNorm2dRef(xv, shape, g, b, new Float64Array(C), new Float64Array(C).fill(1), { training: true, momentum: MOMENTUM, eps: EPS });
+    const what = `batchNorm2d [${shape.join(',')}] backward`;
+    expectGradient(`${what} dx`, (v) => ref(v, small.gamma, small.beta), small.x, dy, dx, rng);
+    expectGradient(`${what} dgamma`, (v) => ref(small.x, v, small.beta), small.gamma, dy, dgamma, rng);
+    expectGradient(`${what} dbeta`, (v) => ref(small.x, small.gamma, v), small.beta, dy, dbeta, rng);
   }
-  return num / den;
 }
 
-const cases: BenchCase[] = [];
-for (const shape of SHAPES) {
+export const cases: BenchCase[] = SHAPES.flatMap((shape): BenchCase[] => {
   const name = `[${shape.join(',')}]`;
+  const quick = QUICK.has(name);
   const bytes = shape.reduce((a, b) => a * b) * 4;
-  for (const training of [true, false]) {
-    cases.push({
-      name: `${training ? 'train' : 'eval '} forward  ${name}`,
-      bytes: (training ? 3 : 2) * bytes,
-      setup() {
-        const t = inputs(shape, 2);
-        return {
-          run: () => void batchNorm2d(t.x, t.gamma, t.beta, t.runningMean, t.runningVar, { training }),
-          dispose: () => release(t),
-        };
-      },
-    });
-  }
-  cases.push({
-    name: `train backward ${name}`,
-    bytes: 5 * bytes,
+  const forwardCase = (training: boolean): BenchCase => ({
+    name: `${training ? 'train' : 'eval '} forward  ${name}`,
+    bytes: (training ? 3 : 2) * bytes,
+    quick,
     setup() {
-      // one forward keeps its tape node; each run calls the backward rule on it again
-      const t = inputs(shape, 3);
-      for (const p of [t.x, t.gamma, t.beta]) p.requiresGrad = true;
-      const y = batchNorm2d(t.x, t.gamma, t.beta, t.runningMean, t.runningVar, { training: true });
-      const node = y.node as GradNode;
-      const dy = keep(Tensor.randn(shape, new Rng(4)));
-      return {
-        run: () => void node.backward(dy, node.needs),
-        dispose: () => {
-          release(t);
-          y.release();
-          dy.release();
-        },
-      };
+      const t = operands(shape, new Rng(2)).tensors();
+      return { run: () => void noGrad(() => forward(t, training)), dispose: () => release(t) };
     },
   });
-}
+  return [
+    forwardCase(true),
+    forwardCase(false),
+    {
+      name: `train backward ${name}`,
+      bytes: 5 * bytes,
+      quick,
+      setup() {
+        const t = operands(shape, new Rng(3)).tensors();
+        for (const p of [t.x, t.gamma, t.beta]) p.requiresGrad = true;
+        const b = backwardOnly(forward(t, true), new Rng(4));
+        return { run: b.run, dispose: () => (b.dispose(), release(t)) };
+      },
+    },
+  ];
+});
 
-await initGpu(process.env.GPUNET_DEVICE);
-for (const shape of SHAPES) {
-  const err = await validate(shape);
-  console.log(`validate training forward [${shape.join(',')}]: rel error ${err.toExponential(2)}`);
-  if (!(err < 1e-4)) throw new Error('batchNorm2d does not match the reference');
-}
-await runBench('batchNorm2d', cases, { filter: process.argv[2] });
+if (isMain(import.meta.url)) process.exit((await runFamilies([{ title, cases, validate }])) ? 0 : 1);

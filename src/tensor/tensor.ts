@@ -241,7 +241,7 @@ function resolveShape(shape: Shape, size: number, from: Shape): number[] {
 type Kept = Tensor | Kept[] | { [k: string]: Kept } | unknown;
 
 function collect(v: Kept, into: Set<Tensor>, depth = 0): void {
-  if (depth > 4 || v === null || typeof v !== 'object') return;
+  if (depth > 4 || v === null || typeof v !== 'object' || ArrayBuffer.isView(v)) return;
   if (v instanceof Tensor) {
     into.add(v);
     if (v.grad) into.add(v.grad);
