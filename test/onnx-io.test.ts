@@ -15,7 +15,8 @@ import { DataType, type AttrValue, type OnnxModel, type OnnxTensor } from '../sr
 import { OnnxError, parseOnnx, parseTensor, readOnnx } from '../src/onnx/read.ts';
 import { encodeOnnx, saveOnnx } from '../src/onnx/write.ts';
 
-const DARKNET = '/work/shared/weights/darknet-tiny-imagenet.onnx';
+const SHARED = path.join(import.meta.dirname, '..', '..', 'shared');
+const DARKNET = path.join(SHARED, 'weights', 'darknet-tiny-imagenet.onnx');
 const NODE_CASES = '/usr/share/libonnx-testdata/data/node';
 /** conformance cases covering conv/pool attrs, float attrs, int64/int8/float16/double tensors, a tensor attribute */
 const CASES = [
@@ -320,7 +321,7 @@ describe('readOnnx', () => {
     fs.writeFileSync(file('text.onnx'), 'this is not an ONNX model\n');
     expect(onnxError(() => readOnnx(file('truncated.onnx')), file('truncated.onnx'))).toMatch(/not an ONNX file or truncated/);
     expect(onnxError(() => readOnnx(file('text.onnx')), file('text.onnx'))).toMatch(/not an ONNX/);
-    const jpeg = '/work/shared/data/imagenet/samoyed.jpg';
+    const jpeg = path.join(SHARED, 'data', 'imagenet', 'samoyed.jpg');
     expect(onnxError(() => readOnnx(jpeg), jpeg)).toMatch(/not an ONNX/);
     expect(onnxError(() => readOnnx(file('nograph.onnx')), file('nograph.onnx'))).toMatch(/no graph/);
     expect(onnxError(() => readOnnx(file('negative.onnx')), file('negative.onnx'))).toMatch(/tensor 'W' has an absurd dimension -2/);
