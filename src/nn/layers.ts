@@ -21,6 +21,8 @@ function defaultInit(shape: number[], fanIn: number, rng: Rng): Tensor {
 
 export interface Conv2dConfig extends Conv2dOptions {
   bias?: boolean;
+  /** 'fan-out': torchvision's ResNet init, kaiming_normal_(mode='fan_out', nonlinearity='relu') */
+  init?: 'default' | 'fan-out';
 }
 
 export class Conv2d extends Module {
@@ -34,7 +36,11 @@ export class Conv2d extends Module {
     const groups = cfg.groups ?? 1;
     const fanIn = (inChannels / groups) * kh * kw;
     this.opts = { stride: cfg.stride ?? 1, padding: cfg.padding ?? 0, dilation: cfg.dilation ?? 1, groups };
-    this.weight = this.param('weight', defaultInit([outChannels, inChannels / groups, kh, kw], fanIn, rng));
+    const shape = [outChannels, inChannels / groups, kh, kw];
+    this.weight = this.param(
+      'weight',
+      cfg.init === 'fan-out' ? Tensor.randn(shape, rng, Math.sqrt(2 / (outChannels * kh * kw))) : defaultInit(shape, fanIn, rng),
+    );
     this.bias = cfg.bias === false ? null : this.param('bias', defaultInit([outChannels], fanIn, rng));
   }
 

@@ -15,11 +15,9 @@ export const RESNET_BLOCKS: Record<ResNetArch, readonly number[]> = {
   resnet34: [3, 4, 6, 3],
 };
 
-/** torchvision's conv init: kaiming_normal_(mode='fan_out', nonlinearity='relu'). */
+/** A bias-free conv with torchvision's init: kaiming_normal_(mode='fan_out', nonlinearity='relu'). */
 function kaimingConv(inC: number, outC: number, k: number, stride: number, padding: number, rng: Rng): Conv2d {
-  const conv = new Conv2d(inC, outC, k, { stride, padding, bias: false }, rng);
-  conv.weight.set(Float32Array.from({ length: conv.weight.size }, () => Math.sqrt(2 / (outC * k * k)) * rng.normal()));
-  return conv;
+  return new Conv2d(inC, outC, k, { stride, padding, bias: false, init: 'fan-out' }, rng);
 }
 
 const RELU = new ReLU();
