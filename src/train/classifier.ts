@@ -1,22 +1,20 @@
-// The core of classifier training, shared by the demo and the tests: one pass over batches with
-// SGD, and evaluation. Per-step losses stay on the GPU (copied into a small log buffer) and are
-// read back once per epoch, so a step never waits for the GPU.
+// The core of classifier training, shared by the trainer, the demo and the tests: one pass over
+// batches with SGD, and evaluation. Per-step losses stay on the GPU (copied into a small log
+// buffer) and are read back once per epoch, so a step never waits for the GPU; the CPU waits for
+// the GPU every few steps only, and those waits read the latest loss (progress, NaN stop) for free.
+import type { Batch } from '../data/dataset.ts';
 import { getGpu } from '../gpu/index.ts';
 import { softmaxCrossEntropy } from '../ops/softmax.ts';
 import type { Module } from '../nn/module.ts';
 import type { SGD } from '../optim/sgd.ts';
 import { keep, noGrad, type Rng, Tensor, tidy } from '../tensor/index.ts';
 
+export type { Batch } from '../data/dataset.ts';
+
 /** steps recorded between waits for the GPU (each wait busy-polls a core in Dawn's Node binding) */
 const SYNC_EVERY = 4;
 
-export interface Batch {
-  /** [B, C, H, W] */
-  images: Float32Array;
-  labels: number[];
-}
-
-/** Splits an image array [n, ...item] into batches, shuffled when an rng is given. */
+/** Splits an image array [n, ...item] into batches, shuffled when an rng is given. Paths are '#index'. */
 export function batches(images: Float32Array, labels: readonly number[], batchSize: number, rng?: Rng): Batch[] {
   const n = labels.length;
   const item = images.length / n;
@@ -27,51 +25,86 @@ export function batches(images: Float32Array, labels: readonly number[], batchSi
     const idx = order.slice(s, s + batchSize);
     const x = new Float32Array(idx.length * item);
     idx.forEach((j, k) => x.set(images.subarray(j * item, (j + 1) * item), k * item));
-    out.push({ images: x, labels: idx.map((j) => labels[j]) });
+    out.push({ images: x, labels: idx.map((j) => labels[j]), paths: idx.map((j) => `#${j}`) });
   }
   return out;
 }
 
-export interface EpochResult {
-  losses: number[];
-  meanLoss: number;
+export interface TrainEpochOptions {
+  /** batches in `data` (required for an async source; an array knows its length) */
+  steps?: number;
+  /** called before step `step` (0-based) is recorded: set the learning rate here */
+  beforeStep?: (step: number) => void;
+  /** called after each step with the number done; `loss` is the latest loss read at a GPU wait */
+  onStep?: (done: number, loss?: number) => void;
+  /** checked after each step: true ends the epoch early (Ctrl-C) */
+  shouldStop?: () => boolean;
+  /** stop at the first GPU wait that reads a NaN or infinite loss */
+  stopOnNonFinite?: boolean;
+  labelSmoothing?: number;
+  /** leave the modules' train/eval modes as they are (a frozen backbone's batchnorm in eval mode) */
+  keepMode?: boolean;
 }
 
-/** One epoch of SGD on cross-entropy. `imageShape` is [C, H, W]. */
+export interface EpochResult {
+  /** the loss of every step done */
+  losses: number[];
+  meanLoss: number;
+  /** steps done (fewer than asked when stopped) */
+  steps: number;
+  /** shouldStop or a non-finite loss ended the epoch (possibly at its last step) */
+  stopped: boolean;
+}
+
+/** One epoch (or what remains of one) of SGD on cross-entropy. `imageShape` is [C, H, W] (or [F]). */
 export async function trainEpoch(
   model: Module,
   opt: SGD,
-  data: Batch[],
+  data: Batch[] | AsyncIterable<Batch>,
   imageShape: readonly number[],
-  onStep?: (step: number) => void,
+  options: TrainEpochOptions | ((step: number) => void) = {},
 ): Promise<EpochResult> {
-  model.train();
-  const log = keep(Tensor.zeros([Math.max(1, data.length)]));
+  const o: TrainEpochOptions = typeof options === 'function' ? { onStep: options } : options;
+  const total = Array.isArray(data) ? data.length : o.steps;
+  if (total === undefined) throw new Error('trainEpoch: an async batch source needs options.steps');
+  if (!o.keepMode) model.train();
+  const log = keep(Tensor.zeros([Math.max(1, total)]));
   const gpu = getGpu();
-  for (const [step, b] of data.entries()) {
+  let step = 0;
+  let stopped = false;
+  for await (const b of data) {
+    if (step >= total) throw new Error(`trainEpoch: the batch source yields more than ${total} batches`);
+    o.beforeStep?.(step);
     tidy(() => {
       const x = Tensor.from(b.images, [b.labels.length, ...imageShape]);
-      const loss = softmaxCrossEntropy(model.forward(x), b.labels);
+      const loss = softmaxCrossEntropy(model.forward(x), b.labels, { labelSmoothing: o.labelSmoothing });
       loss.backward();
       opt.step();
       opt.zeroGrad();
       gpu.copy(loss.buffer, 0, log.buffer, step * 4, 4);
     });
     gpu.flush(); // one submit per step
+    step++;
     // Let the CPU run at most a few steps ahead of the GPU: bounded queue, honest progress rates.
-    if ((step + 1) % SYNC_EVERY === 0) await gpu.sync();
-    onStep?.(step + 1);
+    // Reading the step's loss waits exactly as long as a sync.
+    let latest: number | undefined;
+    if (step % SYNC_EVERY === 0) latest = new Float32Array(await gpu.read(log.buffer, (step - 1) * 4, 4))[0];
+    o.onStep?.(step, latest);
+    if (o.shouldStop?.() || (o.stopOnNonFinite && latest !== undefined && !Number.isFinite(latest))) {
+      stopped = true;
+      break;
+    }
   }
-  const losses = Array.from(await log.toArray()).slice(0, data.length);
+  const losses = Array.from(await log.toArray()).slice(0, step);
   log.release();
-  return { losses, meanLoss: losses.reduce((a, b) => a + b, 0) / Math.max(1, losses.length) };
+  return { losses, meanLoss: losses.reduce((a, b) => a + b, 0) / Math.max(1, losses.length), steps: step, stopped };
 }
 
 /** Logits of every batch in eval mode, without a tape. */
-export async function predictLogits(model: Module, data: Batch[], imageShape: readonly number[]): Promise<Float32Array[]> {
+export async function predictLogits(model: Module, data: Batch[] | AsyncIterable<Batch>, imageShape: readonly number[]): Promise<Float32Array[]> {
   model.eval();
   const out: Float32Array[] = [];
-  for (const b of data) {
+  for await (const b of data) {
     out.push(await noGrad(() => tidy(() => model.forward(Tensor.from(b.images, [b.labels.length, ...imageShape])).toArray())));
   }
   return out;
@@ -92,4 +125,19 @@ export function accuracy(logits: Float32Array[], data: Batch[]): number {
     });
   });
   return right / Math.max(1, total);
+}
+
+/** Mean cross-entropy of logits [n, classes] against labels, in float64 (validation loss). */
+export function crossEntropy(logits: Float32Array, labels: readonly number[]): number {
+  const classes = logits.length / Math.max(1, labels.length);
+  let sum = 0;
+  labels.forEach((label, r) => {
+    const row = logits.subarray(r * classes, (r + 1) * classes);
+    let max = -Infinity;
+    for (const v of row) max = Math.max(max, v);
+    let s = 0;
+    for (const v of row) s += Math.exp(v - max);
+    sum += max + Math.log(s) - row[label];
+  });
+  return sum / Math.max(1, labels.length);
 }
