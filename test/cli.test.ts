@@ -16,7 +16,7 @@ describe('gpunet command', () => {
   it('--help lists the subcommands, each with its own --help', () => {
     const r = gpunet(['--help']);
     expect(r.status).toBe(0);
-    for (const cmd of ['predict', 'eval', 'summary', 'import', 'onnx-test', 'devices', 'demo']) {
+    for (const cmd of ['train', 'lr-find', 'data', 'show-batch', 'predict', 'eval', 'summary', 'import', 'onnx-test', 'devices', 'demo']) {
       expect(r.stdout).toMatch(new RegExp(`^  ${cmd}\\s`, 'm'));
       const sub = gpunet([cmd, '--help']);
       expect(sub.status).toBe(0);

@@ -1,17 +1,22 @@
 // gpunet's command line: `gpunet <command> [options]`. Every command has --help. Errors users can
 // fix (bad input, no adapter) print one line and exit non-zero, never a stack trace.
 import { AdapterSelectError, NoAdapterError } from '../gpu/index.ts';
+import { DataError } from '../data/folder.ts';
 import { ImageError } from '../data/image.ts';
 import { OnnxError } from '../onnx/read.ts';
 import { OpError } from '../tensor/index.ts';
 import { demoCommand } from './demo.ts';
 import { devicesCommand } from './devices.ts';
 import { UsageError } from './errors.ts';
+import { dataCommand } from './data.ts';
 import { evalCommand } from './eval.ts';
 import { importCommand } from './import.ts';
+import { lrFindCommand } from './lr-find.ts';
 import { onnxTestCommand } from './onnx-test.ts';
 import { predictCommand } from './predict.ts';
+import { showBatchCommand } from './show-batch.ts';
 import { summaryCommand } from './summary.ts';
+import { trainCommand } from './train.ts';
 
 export interface Command {
   name: string;
@@ -20,7 +25,7 @@ export interface Command {
   run(args: string[]): Promise<number>;
 }
 
-const commands: Command[] = [predictCommand, evalCommand, summaryCommand, importCommand, onnxTestCommand, devicesCommand, demoCommand];
+const commands: Command[] = [trainCommand, lrFindCommand, dataCommand, showBatchCommand, predictCommand, evalCommand, summaryCommand, importCommand, onnxTestCommand, devicesCommand, demoCommand];
 
 function help(): string {
   const width = Math.max(...commands.map((c) => c.name.length));
@@ -59,7 +64,7 @@ export async function main(argv: string[]): Promise<number> {
       return 2;
     }
     const code = (e as NodeJS.ErrnoException).code;
-    if (e instanceof UsageError || e instanceof OpError || e instanceof OnnxError || e instanceof ImageError || e instanceof AdapterSelectError || (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS_'))) {
+    if (e instanceof UsageError || e instanceof OpError || e instanceof OnnxError || e instanceof ImageError || e instanceof DataError || e instanceof AdapterSelectError || (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS_'))) {
       console.error(`gpunet ${name}: ${(e as Error).message}`);
       return e instanceof UsageError ? e.code : 1;
     }

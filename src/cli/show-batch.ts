@@ -1,0 +1,123 @@
+// `gpunet show-batch`: a labelled grid of the images the loader feeds the network (augmented or as
+// validated), as a PNG — the quickest way to see that labels, crops and augmentation are right.
+import { parseArgs } from 'node:util';
+import { basename } from 'node:path';
+import sharp from 'sharp';
+import { DEFAULT_AUGMENT } from '../data/augment.ts';
+import type { Batch } from '../data/dataset.ts';
+import { ImageLoader } from '../data/loader.ts';
+import type { Command } from './main.ts';
+import { DATA_USAGE, dataOptions, scanFromArgs } from './data.ts';
+import { UsageError } from './errors.ts';
+
+const usage = `usage: gpunet show-batch --data DIR [--augment] [--out batch.png] [--n 16] [--size 160] [--split train|valid|test] [--seed 42]
+
+Writes a grid of --n images from a split as the loader produces them: with --augment, the training
+augmentation (random-resized crop, flip, rotation, zoom, lighting); without, the validation
+transform (resize + center crop). Each image is labelled with its class and file name.
+
+  --out FILE          the PNG to write (default batch.png)
+  --n 16              how many images
+  --size 160          side of each image in pixels
+  --split train       which split to draw from (default train)
+${DATA_USAGE}`;
+
+const PAD = 6;
+const LABEL_H = 30;
+
+function esc(s: string): string {
+  return s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
+}
+
+function truncate(s: string, chars: number): string {
+  return s.length <= chars ? s : `${s.slice(0, chars - 1)}…`;
+}
+
+/** Writes `batch` (images in [0, 1], CHW) as a grid of tiles with their labels under them. */
+export async function writeGrid(batch: Batch, classes: string[], size: number, out: string): Promise<void> {
+  const n = batch.labels.length;
+  const cols = Math.ceil(Math.sqrt(n));
+  const rows = Math.ceil(n / cols);
+  const cellW = size + PAD;
+  const cellH = size + LABEL_H + PAD;
+  const width = cols * cellW + PAD;
+  const height = rows * cellH + PAD;
+  const plane = size * size;
+  // characters that fit under a tile: about 8.5 px each at 13 px bold, 6.4 px at 10 px
+  const classChars = Math.max(4, Math.floor(size / 8.5));
+  const nameChars = Math.max(4, Math.floor(size / 6.4));
+  const tiles: sharp.OverlayOptions[] = [];
+  const text: string[] = [];
+  for (let k = 0; k < n; k++) {
+    const left = PAD + (k % cols) * cellW;
+    const top = PAD + Math.floor(k / cols) * cellH;
+    const px = Buffer.alloc(3 * plane);
+    for (let i = 0; i < plane; i++) {
+      for (let c = 0; c < 3; c++) px[3 * i + c] = Math.round(255 * Math.min(1, Math.max(0, batch.images[k * 3 * plane + c * plane + i])));
+    }
+    tiles.push({ input: px, raw: { width: size, height: size, channels: 3 }, left, top });
+    const cx = left + size / 2;
+    text.push(`<text x="${cx}" y="${top + size + 14}" font-size="13" font-weight="bold" text-anchor="middle">${esc(truncate(classes[batch.labels[k]], classChars))}</text>`);
+    text.push(`<text x="${cx}" y="${top + size + 27}" font-size="10" fill="#666" text-anchor="middle">${esc(truncate(basename(batch.paths[k]), nameChars))}</text>`);
+  }
+  const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="DejaVu Sans, Verdana, sans-serif">${text.join('')}</svg>`;
+  tiles.push({ input: Buffer.from(svg), left: 0, top: 0 });
+  const composed = await sharp({ create: { width, height, channels: 3, background: '#ffffff' } })
+    .composite(tiles)
+    .png()
+    .toBuffer();
+  await sharp(composed).removeAlpha().png().toFile(out); // compositing adds an alpha channel
+}
+
+export const showBatchCommand: Command = {
+  name: 'show-batch',
+  summary: 'write a labelled grid of (augmented) training images as a PNG',
+  usage,
+  async run(args) {
+    const { values } = parseArgs({
+      args,
+      options: {
+        ...dataOptions,
+        augment: { type: 'boolean', default: false },
+        out: { type: 'string', default: 'batch.png' },
+        n: { type: 'string', default: '16' },
+        size: { type: 'string', default: '160' },
+        split: { type: 'string', default: 'train' },
+      },
+    });
+    const int = (k: 'n' | 'size', max: number) => {
+      const v = Number(values[k]);
+      if (!Number.isInteger(v) || v <= 0 || v > max) throw new UsageError(`--${k} must be an integer in 1..${max}, got '${values[k]}'`);
+      return v;
+    };
+    const n = int('n', 256);
+    const size = int('size', 1024);
+    const split = values.split;
+    if (split !== 'train' && split !== 'valid' && split !== 'test') throw new UsageError(`--split must be train, valid or test, got '${split}'`);
+    const { root, opts, data } = await scanFromArgs(values);
+    const samples = data[split];
+    if (samples.length === 0) throw new UsageError(`${root}: the ${split} split is empty`);
+    // mean 0 and std 1: the tensors stay in [0, 1], ready to show
+    const loader = new ImageLoader(samples, {
+      size,
+      batchSize: Math.min(n, samples.length),
+      augment: values.augment ? DEFAULT_AUGMENT : null,
+      mean: [0, 0, 0],
+      std: [1, 1, 1],
+      shuffle: true,
+      seed: opts.seed ?? 42,
+      workers: 0,
+    });
+    let batch: Batch | undefined;
+    for await (const b of loader.epoch(0)) {
+      batch = b;
+      break;
+    }
+    await loader.close();
+    if (!batch) throw new UsageError(`${root}: no image of the ${split} split could be decoded`);
+    await writeGrid(batch, data.classes, size, values.out);
+    console.log(`wrote ${values.out}: ${batch.labels.length} ${values.augment ? 'augmented ' : ''}${split} images of ${size}x${size} (${data.classes.join(', ')})`);
+    for (const f of loader.failed) console.log(`skipped ${f.path}: ${f.reason}`);
+    return 0;
+  },
+};
