@@ -9,7 +9,7 @@ import { syntheticImages } from '../data/synthetic.ts';
 import { accuracy, batches, predictLogits, trainEpoch } from '../train/classifier.ts';
 import type { Command } from './main.ts';
 import { UsageError } from './errors.ts';
-import { ProgressBar } from './progress.ts';
+import { ProgressBar } from '../report/progress.ts';
 
 const usage = `usage: gpunet demo [--epochs 6] [--train 512] [--valid 256] [--size 16] [--batch-size 32] [--lr 0.05] [--seed 42] [--device I|NAME]
 

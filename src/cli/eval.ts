@@ -8,9 +8,9 @@ import { ImageError, listImages } from '../data/image.ts';
 import { argmaxRows, classificationMetrics, formatConfusion, formatMostConfused, formatReport } from '../train/metrics.ts';
 import type { Command } from './main.ts';
 import { UsageError } from './errors.ts';
-import { confusionHeatmap, savePng } from './plot.ts';
+import { confusionHeatmap, savePng } from '../report/plot.ts';
 import { classifyFiles, INFERENCE_OPTIONS, INFERENCE_USAGE, openCheckpoint, positiveInt, readCategoryNames, reportSkipped, resolvePreprocessing } from './predict.ts';
-import { ProgressBar } from './progress.ts';
+import { ProgressBar } from '../report/progress.ts';
 
 const usage = `usage: gpunet eval --data DIR --checkpoint model.onnx [--labels labels.tsv] [--json report.json] [--confusion cm.png]
                   [--means a,b,c] [--stds a,b,c] [--size 224] [--resize crop|fill] [--batch-size 8] [--device I|NAME]

@@ -2,8 +2,8 @@
 // valley and steep suggestions printed.
 import { parseArgs } from 'node:util';
 import { positiveInt } from './predict.ts';
-import { ProgressBar } from './progress.ts';
-import { lineChart, savePng } from './plot.ts';
+import { ProgressBar } from '../report/progress.ts';
+import { lineChart, savePng } from '../report/plot.ts';
 import { lrFind } from '../train/lr-find.ts';
 import { UsageError } from './errors.ts';
 import type { Command } from './main.ts';

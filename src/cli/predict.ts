@@ -12,8 +12,8 @@ import { noGrad, Tensor, tidy } from '../tensor/index.ts';
 import { formatTable } from '../train/metrics.ts';
 import type { Command } from './main.ts';
 import { UsageError } from './errors.ts';
-import { savePng, topKChart } from './plot.ts';
-import { ProgressBar } from './progress.ts';
+import { savePng, topKChart } from '../report/plot.ts';
+import { ProgressBar } from '../report/progress.ts';
 
 // ---- shared with eval ---------------------------------------------------------------------------
 

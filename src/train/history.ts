@@ -2,8 +2,8 @@
 // curves in history.png, each rewritten atomically after every epoch, so a run stopped at any
 // moment leaves complete files describing the epochs done.
 import { join } from 'node:path';
-import { formatDuration } from '../cli/progress.ts';
-import { lineChart, savePng } from '../cli/plot.ts';
+import { formatDuration } from '../report/progress.ts';
+import { lineChart, savePng } from '../report/plot.ts';
 import { atomicWriteFile } from './checkpoint.ts';
 
 export interface EpochRecord {

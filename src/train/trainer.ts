@@ -17,7 +17,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Batch } from '../data/dataset.ts';
 import type { ImageSet } from '../data/synthetic.ts';
-import { ProgressBar } from '../cli/progress.ts';
+import { ProgressBar } from '../report/progress.ts';
 import type { Module } from '../nn/module.ts';
 import { type ParamGroup, SGD } from '../optim/sgd.ts';
 import { Rng, type Tensor } from '../tensor/index.ts';
