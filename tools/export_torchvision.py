@@ -1,8 +1,13 @@
 #!/usr/bin/python3
-"""Exports a torchvision ResNet with seeded random weights to ONNX, with an input and PyTorch's logits.
+"""Exports a torchvision classifier with seeded random weights to ONNX, with an input and PyTorch's logits.
 
-  export_torchvision.py OUT_DIR [--arch resnet18|resnet34] [--mode eval|train] [--seed N]
+  export_torchvision.py OUT_DIR [--arch NAME] [--mode eval|train] [--seed N]
                         [--classes K] [--size S] [--batch N] [--weights FILE.pth]
+
+--arch is any torchvision classification model (torchvision.models.list_models(), default resnet18):
+resnet18/34 map onto gpunet's ResNet module, others (squeezenet1_1, resnet50, vgg16, mobilenet_v2,
+...) run as a generic graph when built only from supported ops. Some need a minimum --size: the
+VGGs' AdaptiveAvgPool2d(7) exports only when its input side is a multiple of 7 (--size 224, 448...).
 
 Writes into OUT_DIR:
   model.onnx   opset 13, input 'input' [batch,3,S,S], output 'logits' [batch,K]. --mode eval exports
@@ -16,7 +21,7 @@ Writes into OUT_DIR:
 
 The batchnorm affine parameters and running statistics are set to random non-trivial values
 (torchvision initializes them to 1, 0, 0, 1), so that importing a folded or a kept BN is really
-tested. --weights loads a torchvision state dict instead (e.g. resnet18-f37072fd.pth, ImageNet:
+tested; --bn-stats batch takes the running statistics from the exported input instead. --weights loads a torchvision state dict instead (e.g. resnet18-f37072fd.pth, ImageNet:
 tools/fetch-weights). Run with Debian's /usr/bin/python3 (torch 1.13, torchvision, onnx).
 """
 import argparse
@@ -41,16 +46,36 @@ def randomize_batchnorm(model, gen):
                 m.running_var.copy_(0.5 + 1.5 * torch.rand(c, generator=gen))
 
 
+def batch_statistics(model, x):
+    """Sets every batchnorm's running statistics to those of its input when the model runs on x (one
+    training-mode pass, cumulative average): random statistics let the signal fade in deep nets
+    with narrow layers (in mobilenet_v2 the two inputs' logits agree to 1e-7), making the logits
+    nearly independent of the input."""
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+    model.train()
+    with torch.no_grad():
+        model(x)
+    for m, momentum in zip(bns, momenta):
+        m.momentum = momentum
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("out_dir")
-    ap.add_argument("--arch", choices=["resnet18", "resnet34"], default="resnet18")
+    ap.add_argument("--arch", choices=torchvision.models.list_models(module=torchvision.models), default="resnet18", metavar="NAME",
+                    help="a torchvision classification model (default resnet18)")
     ap.add_argument("--mode", choices=["eval", "train"], default="eval")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--classes", type=int, default=1000)
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--weights", help="a torchvision state dict (.pth) instead of random weights")
+    ap.add_argument("--bn-stats", choices=["random", "batch"], default="random",
+                    help="batchnorm running statistics with random weights: random, or those of the exported input")
     args = ap.parse_args()
 
     torch.manual_seed(args.seed)
@@ -61,6 +86,8 @@ def main():
     else:
         randomize_batchnorm(model, gen)
     x = torch.randn(args.batch, 3, args.size, args.size, generator=gen)
+    if args.bn_stats == "batch" and not args.weights:
+        batch_statistics(model, x)
 
     model.eval()
     with torch.no_grad():
