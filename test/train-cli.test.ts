@@ -1,0 +1,235 @@
+// `gpunet train` as a user runs it: the real binary in a child process, on image folders generated
+// here (one solid colour per class with per-pixel noise, odd sizes, written as PNG with sharp).
+// Covers a run that learns its classes, what the run folder holds, predict/eval on its checkpoint,
+// a real Ctrl-C (SIGINT) followed by --resume, the regex labeller, and one-line errors for bad folders.
+import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, dirname, join } from 'node:path';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadTrainingState } from '../src/train/checkpoint.ts';
+import type { EpochRecord } from '../src/train/history.ts';
+
+const BIN = join(import.meta.dirname, '..', 'bin', 'gpunet.mjs');
+
+interface Run {
+  status: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  /** stderr lines of ours (Dawn and the Vulkan loader print their own warnings there) */
+  ours: string[];
+}
+
+/**
+ * Runs `gpunet args` to its end. `onStdout` sees the output so far after each chunk and may signal
+ * the child (the Ctrl-C test).
+ */
+function gpunet(args: string[], onStdout?: (soFar: string, child: ReturnType<typeof spawn>) => void): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (s: string) => {
+      stdout += s;
+      onStdout?.(stdout, child);
+    });
+    child.stderr.setEncoding('utf8').on('data', (s: string) => void (stderr += s));
+    child.on('error', reject);
+    child.on('close', (status, signal) => {
+      resolve({ status, signal, stdout, stderr, ours: stderr.split('\n').filter((l) => l.startsWith('gpunet')) });
+    });
+  });
+}
+
+const CLASSES: Record<string, [number, number, number]> = { red: [210, 50, 40], green: [50, 190, 70], blue: [40, 70, 210] };
+
+/** A 32-48 px image of one colour with uniform noise of +-40 per channel, seeded. */
+async function writeImage(path: string, rgb: [number, number, number], next: () => number): Promise<void> {
+  const w = 32 + Math.floor(next() * 17);
+  const h = 32 + Math.floor(next() * 17);
+  const px = Buffer.alloc(w * h * 3);
+  for (let i = 0; i < px.length; i++) px[i] = Math.max(0, Math.min(255, Math.round(rgb[i % 3] + (next() - 0.5) * 80)));
+  mkdirSync(dirname(path), { recursive: true });
+  await sharp(px, { raw: { width: w, height: h, channels: 3 } }).png().toFile(path);
+}
+
+/** `perClass` images of each class, `name(cls, i)` giving each one's path. */
+async function writeClasses(perClass: number, seed: number, name: (cls: string, i: number) => string): Promise<void> {
+  let s = seed >>> 0;
+  const next = () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32;
+  for (const [cls, rgb] of Object.entries(CLASSES)) {
+    for (let i = 0; i < perClass; i++) await writeImage(name(cls, i), rgb, next);
+  }
+}
+
+/** The common flags of a small, fast run: ResNet18 from scratch at 32 px, no augmentation. */
+const SMALL = ['--weights', 'none', '--arch', 'resnet18', '--size', '32', '--augment', 'none', '--lr', '0.01', '--workers', '1'];
+const RUN_FILES = ['best.onnx', 'history.csv', 'history.json', 'history.png', 'last.onnx', 'train-state.bin'];
+
+const historyOf = (dir: string): EpochRecord[] => JSON.parse(readFileSync(join(dir, 'history.json'), 'utf8'));
+const noStackTrace = (r: Run) => expect(r.stderr).not.toMatch(/\n\s+at /);
+
+let tmp: string;
+let split: string; // train/ (12 per class) and valid/ (6 per class)
+
+beforeAll(async () => {
+  tmp = mkdtempSync(join(tmpdir(), 'gpunet-train-cli-'));
+  split = join(tmp, 'split');
+  await writeClasses(12, 1, (cls, i) => join(split, 'train', cls, `${cls}_${i}.png`));
+  await writeClasses(6, 2, (cls, i) => join(split, 'valid', cls, `${cls}_${i}.png`));
+});
+
+/** The training run of the first test, also the uninterrupted twin of the Ctrl-C test's run. */
+const LEARN_ARGS = [...SMALL, '--epochs', '4', '--batch-size', '12']; // 3 steps per epoch
+let learning: Promise<{ out: string; run: Run }> | undefined;
+function learnRun(): Promise<{ out: string; run: Run }> {
+  const out = join(tmp, 'run-learn');
+  learning ??= gpunet(['train', '--data', split, ...LEARN_ARGS, '--out', out]).then((run) => ({ out, run }));
+  return learning;
+}
+
+afterAll(() => {
+  if (tmp) rmSync(tmp, { recursive: true, force: true });
+});
+
+describe('gpunet train on generated image folders', () => {
+  it('learns 3 colour classes to >= 95% valid accuracy; the run folder, predict and eval agree', async () => {
+    const { out, run: r } = await learnRun();
+    expect(r.ours).toEqual([]);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/^data: 3 classes \(blue, green, red\), 36 train \/ 18 valid images$/m);
+    expect(r.stdout).toMatch(/^training resnet18 from scratch at 32 px; run folder /m);
+    expect(r.stdout.match(/^epoch \d\/4 \(unfrozen\): train loss .* accuracy .*$/gm)).toHaveLength(4);
+    expect(readdirSync(out).sort()).toEqual(RUN_FILES);
+
+    const history = historyOf(out);
+    expect(history.map((h) => h.epoch)).toEqual([1, 2, 3, 4]);
+    const best = Math.max(...history.map((h) => h.accuracy));
+    expect(best).toBeGreaterThanOrEqual(0.95);
+    expect(r.stdout).toContain(`best valid accuracy ${(100 * best).toFixed(2)}%: ${join(out, 'best.onnx')}`);
+    const csv = readFileSync(join(out, 'history.csv'), 'utf8').trim().split('\n');
+    expect(csv[0]).toBe('epoch,phase,trainLoss,validLoss,accuracy,macroF1,lr,seconds');
+    expect(csv.slice(1).map((l) => Number(l.split(',')[4]))).toEqual(history.map((h) => h.accuracy));
+    expect([...readFileSync(join(out, 'history.png')).subarray(1, 4)].map((c) => String.fromCharCode(c)).join('')).toBe('PNG');
+    const state = loadTrainingState(join(out, 'train-state.bin'));
+    expect([state.epoch, state.stepInEpoch, state.bestAccuracy]).toEqual([4, 0, best]);
+
+    // eval of best.onnx on valid/ gives the history's best accuracy
+    const report = join(tmp, 'eval.json');
+    const e = await gpunet(['eval', '--data', join(split, 'valid'), '--checkpoint', join(out, 'best.onnx'), '--json', report]);
+    expect(e.ours).toEqual([]);
+    expect(e.status).toBe(0);
+    const rep = JSON.parse(readFileSync(report, 'utf8')) as { accuracy: number; predictions: { file: string; predicted: string }[] };
+    expect(rep.accuracy).toBe(best);
+    expect(e.stdout).toContain(`accuracy: ${(100 * best).toFixed(2)}%`);
+
+    // predict names each valid image's class (>= 95% of 18 is all of them), as eval does
+    const p = await gpunet(['predict', '--input', join(split, 'valid'), '--checkpoint', join(out, 'best.onnx'), '--top-k', '1', '--json']);
+    expect(p.ours).toEqual([]);
+    expect(p.status).toBe(0);
+    const preds = p.stdout.trim().split('\n').map((l) => JSON.parse(l) as { file: string; predictions: { class: string; probability: number }[] });
+    expect(preds).toHaveLength(18);
+    for (const q of preds) {
+      expect(q.predictions).toHaveLength(1);
+      expect(q.predictions[0].class, q.file).toBe(basename(dirname(q.file)));
+      expect(q.predictions[0].class).toBe(rep.predictions.find((x) => x.file === q.file)!.predicted);
+    }
+  });
+
+  it('Ctrl-C (SIGINT) saves and exits 0, no temp files; --resume finishes with the uninterrupted run\'s weights', async () => {
+    const out = join(tmp, 'run-sigint');
+    const args = ['train', '--data', split, ...LEARN_ARGS, '--out', out];
+    let signalled = false;
+    const r = await gpunet(args, (soFar, child) => {
+      if (!signalled && /^epoch 1\/4 \(unfrozen\):/m.test(soFar)) {
+        signalled = true;
+        child.kill('SIGINT');
+      }
+    });
+    expect(signalled).toBe(true);
+    noStackTrace(r);
+    expect(r.signal).toBeNull();
+    expect(r.status).toBe(0); // trainCommand returns 0 for an interrupted run (only a second Ctrl-C exits 130)
+    expect(r.stderr).toContain('stopping after this step and saving');
+    // it stops after the step under way in epoch 2, or at an epoch's end if the signal came while one was saved
+    const stopped = /^stopped (?:at epoch (\d), step (\d)\/3|after epoch (\d)): saved; continue with --resume$/m.exec(r.stdout);
+    expect(stopped, r.stdout).not.toBeNull();
+    const [epochsDone, step] = stopped![1] ? [Number(stopped![1]) - 1, Number(stopped![2])] : [Number(stopped![3]), 0];
+    expect(epochsDone).toBeGreaterThanOrEqual(1);
+    expect(epochsDone).toBeLessThan(4);
+    expect(readdirSync(out).sort()).toEqual(RUN_FILES); // no temp files left behind
+    const state = loadTrainingState(join(out, 'train-state.bin'));
+    expect([state.epoch, state.stepInEpoch]).toEqual([epochsDone, step]);
+    expect(historyOf(out).map((h) => h.epoch)).toEqual(Array.from({ length: epochsDone }, (_, i) => i + 1));
+
+    const resumed = await gpunet([...args, '--resume']);
+    expect(resumed.ours).toEqual([]);
+    expect(resumed.status).toBe(0);
+    expect(resumed.stdout).toContain(`resuming at epoch ${epochsDone + 1}${step ? `, step ${step}/3` : ''}`);
+    const lines = resumed.stdout.match(/^epoch (\d)\/4 \(unfrozen\):/gm)!;
+    expect(lines.map((l) => Number(l[6]))).toEqual(Array.from({ length: 4 - epochsDone }, (_, i) => epochsDone + 1 + i));
+    expect(readdirSync(out).sort()).toEqual(RUN_FILES);
+    expect(readFileSync(join(out, 'history.csv'), 'utf8').trim().split('\n')).toHaveLength(5);
+
+    // the same as never interrupted: history (but the times) and final weights
+    const twin = await learnRun();
+    expect(twin.run.status).toBe(0);
+    const strip = (dir: string) => historyOf(dir).map(({ seconds, ...rest }) => rest);
+    expect(strip(out)).toEqual(strip(twin.out));
+    const a = loadTrainingState(join(out, 'train-state.bin'));
+    const b = loadTrainingState(join(twin.out, 'train-state.bin'));
+    expect([a.epoch, a.stepInEpoch]).toEqual([4, 0]);
+    expect([...a.weights.keys()]).toEqual([...b.weights.keys()]);
+    let maxDiff = 0;
+    for (const [name, w] of a.weights) {
+      const v = b.weights.get(name)!;
+      for (let i = 0; i < w.length; i++) maxDiff = Math.max(maxDiff, Math.abs(w[i] - v[i]));
+    }
+    expect(maxDiff).toBeLessThanOrEqual(1e-6);
+
+    // the run folder is not overwritten by a new run, nor continued with other settings
+    const again = await gpunet(args);
+    expect(again.status).toBe(1);
+    expect(again.ours).toEqual([`gpunet train: ${out} holds a run already: pass --resume to continue it, or another --out`]);
+    const changed = await gpunet([...args.map((x) => (x === '0.01' ? '0.02' : x)), '--resume']);
+    expect(changed.status).toBe(1);
+    expect(changed.ours).toEqual(['gpunet train: --resume: lr was 0.01 in the saved run, now 0.02']);
+    for (const x of [again, changed]) noStackTrace(x);
+    expect(loadTrainingState(join(out, 'train-state.bin')).weights.get(a.weights.keys().next().value!)).toEqual(a.weights.values().next().value);
+  });
+
+  it("a flat folder labelled by --label-regex '(.+)_\\d+\\.png$': classes from the names, the rest skipped", async () => {
+    const flat = join(tmp, 'flat');
+    await writeClasses(8, 3, (cls, i) => join(flat, `${cls}_${i}.png`));
+    await writeImage(join(flat, 'notes.png'), [128, 128, 128], () => 0.5);
+    const out = join(tmp, 'run-regex');
+    const r = await gpunet(['train', '--data', flat, '--label-regex', '(.+)_\\d+\\.png$', '--valid-pct', '0.25', ...SMALL, '--epochs', '1', '--batch-size', '9', '--out', out]);
+    expect(r.status).toBe(0);
+    expect(r.ours).toEqual([`gpunet train: skipped ${join(flat, 'notes.png')}: file name does not match --label-regex '(.+)_\\d+\\.png$'`]);
+    expect(r.stdout).toMatch(/^data: 3 classes \(blue, green, red\), 18 train \/ 6 valid images$/m);
+    expect(r.stdout).toMatch(/^epoch 1\/1 \(unfrozen\): train loss \d+\.\d+ .*accuracy \d+\.\d+%/m);
+    expect(historyOf(out)).toHaveLength(1);
+  });
+
+  it('bad data folders: one line naming the folder, exit 1, no stack trace, nothing trained', async () => {
+    const missing = join(tmp, 'no-such-folder');
+    const m = await gpunet(['train', '--data', missing, ...SMALL, '--out', join(tmp, 'run-missing')]);
+    expect(m.status).toBe(1);
+    expect(m.ours).toEqual([`gpunet train: ${missing}: no such folder: give --data the folder holding the class folders (or train/ and valid/)`]);
+    expect(m.stdout).toBe('');
+    noStackTrace(m);
+
+    const bad = join(tmp, 'empty-class');
+    await writeClasses(3, 4, (cls, i) => join(bad, cls, `${cls}_${i}.png`));
+    mkdirSync(join(bad, 'purple'));
+    const e = await gpunet(['train', '--data', bad, ...SMALL, '--out', join(tmp, 'run-empty')]);
+    expect(e.status).toBe(1);
+    expect(e.ours).toEqual([`gpunet train: ${join(bad, 'purple')}: class 'purple' has no readable images: add images to it or remove the folder`]);
+    expect(e.stdout).toBe('');
+    noStackTrace(e);
+    expect(readdirSync(tmp)).not.toContain('run-missing');
+    expect(readdirSync(tmp)).not.toContain('run-empty');
+  });
+});
