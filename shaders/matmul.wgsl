@@ -12,13 +12,25 @@
 // expressions src/ops/matmul.ts fills in). A 4x4 block read along the "wrong" way is transposed in
 // registers, which costs nothing on scalar SIMT lanes. Lines past an edge are clamped into the
 // matrix: what they compute lands in outputs that are not stored, or (past K) is dropped.
+//
+// A dispatch may compute one chunk of a larger GEMM (src/ops/matmul.ts splits operands that exceed
+// the storage binding limit): each matrix is then a window of its tensor, at an element offset in
+// its bound range with its own row stride, and chunks along K add into C (p.accumulate).
 
 struct Params {
   M: u32,
   N: u32,
   K: u32,
-  hasBias: u32,  // add bias[N] to every row of C (a flag, not an override: it costs one branch per
-                 // invocation, and matmul and linear then share their pipelines)
+  hasBias: u32,     // add bias[N] to every row of C (a flag, not an override: it costs one branch per
+                    // invocation, and matmul and linear then share their pipelines)
+  accumulate: u32,  // C += result (a later chunk along K) instead of C = result
+  offC: u32,        // element offsets of each window in its bound range
+  offA: u32,
+  offB: u32,
+  offBias: u32,
+  ldC: u32,         // row strides (elements) of the stored matrices
+  ldA: u32,
+  ldB: u32,
 }
 
 override TRANS_A: bool = false;   // A is stored [K,M] instead of [M,K]
@@ -37,19 +49,20 @@ alias BElem = {{B_TYPE}};
 @group(0) @binding(3) var<storage, read> b: array<BElem>;      // b: [K,N] or [N,K] (TRANS_B)
 @group(0) @binding(4) var<storage, read> bias: array<f32>;     // bias: [N] (read only if p.hasBias)
 
-// Flat indices of elements f..f+3 of row s of a row-major [rows, cols] matrix, clamped into it.
-fn lineIndices(s: u32, f: u32, rows: u32, cols: u32) -> vec4u {
-  return min(s, rows - 1u) * cols + min(vec4u(f) + vec4u(0u, 1u, 2u, 3u), vec4u(cols - 1u));
+// Flat indices of elements f..f+3 of row s of a row-major [rows, cols] window (at offset `off`, rows
+// `ld` apart), clamped into it.
+fn lineIndices(s: u32, f: u32, rows: u32, cols: u32, off: u32, ld: u32) -> vec4u {
+  return off + min(s, rows - 1u) * ld + min(vec4u(f) + vec4u(0u, 1u, 2u, 3u), vec4u(cols - 1u));
 }
 
 // Elements f..f+3 of row s of A as stored.
 fn lineA(s: u32, f: u32) -> vec4f {
-  let i = select(lineIndices(s, f, p.M, p.K), lineIndices(s, f, p.K, p.M), TRANS_A);
+  let i = select(lineIndices(s, f, p.M, p.K, p.offA, p.ldA), lineIndices(s, f, p.K, p.M, p.offA, p.ldA), TRANS_A);
   return {{LOAD_A}};
 }
 
 fn lineB(s: u32, f: u32) -> vec4f {
-  let i = select(lineIndices(s, f, p.K, p.N), lineIndices(s, f, p.N, p.K), TRANS_B);
+  let i = select(lineIndices(s, f, p.K, p.N, p.offB, p.ldB), lineIndices(s, f, p.N, p.K, p.offB, p.ldB), TRANS_B);
   return {{LOAD_B}};
 }
 
@@ -99,7 +112,7 @@ fn gemm(@builtin(global_invocation_id) gid: vec3u) {
     if (n >= p.N) { break; }
     var add = vec4f(0.0);
     if (p.hasBias != 0u) {
-      let bi = min(vec4u(n) + vec4u(0u, 1u, 2u, 3u), vec4u(p.N - 1u));
+      let bi = p.offBias + min(vec4u(n) + vec4u(0u, 1u, 2u, 3u), vec4u(p.N - 1u));
       add = vec4f(bias[bi.x], bias[bi.y], bias[bi.z], bias[bi.w]);
     }
     for (var i = 0u; i < BLOCKS_M; i++) {
@@ -107,15 +120,17 @@ fn gemm(@builtin(global_invocation_id) gid: vec3u) {
         let m = m0 + 4u * i + r;
         if (m >= p.M) { break; }
         let row = acc[2u * i + j][r] + add;
+        let ci = p.offC + m * p.ldC + n;
         // a loop rather than 4 guarded stores: half the compile time on lavapipe, no slower
-        for (var q = 0u; q < min(4u, p.N - n); q++) { c[m * p.N + n + q] = row[q]; }
+        for (var q = 0u; q < min(4u, p.N - n); q++) { c[ci + q] = select(0.0, c[ci + q], p.accumulate != 0u) + row[q]; }
       }
     }
   }
 }
 
 // colsum: [N] = sum over the M rows of rows: [M,N] (the bias gradient of linear). One invocation per
-// column: adjacent lanes read adjacent columns of the same row.
+// column: adjacent lanes read adjacent columns of the same row. A chunk of rows (at p.offA in the
+// bound range) adds into colsum when p.accumulate is set.
 // These share gemm's bindings 1 and 2 (no entry point uses both sets), but are always scalar.
 @group(0) @binding(1) var<storage, read_write> colsum: array<f32>;
 @group(0) @binding(2) var<storage, read> rows: array<f32>;
@@ -126,9 +141,9 @@ override WG_SUM: u32 = 64;  // invocations per workgroup of columnSum
 fn columnSum(@builtin(global_invocation_id) gid: vec3u) {
   let n = gid.x;
   if (n >= p.N) { return; }
-  var s = 0.0;
+  var s = select(0.0, colsum[n], p.accumulate != 0u);
   for (var m = 0u; m < p.M; m++) {
-    s += rows[m * p.N + n];
+    s += rows[p.offA + m * p.N + n];
   }
   colsum[n] = s;
 }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { getGpu, type DispatchArgs } from '../src/gpu/index.ts';
-import { gemm, linear, matmul } from '../src/ops/matmul.ts';
+import { getGpu, type BufferRange, type DispatchArgs } from '../src/gpu/index.ts';
+import { gemm, linear, matmul, setGemmBindingLimit } from '../src/ops/matmul.ts';
 import { OpError, Rng, Tensor, tidy } from '../src/tensor/index.ts';
 import { numericGrads, randomArray, relError, runWithGrads, toGpu, useGpu } from './helpers.ts';
 import { linearRef, matmulRef } from './reference/matmul.ts';
@@ -141,6 +141,92 @@ describe('linear', () => {
     expect(labels.some((l) => l.startsWith('linear.backwardX'))).toBe(true);
     expect(labels.some((l) => l.startsWith('linear.backwardB'))).toBe(true);
     expect(labels.some((l) => l.startsWith('linear.backwardW'))).toBe(false);
+  });
+});
+
+/**
+ * Runs f with gemm planning its chunks for a `limit`-byte storage binding limit, and returns what the
+ * matmul-shader dispatches bound: the largest range in bytes, and how many dispatches there were.
+ */
+async function withBindingLimit<T>(limit: number, f: () => Promise<T>): Promise<{ result: T; largest: number; dispatches: number }> {
+  const gpu = getGpu();
+  const dispatch = gpu.dispatch;
+  let largest = 0;
+  let dispatches = 0;
+  gpu.dispatch = (args: DispatchArgs) => {
+    if ('shader' in args.kernel && args.kernel.shader === 'matmul') {
+      dispatches++;
+      for (const b of args.buffers as BufferRange[]) largest = Math.max(largest, b.size!);
+    }
+    dispatch.call(gpu, args);
+  };
+  setGemmBindingLimit(limit);
+  try {
+    return { result: await f(), largest, dispatches };
+  } finally {
+    setGemmBindingLimit(null);
+    gpu.dispatch = dispatch;
+  }
+}
+
+describe('chunked past the storage binding limit', () => {
+  // A binding limit of 1024 (512) bytes holds 193..253 (65..125) floats once offsets are aligned down
+  // (to 16 bytes on lavapipe, at most 256 elsewhere): every matrix here is split, in chunks of 1..8
+  // rows along M, N and K that end mid-way through 4x4 blocks and workgroup tiles; chunks along K add
+  // into C. Odd sizes take scalar loads, multiples of 4 vec4s.
+  for (const [transA, transB] of TRANSPOSES) {
+    it(`matmul ${tag(transA, transB)}: forward and gradients match the reference`, async () => {
+      const rng = new Rng(61 + Number(transA) * 2 + Number(transB));
+      for (const [M, N, K, limit] of [[37, 29, 23, 1024], [9, 41, 43, 512]]) {
+        const [aShape, bShape] = storedShapes(M, N, K, transA, transB);
+        const a = randomArray(aShape, rng);
+        const b = randomArray(bShape, rng);
+        const dy = randomArray([M, N], rng);
+        const { result, largest, dispatches } = await withBindingLimit(limit, () =>
+          runWithGrads(([ta, tb]) => matmul(ta, tb, { transA, transB }), [{ data: a, shape: aShape }, { data: b, shape: bShape }], dy),
+        );
+        const name = `${M}x${N}x${K} limit ${limit}`;
+        expect(largest, name).toBeLessThanOrEqual(limit);
+        expect(dispatches, `${name}: chunked`).toBeGreaterThan(3);
+        const f = ([x, y]: Float64Array[]) => matmulRef(x, y, M, N, K, { transA, transB });
+        expect(relError(result.out, f([a, b])), name).toBeLessThan(1e-5);
+        const [ga, gb] = numericGrads(f, [a, b], dy);
+        expect(relError(result.grads[0]!, ga), `dA ${name}`).toBeLessThan(1e-4);
+        expect(relError(result.grads[1]!, gb), `dB ${name}`).toBeLessThan(1e-4);
+      }
+    });
+  }
+
+  it('linear: a weight split by output rows, a batch split by rows, forward and all gradients', async () => {
+    const rng = new Rng(71);
+    // [N, IN, OUT]: w [37,21] in chunks of rows (dx sums chunks along K); x and dy [23,13] split by
+    // rows (db adds chunks of rows); w [44,40] in chunks of rows with vec4 loads
+    for (const [N, IN, OUT] of [[5, 21, 37], [23, 13, 10], [6, 40, 44]]) {
+      const x = randomArray([N, IN], rng);
+      const w = randomArray([OUT, IN], rng);
+      const b = randomArray([OUT], rng);
+      const dy = randomArray([N, OUT], rng);
+      const inputs = [{ data: x, shape: [N, IN] }, { data: w, shape: [OUT, IN] }, { data: b, shape: [OUT] }];
+      const { result, largest, dispatches } = await withBindingLimit(1024, () => runWithGrads((ts) => linear(ts[0], ts[1], ts[2]), inputs, dy));
+      const name = `${N}x${IN}->${OUT}`;
+      expect(largest, name).toBeLessThanOrEqual(1024);
+      expect(dispatches, `${name}: chunked`).toBeGreaterThan(4);
+      const f = (xs: Float64Array[]) => linearRef(xs[0], xs[1], xs[2], N, IN, OUT);
+      const data = inputs.map((i) => i.data);
+      expect(relError(result.out, f(data)), name).toBeLessThan(1e-5);
+      numericGrads(f, data, dy).forEach((g, i) => expect(relError(result.grads[i]!, g), `grad ${i} ${name}`).toBeLessThan(1e-4));
+    }
+  });
+
+  it('a row too long for one binding throws an OpError naming the tensor', async () => {
+    setGemmBindingLimit(1024);
+    try {
+      tidy(() => {
+        expect(() => linear(Tensor.zeros([2, 300]), Tensor.zeros([4, 300]), null)).toThrow(/^linear: one row of a\[2,300\] \(1200 bytes\) exceeds/);
+      });
+    } finally {
+      setGemmBindingLimit(null);
+    }
   });
 });
 

@@ -43,7 +43,7 @@ const NODE_CASES = [
   'test_clip_inbounds',
   'test_clip_outbounds',
   'test_clip_splitbounds',
-  'test_concat_1d_axis_0',
+  'test_concat_1d_axis_0', 'test_constant_pad',
   'test_concat_1d_axis_negative_1',
   'test_concat_2d_axis_0',
   'test_concat_2d_axis_1',

@@ -143,6 +143,65 @@ describe('GraphModule on an in-memory graph', () => {
   });
 });
 
+describe('Pad and training-mode BatchNormalization (torchvision densenet/inception exports)', () => {
+  /** GraphModule's eval-mode output for x, released afterwards */
+  async function graphRun(m: OnnxModel, x: Float32Array, dims: number[]): Promise<Float32Array> {
+    const net = new GraphModule(m, { source: 'g.onnx' });
+    try {
+      return await noGrad(() => tidy(() => net.forward(Tensor.from(x, dims)).toArray()));
+    } finally {
+      net.release();
+    }
+  }
+
+  it('constant Pad (pads from input 1 at opset 13, from the attribute at opset 10) matches onnxruntime', async () => {
+    const rng = new Rng(81);
+    const dims = [2, 3, 5, 4];
+    const x = floatTensor('x', dims, rng).data as Float32Array;
+    // one more channel, 1 row above and 2 below, 2 columns left and 1 right, then 3x3 average pooling
+    const pads = [0, 1, 1, 2, 0, 0, 2, 1];
+    const pool = node('AveragePool', ['p'], ['y'], { kernel_shape: [3, 3], strides: [2, 2] });
+    const outShape = [2, 4, 3, 3];
+    const opset13 = model(
+      [node('Pad', ['x', 'pads', 'value'], ['p']), pool],
+      [{ name: 'pads', dims: [8], dataType: DataType.INT64, data: BigInt64Array.from(pads, BigInt) }, { name: 'value', dims: [], dataType: DataType.FLOAT, data: Float32Array.of(0.5) }],
+      { name: 'x', shape: dims }, 'y', 13, outShape,
+    );
+    const opset10 = model([node('Pad', ['x'], ['p'], { mode: 'constant', pads, value: -0.25 }), pool], [], { name: 'x', shape: dims }, 'y', 10, outShape);
+    for (const [name, m] of [['opset 13', opset13], ['opset 10', opset10]] as const) {
+      const expected = await ortRun(m, { x: { data: x, dims } });
+      expect(relError(await graphRun(m, x, dims), expected), name).toBeLessThan(1e-5);
+    }
+    const reflect = model([node('Pad', ['x'], ['y'], { mode: 'reflect', pads })], [], { name: 'x', shape: dims }, 'y', 10);
+    expect(() => checkSupported(reflect, 'r.onnx')).toThrow("r.onnx: unsupported ONNX op 'Pad' with mode 'reflect' (node 'y', opset 10)");
+  });
+
+  it('BatchNormalization with running statistics outputs runs in eval mode, ignoring them unless they are read', async () => {
+    const rng = new Rng(82);
+    const dims = [2, 3, 4, 5];
+    const x = floatTensor('x', dims, rng).data as Float32Array;
+    const inits = [
+      floatTensor('bn.weight', [3], rng),
+      floatTensor('bn.bias', [3], rng),
+      floatTensor('bn.running_mean', [3], rng, 0.5),
+      { ...floatTensor('bn.running_var', [3], rng), data: Float32Array.of(0.5, 1.5, 2) },
+    ];
+    const bn = (outputs: string[], attrs: OnnxNode['attrs'] = {}) => node('BatchNormalization', ['x', ...inits.map((t) => t.name)], outputs, attrs);
+    const relu = node('Relu', ['b'], ['y']);
+    // onnxruntime's inference build refuses training mode: it runs the plain eval-mode node
+    const expected = await ortRun(model([bn(['b']), relu], inits, { name: 'x', shape: dims }, 'y', 13, dims), { x: { data: x, dims } });
+    // torch 1.13 exports (opset 13: BatchNormalization-9's outputs) and opset 15 ones (training_mode)
+    const trainingExports = [
+      model([bn(['b', 'b.mean', 'b.var']), relu], inits, { name: 'x', shape: dims }, 'y', 13, dims),
+      model([bn(['b', 'b.mean', 'b.var'], { training_mode: 1 }), relu], inits, { name: 'x', shape: dims }, 'y', 15, dims),
+    ];
+    for (const m of trainingExports) expect(relError(await graphRun(m, x, dims), expected), `opset ${m.opset}`).toBeLessThan(1e-5);
+
+    const read = model([bn(['b', 'b.mean', 'b.var']), node('Relu', ['b.mean'], ['y'])], inits, { name: 'x', shape: dims }, 'y');
+    expect(() => checkSupported(read, 'bn.onnx')).toThrow("bn.onnx: unsupported ONNX op 'BatchNormalization' with the running statistics outputs (training_mode) in use");
+  });
+});
+
 describe('unsupported ops are refused before anything runs', () => {
   it("names the op, the node and the opset in one line", () => {
     const m = model([node('Relu', ['x'], ['r']), node('Foo', ['r'], ['y'], {}, 'foo_1')], [], { name: 'x', shape: [1, 4] }, 'y', 13);

@@ -13,11 +13,19 @@ import { MapMode, Usage } from './usage.ts';
 const PARAM_SLOT = 256; // minUniformBufferOffsetAlignment is at most 256
 const PARAM_SLOTS = 2048; // dispatches per submit before an automatic flush
 
+/** A byte range of a buffer to bind: offset a multiple of limits.minStorageBufferOffsetAlignment,
+ *  size (default: to the end) at most limits.maxStorageBufferBindingSize. */
+export interface BufferRange {
+  buffer: GPUBuffer;
+  offset?: number;
+  size?: number;
+}
+
 export interface DispatchArgs {
   /** a kernel or its spec (looked up in the pipeline cache) */
   kernel: Kernel | KernelSpec;
-  /** storage buffers for bindings 1..n */
-  buffers: GPUBuffer[];
+  /** storage buffers (or ranges of them) for bindings 1..n */
+  buffers: (GPUBuffer | BufferRange)[];
   /** uniform Params: all u32 fields first, then all f32 fields, in declaration order */
   u32?: readonly number[];
   f32?: readonly number[];
@@ -88,10 +96,15 @@ export class Gpu {
     if (args.buffers.length !== kernel.spec.bindings.length) {
       throw new GpuError(`${label}: kernel ${kernel.label} takes ${kernel.spec.bindings.length} buffers, got ${args.buffers.length}`);
     }
-    const maxBinding = this.limits.maxStorageBufferBindingSize;
-    for (const b of args.buffers) {
-      if (b.size > maxBinding) {
-        throw new GpuError(`${label}: a ${b.size}-byte buffer exceeds the adapter's maxStorageBufferBindingSize (${maxBinding}); use a smaller batch`);
+    const ranges = args.buffers.map((b) => ('buffer' in b ? b : { buffer: b }));
+    const { maxStorageBufferBindingSize: maxBinding, minStorageBufferOffsetAlignment: align } = this.limits;
+    for (const [i, { buffer, offset = 0, size = buffer.size - offset }] of ranges.entries()) {
+      if (offset % align !== 0 || offset + size > buffer.size) {
+        throw new GpuError(`${label}: binding ${i + 1} range [${offset}, ${offset + size}) is not ${align}-byte aligned or lies outside its ${buffer.size}-byte buffer`);
+      }
+      if (size > maxBinding) {
+        // the label names the op and its shapes; the op has to bind the tensor in smaller ranges
+        throw new GpuError(`${label}: binding ${i + 1} spans ${size} bytes, more than the adapter's maxStorageBufferBindingSize (${maxBinding})`);
       }
     }
     if (x * y * z === 0) return;
@@ -111,7 +124,7 @@ export class Gpu {
       layout: kernel.layout,
       entries: [
         { binding: 0, resource: { buffer: this.paramBuffer, offset: slot * PARAM_SLOT, size: paramBytes } },
-        ...args.buffers.map((buffer, i) => ({ binding: i + 1, resource: { buffer } })),
+        ...ranges.map((resource, i) => ({ binding: i + 1, resource })),
       ],
     });
     const pass = this.profiler ? this.profiledPass(label) : this.openPass();

@@ -27,7 +27,7 @@ import { OnnxError } from './read.ts';
 /** The ONNX ops (default domain) GraphModule runs. */
 export const SUPPORTED_OPS = [
   'Add', 'AveragePool', 'BatchNormalization', 'Clip', 'Concat', 'Constant', 'Conv', 'Dropout', 'Flatten', 'Gemm',
-  'GlobalAveragePool', 'Identity', 'LeakyRelu', 'MatMul', 'MaxPool', 'Relu', 'Reshape', 'Softmax', 'SoftmaxCrossEntropyLoss',
+  'GlobalAveragePool', 'Identity', 'LeakyRelu', 'MatMul', 'MaxPool', 'Pad', 'Relu', 'Reshape', 'Softmax', 'SoftmaxCrossEntropyLoss',
 ] as const;
 
 /** Largest finite f32: Clip's open bounds (kept finite so no shader compiler's fast math meets inf). */
@@ -48,8 +48,9 @@ const str = (v: AttrValue | undefined, dflt: string): string => (v === undefined
 /** A node's name, or its position in the graph for an unnamed one. */
 const nodeName = (node: OnnxNode, index: number): string => node.name || `#${index}`;
 
-/** Features of supported ops that are not supported, found from attributes and outputs alone. */
-function unsupportedFeature(node: OnnxNode): string | null {
+/** Features of supported ops that are not supported, found from attributes and outputs alone;
+ *  `consumed` holds the values other nodes read and the graph outputs. */
+function unsupportedFeature(node: OnnxNode, consumed: ReadonlySet<string>): string | null {
   const a = node.attrs;
   const extraOutputs = node.outputs.slice(1).some((o) => o !== '');
   const dil = ints(a.dilations, []);
@@ -60,7 +61,10 @@ function unsupportedFeature(node: OnnxNode): string | null {
       if (extraOutputs) return 'the Indices output';
       return null;
     case 'BatchNormalization':
-      return extraOutputs ? 'the running statistics outputs (training_mode)' : null;
+      // a training-mode export's running statistics outputs are ignored, unless something reads them
+      return node.outputs.slice(1).some((o) => consumed.has(o)) ? 'the running statistics outputs (training_mode) in use' : null;
+    case 'Pad':
+      return str(a.mode, 'constant') !== 'constant' ? `mode '${str(a.mode, 'constant')}'` : null;
     case 'Dropout':
       return extraOutputs ? 'the mask output' : null;
     case 'SoftmaxCrossEntropyLoss':
@@ -79,13 +83,14 @@ function unsupportedFeature(node: OnnxNode): string | null {
  * with one line: `<source>: unsupported ONNX op 'Foo' (node 'name', opset 13); supported: ...`.
  */
 export function checkSupported(model: OnnxModel, source = '<onnx model>'): void {
+  const consumed = new Set([...model.graph.nodes.flatMap((n) => n.inputs), ...model.graph.outputs.map((v) => v.name)]);
   for (const [i, node] of model.graph.nodes.entries()) {
     const where = `node '${nodeName(node, i)}', opset ${model.opset}`;
     const op = node.domain && node.domain !== 'ai.onnx' ? `${node.domain}.${node.opType}` : node.opType;
     if (op !== node.opType || !(SUPPORTED_OPS as readonly string[]).includes(op)) {
       throw new OnnxError(source, `unsupported ONNX op '${op}' (${where}); supported: ${SUPPORTED_OPS.join(', ')}`);
     }
-    const feature = unsupportedFeature(node);
+    const feature = unsupportedFeature(node, consumed);
     if (feature) throw new OnnxError(source, `unsupported ONNX op '${op}' with ${feature} (${where})`);
   }
 }
@@ -391,7 +396,10 @@ export class GraphModule extends Module {
         const eps = (a.epsilon as number | undefined) ?? 1e-5;
         // ONNX's momentum weighs the running value, torch's the batch statistic
         const momentum = 1 - ((a.momentum as number | undefined) ?? 0.9);
-        const training = int(a.training_mode, 0) === 1 || this.training;
+        // a training-mode export (running statistics outputs, which checkSupported saw are unused)
+        // describes the same network as an eval-mode one: the module's mode decides
+        const statsOutputs = node.outputs.slice(1).some((o) => o !== '');
+        const training = this.training || (int(a.training_mode, 0) === 1 && !statsOutputs);
         const [w, b, mean, v] = [1, 2, 3, 4].map((i) => env.gpu(node.inputs[i], op));
         return [batchNorm2d(x(), w, b, mean, v, { training, eps, momentum })];
       }
@@ -400,6 +408,8 @@ export class GraphModule extends Module {
         return [this.pool(node, env)];
       case 'GlobalAveragePool':
         return [globalAvgPool2d(x())];
+      case 'Pad':
+        return [this.pad(node, env)];
       case 'Gemm':
         return [this.gemm(node, env)];
       case 'MatMul': {
@@ -448,6 +458,28 @@ export class GraphModule extends Module {
       return { name, dims: [v.length], dataType: DataType.INT64, data: BigInt64Array.from(v, (n) => BigInt(n)) };
     }
     throw new OpError('Constant', `only value, value_float(s) and value_int(s) are supported, got ${Object.keys(a).join(', ')}`);
+  }
+
+  /** Constant-mode Pad: pads [begin per axis..., end per axis...] from the attribute (opset < 11) or
+   *  the host input 1 with the value of input 2 (opset 11+), over every axis or those of input 3. */
+  private pad(node: OnnxNode, env: Env): Tensor {
+    const x = env.gpu(node.inputs[0], 'Pad');
+    const input = (i: number) => (i < node.inputs.length && node.inputs[i] !== '' ? hostNumbers(env.host(node.inputs[i], 'Pad')) : null);
+    const pads = this.opset < 11 ? ints(node.attrs.pads, []) : input(1) ?? [];
+    const value = this.opset < 11 ? ((node.attrs.value as number | undefined) ?? 0) : input(2)?.[0] ?? 0;
+    const axes = (input(3) ?? x.shape.map((_, i) => i)).map((ax) => (ax < 0 ? ax + x.ndim : ax));
+    if (pads.length !== 2 * axes.length || pads.some((p) => !Number.isInteger(p) || p < 0)) {
+      throw new OpError('Pad', `expected ${2 * axes.length} non-negative pads for x${shapeStr(x.shape)}, got ${JSON.stringify(pads)}`);
+    }
+    let y = x;
+    axes.forEach((axis, i) => {
+      const [before, after] = [pads[i], pads[i + axes.length]];
+      if (before === 0 && after === 0) return;
+      const next = padAxis(y, axis, before, after, value);
+      if (y !== x && !isGradEnabled()) y.release();
+      y = next;
+    });
+    return y === x ? x.reshape(x.shape) : y; // no padding: a view, like Identity
   }
 
   /** Same shapes on the GPU; otherwise the operand that broadcasts must be a host constant, expanded on the host. */
