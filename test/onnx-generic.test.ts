@@ -3,11 +3,9 @@
 // loadClassifier as a generic GraphModule and reproduce PyTorch's logits: SqueezeNet 1.1 (Concat,
 // MaxPool with ceil_mode, Identity-deduplicated biases), ResNet50 (bottleneck blocks, which the
 // ResNet module does not have) and MobileNetV2 (depthwise grouped convs, ReLU6 as Clip).
-import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ResNet } from '../src/nn/resnet.ts';
 import type { OnnxNode } from '../src/onnx/ir.ts';
@@ -16,7 +14,7 @@ import { loadClassifier } from '../src/onnx/load.ts';
 import { readOnnx } from '../src/onnx/read.ts';
 import { noGrad, Tensor } from '../src/tensor/index.ts';
 import { relError, useGpu } from './helpers.ts';
-import { PYTHON } from './torch.ts';
+import { exportTorchvision, readFloats } from './torch.ts';
 
 useGpu();
 
@@ -65,23 +63,7 @@ const EXPORTS = [
 
 const dir = mkdtempSync(join(tmpdir(), 'gpunet-onnx-generic-'));
 const exportDir = (e: (typeof EXPORTS)[number]) => join(dir, e.arch);
-const floats = (file: string) => {
-  const b = readFileSync(file);
-  return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
-};
-
-beforeAll(async () => {
-  const script = join(import.meta.dirname, '..', 'tools', 'export_torchvision.py');
-  const run = promisify(execFile);
-  // two at a time: there are two cores
-  for (const pair of [EXPORTS.slice(0, 2), EXPORTS.slice(2)]) {
-    await Promise.all(
-      pair.map((e) =>
-        run(PYTHON, [script, exportDir(e), '--arch', e.arch, '--seed', String(e.seed), '--classes', String(CLASSES), '--size', String(SIZE), '--batch', String(BATCH), ...e.args]),
-      ),
-    );
-  }
-}, 60_000);
+beforeAll(() => exportTorchvision(EXPORTS.map((e) => ({ dir: exportDir(e), args: ['--arch', e.arch, '--seed', String(e.seed), '--classes', String(CLASSES), '--size', String(SIZE), '--batch', String(BATCH), ...e.args] }))), 60_000);
 
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -95,11 +77,11 @@ describe('loadClassifier on torchvision exports that are not a ResNet18/34', () 
       expect(c.model).not.toBeInstanceOf(ResNet);
       expect(c.classes).toHaveLength(CLASSES);
       expect(c.model.training).toBe(false);
-      const x = Tensor.from(floats(join(exportDir(e), 'input.bin')), [BATCH, 3, SIZE, SIZE]);
+      const x = Tensor.from(readFloats(join(exportDir(e), 'input.bin')), [BATCH, 3, SIZE, SIZE]);
       const y = noGrad(() => c.model.forward(x));
       expect(y.shape).toEqual([BATCH, CLASSES]);
       const logits = await y.toArray();
-      const expected = floats(join(exportDir(e), 'logits.bin'));
+      const expected = readFloats(join(exportDir(e), 'logits.bin'));
       // the comparison means something only if the logits depend on the input: the two images differ
       expect(relError(expected.subarray(0, CLASSES), expected.subarray(CLASSES))).toBeGreaterThan(0.05);
       expect(relError(logits, expected)).toBeLessThan(1e-4);

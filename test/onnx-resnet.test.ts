@@ -2,11 +2,9 @@
 // weights, random batchnorm statistics) map onto gpunet's ResNet module by graph structure, with
 // batchnorm folded into the convs (eval-mode export) or kept (training-mode export), and reproduce
 // PyTorch's logits; graphs that are not a ResNet are refused (null).
-import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BatchNorm2d } from '../src/nn/layers.ts';
 import { readOnnx } from '../src/onnx/read.ts';
@@ -14,7 +12,7 @@ import { importResNet } from '../src/onnx/resnet.ts';
 import { batchNorm2d } from '../src/ops/batchnorm.ts';
 import { noGrad, Rng, Tensor } from '../src/tensor/index.ts';
 import { randomArray, relError, useGpu } from './helpers.ts';
-import { PYTHON } from './torch.ts';
+import { exportTorchvision, readFloats } from './torch.ts';
 
 useGpu();
 
@@ -29,23 +27,7 @@ const EXPORTS = [
 
 const dir = mkdtempSync(join(tmpdir(), 'gpunet-onnx-resnet-'));
 const exportDir = (e: (typeof EXPORTS)[number]) => join(dir, `${e.arch}-${e.mode}`);
-const floats = (file: string) => {
-  const b = readFileSync(file);
-  return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
-};
-
-beforeAll(async () => {
-  const script = join(import.meta.dirname, '..', 'tools', 'export_torchvision.py');
-  const run = promisify(execFile);
-  // two at a time: there are two cores
-  for (const pair of [EXPORTS.slice(0, 2), EXPORTS.slice(2)]) {
-    await Promise.all(
-      pair.map((e) =>
-        run(PYTHON, [script, exportDir(e), '--arch', e.arch, '--mode', e.mode, '--seed', String(e.seed), '--classes', String(CLASSES), '--size', String(SIZE), '--batch', String(BATCH)]),
-      ),
-    );
-  }
-}, 60_000);
+beforeAll(() => exportTorchvision(EXPORTS.map((e) => ({ dir: exportDir(e), args: ['--arch', e.arch, '--mode', e.mode, '--seed', String(e.seed), '--classes', String(CLASSES), '--size', String(SIZE), '--batch', String(BATCH)] }))), 60_000);
 
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -60,10 +42,10 @@ describe('importResNet', () => {
       expect(net!.arch).toBe(e.arch);
       expect(net!.numClasses).toBe(CLASSES);
       expect(net!.training).toBe(false);
-      const x = Tensor.from(floats(join(exportDir(e), 'input.bin')), [BATCH, 3, SIZE, SIZE]);
+      const x = Tensor.from(readFloats(join(exportDir(e), 'input.bin')), [BATCH, 3, SIZE, SIZE]);
       const y = noGrad(() => net!.forward(x));
       const logits = await y.toArray();
-      const expected = floats(join(exportDir(e), 'logits.bin'));
+      const expected = readFloats(join(exportDir(e), 'logits.bin'));
       expect(relError(logits, expected)).toBeLessThan(1e-4);
       x.release();
       y.release();

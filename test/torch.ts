@@ -1,9 +1,10 @@
 // Drives tools/torch_ref.py: PyTorch (Debian's python3-torch) as the reference no one here wrote.
 // Batch many cases into one call: importing torch takes a second or two.
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 
 export interface TorchInput {
   shape: readonly number[];
@@ -52,4 +53,23 @@ export function torchRun(cases: TorchCase[]): TorchResult[] {
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * Exports torchvision models with tools/export_torchvision.py, two at a time (there are two
+ * cores): each job is an output folder (model.onnx, input.bin, logits.bin, meta.json) and the
+ * script's arguments after it.
+ */
+export async function exportTorchvision(jobs: { dir: string; args: string[] }[]): Promise<void> {
+  const script = join(import.meta.dirname, '..', 'tools', 'export_torchvision.py');
+  const run = promisify(execFile);
+  for (let i = 0; i < jobs.length; i += 2) {
+    await Promise.all(jobs.slice(i, i + 2).map((j) => run(PYTHON, [script, j.dir, ...j.args])));
+  }
+}
+
+/** A little-endian float32 file (input.bin, logits.bin) as a Float32Array. */
+export function readFloats(file: string): Float32Array {
+  const b = readFileSync(file);
+  return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
 }
