@@ -14,7 +14,7 @@ import Benchmark from 'benchmark';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { getGpu, initGpu, type Gpu } from '../src/gpu/index.ts';
-import { Rng, Tensor, tidy } from '../src/tensor/index.ts';
+import { relError, Rng, Tensor, tidy } from '../src/tensor/index.ts';
 
 export interface BenchCase {
   name: string;
@@ -135,19 +135,7 @@ export async function readBack(fn: () => Tensor[]): Promise<Float32Array[]> {
   return out;
 }
 
-/** max |got - ref| / max |ref|: Infinity when anything is NaN or the lengths differ (as test/helpers' relError). */
-export function relError(got: ArrayLike<number>, ref: ArrayLike<number>): number {
-  if (got.length !== ref.length) return Infinity;
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < ref.length; i++) {
-    const d = Math.abs(got[i] - ref[i]);
-    if (!Number.isFinite(got[i]) || Number.isNaN(d)) return Infinity;
-    num = Math.max(num, d);
-    den = Math.max(den, Math.abs(ref[i]));
-  }
-  return num / Math.max(den, 1e-12);
-}
+export { relError };
 
 /** Throws unless the GPU result matches the float64 reference to `tol` (relError). */
 export function expectClose(what: string, got: ArrayLike<number>, ref: ArrayLike<number>, tol = 1e-4): void {

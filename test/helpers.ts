@@ -2,7 +2,7 @@
 // and gradient checking of a GPU op against central finite differences of a float64 reference.
 import { beforeAll } from 'vitest';
 import { initGpu } from '../src/gpu/index.ts';
-import { Rng, setPoison, Tensor, tidy } from '../src/tensor/index.ts';
+import { relError, Rng, setPoison, shapeSize, Tensor, tidy } from '../src/tensor/index.ts';
 
 /** Opens the GPU once per test file and poisons every new uninitialised tensor with NaN. */
 export function useGpu(): void {
@@ -12,9 +12,7 @@ export function useGpu(): void {
   });
 }
 
-export function shapeSize(shape: readonly number[]): number {
-  return shape.reduce((a, b) => a * b, 1);
-}
+export { relError, shapeSize };
 
 /** Uniform(-1, 1) values, never all zeros, in float64. */
 export function randomArray(shape: readonly number[], rng: Rng, lo = -1, hi = 1): Float64Array {
@@ -29,19 +27,6 @@ export function toGpu(a: Float64Array | Float32Array, shape: readonly number[], 
   return t;
 }
 
-/** max |a - b| / max |b|: Infinity when anything is NaN or the lengths differ. */
-export function relError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
-  if (actual.length !== expected.length) return Infinity;
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < actual.length; i++) {
-    const d = Math.abs(actual[i] - expected[i]);
-    if (!Number.isFinite(actual[i]) || Number.isNaN(d)) return Infinity;
-    num = Math.max(num, d);
-    den = Math.max(den, Math.abs(expected[i]));
-  }
-  return num / Math.max(den, 1e-12);
-}
 
 /**
  * Central finite differences of L(inputs) = sum(f(inputs) * dy) in float64: the gradient of every

@@ -4,7 +4,7 @@
 // (max |actual - expected| / max |expected|), the measure gpunet's own tests use.
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { noGrad, OpError, Tensor, tidy } from '../tensor/index.ts';
+import { noGrad, OpError, relError, Tensor, tidy } from '../tensor/index.ts';
 import { checkSupported, GraphModule } from './graph.ts';
 import type { OnnxTensor } from './ir.ts';
 import { OnnxError, parseTensor, readOnnx } from './read.ts';
@@ -41,20 +41,6 @@ function readTensors(dir: string, prefix: 'input' | 'output'): OnnxTensor[] {
   const files = readdirSync(dir).filter((f) => new RegExp(`^${prefix}_\\d+\\.pb$`).test(f));
   files.sort((a, b) => Number(a.match(/\d+/)![0]) - Number(b.match(/\d+/)![0]));
   return files.map((f) => parseTensor(readFileSync(join(dir, f)), { source: join(dir, f) }));
-}
-
-/** max |a - b| / max |b| (Infinity on NaN or a length mismatch; 0 for two empty tensors) */
-function relError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
-  if (actual.length !== expected.length) return Infinity;
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < actual.length; i++) {
-    const d = Math.abs(actual[i] - expected[i]);
-    if (Number.isNaN(d) || !Number.isFinite(actual[i]) !== !Number.isFinite(expected[i])) return Infinity;
-    if (Number.isFinite(d)) num = Math.max(num, d);
-    den = Math.max(den, Math.abs(expected[i]));
-  }
-  return num / Math.max(den, 1e-12);
 }
 
 const numbers = (t: OnnxTensor): Float64Array => Float64Array.from(t.data as ArrayLike<number | bigint>, Number);
