@@ -8,6 +8,7 @@ import { softmaxCrossEntropy } from '../ops/softmax.ts';
 import type { Module } from '../nn/module.ts';
 import type { SGD } from '../optim/sgd.ts';
 import { keep, noGrad, type Rng, Tensor, tidy } from '../tensor/index.ts';
+import { argmaxRows } from './metrics.ts';
 
 export type { Batch } from '../data/dataset.ts';
 
@@ -115,12 +116,8 @@ export function accuracy(logits: Float32Array[], data: Batch[]): number {
   let right = 0;
   let total = 0;
   data.forEach((b, i) => {
-    const classes = logits[i].length / b.labels.length;
-    b.labels.forEach((label, r) => {
-      const row = logits[i].subarray(r * classes, (r + 1) * classes);
-      let best = 0;
-      for (let c = 1; c < classes; c++) if (row[c] > row[best]) best = c;
-      if (best === label) right++;
+    argmaxRows(logits[i], logits[i].length / b.labels.length).forEach((best, r) => {
+      if (best === b.labels[r]) right++;
       total++;
     });
   });
