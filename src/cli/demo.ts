@@ -8,7 +8,7 @@ import { Rng } from '../tensor/index.ts';
 import { syntheticImages } from '../data/synthetic.ts';
 import { accuracy, batches, predictLogits, trainEpoch } from '../train/classifier.ts';
 import type { Command } from './main.ts';
-import { UsageError } from './errors.ts';
+import { positiveNumber } from './args.ts';
 import { ProgressBar } from '../report/progress.ts';
 
 const usage = `usage: gpunet demo [--epochs 6] [--train 512] [--valid 256] [--size 16] [--batch-size 32] [--lr 0.05] [--seed 42] [--device I|NAME]
@@ -34,11 +34,7 @@ export const demoCommand: Command = {
         device: { type: 'string' },
       },
     });
-    const num = (k: keyof typeof values) => {
-      const v = Number(values[k]);
-      if (!Number.isFinite(v) || v <= 0) throw new UsageError(`--${k} must be a positive number, got '${values[k]}'`);
-      return v;
-    };
+    const num = (k: keyof typeof values) => positiveNumber(k, values[k] as string);
     const gpu = await initGpu(values.device);
     console.log(`adapter: ${gpu.adapter.name}`);
     const seed = num('seed');

@@ -9,7 +9,8 @@ import { argmaxRows, classificationMetrics, formatConfusion, formatMostConfused,
 import type { Command } from './main.ts';
 import { UsageError } from './errors.ts';
 import { confusionHeatmap, savePng } from '../report/plot.ts';
-import { classifyFiles, INFERENCE_OPTIONS, INFERENCE_USAGE, openCheckpoint, positiveInt, readCategoryNames, reportSkipped, resolvePreprocessing } from './predict.ts';
+import { classifyFiles, INFERENCE_OPTIONS, INFERENCE_USAGE, openCheckpoint, readCategoryNames, reportSkipped, resolvePreprocessing } from './predict.ts';
+import { positiveInt } from './args.ts';
 import { ProgressBar } from '../report/progress.ts';
 
 const usage = `usage: gpunet eval --data DIR --checkpoint model.onnx [--labels labels.tsv] [--json report.json] [--confusion cm.png]

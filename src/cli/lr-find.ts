@@ -1,13 +1,13 @@
 // `gpunet lr-find`: the learning-rate finder on a folder of images, its curve as a PNG and the
 // valley and steep suggestions printed.
 import { parseArgs } from 'node:util';
-import { positiveInt } from './predict.ts';
+import { nonNegative, positiveInt } from './args.ts';
 import { ProgressBar } from '../report/progress.ts';
 import { lineChart, savePng } from '../report/plot.ts';
 import { lrFind } from '../train/lr-find.ts';
 import { UsageError } from './errors.ts';
 import type { Command } from './main.ts';
-import { DATA_OPTIONS, DATA_USAGE, nonNegative, prepareRun } from './train.ts';
+import { DATA_OPTIONS, DATA_USAGE, prepareRun } from './train.ts';
 
 const usage = `usage: gpunet lr-find --data DIR [--weights model.onnx|none] [--phase frozen|unfrozen|head] [--steps 100]
                      [--start-lr 1e-7] [--end-lr 10] [--out lr-find.png] [data and model options of gpunet train]

@@ -11,6 +11,7 @@ import { loadClassifier } from '../onnx/load.ts';
 import { noGrad, Tensor, tidy } from '../tensor/index.ts';
 import { formatTable } from '../train/metrics.ts';
 import type { Command } from './main.ts';
+import { positiveInt } from './args.ts';
 import { UsageError } from './errors.ts';
 import { savePng, topKChart } from '../report/plot.ts';
 import { ProgressBar } from '../report/progress.ts';
@@ -47,12 +48,6 @@ function triple(flag: string, v: string, positive: boolean): [number, number, nu
     throw new UsageError(`--${flag} needs 3 comma-separated ${positive ? 'positive ' : ''}numbers (R,G,B), got '${v}'`);
   }
   return xs as [number, number, number];
-}
-
-export function positiveInt(flag: string, v: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n <= 0) throw new UsageError(`--${flag} must be a positive integer, got '${v}'`);
-  return n;
 }
 
 /** The preprocessing flags on top of the checkpoint's (null for a foreign file): all four are

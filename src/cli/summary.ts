@@ -12,7 +12,7 @@ import { noGrad, Tensor, tidy } from '../tensor/index.ts';
 import { formatTable } from '../train/metrics.ts';
 import type { Command } from './main.ts';
 import { UsageError } from './errors.ts';
-import { positiveInt } from './predict.ts';
+import { positiveInt } from './args.ts';
 
 export interface LayerRow {
   name: string;

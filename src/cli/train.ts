@@ -20,7 +20,8 @@ import { fit, type TrainData } from '../train/trainer.ts';
 import { exportTransferGraph, type ModelSplit, splitModel, TransferModel, transferFromGraph } from '../train/transfer.ts';
 import { UsageError } from './errors.ts';
 import type { Command } from './main.ts';
-import { positiveInt, resolvePreprocessing } from './predict.ts';
+import { nonNegative, positiveInt } from './args.ts';
+import { resolvePreprocessing } from './predict.ts';
 
 export const DATA_USAGE = `  --data DIR              class folders, or train/ and valid/ (or val/) folders of class folders
   --valid-pct F           without a valid folder: the fraction split off at random (default 0.2)
@@ -83,12 +84,6 @@ export const DATA_OPTIONS = {
 } as const;
 
 type DataValues = { [K in keyof typeof DATA_OPTIONS]?: string };
-
-export function nonNegative(flag: string, v: string | undefined): number {
-  const n = Number(v);
-  if (v === undefined || !Number.isFinite(n) || n < 0) throw new UsageError(`--${flag} must be a non-negative number, got '${v}'`);
-  return n;
-}
 
 const AUGMENTS: Record<string, AugmentOptions | null> = { fastai: DEFAULT_AUGMENT, flip: { flip: true }, none: null };
 
