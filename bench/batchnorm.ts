@@ -7,7 +7,7 @@
 //   npx tsx bench/batchnorm.ts [filter] [--quick]
 import { batchNorm2d } from '../src/ops/batchnorm.ts';
 import { noGrad, Rng, Tensor } from '../src/tensor/index.ts';
-import { batchNorm2dRef } from '../test/reference/batchnorm.ts';
+import { batchNorm2dRef } from '../src/reference/batchnorm.ts';
 import { backwardOnly, expectClose, expectGradient, isMain, randomValues, readBack, runFamilies, toTensor, type BenchCase } from './harness.ts';
 
 export const title = 'batchNorm2d (ResNet18 activations, batch 16)';

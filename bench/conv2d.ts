@@ -11,7 +11,7 @@ import {
   type Conv2dGeometry, type Conv2dOptions,
 } from '../src/ops/conv2d.ts';
 import { Rng } from '../src/tensor/index.ts';
-import { conv2dBackwardRef, conv2dRef } from '../test/reference/conv2d.ts';
+import { conv2dBackwardRef, conv2dRef } from '../src/reference/conv2d.ts';
 import { expectClose, isMain, parseCli, randomValues, readBack, runFamilies, toTensor, type BenchCase, type BenchRow, type Floor } from './harness.ts';
 
 export const title = 'conv2d (ResNet18 convolutions, 224 px)';

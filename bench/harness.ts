@@ -34,7 +34,7 @@ export interface BenchCase {
 export interface BenchFamily {
   title: string;
   cases: BenchCase[];
-  /** checks the kernels against the float64 reference in test/reference/; throws on a mismatch */
+  /** checks the kernels against the float64 reference in src/reference/; throws on a mismatch */
   validate(): Promise<void>;
   floors?: Floor[];
   /** groups the rows for the totals lines (one total when unset) */

@@ -6,7 +6,7 @@
 //   GPUNET_GEMM_TILING='{"wgN":8,"wgM":8,"blocksM":2,"blocksN":1}' npx tsx bench/matmul.ts   (another tiling)
 import { gemm, gemmTiling, type GemmTiling } from '../src/ops/matmul.ts';
 import { Rng } from '../src/tensor/index.ts';
-import { matmulRef } from '../test/reference/matmul.ts';
+import { matmulRef } from '../src/reference/matmul.ts';
 import { expectClose, isMain, randomValues, readBack, runFamilies, toTensor, type BenchCase, type Floor } from './harness.ts';
 
 const TILING_ENV = process.env.GPUNET_GEMM_TILING;

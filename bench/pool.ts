@@ -6,7 +6,7 @@
 //   npx tsx bench/pool.ts [filter] [--quick]
 import { avgPool2d, globalAvgPool2d, maxPool2d, type AvgPool2dOptions } from '../src/ops/pool.ts';
 import { noGrad, Rng, Tensor } from '../src/tensor/index.ts';
-import { avgPool2dBackwardRef, avgPool2dRef, globalAvgPool2dRef, maxPool2dBackwardRef, maxPool2dRef, type PoolRefOptions } from '../test/reference/pool.ts';
+import { avgPool2dBackwardRef, avgPool2dRef, globalAvgPool2dRef, maxPool2dBackwardRef, maxPool2dRef, type PoolRefOptions } from '../src/reference/pool.ts';
 import { backwardOnly, expectClose, isMain, randomValues, readBack, runFamilies, toTensor, type BenchCase } from './harness.ts';
 
 export const title = 'pooling (ResNet18, batch 16)';

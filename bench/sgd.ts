@@ -4,7 +4,7 @@
 //   npx tsx bench/sgd.ts [filter] [--quick]
 import { SGD, type SGDOptions } from '../src/optim/sgd.ts';
 import { Rng, Tensor } from '../src/tensor/index.ts';
-import { sgdRef } from '../test/reference/sgd.ts';
+import { sgdRef } from '../src/reference/sgd.ts';
 import { expectClose, isMain, randomValues, runFamilies, toTensor, type BenchCase } from './harness.ts';
 
 export const title = 'sgd step';

@@ -6,7 +6,7 @@
 import { sum } from '../src/ops/reduce.ts';
 import { softmax, softmaxCrossEntropy } from '../src/ops/softmax.ts';
 import { Rng, Tensor } from '../src/tensor/index.ts';
-import { crossEntropyRef, softmaxRef } from '../test/reference/softmax.ts';
+import { crossEntropyRef, softmaxRef } from '../src/reference/softmax.ts';
 import { expectClose, expectGradient, isMain, randomValues, readBack, runFamilies, toTensor, type BenchCase } from './harness.ts';
 
 export const title = 'softmax, cross-entropy, sum';

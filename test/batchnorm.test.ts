@@ -3,7 +3,7 @@ import { getGpu } from '../src/gpu/index.ts';
 import { batchNorm2d } from '../src/ops/batchnorm.ts';
 import { OpError, Rng, Tensor, tidy } from '../src/tensor/index.ts';
 import { numericGrads, randomArray, relError, toGpu, useGpu } from './helpers.ts';
-import { batchNorm2dRef, type BatchNormRefOptions } from './reference/batchnorm.ts';
+import { batchNorm2dRef, type BatchNormRefOptions } from '../src/reference/batchnorm.ts';
 import { torchRun, type TorchCase } from './torch.ts';
 
 useGpu();

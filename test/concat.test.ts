@@ -3,7 +3,7 @@ import { concat, narrow, padAxis } from '../src/ops/concat.ts';
 import { clip } from '../src/ops/elementwise.ts';
 import { OpError, Rng, Tensor, tidy } from '../src/tensor/index.ts';
 import { numericGrads, randomArray, relError, runWithGrads, shapeSize, useGpu } from './helpers.ts';
-import { concatRef, narrowRef, padAxisRef } from './reference/concat.ts';
+import { concatRef, narrowRef, padAxisRef } from '../src/reference/concat.ts';
 import { torchRun, type TorchCase } from './torch.ts';
 
 useGpu();

@@ -3,7 +3,7 @@ import { getGpu } from '../src/gpu/index.ts';
 import { conv2d, conv2dGeometry, setConv2dTiling, type Conv2dOptions } from '../src/ops/conv2d.ts';
 import { OpError, Rng, tidy } from '../src/tensor/index.ts';
 import { numericGrads, randomArray, relError, runWithGrads, shapeSize, toGpu, useGpu } from './helpers.ts';
-import { conv2dRef, type ConvGeometry } from './reference/conv2d.ts';
+import { conv2dRef, type ConvGeometry } from '../src/reference/conv2d.ts';
 import { torchRun, type TorchInput } from './torch.ts';
 
 useGpu();

@@ -3,7 +3,7 @@ import { getGpu, type BufferRange, type DispatchArgs } from '../src/gpu/index.ts
 import { gemm, linear, matmul, setGemmBindingLimit } from '../src/ops/matmul.ts';
 import { OpError, Rng, Tensor, tidy } from '../src/tensor/index.ts';
 import { numericGrads, randomArray, relError, runWithGrads, toGpu, useGpu } from './helpers.ts';
-import { linearRef, matmulRef } from './reference/matmul.ts';
+import { linearRef, matmulRef } from '../src/reference/matmul.ts';
 import { torchRun, type TorchCase } from './torch.ts';
 
 useGpu();

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { avgPool2d, globalAvgPool2d, maxPool2d, type AvgPool2dOptions } from '../src/ops/pool.ts';
 import { OpError, Rng, Tensor, tidy } from '../src/tensor/index.ts';
 import { numericGrads, randomArray, relError, runWithGrads, shapeSize, toGpu, useGpu } from './helpers.ts';
-import { avgPool2dBackwardRef, avgPool2dRef, globalAvgPool2dRef, maxPool2dBackwardRef, maxPool2dRef, type PoolRefOptions } from './reference/pool.ts';
+import { avgPool2dBackwardRef, avgPool2dRef, globalAvgPool2dRef, maxPool2dBackwardRef, maxPool2dRef, type PoolRefOptions } from '../src/reference/pool.ts';
 import { torchRun, type TorchCase } from './torch.ts';
 
 useGpu();

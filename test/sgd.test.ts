@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { SGD, type SGDOptions } from '../src/optim/sgd.ts';
 import { keep, OpError, Rng, Tensor, tidy } from '../src/tensor/index.ts';
 import { randomArray, relError, toGpu, useGpu } from './helpers.ts';
-import { sgdRef, type SgdRefOptions } from './reference/sgd.ts';
+import { sgdRef, type SgdRefOptions } from '../src/reference/sgd.ts';
 import { torchRun, type TorchCase } from './torch.ts';
 
 useGpu();

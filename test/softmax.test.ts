@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { softmax, softmaxCrossEntropy, type CrossEntropyOptions } from '../src/ops/softmax.ts';
 import { noGrad, OpError, Rng, Tensor, tidy } from '../src/tensor/index.ts';
 import { numericGrads, randomArray, relError, runWithGrads, toGpu, useGpu } from './helpers.ts';
-import { crossEntropyRef, softmaxRef } from './reference/softmax.ts';
+import { crossEntropyRef, softmaxRef } from '../src/reference/softmax.ts';
 import { torchRun, type TorchCase } from './torch.ts';
 
 useGpu();

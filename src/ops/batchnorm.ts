@@ -4,6 +4,7 @@
 // the kernels are described in shaders/batchnorm.wgsl: per-channel reductions (a grid of slices per
 // channel, then a per-channel merge) and one per-element affine kernel with per-channel
 // coefficients, used for y and for dx alike.
+// Read first: the plain float64 loops in src/reference/batchnorm.ts; the kernels are in shaders/batchnorm.wgsl.
 import { getGpu, grid, type KernelSpec } from '../gpu/index.ts';
 import { OpError, recordOp, shapeStr, Tensor } from '../tensor/index.ts';
 

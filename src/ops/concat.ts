@@ -5,6 +5,7 @@
 //   concat:  y = [x0; x1; ...] along axis      dx_k = narrow(dy, axis, offset_k, size_k)
 //   narrow:  y = x[..., start:start+len, ...]  dx = padAxis(dy, axis, start, rest, 0)
 //   padAxis: y = [c..c; x; c..c]               dx = narrow(dy, axis, before, size)
+// Read first: the plain float64 loops in src/reference/concat.ts; the kernels are in shaders/concat.wgsl.
 import { getGpu, grid } from '../gpu/index.ts';
 import { OpError, recordOp, type Shape, shapeSize, shapeStr, Tensor } from '../tensor/index.ts';
 

@@ -7,6 +7,7 @@
 //   dw = the correlation of dy with x (a reduction over the batch and output positions),
 //   db = dy summed over the batch and output positions.
 // Only the gradients the tape asks for are computed (a frozen weight costs no dw kernel).
+// Read first: the plain float64 loops in src/reference/conv2d.ts; the kernels are in shaders/conv2d.wgsl.
 import { getGpu, grid, type KernelSpec } from '../gpu/index.ts';
 import { OpError, recordOp, type Shape, shapeStr, Tensor } from '../tensor/index.ts';
 

@@ -5,6 +5,7 @@
 //   linear: y = x w^T + b (torch.nn.functional.linear). Backward: dx = dy w, dw = dy^T x,
 //     db = column sums of dy.
 // Every gradient is one more GEMM with other transpose flags, computed only when asked for.
+// Read first: the plain float64 loops in src/reference/matmul.ts; the kernels are in shaders/matmul.wgsl.
 import { getGpu, type BufferRange, type Gpu } from '../gpu/index.ts';
 import { OpError, recordOp, shapeStr, Tensor } from '../tensor/index.ts';
 

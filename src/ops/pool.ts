@@ -3,6 +3,7 @@
 // adaptive_avg_pool2d(x, 1) / ONNX GlobalAveragePool). Kernels in shaders/pool.wgsl; the backward
 // passes are gathers over the windows covering each input (max pooling routes dy through the
 // argmax the forward saves), so they need no atomics.
+// Read first: the plain float64 loops in src/reference/pool.ts; the kernels are in shaders/pool.wgsl.
 import { getGpu, grid, type Access } from '../gpu/index.ts';
 import { isGradEnabled, OpError, recordOp, shapeStr, Tensor } from '../tensor/index.ts';
 

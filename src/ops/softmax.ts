@@ -3,6 +3,7 @@
 // softmaxCrossEntropy = torch.nn.functional.cross_entropy(logits, labels, reduction, label_smoothing):
 // the forward keeps each row's (max, log sum exp) so that the backward, (softmax - target) * dLoss
 // (/ N for 'mean'), is one pass over the logits that builds the smoothed target from the label.
+// Read first: the plain float64 loops in src/reference/softmax.ts; the kernels are in shaders/softmax.wgsl.
 import { getGpu, grid } from '../gpu/index.ts';
 import { OpError, recordOp, shapeStr, Tensor } from '../tensor/index.ts';
 import { reduceSum } from './reduce.ts';

@@ -1,6 +1,7 @@
 // Stochastic gradient descent with momentum, weight decay and Nesterov momentum, following
 // torch.optim.SGD's update rule exactly (shaders/sgd.wgsl holds the rule): one kernel launch per
 // parameter updates the parameter and its momentum buffer in place.
+// Read first: the plain float64 rule in src/reference/sgd.ts; the kernel is in shaders/sgd.wgsl.
 import { getGpu, stridedWorkgroups } from '../gpu/index.ts';
 import { keep, noGrad, OpError, shapeStr, Tensor } from '../tensor/index.ts';
 
