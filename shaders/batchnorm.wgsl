@@ -32,23 +32,18 @@ struct Params {
   stepN: u32,     // WG / planeVecs: planes advanced by a step of WG elements ...
   stepK: u32,     // WG % planeVecs: ... plus this many elements
   stepC: u32,     // stepN % C: channels advanced by a step of WG elements of x
-  flags: u32,     // the bits below
+  training: u32,    // batch statistics (else the running ones)
+  hasGamma: u32,    // affine weight present (else 1)
+  hasBeta: u32,     // affine bias present (else 0)
+  writeDGamma: u32,
+  writeDBeta: u32,
+  twoInputs: u32,   // channel_affine reads in1 (else in1 = in0)
   eps: f32,
   momentum: f32,
 }
 
-const TRAINING = 1u;     // batch statistics (else the running ones)
-const HAS_GAMMA = 2u;    // affine weight present (else 1)
-const HAS_BETA = 4u;     // affine bias present (else 0)
-const WRITE_DGAMMA = 8u;
-const WRITE_DBETA = 16u;
-const TWO_INPUTS = 32u;  // channel_affine reads in1 (else in1 = in0)
-
 @group(0) @binding(0) var<uniform> p: Params;
 
-fn flag(bit: u32) -> bool {
-  return (p.flags & bit) != 0u;
-}
 
 // Strided walks advance positions by WG elements with carries instead of a division per element
 // (integer division is slow on CPUs, which lavapipe runs on).
@@ -158,7 +153,7 @@ fn stats_partial(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_in
 fn stats_finalize(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let c = wid.x + wid.y * nwg.x;
   if (c >= p.C) { return; }
-  if (flag(TRAINING)) {
+  if (p.training != 0u) {
     var m = vec4f(0.0);
     let first = c * p.slices * WG;
     for (var q = lid; q < p.slices * WG; q += WG) { m = merge_moments(m, fin_partials[first + q]); }
@@ -168,7 +163,7 @@ fn stats_finalize(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw
   if (lid != 0u) { return; }
   var mean: f32;
   var variance: f32;
-  if (flag(TRAINING)) {
+  if (p.training != 0u) {
     let m = acc[0];
     mean = m.y;
     variance = m.z / m.x;
@@ -180,9 +175,9 @@ fn stats_finalize(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw
   }
   let invstd = inverseSqrt(variance + p.eps);
   var gamma = 1.0;
-  if (flag(HAS_GAMMA)) { gamma = fin_gamma[c]; }
+  if (p.hasGamma != 0u) { gamma = fin_gamma[c]; }
   var beta = 0.0;
-  if (flag(HAS_BETA)) { beta = fin_beta[c]; }
+  if (p.hasBeta != 0u) { beta = fin_beta[c]; }
   fin_saved[c] = vec2f(mean, invstd);
   fin_coef[c] = vec4f(0.0, gamma * invstd, beta, mean); // y = gamma*invstd*(x - mean) + beta
 }
@@ -208,7 +203,7 @@ fn channel_affine(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw
     let coef = affine_coef[c];
     let u = affine_in0[i];
     var v = u;
-    if (flag(TWO_INPUTS)) { v = affine_in1[i]; }
+    if (p.twoInputs != 0u) { v = affine_in1[i]; }
     affine_out[i] = coef.x * u + coef.y * (v - coef.w) + coef.z;
     k += p.stepK;
     c += p.stepC;
@@ -269,13 +264,13 @@ fn grad_finalize(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg
   reduce_workgroup(lid, false);
   if (lid != 0u) { return; }
   sums = acc[0];
-  if (flag(WRITE_DGAMMA)) { gfin_dgamma[c] = sums.y; }
-  if (flag(WRITE_DBETA)) { gfin_dbeta[c] = sums.x; }
+  if (p.writeDGamma != 0u) { gfin_dgamma[c] = sums.y; }
+  if (p.writeDBeta != 0u) { gfin_dbeta[c] = sums.x; }
   let stats = gfin_saved[c];
   var gamma = 1.0;
-  if (flag(HAS_GAMMA)) { gamma = gfin_gamma[c]; }
+  if (p.hasGamma != 0u) { gamma = gfin_gamma[c]; }
   let k = gamma * stats.y;
-  if (flag(TRAINING)) {
+  if (p.training != 0u) {
     let n = f32(p.items * W);
     // k*(dy - sum(dy)/n - (x - mean)*invstd * sum(dy*xhat)/n)
     gfin_coef[c] = vec4f(k, -k * stats.y * sums.y / n, -k * sums.x / n, stats.x);

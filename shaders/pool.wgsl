@@ -22,12 +22,10 @@ struct Params {
   SW: u32,
   PH: u32,
   PW: u32,
-  planes: u32, // N*C
-  flags: u32,  // the bits below
+  planes: u32,           // N*C
+  countIncludePad: u32,  // avg: padding counts in the divisor
+  saveArgmax: u32,       // max: the backward will need the argmax
 }
-
-const COUNT_INCLUDE_PAD = 1u; // avg: padding counts in the divisor
-const SAVE_ARGMAX = 2u;       // max: the backward will need the argmax
 
 override TX: u32 = 16; // tiles per workgroup along a row
 override TY: u32 = 16; // tiles per workgroup down a column
@@ -35,9 +33,6 @@ const ROWS = 2u;       // rows of a tile (its columns: 4)
 
 @group(0) @binding(0) var<uniform> p: Params;
 
-fn flag(bit: u32) -> bool {
-  return (p.flags & bit) != 0u;
-}
 
 // (plane, row, column) of the first element of the tile of invocation lid, in an image of `rows`
 // rows. Workgroups are (column block, flat (plane, row block)), the flat index folded into y and
@@ -57,7 +52,7 @@ fn window_start(o: u32, stride: u32, pad: u32) -> i32 {
 // Elements along one dimension of the window starting at `start` that an average divides by.
 fn window_count(start: i32, k: u32, size: u32, pad: u32) -> i32 {
   let end = start + i32(k);
-  if (flag(COUNT_INCLUDE_PAD)) { return min(end, i32(size + pad)) - start; }
+  if (p.countIncludePad != 0u) { return min(end, i32(size + pad)) - start; }
   return min(end, i32(size)) - max(start, 0);
 }
 
@@ -117,7 +112,7 @@ fn max_forward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: 
     let o = (t.x * p.OH + t.y + r) * p.OW + t.z;
     for (var j = 0u; j < min(4u, p.OW - t.z); j++) {
       max_out[o + j] = best[r][j];
-      if (flag(SAVE_ARGMAX)) { max_argmax[o + j] = arg[r][j]; }
+      if (p.saveArgmax != 0u) { max_argmax[o + j] = arg[r][j]; }
     }
   }
 }

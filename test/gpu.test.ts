@@ -1,6 +1,6 @@
 // The GPU layer on its own: the pool's size classes and reuse, the pipeline cache, the profiler.
 import { describe, expect, it } from 'vitest';
-import { getGpu, sizeClass } from '../src/gpu/index.ts';
+import { getGpu, GpuError, paramFields, sizeClass } from '../src/gpu/index.ts';
 import { relu } from '../src/ops/elementwise.ts';
 import { Tensor, tidy } from '../src/tensor/index.ts';
 import { useGpu } from './helpers.ts';
@@ -26,6 +26,28 @@ describe('gpu layer', () => {
     const created = pool.stats().created;
     for (let i = 0; i < 10; i++) step();
     expect(pool.stats().created).toBe(created);
+  });
+
+  it("reads a shader's Params fields from its source, comments and all", () => {
+    const src = 'struct Params {\n  n: u32,   // elements, of T\n  offset: i32, scale: f32, // the rest\n}\n@group(0) @binding(0) var<uniform> p: Params;';
+    expect(paramFields(src)).toEqual([{ name: 'n', type: 'u32' }, { name: 'offset', type: 'i32' }, { name: 'scale', type: 'f32' }]);
+    expect(paramFields('fn main() {}')).toEqual([]);
+    expect(() => paramFields('struct Params { v: vec4<f32> }', 'bad')).toThrow(/bad.wgsl: Params field 'v: vec4<f32>' is not a u32, i32 or f32 scalar/);
+  });
+
+  it('passes Params by name and refuses a missing, unknown or out-of-range value', async () => {
+    const gpu = getGpu();
+    const t = Tensor.empty([5]);
+    const fill = (params: Record<string, number | boolean>) =>
+      gpu.dispatch({ kernel: { shader: 'tensor', entry: 'fill', bindings: ['write'] }, buffers: [t.buffer], params, workgroups: [1], label: 'fill test' });
+    fill({ value: -2.5, n: 5 }); // any order
+    expect(Array.from(await t.toArray())).toEqual([-2.5, -2.5, -2.5, -2.5, -2.5]);
+    expect(() => fill({ n: 5 })).toThrow(GpuError);
+    expect(() => fill({ n: 5 })).toThrow(/fill test: no value for Params.value/);
+    expect(() => fill({ n: 5, value: 1, count: 5 })).toThrow(/fill test: Params has no field count/);
+    expect(() => fill({ n: -1, value: 1 })).toThrow(/Params.n = -1 is not a u32/);
+    expect(() => fill({ n: 2.5, value: 1 })).toThrow(/Params.n = 2.5 is not a u32/);
+    t.release();
   });
 
   it('caches pipelines by shader, entry point and constants', () => {

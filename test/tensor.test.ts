@@ -114,8 +114,7 @@ describe('tensor core', () => {
     gpu.dispatch({
       kernel: { shader: 'elementwise', entry: 'main', bindings: ['write'], defines: { T: 'f32', BODY: 'out[i] = undefined_name;' } },
       buffers: [out.buffer],
-      u32: [4],
-      f32: [0],
+      params: { n: 4, alpha: 0, beta: 0 },
       workgroups: [1],
       label: 'broken',
     });

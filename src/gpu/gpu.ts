@@ -5,7 +5,7 @@
 // back is the only wait, because Dawn's Node binding busy-polls a CPU core while a map is pending
 // and on a software adapter (lavapipe) that core is taken from the shaders.
 import { openDevice, type AdapterSummary } from './device.ts';
-import { PipelineCache, type Kernel, type KernelSpec } from './kernels.ts';
+import { packParams, PipelineCache, type Kernel, type KernelSpec } from './kernels.ts';
 import { BufferPool } from './pool.ts';
 import { Profiler, type ProfileEntry } from './profiler.ts';
 import { MapMode, Usage } from './usage.ts';
@@ -26,9 +26,8 @@ export interface DispatchArgs {
   kernel: Kernel | KernelSpec;
   /** storage buffers (or ranges of them) for bindings 1..n */
   buffers: (GPUBuffer | BufferRange)[];
-  /** uniform Params: all u32 fields first, then all f32 fields, in declaration order */
-  u32?: readonly number[];
-  f32?: readonly number[];
+  /** the values of the shader's `struct Params`, by field name (booleans as 0/1) */
+  params?: Readonly<Record<string, number | boolean>>;
   /** workgroup counts; see grid() for 1-D problems larger than one dimension allows */
   workgroups: readonly [number, number?, number?];
   /** what this dispatch is, for errors and the profiler, e.g. 'conv2d.forward x[2,3,7,5] w[4,3,3,3]' */
@@ -52,8 +51,7 @@ export class Gpu {
   private pass: GPUComputePassEncoder | null = null;
   private pendingDispatches = 0;
   private params: ArrayBuffer;
-  private paramsU32: Uint32Array;
-  private paramsF32: Float32Array;
+  private paramsView: DataView;
   private paramBuffer: GPUBuffer;
   private toDestroy: GPUBuffer[] = [];
   private error: string | null = null;
@@ -72,8 +70,7 @@ export class Gpu {
     this.pool = new BufferPool(device, device.limits.maxBufferSize);
     this.pipelines = new PipelineCache(device);
     this.params = new ArrayBuffer(PARAM_SLOT * PARAM_SLOTS);
-    this.paramsU32 = new Uint32Array(this.params);
-    this.paramsF32 = new Float32Array(this.params);
+    this.paramsView = new DataView(this.params);
     this.paramBuffer = device.createBuffer({ size: this.params.byteLength, usage: Usage.UNIFORM | Usage.COPY_DST, label: 'params' });
     device.onuncapturederror = (ev) => {
       this.error ??= ev.error.message.split('\n').slice(0, 3).join(' ');
@@ -110,14 +107,16 @@ export class Gpu {
     if (x * y * z === 0) return;
     if (this.pendingDispatches === PARAM_SLOTS) this.flush();
 
-    const slot = this.pendingDispatches++;
-    const base = (slot * PARAM_SLOT) / 4;
-    const u32 = args.u32 ?? [];
-    const f32 = args.f32 ?? [];
-    if ((u32.length + f32.length) * 4 > PARAM_SLOT) throw new GpuError(`${label}: too many params`);
-    for (let i = 0; i < u32.length; i++) this.paramsU32[base + i] = u32[i];
-    for (let i = 0; i < f32.length; i++) this.paramsF32[base + u32.length + i] = f32[i];
-    const paramBytes = Math.max(16, Math.ceil(((u32.length + f32.length) * 4) / 16) * 16);
+    const fields = kernel.params;
+    if (fields.length * 4 > PARAM_SLOT) throw new GpuError(`${kernel.label}: Params has more than ${PARAM_SLOT / 4} fields`);
+    const slot = this.pendingDispatches;
+    try {
+      packParams(fields, args.params ?? {}, this.paramsView, slot * PARAM_SLOT, label);
+    } catch (e) {
+      throw new GpuError((e as Error).message);
+    }
+    this.pendingDispatches++;
+    const paramBytes = Math.max(16, Math.ceil((fields.length * 4) / 16) * 16);
 
     const bindGroup = this.device.createBindGroup({
       label,

@@ -7,6 +7,8 @@
 // Binding convention: @group(0) @binding(0) is the op's uniform `Params` struct; bindings 1..n are
 // storage buffers in the order the op passes them, each declared 'read' (read-only) or 'write'
 // (read_write). The bind group layout is explicit, so an entry point may leave some unused.
+// `Params` is declared once, in the shader: its fields (u32, i32 or f32 scalars) are read from the
+// source, and a dispatch passes their values by name (paramFields, packParams).
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -29,6 +31,8 @@ export interface KernelSpec {
 export interface Kernel {
   readonly spec: KernelSpec;
   readonly label: string;
+  /** the fields of the shader's `struct Params`, in declaration order */
+  readonly params: readonly ParamField[];
   readonly pipeline: GPUComputePipeline;
   readonly layout: GPUBindGroupLayout;
   /** compile errors are collected asynchronously; Gpu.sync() raises them */
@@ -49,6 +53,56 @@ export function shaderSource(shader: string, defines?: Record<string, string>): 
   const missing = /\{\{(\w+)\}\}/.exec(src);
   if (missing) throw new Error(`shader ${shader}.wgsl: no value given for {{${missing[1]}}}`);
   return src;
+}
+
+export type ParamType = 'u32' | 'i32' | 'f32';
+
+export interface ParamField {
+  name: string;
+  type: ParamType;
+}
+
+/** The fields of `struct Params { ... }` in a shader's source (none when it declares no Params). */
+export function paramFields(source: string, shader = 'shader'): ParamField[] {
+  const m = /\bstruct\s+Params\s*\{([^}]*)\}/.exec(source.replace(/\/\/[^\n]*/g, ''));
+  if (!m) return [];
+  return m[1]
+    .split(',')
+    .map((f) => f.trim())
+    .filter((f) => f !== '')
+    .map((f) => {
+      const field = /^(\w+)\s*:\s*(\w+)$/.exec(f);
+      if (!field || !['u32', 'i32', 'f32'].includes(field[2])) {
+        throw new Error(`shader ${shader}.wgsl: Params field '${f}' is not a u32, i32 or f32 scalar`);
+      }
+      return { name: field[1], type: field[2] as ParamType };
+    });
+}
+
+/**
+ * Writes `values` (by field name; booleans as 0/1) into `view` at `byteOffset` in the layout of
+ * `fields`: every field a 4-byte scalar, in declaration order. Every field must be given, and
+ * nothing else, so that a renamed or forgotten field fails loudly at the dispatch.
+ */
+export function packParams(fields: readonly ParamField[], values: Readonly<Record<string, number | boolean>>, view: DataView, byteOffset: number, kernel: string): void {
+  let given = 0;
+  for (const [i, { name, type }] of fields.entries()) {
+    const raw = values[name];
+    if (raw === undefined) throw new Error(`${kernel}: no value for Params.${name}`);
+    given++;
+    const v = typeof raw === 'boolean' ? Number(raw) : raw;
+    if (type !== 'f32' && !(Number.isInteger(v) && v >= (type === 'i32' ? -(2 ** 31) : 0) && v < (type === 'i32' ? 2 ** 31 : 2 ** 32))) {
+      throw new Error(`${kernel}: Params.${name} = ${raw} is not a ${type}`);
+    }
+    const at = byteOffset + 4 * i;
+    if (type === 'f32') view.setFloat32(at, v, true);
+    else if (type === 'i32') view.setInt32(at, v, true);
+    else view.setUint32(at, v, true);
+  }
+  if (given !== Object.keys(values).length) {
+    const unknown = Object.keys(values).filter((k) => !fields.some((f) => f.name === k));
+    throw new Error(`${kernel}: Params has no field ${unknown.join(', ')}`);
+  }
 }
 
 export function kernelKey(spec: KernelSpec): string {
@@ -102,7 +156,7 @@ export class PipelineCache {
         .map((m) => `${spec.shader}.wgsl:${m.lineNum}:${m.linePos}: ${m.message}`);
       return `kernel ${label} failed to compile: ${lines.length ? lines.join('; ') : err.message.split('\n')[0]}`;
     });
-    kernel = { spec, label, pipeline, layout, compiled };
+    kernel = { spec, label, params: paramFields(code, spec.shader), pipeline, layout, compiled };
     this.kernels.set(key, kernel);
     this.unchecked.push(kernel);
     return kernel;

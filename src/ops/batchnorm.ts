@@ -16,13 +16,17 @@ export interface BatchNormOptions {
   eps?: number;
 }
 
-// must match the bits in shaders/batchnorm.wgsl
-const TRAINING = 1;
-const HAS_GAMMA = 2;
-const HAS_BETA = 4;
-const WRITE_DGAMMA = 8;
-const WRITE_DBETA = 16;
-const TWO_INPUTS = 32;
+/** The switches in shaders/batchnorm.wgsl's Params. */
+interface BatchNormFlags {
+  training: boolean;
+  hasGamma: boolean;
+  hasBeta: boolean;
+  writeDGamma: boolean;
+  writeDBeta: boolean;
+  twoInputs: boolean;
+}
+
+const NO_FLAGS: BatchNormFlags = { training: false, hasGamma: false, hasBeta: false, writeDGamma: false, writeDBeta: false, twoInputs: false };
 
 /** floats each reduction invocation runs over before writing its 16-byte partial result */
 const FLOATS_PER_LANE = 64;
@@ -49,9 +53,8 @@ function layout(shape: readonly number[], eps: number, momentum: number) {
   const spec = (entry: string, bindings: KernelSpec['bindings']): KernelSpec => ({
     shader: 'batchnorm', entry, bindings, defines, constants: { WG: wg, PER: AFFINE_PER },
   });
-  const params = (flags: number, withSlices = slices) => ({
-    u32: [C, planeVecs, items, span, withSlices, total, stepN, wg % planeVecs, stepN % C, flags],
-    f32: [eps, momentum],
+  const params = (flags: Partial<BatchNormFlags>, withSlices = slices) => ({
+    params: { C, planeVecs, items, span, slices: withSlices, total, stepN, stepK: wg % planeVecs, stepC: stepN % C, ...NO_FLAGS, ...flags, eps, momentum },
   });
   return { slices, partials: [C, slices, wg, 4], spec, params, channelGroups: grid(C, 1), affineGroups: grid(total, wg * AFFINE_PER) };
 }
@@ -82,8 +85,7 @@ export function batchNorm2d(
   const gpu = getGpu();
   const geo = layout(x.shape, eps, momentum);
   const label = `${op} x${shapeStr(x.shape)}`;
-  const affineFlags = (weight ? HAS_GAMMA : 0) | (bias ? HAS_BETA : 0);
-  const modeFlags = affineFlags | (training ? TRAINING : 0);
+  const modeFlags = { hasGamma: weight !== null, hasBeta: bias !== null, training };
 
   const saved = Tensor.empty([C, 2], 'batchnorm mean, invstd'); // for the backward
   const coef = Tensor.empty([C, 4], 'batchnorm coefficients');
@@ -123,7 +125,7 @@ export function batchNorm2d(
     const reduce = needGamma || needBeta || (needX && training);
     const dgamma = needGamma ? Tensor.empty([C]) : null;
     const dbeta = needBeta ? Tensor.empty([C]) : null;
-    const gradFlags = modeFlags | (needGamma ? WRITE_DGAMMA : 0) | (needBeta ? WRITE_DBETA : 0);
+    const gradFlags = { ...modeFlags, writeDGamma: needGamma, writeDBeta: needBeta };
     let gradPartials: Tensor | null = null;
     if (reduce) {
       gradPartials = Tensor.empty(geo.partials, 'batchnorm partial sums');
@@ -157,7 +159,7 @@ export function batchNorm2d(
       gpu.dispatch({
         kernel: geo.spec('channel_affine', ['write', 'read', 'read', 'read']),
         buffers: [dx.buffer, dxCoef.buffer, dy.buffer, x.buffer],
-        ...geo.params(training ? TWO_INPUTS : 0),
+        ...geo.params({ twoInputs: training }),
         workgroups: geo.affineGroups,
         label: `${label}.dx`,
       });

@@ -27,7 +27,7 @@ function copyBlock(dst: Tensor, src: Tensor, axis: number, len: number, srcOff: 
   getGpu().dispatch({
     kernel: { shader: 'concat', entry: 'copy_block', bindings: ['write', 'read'], defines: { T: vec ? 'vec4<f32>' : 'f32' } },
     buffers: [dst.buffer, src.buffer],
-    u32: [n / (vec ? 4 : 1), innerT, len, src.shape[axis], srcOff, dst.shape[axis], dstOff],
+    params: { n: n / (vec ? 4 : 1), inner_t: innerT, len, src_axis: src.shape[axis], src_off: srcOff, dst_axis: dst.shape[axis], dst_off: dstOff },
     workgroups: grid(n / (vec ? 4 : 1), 256),
     label,
   });

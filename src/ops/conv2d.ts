@@ -157,17 +157,17 @@ function axisPhases(size: number, k: number, s: number, pad: number, d: number):
   });
 }
 
-/** Kernel parameters; `phase` (rows, columns, wT offset) only for backwardInput and transposeWeight. */
-function params(geo: Conv2dGeometry, hasBias = false, phase?: [AxisPhase, AxisPhase, number]): number[] {
-  const [h, w, offset] = phase ?? [null, null, 0];
-  const axis = (a: AxisPhase | null) => (a ? [a.first, a.count, a.q0, a.k0, a.kStep, a.nk, a.a0, a.aStep] : [0, 0, 0, 0, 0, 0, 0, 0]);
-  const [hv, wv] = [axis(h), axis(w)];
-  return [
-    geo.N, geo.C, geo.H, geo.W, geo.OC, geo.OH, geo.OW, geo.Cg, geo.OCg, geo.KH, geo.KW,
-    ...geo.stride, ...geo.padding, ...geo.dilation, hasBias ? 1 : 0,
-    // interleaved rows/columns, in the order of the shader's Params
-    ...hv.flatMap((v, i) => [v, wv[i]]), offset,
-  ];
+const NO_PHASE: AxisPhase = { first: 0, count: 0, q0: 0, k0: 0, kStep: 0, nk: 0, a0: 0, aStep: 0 };
+
+/** The shader's Params; `phase` (rows, columns, wT offset) only for backwardInput and transposeWeight. */
+function params(geo: Conv2dGeometry, hasBias = false, phase?: [AxisPhase, AxisPhase, number]) {
+  const [h, w, wTOffset] = phase ?? [NO_PHASE, NO_PHASE, 0];
+  return {
+    N: geo.N, C: geo.C, H: geo.H, W: geo.W, OC: geo.OC, OH: geo.OH, OW: geo.OW, Cg: geo.Cg, OCg: geo.OCg, KH: geo.KH, KW: geo.KW,
+    SH: geo.stride[0], SW: geo.stride[1], PH: geo.padding[0], PW: geo.padding[1], DH: geo.dilation[0], DW: geo.dilation[1], hasBias,
+    ihs: h.first, iws: w.first, Hr: h.count, Wr: w.count, qh0: h.q0, qw0: w.q0, kh0: h.k0, kw0: w.k0,
+    khStep: h.kStep, kwStep: w.kStep, nkh: h.nk, nkw: w.nk, ah0: h.a0, aw0: w.a0, ahStep: h.aStep, awStep: w.aStep, wTOffset,
+  };
 }
 
 function describe(geo: Conv2dGeometry): string {
@@ -177,13 +177,13 @@ function describe(geo: Conv2dGeometry): string {
 
 /** Launches one of the three GEMM kernels: `rows` channels per group (TM per lane, SG lanes),
  *  `cols` columns (TN per workgroup). */
-function launchGemm(entry: string, out: Tensor, inputs: Tensor[], aVec4: boolean, rows: number, cols: number, geo: Conv2dGeometry, u32: number[], what = ''): void {
+function launchGemm(entry: string, out: Tensor, inputs: Tensor[], aVec4: boolean, rows: number, cols: number, geo: Conv2dGeometry, shaderParams: ReturnType<typeof params>, what = ''): void {
   const t = conv2dTiling();
   const [gx, gy] = grid(cols, t.TN);
   getGpu().dispatch({
     kernel: kernel(entry, inputs.length + 1, aVec4),
     buffers: [out.buffer, ...inputs.map((x) => x.buffer)],
-    u32,
+    params: shaderParams,
     workgroups: [gx, gy, Math.ceil(rows / (t.SG * t.TM)) * geo.groups],
     label: `conv2d.${entry} ${describe(geo)}${what}`,
   });
@@ -217,7 +217,7 @@ export function conv2dBackwardInput(dy: Tensor, w: Tensor, geo: Conv2dGeometry):
     getGpu().dispatch({
       kernel: kernel('transposeWeight', 2, false),
       buffers: [wT.buffer, w.buffer],
-      u32: params(geo, false, phase),
+      params: params(geo, false, phase),
       workgroups: [Math.ceil(geo.OCg / 64), geo.C],
       label: `conv2d.transposeWeight ${describe(geo)} phase ${phase[0].first},${phase[1].first}`,
     });
@@ -245,7 +245,7 @@ export function conv2dBackwardBias(dy: Tensor, geo: Conv2dGeometry): Tensor {
   getGpu().dispatch({
     kernel: kernel('backwardBias', 2, false),
     buffers: [db.buffer, dy.buffer],
-    u32: params(geo),
+    params: params(geo),
     workgroups: [geo.OC],
     label: `conv2d.backwardBias ${describe(geo)}`,
   });

@@ -21,8 +21,7 @@ function applyMask(x: Tensor, p: number, seed: number, label: string): Tensor {
         : { T: 'f32', U: 'u32', WIDTH: '1', LANES: '0u' },
     },
     buffers: [out.buffer, x.buffer],
-    u32: [vec ? n / 4 : n, seed >>> 0, Math.round((1 - p) * 2 ** 24)],
-    f32: [p === 1 ? 0 : 1 / (1 - p)],
+    params: { n: vec ? n / 4 : n, seed: seed >>> 0, keepBelow: Math.round((1 - p) * 2 ** 24), scale: p === 1 ? 0 : 1 / (1 - p) },
     workgroups: [stridedWorkgroups(vec ? n / 4 : n, 256)],
     label: `${label} ${shapeStr(x.shape)} p=${p}`,
   });

@@ -44,8 +44,7 @@ function launch(label: string, expr: string, names: readonly string[], inputs: r
       defines: { T: vec ? 'vec4<f32>' : 'f32', BODY: `${loads} out[i] = ${expr};` },
     },
     buffers: [out.buffer, ...inputs.map((t) => t.buffer)],
-    u32: [vec ? n / 4 : n],
-    f32: scalars,
+    params: { n: vec ? n / 4 : n, alpha: scalars[0], beta: scalars[1] },
     workgroups: grid(vec ? n / 4 : n, 256),
     label: `${label} ${shapeStr(shape)}`,
   });

@@ -129,9 +129,12 @@ function bindWindow(m: Stored, start: readonly number[], size: readonly number[]
 }
 
 /** The Params of shaders/matmul.wgsl, in declaration order. */
-function gemmParams(p: { M: number; N: number; K: number; hasBias?: boolean; accumulate: boolean; c?: Window; a?: Window; b?: Window; bias?: Window }): number[] {
+function gemmParams(p: { M: number; N: number; K: number; hasBias?: boolean; accumulate: boolean; c?: Window; a?: Window; b?: Window; bias?: Window }) {
   const { c, a, b, bias } = p;
-  return [p.M, p.N, p.K, Number(p.hasBias ?? false), Number(p.accumulate), c?.off ?? 0, a?.off ?? 0, b?.off ?? 0, bias?.off ?? 0, c?.ld ?? 0, a?.ld ?? 0, b?.ld ?? 0];
+  return {
+    M: p.M, N: p.N, K: p.K, hasBias: p.hasBias ?? false, accumulate: p.accumulate,
+    offC: c?.off ?? 0, offA: a?.off ?? 0, offB: b?.off ?? 0, offBias: bias?.off ?? 0, ldC: c?.ld ?? 0, ldA: a?.ld ?? 0, ldB: b?.ld ?? 0,
+  };
 }
 
 /**
@@ -180,7 +183,7 @@ export function gemm(a: Tensor, b: Tensor, opts: GemmOptions = {}, tiling: GemmT
           },
           buffers: [wc.range, wa.range, wb.range, wbias.range],
           // the bias is added once, by the first chunk along K; later ones add into C
-          u32: gemmParams({ M: size[DIM_M], N: size[DIM_N], K: size[DIM_K], hasBias: bias !== null && k0 === 0, accumulate: k0 > 0, c: wc, a: wa, b: wb, bias: wbias }),
+          params: gemmParams({ M: size[DIM_M], N: size[DIM_N], K: size[DIM_K], hasBias: bias !== null && k0 === 0, accumulate: k0 > 0, c: wc, a: wa, b: wb, bias: wbias }),
           workgroups: [Math.ceil(size[DIM_N] / (4 * blocksN * wgN)), Math.ceil(size[DIM_M] / (4 * blocksM * wgM))],
           label: `${op} ${desc()}`,
         });
@@ -215,7 +218,7 @@ function columnSum(x: Tensor, op: string): Tensor {
         defines: { ...operandDefines('a', false), ...operandDefines('b', false) },
       },
       buffers: [out.buffer, w.range],
-      u32: gemmParams({ M: size[0], N, K: 0, accumulate: m0 > 0, a: w }),
+      params: gemmParams({ M: size[0], N, K: 0, accumulate: m0 > 0, a: w }),
       workgroups: [Math.ceil(N / COLUMN_SUM_WG)],
       label: `${op}.columnSum ${shapeStr(x.shape)}`,
     });

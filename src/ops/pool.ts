@@ -21,10 +21,6 @@ export interface AvgPool2dOptions extends Pool2dOptions {
   countIncludePad?: boolean;
 }
 
-// must match the bits in shaders/pool.wgsl
-const COUNT_INCLUDE_PAD = 1;
-const SAVE_ARGMAX = 2;
-
 function pair(op: string, name: string, v: number | [number, number]): [number, number] {
   const p: [number, number] = typeof v === 'number' ? [v, v] : v;
   if (!Array.isArray(p) || p.length !== 2 || !p.every(Number.isInteger)) {
@@ -42,11 +38,26 @@ function outSize(size: number, k: number, stride: number, pad: number, ceilMode:
   return out;
 }
 
+/** The window geometry in shaders/pool.wgsl's Params; `planes` = N*C images. */
+interface PoolDims {
+  H: number; W: number; OH: number; OW: number;
+  KH: number; KW: number; SH: number; SW: number; PH: number; PW: number;
+  planes: number;
+}
+
+/** What the kernels are told besides the geometry. */
+interface PoolFlags {
+  /** avg: padding counts in the divisor */
+  countIncludePad: boolean;
+  /** max: the backward will need the argmax */
+  saveArgmax: boolean;
+}
+
+const NO_FLAGS: PoolFlags = { countIncludePad: false, saveArgmax: false };
+
 interface PoolGeometry {
   outShape: number[];
-  planes: number;
-  /** u32 params of shaders/pool.wgsl up to `planes` */
-  dims: number[];
+  dims: PoolDims;
   /** workgroups of the forward (over output tiles) and backward (over input tiles) kernels */
   forward: ReturnType<typeof tiling>;
   backward: ReturnType<typeof tiling>;
@@ -73,8 +84,7 @@ function geometry(op: string, x: Tensor, opts: Pool2dOptions): PoolGeometry {
   }
   return {
     outShape: [N, C, OH, OW],
-    planes: N * C,
-    dims: [H, W, OH, OW, k[0], k[1], s[0], s[1], pad[0], pad[1]],
+    dims: { H, W, OH, OW, KH: k[0], KW: k[1], SH: s[0], SW: s[1], PH: pad[0], PW: pad[1], planes: N * C },
     forward: tiling(N * C, OH, OW),
     backward: tiling(N * C, H, W),
     label: `${op} x${shapeStr(x.shape)} k${k} s${s} p${pad}${ceil ? ' ceil' : ''}`,
@@ -100,9 +110,8 @@ function tiling(planes: number, rows: number, cols: number) {
 function launch(
   entry: string,
   buffers: GPUBuffer[],
-  dims: number[],
-  planes: number,
-  flags: number,
+  dims: PoolDims,
+  flags: PoolFlags,
   work: { constants: Record<string, number>; workgroups: [number, number?, number?] },
   label: string,
   access: Access[] = ['write', ...buffers.slice(1).map((): Access => 'read')],
@@ -110,7 +119,7 @@ function launch(
   getGpu().dispatch({
     kernel: { shader: 'pool', entry, bindings: access, constants: work.constants },
     buffers,
-    u32: [...dims, planes, flags],
+    params: { ...dims, ...flags },
     workgroups: work.workgroups,
     label,
   });
@@ -124,14 +133,14 @@ export function maxPool2d(x: Tensor, opts: Pool2dOptions): Tensor {
   // argmax as u32 h*W + w per output; only kept when a backward can follow
   const saveArgmax = isGradEnabled() && x.requiresGrad;
   const argmax = Tensor.empty(saveArgmax ? g.outShape : [1], 'maxpool argmax');
-  launch('max_forward', [out.buffer, argmax.buffer, x.buffer], g.dims, g.planes, saveArgmax ? SAVE_ARGMAX : 0, g.forward, g.label, ['write', 'write', 'read']);
+  launch('max_forward', [out.buffer, argmax.buffer, x.buffer], g.dims, { ...NO_FLAGS, saveArgmax }, g.forward, g.label, ['write', 'write', 'read']);
   if (!saveArgmax) {
     argmax.release();
     return out;
   }
   return recordOp(op, [x], out, (dy) => {
     const dx = Tensor.empty(x.shape);
-    launch('max_backward', [dx.buffer, dy.buffer, argmax.buffer], g.dims, g.planes, 0, g.backward, `${g.label}.backward`);
+    launch('max_backward', [dx.buffer, dy.buffer, argmax.buffer], g.dims, NO_FLAGS, g.backward, `${g.label}.backward`);
     return [dx];
   });
 }
@@ -140,12 +149,12 @@ export function maxPool2d(x: Tensor, opts: Pool2dOptions): Tensor {
 export function avgPool2d(x: Tensor, opts: AvgPool2dOptions): Tensor {
   const op = 'avgPool2d';
   const g = geometry(op, x, opts);
-  const flags = (opts.countIncludePad ?? true) ? COUNT_INCLUDE_PAD : 0;
+  const flags = { ...NO_FLAGS, countIncludePad: opts.countIncludePad ?? true };
   const out = Tensor.empty(g.outShape);
-  launch('avg_forward', [out.buffer, x.buffer], g.dims, g.planes, flags, g.forward, g.label);
+  launch('avg_forward', [out.buffer, x.buffer], g.dims, flags, g.forward, g.label);
   return recordOp(op, [x], out, (dy) => {
     const dx = Tensor.empty(x.shape);
-    launch('avg_backward', [dx.buffer, dy.buffer], g.dims, g.planes, flags, g.backward, `${g.label}.backward`);
+    launch('avg_backward', [dx.buffer, dy.buffer], g.dims, flags, g.backward, `${g.label}.backward`);
     return [dx];
   });
 }
@@ -160,15 +169,15 @@ export function globalAvgPool2d(x: Tensor): Tensor {
   const op = 'globalAvgPool2d';
   if (x.ndim !== 4 || x.size === 0) throw new OpError(op, `x must be a non-empty [N,C,H,W] tensor, got ${shapeStr(x.shape)}`);
   const [N, C, H, W] = x.shape;
-  const dims = [H, W, 1, 1, H, W, 1, 1, 0, 0];
+  const dims: PoolDims = { H, W, OH: 1, OW: 1, KH: H, KW: W, SH: 1, SW: 1, PH: 0, PW: 0, planes: N * C };
   const label = `${op} x${shapeStr(x.shape)}`;
   const out = Tensor.empty([N, C, 1, 1]);
   const LANES = lanesPerPlane(H * W);
   const work = { constants: { LANES }, workgroups: grid(N * C * LANES, 256) };
-  launch('global_avg_forward', [out.buffer, x.buffer], dims, N * C, 0, work, label);
+  launch('global_avg_forward', [out.buffer, x.buffer], dims, NO_FLAGS, work, label);
   return recordOp(op, [x], out, (dy) => {
     const dx = Tensor.empty(x.shape);
-    launch('global_avg_backward', [dx.buffer, dy.buffer], dims, N * C, 0, work, `${label}.backward`);
+    launch('global_avg_backward', [dx.buffer, dy.buffer], dims, NO_FLAGS, work, `${label}.backward`);
     return [dx];
   });
 }

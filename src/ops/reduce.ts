@@ -27,12 +27,12 @@ export function reduceSum(x: Tensor, scale: number, label: string): Tensor {
   const kernel = { shader: 'reduce', entry: 'sumPartial', bindings: ['write', 'read'] as const, constants: { WG: wg } };
   const out = Tensor.empty([1]);
   if (groups === 1) {
-    gpu.dispatch({ kernel, buffers: [out.buffer, x.buffer], u32: [x.size], f32: [scale], workgroups: [1], label });
+    gpu.dispatch({ kernel, buffers: [out.buffer, x.buffer], params: { n: x.size, scale }, workgroups: [1], label });
     return out;
   }
   const partials = Tensor.empty([groups]);
-  gpu.dispatch({ kernel, buffers: [partials.buffer, x.buffer], u32: [x.size], f32: [1], workgroups: [groups], label: `${label} partials` });
-  gpu.dispatch({ kernel, buffers: [out.buffer, partials.buffer], u32: [groups], f32: [scale], workgroups: [1], label: `${label} final` });
+  gpu.dispatch({ kernel, buffers: [partials.buffer, x.buffer], params: { n: x.size, scale: 1 }, workgroups: [groups], label: `${label} partials` });
+  gpu.dispatch({ kernel, buffers: [out.buffer, partials.buffer], params: { n: groups, scale }, workgroups: [1], label: `${label} final` });
   partials.release();
   return out;
 }
@@ -46,8 +46,7 @@ function reduceAll(op: 'sum' | 'mean', x: Tensor): Tensor {
     getGpu().dispatch({
       kernel: { shader: 'reduce', entry: 'broadcast', bindings: ['write', 'read'], constants: { WG: 256 } },
       buffers: [dx.buffer, dy.buffer],
-      u32: [x.size],
-      f32: [scale],
+      params: { n: x.size, scale },
       workgroups: [stridedWorkgroups(x.size, 256)],
       label: `${op}.backward ${shapeStr(x.shape)}`,
     });

@@ -28,13 +28,12 @@ function rowLayout(cols: number): { WG: number; ROW_THREADS: number } {
 }
 
 /** Launches a row kernel of softmax.wgsl over the rows of an [N, C] problem. */
-function launchRows(entry: string, buffers: GPUBuffer[], access: ('read' | 'write')[], rows: number, cols: number, f32: number[], label: string): void {
+function launchRows(entry: string, buffers: GPUBuffer[], access: ('read' | 'write')[], rows: number, cols: number, scalars: { smoothing: number; scale: number }, label: string): void {
   const layout = rowLayout(cols);
   getGpu().dispatch({
     kernel: { shader: 'softmax', entry, bindings: access, constants: layout },
     buffers,
-    u32: [rows, cols],
-    f32,
+    params: { rows, cols, ...scalars },
     workgroups: grid(rows, layout.WG / layout.ROW_THREADS),
     label,
   });
@@ -52,10 +51,10 @@ function checkLogits(op: string, x: Tensor): [number, number] {
 export function softmax(x: Tensor): Tensor {
   const [n, c] = checkLogits('softmax', x);
   const y = Tensor.empty(x.shape);
-  launchRows('softmaxForward', [y.buffer, x.buffer], ['write', 'read'], n, c, [0, 0], `softmax ${shapeStr(x.shape)}`);
+  launchRows('softmaxForward', [y.buffer, x.buffer], ['write', 'read'], n, c, { smoothing: 0, scale: 1 }, `softmax ${shapeStr(x.shape)}`);
   return recordOp('softmax', [x], y, (dy) => {
     const dx = Tensor.empty(x.shape);
-    launchRows('softmaxBackward', [dx.buffer, y.buffer, dy.buffer], ['write', 'read', 'read'], n, c, [0, 0], `softmax.backward ${shapeStr(x.shape)}`);
+    launchRows('softmaxBackward', [dx.buffer, y.buffer, dy.buffer], ['write', 'read', 'read'], n, c, { smoothing: 0, scale: 1 }, `softmax.backward ${shapeStr(x.shape)}`);
     return [dx];
   });
 }
@@ -86,13 +85,13 @@ export function softmaxCrossEntropy(logits: Tensor, labels: ArrayLike<number>, o
   gpu.upload(labelBuf.buffer, classes);
   const rowLoss = Tensor.empty([n]);
   const stats = Tensor.empty([n, 2]);
-  launchRows('crossEntropyForward', [rowLoss.buffer, logits.buffer, labelBuf.buffer, stats.buffer], ['write', 'read', 'read', 'write'], n, c, [eps, 0], desc);
+  launchRows('crossEntropyForward', [rowLoss.buffer, logits.buffer, labelBuf.buffer, stats.buffer], ['write', 'read', 'read', 'write'], n, c, { smoothing: eps, scale: 1 }, desc);
   const scale = reduction === 'mean' ? 1 / n : 1;
   const loss = reduceSum(rowLoss, scale, `${desc} ${reduction}`);
   rowLoss.release();
   recordOp(op, [logits], loss, (dy) => {
     const dx = Tensor.empty(logits.shape);
-    launchRows('crossEntropyBackward', [dx.buffer, logits.buffer, labelBuf.buffer, stats.buffer, dy.buffer], ['write', 'read', 'read', 'read', 'read'], n, c, [eps, scale], `${desc}.backward`);
+    launchRows('crossEntropyBackward', [dx.buffer, logits.buffer, labelBuf.buffer, stats.buffer, dy.buffer], ['write', 'read', 'read', 'read', 'read'], n, c, { smoothing: eps, scale }, `${desc}.backward`);
     return [dx];
   });
   if (!loss.node) {

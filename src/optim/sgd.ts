@@ -97,8 +97,10 @@ export class SGD {
         defines: { T: vec ? 'vec4<f32>' : 'f32' },
       },
       buffers: withMomentum ? [p.buffer, grad.buffer, buf!.buffer] : [p.buffer, grad.buffer],
-      u32: [vec ? n / 4 : n, firstStep ? 1 : 0, g.nesterov ? 1 : 0],
-      f32: [g.lr, g.weightDecay ?? 0, momentum, 1 - (g.dampening ?? 0)],
+      params: {
+        n: vec ? n / 4 : n, firstStep, nesterov: g.nesterov ?? false,
+        lr: g.lr, weightDecay: g.weightDecay ?? 0, momentum, dampeningComplement: 1 - (g.dampening ?? 0),
+      },
       workgroups: [stridedWorkgroups(vec ? n / 4 : n, 256)],
       label: `sgd ${p.name ?? `#${p.id}`} ${shapeStr(p.shape)}`,
     });

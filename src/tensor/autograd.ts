@@ -19,8 +19,7 @@ function addGrads(a: Tensor, b: Tensor): Tensor {
   getGpu().dispatch({
     kernel: { shader: 'tensor', entry: 'add', bindings: ['write', 'read', 'read'] },
     buffers: [out.buffer, a.buffer, b.buffer],
-    u32: [a.size],
-    f32: [0],
+    params: { n: a.size, value: 0 },
     workgroups: grid(a.size, 256),
     label: `grad accumulate ${shapeStr(a.shape)}`,
   });

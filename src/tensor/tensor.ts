@@ -138,8 +138,7 @@ export class Tensor {
     getGpu().dispatch({
       kernel: { shader: 'tensor', entry: 'fill', bindings: ['write'] },
       buffers: [this.buffer],
-      u32: [this.size],
-      f32: [value],
+      params: { n: this.size, value },
       workgroups: grid(this.size, 256),
       label: `fill ${shapeStr(this.shape)}`,
     });
