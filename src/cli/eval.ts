@@ -1,10 +1,11 @@
 // `gpunet eval`: scores a checkpoint on labelled images (class folders, or a labels.tsv listing
 // file and class index) and reports accuracy, top-5, per-class precision/recall/F1, macro-F1, the
 // confusion matrix (table and heatmap) and the most-confused pairs.
-import { readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, extname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ImageError, listImages } from '../data/image.ts';
+import { writeFileAtomic } from '../io/files.ts';
 import { argmaxRows, classificationMetrics, formatConfusion, formatMostConfused, formatReport } from '../train/metrics.ts';
 import type { Command } from './main.ts';
 import { UsageError } from './errors.ts';
@@ -90,17 +91,6 @@ function samplesFromTsv(tsv: string, dataDir: string | undefined, classes: numbe
   return samples;
 }
 
-function writeJsonAtomic(path: string, value: unknown): void {
-  const tmp = `${path}.tmp-${process.pid}`;
-  try {
-    writeFileSync(tmp, `${JSON.stringify(value, null, 2)}\n`);
-    renameSync(tmp, path);
-  } catch (e) {
-    rmSync(tmp, { force: true });
-    throw e;
-  }
-}
-
 export const evalCommand: Command = {
   name: 'eval',
   summary: 'evaluate a checkpoint on labelled images: accuracy, per-class F1, confusion matrix',
@@ -148,7 +138,7 @@ export const evalCommand: Command = {
 
     if (values.confusion) await savePng(confusionHeatmap(m.confusion, m.perClass.map((x) => x.name)), values.confusion);
     if (values.json) {
-      writeJsonAtomic(values.json, {
+      const report = {
         checkpoint: values.checkpoint,
         data: values.data ?? null,
         labelsFile: values.labels ?? null,
@@ -159,7 +149,8 @@ export const evalCommand: Command = {
           return { file: r.file, actual: names[labelOf.get(r.file)!], predicted: names[predicted], index: predicted, correct: predicted === labelOf.get(r.file) };
         }),
         skipped: failed.map((e) => e.file),
-      });
+      };
+      writeFileAtomic(values.json, `${JSON.stringify(report, null, 2)}\n`);
     }
     return 0;
   },

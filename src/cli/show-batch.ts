@@ -6,6 +6,7 @@ import sharp from 'sharp';
 import { DEFAULT_AUGMENT } from '../data/augment.ts';
 import type { Batch } from '../data/dataset.ts';
 import { ImageLoader } from '../data/loader.ts';
+import { writeFileAtomic } from '../io/files.ts';
 import type { Command } from './main.ts';
 import { DATA_USAGE, dataOptions, scanFromArgs } from './data.ts';
 import { UsageError } from './errors.ts';
@@ -66,7 +67,7 @@ export async function writeGrid(batch: Batch, classes: string[], size: number, o
     .composite(tiles)
     .png()
     .toBuffer();
-  await sharp(composed).removeAlpha().png().toFile(out); // compositing adds an alpha channel
+  writeFileAtomic(out, await sharp(composed).removeAlpha().png().toBuffer()); // compositing adds an alpha channel
 }
 
 export const showBatchCommand: Command = {

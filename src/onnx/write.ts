@@ -1,9 +1,8 @@
 // OnnxModel (src/onnx/ir.ts) -> ONNX file. Initializers are written as little-endian raw_data, the
 // default domain's opset as opset_import, graph inputs/outputs as value_info with element type and
 // shape (symbolic dimensions as dim_param), metadata as metadata_props. saveOnnx never leaves a
-// half-written file: it writes a temporary file in the same folder and renames it over the target.
-import * as fs from 'node:fs';
-import * as path from 'node:path';
+// half-written file (src/io/files.ts).
+import { writeFileAtomic } from '../io/files.ts';
 import type { AttrValue, OnnxModel, OnnxNode, OnnxTensor, ValueInfo } from './ir.ts';
 import { ATTRIBUTE_TYPE, ModelProtoType, type AttributeProto, type Int64, type TensorProto, type ValueInfoProto } from './proto.ts';
 
@@ -50,15 +49,7 @@ export function encodeOnnx(model: OnnxModel): Uint8Array {
 
 /** Writes the model to `file` atomically (temporary file in the same folder, then rename). */
 export function saveOnnx(model: OnnxModel, file: string): void {
-  const bytes = encodeOnnx(model);
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${Date.now()}.tmp`);
-  try {
-    fs.writeFileSync(tmp, bytes);
-    fs.renameSync(tmp, file);
-  } catch (e) {
-    fs.rmSync(tmp, { force: true });
-    throw e;
-  }
+  writeFileAtomic(file, encodeOnnx(model));
 }
 
 /** A tensor's values as raw_data (the host is little-endian, as ONNX's raw_data is). */

@@ -1,8 +1,8 @@
 // Charts as PNG files: each chart is drawn as an SVG string (plain text, easy to test and reason
-// about) and rasterised by sharp (librsvg). Files are written to a temporary name and renamed, so a
-// chart is either complete or absent.
-import { renameSync, rmSync } from 'node:fs';
+// about) and rasterised by sharp (librsvg). Files are written atomically (src/io/files.ts), so a
+// chart is either complete or the previous one.
 import sharp from 'sharp';
+import { writeFileAtomic } from '../io/files.ts';
 
 const FONT = 'DejaVu Sans, Verdana, sans-serif';
 const BAR = '#3b78c3';
@@ -33,16 +33,9 @@ function svgDoc(width: number, height: number, body: string[]): string {
 const text = (x: number, y: number, s: string, size: number, attrs = '') =>
   `<text x="${x.toFixed(1)}" y="${y.toFixed(1)}" font-size="${size}" ${attrs}>${esc(s)}</text>`;
 
-/** Rasterises `svg` to a PNG at `path` (written to a temporary file, then renamed). */
+/** Rasterises `svg` to a PNG at `path`, atomically. */
 export async function savePng(svg: string, path: string): Promise<void> {
-  const tmp = `${path}.tmp-${process.pid}`;
-  try {
-    await sharp(Buffer.from(svg)).png().toFile(tmp);
-    renameSync(tmp, path);
-  } catch (e) {
-    rmSync(tmp, { force: true });
-    throw e;
-  }
+  writeFileAtomic(path, await sharp(Buffer.from(svg)).png().toBuffer());
 }
 
 /** Horizontal bars of probabilities, highest first as given, with class names and percentages. */

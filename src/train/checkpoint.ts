@@ -3,11 +3,10 @@
 // buffers, the epoch and step reached (mid-epoch after Ctrl-C, with the losses of the steps done),
 // the seed and generator state the data order derives from, the history and the best accuracy.
 // Layout: 'GPUNETTS', u32 header length, the JSON header (padded to 4 bytes), then the float32
-// arrays the header lists by offset. Every file here is written atomically: to a temporary file in
-// the same folder, flushed to disk, then renamed over the old one, so a crash at any moment leaves
-// either the previous file or the new one, never a torn one.
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+// arrays the header lists by offset. It is written atomically (src/io/files.ts), so a crash at any
+// moment leaves either the previous file or the new one, never a torn one.
+import { readFileSync } from 'node:fs';
+import { type WriteChunk, writeFileAtomic } from '../io/files.ts';
 import type { Module } from '../nn/module.ts';
 import type { SGD } from '../optim/sgd.ts';
 import type { EpochRecord } from './history.ts';
@@ -37,31 +36,6 @@ export interface TrainingState {
   weights: Map<string, Float32Array>;
   /** SGD.state().momentumBuffers */
   momentum: (Float32Array | null)[];
-}
-
-/** Writes `tmp` and flushes it to disk; replaceable in tests to simulate a crash mid-write. */
-export type FileWriter = (tmp: string, data: Uint8Array) => void;
-
-const writeAndSync: FileWriter = (tmp, data) => {
-  const fd = openSync(tmp, 'w');
-  try {
-    writeSync(fd, data);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-};
-
-/** Replaces `path` with `data` atomically (temporary file in the same folder + rename). */
-export function atomicWriteFile(path: string, data: Uint8Array | string, write: FileWriter = writeAndSync): void {
-  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
-  try {
-    write(tmp, typeof data === 'string' ? new TextEncoder().encode(data) : data);
-    renameSync(tmp, path);
-  } catch (e) {
-    rmSync(tmp, { force: true });
-    throw e;
-  }
 }
 
 interface Entry {
@@ -122,8 +96,8 @@ export function decodeTrainingState(bytes: Uint8Array, source = 'training state'
   return { ...rest, weights, momentum } as TrainingState;
 }
 
-export function saveTrainingState(path: string, s: TrainingState, write?: FileWriter): void {
-  atomicWriteFile(path, encodeTrainingState(s), write);
+export function saveTrainingState(path: string, s: TrainingState, write?: WriteChunk): void {
+  writeFileAtomic(path, encodeTrainingState(s), write);
 }
 
 export function loadTrainingState(path: string): TrainingState {

@@ -2,9 +2,9 @@
 // curves in history.png, each rewritten atomically after every epoch, so a run stopped at any
 // moment leaves complete files describing the epochs done.
 import { join } from 'node:path';
+import { writeFileAtomic } from '../io/files.ts';
 import { formatDuration } from '../report/progress.ts';
 import { lineChart, savePng } from '../report/plot.ts';
-import { atomicWriteFile } from './checkpoint.ts';
 
 export interface EpochRecord {
   /** 1-based */
@@ -39,8 +39,8 @@ export function formatEpoch(r: EpochRecord, epochs: number): string {
 
 /** Writes history.csv, history.json and history.png into `dir`. */
 export async function writeHistory(dir: string, records: EpochRecord[]): Promise<void> {
-  atomicWriteFile(join(dir, 'history.csv'), historyCsv(records));
-  atomicWriteFile(join(dir, 'history.json'), JSON.stringify(records, null, 1) + '\n');
+  writeFileAtomic(join(dir, 'history.csv'), historyCsv(records));
+  writeFileAtomic(join(dir, 'history.json'), JSON.stringify(records, null, 1) + '\n');
   const x = records.map((r) => r.epoch);
   const series = (name: string, key: 'trainLoss' | 'validLoss' | 'accuracy' | 'macroF1') => ({ name, x, y: records.map((r) => r[key]) });
   const svg = lineChart([series('train loss', 'trainLoss'), series('valid loss', 'validLoss'), series('accuracy', 'accuracy'), series('macro-F1', 'macroF1')], {

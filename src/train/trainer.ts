@@ -13,16 +13,17 @@
 // last, so the state on disk never describes more than what the other files hold.
 // The data order and augmentation of epoch e depend only on (seed, e), so a run resumed from any
 // step — an epoch boundary or a Ctrl-C mid-epoch — replays exactly the batches it would have seen.
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Batch } from '../data/dataset.ts';
 import type { ImageSet } from '../data/synthetic.ts';
+import { ensureDir, sweepStaleTemps, type WriteChunk } from '../io/files.ts';
 import { ProgressBar } from '../report/progress.ts';
 import type { Module } from '../nn/module.ts';
 import { type ParamGroup, SGD } from '../optim/sgd.ts';
 import { Rng, type Tensor } from '../tensor/index.ts';
 import { classificationMetrics } from './metrics.ts';
-import { captureState, type FileWriter, loadTrainingState, saveTrainingState, writeWeights } from './checkpoint.ts';
+import { captureState, loadTrainingState, saveTrainingState, writeWeights } from './checkpoint.ts';
 import { batches, crossEntropy, predictLogits, trainEpoch } from './classifier.ts';
 import { computeFeatures, featureBatches, type FeatureSet } from './features.ts';
 import { type EpochRecord, formatEpoch, writeHistory } from './history.ts';
@@ -100,8 +101,8 @@ export interface FitOptions {
   progress?: boolean;
   /** checked after every step: true saves and returns (Ctrl-C) */
   shouldStop?: () => boolean;
-  /** replaces the state file's writer (tests simulate a failing disk) */
-  stateWriter?: FileWriter;
+  /** replaces the state file's write(2) (tests simulate a failing disk) */
+  stateWriter?: WriteChunk;
 }
 
 export interface FitResult {
@@ -211,7 +212,11 @@ export async function fit(split: ModelSplit, data: TrainData, o: FitOptions): Pr
   let partialSeconds = 0;
   let bestAccuracy = -1;
   let history: EpochRecord[] = [];
-  if (o.out) mkdirSync(o.out, { recursive: true });
+  if (o.out) {
+    ensureDir(o.out);
+    const swept = sweepStaleTemps(o.out);
+    if (swept.removed.length) log(`removed ${swept.removed.length} temporary file(s) of an interrupted run in ${o.out} (${(swept.bytes / 1e6).toFixed(1)} MB)`);
+  }
   if (o.resume) {
     if (!statePath || !existsSync(statePath)) throw new Error(`--resume: no ${STATE_FILE} in ${o.out ?? '(no --out)'}`);
     const s = loadTrainingState(statePath);
