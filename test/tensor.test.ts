@@ -35,6 +35,37 @@ describe('tensor core', () => {
     expect(getGpu().pool.stats().liveBuffers).toBe(before);
   });
 
+  it('discard releases an intermediate unless the tape or its owner still reads it', () => {
+    tidy(() => {
+      const w = keep(Tensor.ones([3]));
+      w.requiresGrad = true;
+      const frozen = keep(Tensor.ones([3]));
+      const x = Tensor.ones([3]);
+      // not on any tape: released at once
+      const plain = relu(x);
+      plain.discard();
+      expect(plain.released).toBe(true);
+      // kept tensors (parameters, buffers) stay, frozen or not
+      frozen.discard();
+      w.discard();
+      expect(frozen.released || w.released).toBe(false);
+      // an input of a recorded op, and the recorded output, stay for backward
+      const h = relu(x);
+      const y = mul(h, w);
+      h.discard();
+      y.discard();
+      expect(h.released || y.released).toBe(false);
+      // under noGrad nothing is recorded, so the same intermediate goes
+      const h2 = relu(x);
+      noGrad(() => mul(h2, w));
+      h2.discard();
+      expect(h2.released).toBe(true);
+      y.backward(Tensor.ones([3]));
+      w.grad!.release();
+      for (const t of [w, frozen]) t.release();
+    });
+  });
+
   it('raises a clear error for a tensor used after release', () => {
     const t = Tensor.ones([2, 2]);
     t.name = 'activations';

@@ -1,7 +1,7 @@
 // A small module system in the manner of torch.nn: a Module owns named parameters (trainable
 // tensors), buffers (state such as batchnorm running statistics) and child modules, so every
 // tensor has its state-dict name (`layer1.0.conv1.weight`, `bn1.running_mean`, `fc.bias`, ...).
-import { isGradEnabled, keep, type Tensor } from '../tensor/index.ts';
+import { keep, type Tensor } from '../tensor/index.ts';
 
 export abstract class Module {
   training = true;
@@ -120,15 +120,14 @@ export abstract class Module {
 }
 
 /**
- * Runs `layers` in order. Without a tape nothing needs an intermediate output later, so each is
- * released as soon as the next layer has consumed it: inference holds one or two activations at a
- * time instead of all of them.
+ * Runs `layers` in order, discarding each intermediate output once the next layer has consumed it:
+ * inference holds one or two activations at a time instead of all of them.
  */
 export function runLayers(layers: readonly Module[], x: Tensor): Tensor {
   let y = x;
   for (const m of layers) {
     const next = m.forward(y);
-    if (!isGradEnabled() && y !== x && next !== y) y.release();
+    if (y !== x && next !== y) y.discard();
     y = next;
   }
   return y;

@@ -4,7 +4,7 @@
 // A BasicBlock is relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x)), the shortcut being a 1x1
 // strided conv + bn ('downsample') where the shape changes.
 import { add, relu } from '../ops/elementwise.ts';
-import { isGradEnabled, Rng, Tensor } from '../tensor/index.ts';
+import { Rng, Tensor } from '../tensor/index.ts';
 import { BatchNorm2d, Conv2d, Flatten, GlobalAvgPool2d, Linear, MaxPool2d, ReLU, Sequential } from './layers.ts';
 import { Module, runLayers } from './module.ts';
 
@@ -43,12 +43,10 @@ export class BasicBlock extends Module {
     const main = runLayers([this.conv1, this.bn1, RELU, this.conv2, this.bn2], x);
     const shortcut = this.downsample ? this.downsample.forward(x) : x;
     const sum = add(main, shortcut);
-    if (!isGradEnabled()) {
-      main.release();
-      if (shortcut !== x) shortcut.release();
-    }
+    main.discard();
+    if (shortcut !== x) shortcut.discard();
     const y = relu(sum);
-    if (!isGradEnabled()) sum.release();
+    sum.discard();
     return y;
   }
 }

@@ -10,7 +10,7 @@
 // The weights of Conv, Gemm, MatMul and BatchNormalization become parameters (trainable), the
 // batchnorm running statistics buffers, each named after its initializer; exportGraph() writes
 // their current values back into the initializers.
-// Without a tape, every intermediate is released as soon as its last consumer has run.
+// Every intermediate is discarded (Tensor.discard) as soon as its last consumer has run.
 import { batchNorm2d } from '../ops/batchnorm.ts';
 import { concat, padAxis } from '../ops/concat.ts';
 import { conv2d } from '../ops/conv2d.ts';
@@ -20,7 +20,7 @@ import { linear, matmul } from '../ops/matmul.ts';
 import { avgPool2d, globalAvgPool2d, maxPool2d } from '../ops/pool.ts';
 import { softmax, softmaxCrossEntropy } from '../ops/softmax.ts';
 import { Module } from '../nn/module.ts';
-import { isGradEnabled, OpError, shapeSize, shapeStr, Tensor } from '../tensor/index.ts';
+import { OpError, shapeSize, shapeStr, Tensor } from '../tensor/index.ts';
 import { DataType, type AttrValue, type OnnxGraph, type OnnxModel, type OnnxNode, type OnnxTensor } from './ir.ts';
 import { OnnxError } from './read.ts';
 
@@ -189,7 +189,7 @@ function splitPads(x: Tensor, pads: number[], limit: [number, number], value: nu
     const after = pads[i + 2] - padding[i];
     if (before > 0 || after > 0) {
       const next = padAxis(y, 2 + i, before, after, value);
-      if (y !== x && !isGradEnabled()) y.release();
+      if (y !== x) y.discard();
       y = next;
     }
   }
@@ -312,7 +312,6 @@ export class GraphModule extends Module {
       env.values.set(v.name, x);
     }
     const outputs = new Set(this.graph.outputs.map((v) => v.name));
-    const freeing = !isGradEnabled();
     this.order.forEach((node, i) => {
       let results: Value[];
       try {
@@ -322,12 +321,11 @@ export class GraphModule extends Module {
         throw e;
       }
       node.outputs.forEach((o, k) => o !== '' && env.values.set(o, results[k]));
-      if (!freeing) return;
       for (const name of new Set(node.inputs)) {
         if (this.lastUse.get(name) !== i || outputs.has(name) || name in inputs) continue;
         const v = env.values.get(name);
-        if (v instanceof Tensor && !this.weights.has(name)) v.release();
-        env.uploads.get(name)?.release();
+        if (v instanceof Tensor) v.discard();
+        env.uploads.get(name)?.discard();
       }
     });
     const result: Record<string, Tensor | OnnxTensor> = {};
@@ -476,7 +474,7 @@ export class GraphModule extends Module {
       const [before, after] = [pads[i], pads[i + axes.length]];
       if (before === 0 && after === 0) return;
       const next = padAxis(y, axis, before, after, value);
-      if (y !== x && !isGradEnabled()) y.release();
+      if (y !== x) y.discard();
       y = next;
     });
     return y === x ? x.reshape(x.shape) : y; // no padding: a view, like Identity
@@ -499,7 +497,7 @@ export class GraphModule extends Module {
       return t;
     };
     const y = add(full(p, sp), full(q, sq));
-    if (!isGradEnabled()) for (const t of expanded) t.release();
+    for (const t of expanded) t.discard();
     return y;
   }
 
@@ -516,7 +514,7 @@ export class GraphModule extends Module {
     // asymmetric pads: the symmetric part in the kernel, the rest as a zero-padding step
     const padded = splitPads(x, pads, [Infinity, Infinity], 0);
     const y = conv2d(padded.x, w, b, { stride, dilation, padding: padded.padding, groups: int(node.attrs.group, 1) });
-    if (padded.x !== x && !isGradEnabled()) padded.x.release();
+    if (padded.x !== x) padded.x.discard();
     return y;
   }
 
@@ -539,7 +537,7 @@ export class GraphModule extends Module {
     if (op === 'MaxPool') {
       const padded = splitPads(x, pads, half, -Infinity);
       const y = maxPool2d(padded.x, { kernel: k, stride, padding: padded.padding, ceilMode });
-      if (padded.x !== x && !isGradEnabled()) padded.x.release();
+      if (padded.x !== x) padded.x.discard();
       return y;
     }
     const includePad = int(node.attrs.count_include_pad, 0) === 1;
@@ -547,7 +545,7 @@ export class GraphModule extends Module {
     if (symmetric || includePad) {
       const padded = splitPads(x, pads, half, 0);
       const y = avgPool2d(padded.x, { kernel: k, stride, padding: padded.padding, ceilMode, countIncludePad: includePad });
-      if (padded.x !== x && !isGradEnabled()) padded.x.release();
+      if (padded.x !== x) padded.x.discard();
       return y;
     }
     const padded = splitPads(x, pads, [0, 0], 0);
@@ -567,11 +565,9 @@ export class GraphModule extends Module {
     }
     const f = Tensor.from(factor, sums.shape);
     const y = mul(sums, f);
-    if (!isGradEnabled()) {
-      if (padded.x !== x) padded.x.release();
-      sums.release();
-      f.release();
-    }
+    if (padded.x !== x) padded.x.discard();
+    sums.discard();
+    f.discard();
     return y;
   }
 
@@ -644,7 +640,7 @@ export class GraphModule extends Module {
     const rows2d = x.reshape([rows, x.size / Math.max(1, rows)]);
     const y = softmax(rows2d);
     const out = y.reshape(x.shape);
-    if (!isGradEnabled()) for (const view of [rows2d, y]) view.release(); // `out` holds the memory
+    for (const view of [rows2d, y]) view.discard(); // `out` holds the memory
     return out;
   }
 }

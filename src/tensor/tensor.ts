@@ -35,6 +35,8 @@ export class OpError extends Error {
 }
 
 const scopes: Set<Tensor>[] = [];
+/** tensors discard() must leave: kept ones (keep()) and inputs of recorded ops (recordOp()) */
+const stillRead = new WeakSet<Tensor>();
 let poison = false;
 let nextId = 1;
 
@@ -205,6 +207,17 @@ export class Tensor {
     if (--s.refs === 0) getGpu().pool.release(s.buffer);
   }
 
+  /**
+   * The consumer of an intermediate result is done with it: its memory goes back to the pool now,
+   * unless something may still read it: the tape (it is the input or the output of a recorded op,
+   * which backward reads) or its owner (a kept tensor: parameter, buffer, optimizer state).
+   * Inference without a tape thus holds only the activations that still have a consumer ahead;
+   * whatever stays is released by its tidy scope as usual.
+   */
+  discard(): void {
+    if (!this.requiresGrad && !stillRead.has(this)) this.release();
+  }
+
   /** Reads the values back (waits for the GPU). */
   async toArray(): Promise<Float32Array> {
     if (this.size === 0) return new Float32Array(0);
@@ -287,7 +300,10 @@ export function tidy<T>(fn: () => T): T {
 
 /** Takes tensors out of every scope: they live until released by hand. */
 export function keep<T extends Tensor | null>(t: T): T {
-  if (t) for (const scope of scopes) scope.delete(t);
+  if (t) {
+    for (const scope of scopes) scope.delete(t);
+    stillRead.add(t);
+  }
   return t;
 }
 
@@ -330,5 +346,6 @@ export function recordOp(
   if (!needs.some(Boolean)) return out;
   out.requiresGrad = true;
   out.node = { op, inputs, needs, backward };
+  for (const t of inputs) if (t) stillRead.add(t);
   return out;
 }
