@@ -2,13 +2,14 @@
 //
 // Work is batched: dispatches are recorded into one compute pass of one command encoder and
 // submitted together by flush() (once per training step, or when a result is read back). Reading
-// back is the only wait, because Dawn's Node binding busy-polls a CPU core while a map is pending
-// and on a software adapter (lavapipe) that core is taken from the shaders.
+// back is the only wait, and it waits quietly (wait.ts): Dawn's Node binding busy-polls a CPU core
+// while a map is pending, and on a software adapter (lavapipe) that core is taken from the shaders.
 import { openDevice, type AdapterSummary } from './device.ts';
 import { packParams, PipelineCache, type Kernel, type KernelSpec } from './kernels.ts';
 import { BufferPool } from './pool.ts';
 import { Profiler, type ProfileEntry } from './profiler.ts';
 import { MapMode, Usage } from './usage.ts';
+import { quietly } from './wait.ts';
 
 const PARAM_SLOT = 256; // minUniformBufferOffsetAlignment is at most 256
 const PARAM_SLOTS = 2048; // dispatches per submit before an automatic flush
@@ -180,7 +181,7 @@ export class Gpu {
     this.commandEncoder().copyBufferToBuffer(buffer, byteOffset, staging, 0, size);
     this.flush();
     try {
-      await staging.mapAsync(MapMode.READ);
+      await quietly(staging.mapAsync(MapMode.READ));
     } catch (e) {
       await this.raiseCompileErrors();
       this.raisePending();
@@ -197,7 +198,7 @@ export class Gpu {
   /** Waits until the GPU has finished everything submitted, and raises any error it reported. */
   async sync(): Promise<void> {
     this.flush();
-    await this.device.queue.onSubmittedWorkDone();
+    await quietly(this.device.queue.onSubmittedWorkDone());
     await this.raiseCompileErrors();
     this.raisePending();
   }
@@ -253,7 +254,7 @@ export class Gpu {
   }
 
   private async raiseCompileErrors(): Promise<void> {
-    const failures = await this.pipelines.failures();
+    const failures = await quietly(this.pipelines.failures());
     if (failures.length) {
       this.error = null; // what followed (an invalid pipeline in the step) is a consequence
       throw new GpuError(failures[0]);

@@ -1,6 +1,7 @@
 // Timestamp-query profiler: while on, every dispatch runs in its own compute pass whose begin and
 // end timestamps land in a query set; collect() adds them up per label.
 import { MapMode, Usage } from './usage.ts';
+import { quietly } from './wait.ts';
 
 export interface ProfileEntry {
   label: string;
@@ -50,7 +51,7 @@ export class Profiler {
       const enc = this.device.createCommandEncoder();
       enc.copyBufferToBuffer(set.resolve, 0, staging, 0, n * 16);
       this.device.queue.submit([enc.finish()]);
-      await staging.mapAsync(MapMode.READ);
+      await quietly(staging.mapAsync(MapMode.READ));
       const t = new BigUint64Array(staging.getMappedRange());
       for (let i = 0; i < n; i++) {
         const ns = Number(t[2 * i + 1] - t[2 * i]);
