@@ -1,7 +1,7 @@
 // fit() on generated textures with the small CNN: the fastai fine-tune phases (a frozen phase
 // trains only the head and batchnorm), weight decay groups, the history files and checkpoints,
-// the NaN stop, and the cached-feature path of a backbone frozen for the whole run.
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+// the NaN stops, epochs without a decodable image, and the cached-feature path of a backbone frozen for the whole run.
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -9,7 +9,7 @@ import type { Batch } from '../src/data/dataset.ts';
 import { syntheticImages } from '../src/data/synthetic.ts';
 import { smallCnn } from '../src/nn/smallcnn.ts';
 import { noGrad, Rng, Tensor } from '../src/tensor/index.ts';
-import { loadTrainingState, readWeights } from '../src/train/checkpoint.ts';
+import { loadTrainingState, readWeights, RunError } from '../src/train/checkpoint.ts';
 import { type FitOptions, fit, memoryData, paramGroups, STATE_FILE, type TrainData } from '../src/train/trainer.ts';
 import { exportTransferGraph, splitModel, transferFromGraph } from '../src/train/transfer.ts';
 import { GraphModule } from '../src/onnx/graph.ts';
@@ -99,21 +99,30 @@ describe('fit: fine-tune phases', () => {
   });
 });
 
+/** `data` whose head weights become NaN just before step `step` (0-based; the epoch's step count:
+ *  after its last step) of epoch `epoch`. */
+function poisonHead(split: ReturnType<typeof setup>['split'], data: TrainData, epoch: number, step: number): TrainData {
+  const head = split.model.namedParameters().find(([n]) => n === '9.weight')![1];
+  const poison = (e: number, s: number) => e === epoch && s === step && head.set(new Float32Array(head.size).fill(NaN));
+  return {
+    ...data,
+    async *train(e, seed, from) {
+      const all = data.train(e, seed, from) as Batch[];
+      for (const [i, b] of all.entries()) {
+        poison(e, from + i);
+        yield b;
+      }
+      poison(e, from + all.length);
+    },
+  };
+}
+
 describe('fit: stops', () => {
   it('a NaN loss stops with the step and rate named and keeps the last good checkpoint', async () => {
     const { split, data } = setup();
     const out = tmp();
     // the weights blow up just before epoch 2's fourth step (a NaN image would not do: relu maps NaN to 0)
-    const head = split.model.namedParameters().find(([n]) => n === '9.weight')![1];
-    const poisoned: TrainData = {
-      ...data,
-      async *train(epoch, seed, from) {
-        for (const [i, b] of (data.train(epoch, seed, from) as Batch[]).entries()) {
-          if (epoch === 1 && from + i === 3) head.set(new Float32Array(head.size).fill(NaN));
-          yield b;
-        }
-      },
-    };
+    const poisoned = poisonHead(split, data, 1, 3);
     let epochsSaved = 0;
     const res = await fit(split, poisoned, {
       ...BASE, schedule: 'constant', lr: 0.02, out,
@@ -124,6 +133,28 @@ describe('fit: stops', () => {
     expect(loadTrainingState(join(out, STATE_FILE)).epoch).toBe(1);
     expect(readFileSync(join(out, 'last.onnx'), 'utf8')).toBe('saved at epoch 1');
     expect(JSON.parse(readFileSync(join(out, 'history.json'), 'utf8'))).toHaveLength(1);
+    split.model.release();
+  });
+
+  it("weights that become NaN in the first epoch's last update stop the run before anything is saved", async () => {
+    const { split, data } = setup();
+    const out = tmp();
+    const poisoned = poisonHead(split, data, 0, 8); // after the last of 8 steps: every loss was finite
+    const res = await fit(split, poisoned, { ...BASE, out, exportModel: async (path) => writeFileSync(path, 'a checkpoint') });
+    expect(res.status).toBe('nonfinite');
+    expect(res.message).toMatch(/^the weights became non-finite in epoch 1 \(its last loss \d\.\d+ with lr \d\.\d+e-\d\): stopped; nothing was saved \(try a lower --lr\)$/);
+    expect(readdirSync(out)).toEqual([]);
+    split.model.release();
+  });
+
+  it('an epoch in which no image could be decoded is an error, not a NaN loss and a checkpoint', async () => {
+    const { split, data } = setup();
+    const out = tmp();
+    await expect(fit(split, { ...data, train: () => [] }, { ...BASE, out })).rejects.toThrow(
+      new RunError('epoch 1: none of the 128 training images could be decoded (each is listed above): fix or remove them; nothing was saved'),
+    );
+    await expect(fit(split, { ...data, valid: () => [] }, { ...BASE, out })).rejects.toThrow(/^epoch 1: none of the 64 validation images could be decoded/);
+    expect(readdirSync(out)).toEqual([]);
     split.model.release();
   });
 });

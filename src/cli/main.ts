@@ -6,6 +6,7 @@ import { ImageError } from '../data/image.ts';
 import { FileError } from '../io/files.ts';
 import { OnnxError } from '../onnx/read.ts';
 import { OpError } from '../tensor/index.ts';
+import { RunError } from '../train/checkpoint.ts';
 import { demoCommand } from './demo.ts';
 import { devicesCommand } from './devices.ts';
 import { UsageError } from './errors.ts';
@@ -65,7 +66,7 @@ export async function main(argv: string[]): Promise<number> {
       return 2;
     }
     const code = (e as NodeJS.ErrnoException).code;
-    if (e instanceof UsageError || e instanceof OpError || e instanceof OnnxError || e instanceof ImageError || e instanceof DataError || e instanceof FileError || e instanceof AdapterSelectError || (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS_'))) {
+    if (e instanceof UsageError || e instanceof OpError || e instanceof OnnxError || e instanceof ImageError || e instanceof DataError || e instanceof FileError || e instanceof RunError || e instanceof AdapterSelectError || (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS_'))) {
       console.error(`gpunet ${name}: ${(e as Error).message}`);
       return e instanceof UsageError ? e.code : 1;
     }

@@ -157,6 +157,10 @@ export async function classifyFiles(
         }),
       );
       const k = c.classes.length;
+      const bad = logits.findIndex((v) => !Number.isFinite(v));
+      if (bad >= 0) {
+        throw new UsageError(`${c.source}: the model outputs ${logits[bad]} for ${ok[Math.floor(bad / k)].file}: its weights are broken (a diverged run?) or the preprocessing overflows; train again or re-export the checkpoint`);
+      }
       ok.forEach((o, i) => results.push({ file: o.file, logits: logits.slice(i * k, (i + 1) * k) }));
     }
     onProgress?.(Math.min(files.length, start + batchSize));

@@ -5,7 +5,7 @@ import { basename, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DEFAULT_AUGMENT, type AugmentOptions } from '../data/augment.ts';
 import type { Batch, DataSplit } from '../data/dataset.ts';
-import { DataError, scanDataset } from '../data/folder.ts';
+import { DataError, dataFingerprint, scanDataset } from '../data/folder.ts';
 import { ImageLoader } from '../data/loader.ts';
 import { initGpu } from '../gpu/index.ts';
 import type { Module } from '../nn/module.ts';
@@ -49,7 +49,7 @@ Fine-tunes an image classifier (fastai's fine_tune): --freeze-epochs epochs with
 at lr x lr-mult, the head at lr). With --freeze-epochs >= --epochs the backbone stays frozen (batchnorm
 too) and its features are computed once, so each epoch trains only the head. Writes to --out:
 best.onnx (best valid accuracy), last.onnx, history.csv/json/png and train-state.bin (--resume
-continues exactly). Ctrl-C finishes the current step, saves and exits.
+continues exactly). Ctrl-C (or SIGTERM) finishes the current step, saves and exits.
 
   --epochs N              epochs in all, frozen ones included (default 5)
   --freeze-epochs N       epochs with the backbone frozen first (default 1; 0 with --weights none)
@@ -172,7 +172,10 @@ export async function prepareRun(v: DataValues, command: string): Promise<RunSet
     if (model instanceof TransferModel) saveOnnx(await exportTransferGraph(model, classifierMetadata(classifier)), path);
     else await saveClassifier(classifier, path);
   };
-  const config = { arch: pretrained ? null : arch, weights: pretrained ? basename(v.weights!) : 'none', size, mean, std, augment: v.augment, classes: dataset.classes };
+  const config = {
+    arch: pretrained ? null : arch, weights: pretrained ? basename(v.weights!) : 'none', size, mean, std, augment: v.augment, classes: dataset.classes,
+    data: dataFingerprint(v.data, dataset),
+  };
   return {
     split, data, dataset, preprocessing, pretrained, exportModel, config,
     close: async () => {
@@ -219,12 +222,14 @@ export const trainCommand: Command = {
     const freezeEpochs = v['freeze-epochs'] !== undefined ? nonNegative('freeze-epochs', v['freeze-epochs']) : run.pretrained ? 1 : 0;
     if (freezeEpochs > 0 && !run.pretrained) console.log('note: --weights none trains from scratch; freezing its random backbone rarely helps (--freeze-epochs 0)');
     let stop = false;
-    const onSigint = () => {
-      if (stop) process.exit(130);
+    // Ctrl-C, or SIGTERM from a job scheduler: finish the step, save, exit; a second one quits now
+    const onSignal = (signal: NodeJS.Signals) => {
+      if (stop) process.exit(signal === 'SIGINT' ? 130 : 143);
       stop = true;
-      console.error('\nstopping after this step and saving (Ctrl-C again to quit now)');
+      console.error(`\n${signal}: stopping after this step and saving (${signal === 'SIGINT' ? 'Ctrl-C' : 'the signal'} again to quit now)`);
     };
-    process.on('SIGINT', onSigint);
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
     try {
       const what = run.pretrained ? `${run.config.weights} with a new ${run.dataset.classes.length}-class head` : `${v.arch} from scratch`;
       console.log(`training ${what} at ${run.preprocessing.size} px; run folder ${out}`);
@@ -240,11 +245,9 @@ export const trainCommand: Command = {
       }
       if (res.status === 'done') console.log(`best valid accuracy ${(100 * res.bestAccuracy).toFixed(2)}%: ${join(out, 'best.onnx')}`);
       return 0;
-    } catch (e) {
-      if (e instanceof Error && /--resume|holds a run already/.test(e.message)) throw new UsageError(e.message);
-      throw e;
     } finally {
-      process.off('SIGINT', onSigint);
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
       await run.close();
       run.split.model.release();
     }

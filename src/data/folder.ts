@@ -10,6 +10,7 @@
 // Every file's header is read once at the start (sharp metadata: no pixel decode; or, on request, the
 // whole file decoded); files that are not images are listed in `skipped` rather than failing in the
 // middle of an epoch.
+import { createHash } from 'node:crypto';
 import { readdirSync, statSync } from 'node:fs';
 import { basename, join, relative } from 'node:path';
 import sharp from 'sharp';
@@ -228,6 +229,19 @@ export async function scanDataset(root: string, opts: SourceOptions = {}): Promi
   const samples = (m: Labelled): Sample[] =>
     classes.flatMap((cls, label) => (m.get(cls) ?? []).map((path) => ({ path, label })));
   return { classes, train: samples(train), valid: samples(valid), test: samples(test), skipped };
+}
+
+/**
+ * What a run was trained on, by content: the split, label, relative path and size of every file,
+ * hashed. A resumed run must see the same (another folder with the same class names and counts is
+ * another data set); moving the folder elsewhere keeps it.
+ */
+export function dataFingerprint(root: string, d: DataSplit): { files: number; sha256: string } {
+  const hash = createHash('sha256');
+  for (const split of ['train', 'valid', 'test'] as const) {
+    for (const s of d[split]) hash.update(`${split}\t${s.label}\t${relative(root, s.path)}\t${statSync(s.path).size}\n`);
+  }
+  return { files: d.train.length + d.valid.length + d.test.length, sha256: hash.digest('hex') };
 }
 
 /** `path` relative to the data root, for listings. */

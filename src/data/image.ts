@@ -16,7 +16,7 @@ import type { Preprocessing } from '../onnx/classifier.ts';
 
 /** A file that cannot be read or decoded as an image; the message is one line naming the file. */
 export class ImageError extends Error {
-  constructor(readonly file: string, reason: string) {
+  constructor(readonly file: string, readonly reason: string) {
     super(`${file}: ${reason}`);
     this.name = 'ImageError';
   }

@@ -16,6 +16,7 @@ import { Worker } from 'node:worker_threads';
 import { Rng } from '../tensor/random.ts';
 import { augmentImage, type AugmentOptions } from './augment.ts';
 import type { Batch, Sample, SkippedFile } from './dataset.ts';
+import { ImageError } from './image.ts';
 
 export interface LoaderOptions {
   /** square output side in pixels */
@@ -72,6 +73,11 @@ function orderSeed(seed: number, epoch: number): number {
   return mix32(mix32((seed ^ 0x5bd1e995) >>> 0) ^ epoch);
 }
 
+/** Why an image task failed, in one line, without the file name (the skip report names it). */
+export function failureReason(e: unknown): string {
+  return e instanceof ImageError ? e.reason : String((e as Error)?.message ?? e).split('\n')[0];
+}
+
 /** Runs image tasks, at most `slots` at a time, in submission order. */
 interface Executor {
   slots: number;
@@ -88,7 +94,7 @@ function inlineExecutor(): Executor {
         const image = await augmentImage(task.path, task.size, task.augment, task.mean, task.std, new Rng(task.seed));
         return { id: task.id, image };
       } catch (e) {
-        return { id: task.id, error: String((e as Error)?.message ?? e).split('\n')[0] };
+        return { id: task.id, error: failureReason(e) };
       }
     },
     async close() {},

@@ -4,7 +4,7 @@
 import { parentPort } from 'node:worker_threads';
 import { Rng } from '../tensor/random.ts';
 import { augmentImage } from './augment.ts';
-import type { ImageTask, ImageResult } from './loader.ts';
+import { failureReason, type ImageTask, type ImageResult } from './loader.ts';
 
 if (!parentPort) throw new Error('src/data/worker.ts is a worker thread entry, not a module to import');
 const port = parentPort;
@@ -16,7 +16,7 @@ port.on('message', async (task: ImageTask) => {
     result = { id: task.id, image: x };
     port.postMessage(result, [x.buffer as ArrayBuffer]);
   } catch (e) {
-    result = { id: task.id, error: String((e as Error)?.message ?? e).split('\n')[0] };
+    result = { id: task.id, error: failureReason(e) };
     port.postMessage(result);
   }
 });

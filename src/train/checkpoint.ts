@@ -71,29 +71,100 @@ export function encodeTrainingState(s: TrainingState): Uint8Array {
   return out;
 }
 
-export function decodeTrainingState(bytes: Uint8Array, source = 'training state'): TrainingState {
-  const bad = (why: string) => new Error(`${source}: not a gpunet training-state file (${why})`);
-  if (bytes.length < 12 || new TextDecoder().decode(bytes.subarray(0, 8)) !== MAGIC) throw bad('wrong magic');
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const len = view.getUint32(8, true);
-  const headerBytes = 8 + 4 + Math.ceil(len / 4) * 4;
-  if (headerBytes > bytes.length) throw bad('truncated header');
-  const h = JSON.parse(new TextDecoder().decode(bytes.subarray(12, 12 + len)));
-  if (h.version !== VERSION) throw bad(`version ${h.version}, expected ${VERSION}`);
-  // an aligned copy (a Node Buffer's slice() is a view into a shared pool)
-  const body = new Uint8Array(bytes.length - headerBytes);
-  body.set(bytes.subarray(headerBytes));
-  const floats = new Float32Array(body.buffer, 0, body.length / 4);
-  const weights = new Map<string, Float32Array>();
-  const momentum: (Float32Array | null)[] = Array.from({ length: h.momentumCount }, () => null);
-  for (const e of h.entries as Entry[]) {
-    if (e.offset + e.length > floats.length) throw bad(`truncated data for '${e.name}'`);
-    const a = floats.slice(e.offset, e.offset + e.length);
-    if (e.kind === 'weight') weights.set(e.name, a);
-    else momentum[e.index!] = a;
+/** A training-state file that cannot be used, or a run that cannot continue from it: one line
+ *  naming the file (or the setting) and the fix. */
+export class RunError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'RunError';
   }
-  const { version, entries, momentumCount, ...rest } = h;
-  return { ...rest, weights, momentum } as TrainingState;
+}
+
+const isInt = (v: unknown, min = 0, max = Number.MAX_SAFE_INTEGER): v is number => Number.isInteger(v) && (v as number) >= min && (v as number) <= max;
+const isNum = (v: unknown, min = -Infinity, max = Infinity): v is number => typeof v === 'number' && Number.isFinite(v) && v >= min && v <= max;
+const PHASES = ['frozen', 'unfrozen', 'head'];
+
+/**
+ * Reads a training-state file, checking every field before it is used (a hand-edited, truncated or
+ * hostile file must not crash or mislead the run): sizes against the file's length, counts
+ * against each other, every number in its range, every saved value finite.
+ */
+export function decodeTrainingState(bytes: Uint8Array, source = 'training state'): TrainingState {
+  const check = (ok: unknown, why: string) => {
+    if (!ok) throw new RunError(`${source}: not a gpunet training state (${why}); delete it or choose another --out`);
+  };
+  check(bytes.length >= 12 && new TextDecoder().decode(bytes.subarray(0, 8)) === MAGIC, 'no GPUNETTS signature');
+  const len = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(8, true);
+  const headerBytes = 8 + 4 + Math.ceil(len / 4) * 4;
+  check(headerBytes <= bytes.length, `its header claims ${len} bytes, the file has ${bytes.length}`);
+  let h: Record<string, unknown>;
+  try {
+    h = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(12, 12 + len)));
+  } catch {
+    h = null as never;
+  }
+  check(h && typeof h === 'object' && !Array.isArray(h), 'its header is not a JSON object');
+  check(h.version === VERSION, `version ${JSON.stringify(h.version)}, expected ${VERSION}`);
+  check(h.config && typeof h.config === 'object' && !Array.isArray(h.config), 'no config');
+  const config = h.config as Record<string, unknown>;
+  check(isInt(config.epochs, 1), `config.epochs ${JSON.stringify(config.epochs)}`);
+  check(isInt(config.trainSize, 1) && isInt(config.batchSize, 1), 'config.trainSize or config.batchSize missing');
+  const stepsPerEpoch = Math.ceil((config.trainSize as number) / (config.batchSize as number));
+  const epochs = config.epochs as number;
+  check(isInt(h.epoch) && h.epoch <= epochs, `epoch ${JSON.stringify(h.epoch)} of a ${epochs}-epoch run`);
+  const epoch = h.epoch as number;
+  check(isInt(h.stepInEpoch, 0, stepsPerEpoch - 1) && (h.stepInEpoch === 0 || epoch < epochs), `step ${JSON.stringify(h.stepInEpoch)} of ${stepsPerEpoch} in epoch ${epoch + 1}`);
+  check(h.globalStep === epoch * stepsPerEpoch + (h.stepInEpoch as number), `global step ${JSON.stringify(h.globalStep)} is not epoch ${epoch} x ${stepsPerEpoch} + ${h.stepInEpoch}`);
+  check(Array.isArray(h.partialLosses) && h.partialLosses.length === h.stepInEpoch && h.partialLosses.every((l) => isNum(l)), `partialLosses must be ${h.stepInEpoch} finite numbers`);
+  check(isNum(h.partialSeconds, 0), 'partialSeconds');
+  check(isInt(h.seed, -Number.MAX_SAFE_INTEGER) && isInt(h.rngState, 0, 2 ** 32 - 1), 'seed or generator state');
+  check(h.bestAccuracy === -1 || isNum(h.bestAccuracy, 0, 1), `best accuracy ${JSON.stringify(h.bestAccuracy)}`);
+  check(Array.isArray(h.history) && h.history.length === epoch, `the history must hold ${epoch} epochs`);
+  (h.history as EpochRecord[]).forEach((r, i) => {
+    const ok = r && r.epoch === i + 1 && PHASES.includes(r.phase) && [r.trainLoss, r.validLoss, r.lr, r.seconds].every((v) => isNum(v)) && isNum(r.accuracy, 0, 1) && isNum(r.macroF1, 0, 1);
+    check(ok, `history record ${i + 1}`);
+  });
+
+  // the arrays: each within the body, weights named once, momentum buffers indexed once
+  const bodyBytes = bytes.length - headerBytes;
+  const floats = Math.floor(bodyBytes / 4);
+  check(Array.isArray(h.entries), 'no list of arrays');
+  const entries = h.entries as Entry[];
+  const weightCount = entries.filter((e) => e?.kind === 'weight').length;
+  check(isInt(h.momentumCount, 0, weightCount), `momentumCount ${JSON.stringify(h.momentumCount)} for ${weightCount} weights`);
+  const momentumCount = h.momentumCount as number;
+  for (const e of entries) {
+    check(e && typeof e.name === 'string' && (e.kind === 'weight' || e.kind === 'momentum'), 'an array without name or kind');
+    check(isInt(e.length), `array '${e.name}' has length ${JSON.stringify(e.length)}`);
+    check(e.kind === 'weight' || isInt(e.index, 0, momentumCount - 1), `momentum array '${e.name}' has index ${JSON.stringify(e.index)} of ${momentumCount}`);
+  }
+  const total = entries.reduce((n, e) => n + e.length, 0);
+  check(total === floats, `its header describes ${headerBytes + 4 * total} bytes, the file has ${bytes.length}: torn by a crash or a full disk`);
+  for (const e of entries) check(isInt(e.offset, 0, floats - e.length), `array '${e.name}' lies outside the file's ${floats} values`);
+
+  // an aligned copy (a Node Buffer's slice() is a view into a shared pool)
+  const body = new Uint8Array(bodyBytes);
+  body.set(bytes.subarray(headerBytes));
+  const values = new Float32Array(body.buffer);
+  const weights = new Map<string, Float32Array>();
+  const momentum: (Float32Array | null)[] = Array.from({ length: momentumCount }, () => null);
+  for (const e of entries) {
+    const a = values.slice(e.offset, e.offset + e.length);
+    const bad = a.findIndex((v) => !Number.isFinite(v));
+    if (bad >= 0) throw new RunError(`${source}: '${e.name}' holds ${a[bad]} at index ${bad}: the saved run diverged or the file is damaged; delete it or choose another --out`);
+    if (e.kind === 'weight') {
+      check(!weights.has(e.name), `weight '${e.name}' twice`);
+      weights.set(e.name, a);
+    } else {
+      check(momentum[e.index!] === null, `momentum buffer ${e.index} twice`);
+      momentum[e.index!] = a;
+    }
+  }
+  return {
+    epoch, stepInEpoch: h.stepInEpoch as number, globalStep: h.globalStep as number, partialLosses: h.partialLosses as number[],
+    partialSeconds: h.partialSeconds as number, seed: h.seed as number, rngState: h.rngState as number, bestAccuracy: h.bestAccuracy as number,
+    history: h.history as EpochRecord[], config, weights, momentum,
+  };
 }
 
 export function saveTrainingState(path: string, s: TrainingState, write?: WriteChunk): void {
@@ -117,11 +188,11 @@ export function writeWeights(model: Module, weights: Map<string, Float32Array>, 
   const missing = [...dict.keys()].filter((n) => !weights.has(n));
   const extra = [...weights.keys()].filter((n) => !dict.has(n));
   if (missing.length || extra.length) {
-    throw new Error(`${source}: the saved weights do not fit the model (missing ${missing.slice(0, 3).join(', ') || 'none'}; unexpected ${extra.slice(0, 3).join(', ') || 'none'})`);
+    throw new RunError(`${source}: the saved weights do not fit the model (missing ${missing.slice(0, 3).join(', ') || 'none'}; unexpected ${extra.slice(0, 3).join(', ') || 'none'})`);
   }
   for (const [name, t] of dict) {
     const a = weights.get(name)!;
-    if (a.length !== t.size) throw new Error(`${source}: '${name}' holds ${a.length} values, the model's ${t.size}`);
+    if (a.length !== t.size) throw new RunError(`${source}: '${name}' holds ${a.length} values, the model's ${t.size}`);
     t.set(a);
   }
 }

@@ -7,6 +7,7 @@
 import type { Batch } from '../data/dataset.ts';
 import { SGD } from '../optim/sgd.ts';
 import { Rng } from '../tensor/index.ts';
+import { RunError } from './checkpoint.ts';
 import { trainEpoch } from './classifier.ts';
 import { computeFeatures, featureBatches } from './features.ts';
 import { epochSeed, paramGroups, setTrainable, type TrainData } from './trainer.ts';
@@ -136,6 +137,6 @@ export async function lrFind(split: ModelSplit, data: TrainData, o: LrFindOption
   await limited.return(undefined);
   const losses = smoothLosses(raw);
   const lrs = losses.map((_, i) => lrAt(i, steps, start, end));
-  if (losses.length < 2) throw new Error(`the loss diverged within ${raw.length} steps from lr ${start}: try a lower start rate`);
+  if (losses.length < 2) throw new RunError(`the loss diverged within ${raw.length} steps from lr ${start}: try a lower start rate`);
   return { lrs, losses, ...suggestLrs(lrs, losses) };
 }

@@ -23,7 +23,7 @@ import type { Module } from '../nn/module.ts';
 import { type ParamGroup, SGD } from '../optim/sgd.ts';
 import { Rng, type Tensor } from '../tensor/index.ts';
 import { classificationMetrics } from './metrics.ts';
-import { captureState, loadTrainingState, saveTrainingState, writeWeights } from './checkpoint.ts';
+import { captureState, loadTrainingState, RunError, saveTrainingState, writeWeights } from './checkpoint.ts';
 import { batches, crossEntropy, predictLogits, trainEpoch } from './classifier.ts';
 import { computeFeatures, featureBatches, type FeatureSet } from './features.ts';
 import { type EpochRecord, formatEpoch, writeHistory } from './history.ts';
@@ -114,8 +114,10 @@ export interface FitResult {
   message?: string;
 }
 
-/** A loss that became NaN or infinite. */
-export class NonFiniteLossError extends Error {}
+/** "18 files" from a data fingerprint. */
+function describeData(d: unknown): string {
+  return `${(d as { files?: unknown } | undefined)?.files} files`;
+}
 
 export type Phase = 'frozen' | 'unfrozen' | 'head';
 
@@ -218,19 +220,19 @@ export async function fit(split: ModelSplit, data: TrainData, o: FitOptions): Pr
     if (swept.removed.length) log(`removed ${swept.removed.length} temporary file(s) of an interrupted run in ${o.out} (${(swept.bytes / 1e6).toFixed(1)} MB)`);
   }
   if (o.resume) {
-    if (!statePath || !existsSync(statePath)) throw new Error(`--resume: no ${STATE_FILE} in ${o.out ?? '(no --out)'}`);
+    if (!statePath || !existsSync(statePath)) throw new RunError(`--resume: no ${STATE_FILE} in ${o.out ?? '(no --out)'}`);
     const s = loadTrainingState(statePath);
     for (const [k, v] of Object.entries(config)) {
-      if (JSON.stringify(s.config[k]) !== JSON.stringify(v)) {
-        throw new Error(`--resume: ${k} was ${JSON.stringify(s.config[k])} in the saved run, now ${JSON.stringify(v)}`);
-      }
+      if (JSON.stringify(s.config[k]) === JSON.stringify(v) || (k === 'data' && s.config.data === undefined)) continue; // (states before data fingerprints)
+      if (k === 'data') throw new RunError(`--resume: the data folder holds other files than the saved run's (${describeData(s.config[k])} then, ${describeData(v)} now): resume with the run's --data, or start a new run with another --out`);
+      throw new RunError(`--resume: ${k} was ${JSON.stringify(s.config[k])} in the saved run, now ${JSON.stringify(v)}`);
     }
     writeWeights(split.model, s.weights, statePath);
     opt.loadState({ momentumBuffers: s.momentum });
     ({ epoch, stepInEpoch, partialLosses, partialSeconds, bestAccuracy, history } = s);
     log(`resuming at epoch ${epoch + 1}${stepInEpoch ? `, step ${stepInEpoch}/${stepsPerEpoch}` : ''}`);
   } else if (statePath && existsSync(statePath)) {
-    throw new Error(`${o.out} holds a run already: pass --resume to continue it, or another --out`);
+    throw new RunError(`${o.out} holds a run already: pass --resume to continue it, or another --out`);
   }
 
   /** Saves the state after `epochsDone` epochs and `steps` steps of the next. */
@@ -285,13 +287,15 @@ export async function fit(split: ModelSplit, data: TrainData, o: FitOptions): Pr
       shouldStop: o.shouldStop,
     });
     const losses = [...partialLosses, ...result.losses];
+    const kept = epoch === 0 ? 'nothing was saved' : `the checkpoints of epoch ${epoch} are kept`;
     const bad = result.losses.findIndex((l) => !Number.isFinite(l));
     if (bad >= 0) {
       const message =
         `the loss became ${result.losses[bad]} at step ${epoch * stepsPerEpoch + from + bad + 1} (epoch ${epoch + 1}, step ${from + bad + 1}/${stepsPerEpoch}) ` +
-        `with lr ${lrs[bad].toExponential(2)}: stopped; the checkpoints of epoch ${epoch} are kept (try a lower --lr)`;
+        `with lr ${lrs[bad].toExponential(2)}: stopped; ${kept} (try a lower --lr)`;
       return { history, bestAccuracy, status: 'nonfinite', message };
     }
+    if (losses.length === 0 && !result.stopped) throw new RunError(`epoch ${epoch + 1}: none of the ${data.trainSize} training images could be decoded (each is listed above): fix or remove them; ${kept}`);
     stepInEpoch = from + result.steps;
     partialSeconds += (Date.now() - t0) / 1000;
     // (a loader that drops undecodable files may end an epoch a batch early: that is not a stop)
@@ -307,6 +311,12 @@ export async function fit(split: ModelSplit, data: TrainData, o: FitOptions): Pr
     const validData = cached ? featureBatches(cached.valid, data.batchSize) : await collect(data.valid());
     const logits = concatLogits(await predictLogits(model, validData, shape));
     const labels = validData.flatMap((b) => b.labels);
+    if (labels.length === 0) throw new RunError(`epoch ${epoch + 1}: none of the ${data.validSize} validation images could be decoded (each is listed above): fix or remove them; ${kept}`);
+    // weights that became NaN or infinite without a non-finite loss (the last step's update)
+    if (!logits.every(Number.isFinite)) {
+      const message = `the weights became non-finite in epoch ${epoch + 1} (its last loss ${losses[losses.length - 1]} with lr ${lrs[lrs.length - 1]?.toExponential(2)}): stopped; ${kept} (try a lower --lr)`;
+      return { history, bestAccuracy, status: 'nonfinite', message };
+    }
     const metrics = classificationMetrics(logits, labels, data.classes.length, { topK: [] });
     const record: EpochRecord = {
       epoch: epoch + 1,
