@@ -33,9 +33,9 @@ export async function validate(): Promise<void> {
       return [l, softmax(t), t.grad!];
     });
     const name = `[${n},${c}]`;
-    const lossRef = (v: Float64Array) => crossEntropyRef(v, n, c, labels, 'mean', 0);
+    const lossRef = (v: Float64Array) => crossEntropyRef(v, [n, c], { labels }, { reduction: 'mean' });
     expectClose(`cross-entropy ${name}`, loss, lossRef(x));
-    expectClose(`softmax ${name}`, probs, softmaxRef(x, n, c));
+    expectClose(`softmax ${name}`, probs, softmaxRef(x, [n, c]));
     expectGradient(`cross-entropy ${name} backward`, lossRef, x, [1], dx, rng);
   }
   for (const n of SUM_LENGTHS) {

@@ -7,4 +7,4 @@ export { add, clip, elementwise, ELEMENTWISE, leakyRelu, mul, relu, scale, sub, 
 export { gemm, linear, matmul } from './matmul.ts';
 export { avgPool2d, globalAvgPool2d, maxPool2d, type AvgPool2dOptions, type Pool2dOptions } from './pool.ts';
 export { mean, sum } from './reduce.ts';
-export { softmax, softmaxCrossEntropy, type CrossEntropyOptions } from './softmax.ts';
+export { crossEntropy, logSoftmax, softmax, softmaxCrossEntropy, type CrossEntropyOptions } from './softmax.ts';

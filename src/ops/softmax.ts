@@ -1,16 +1,42 @@
-// Softmax over classes, and the fused softmax-cross-entropy loss (shaders/softmax.wgsl).
-// softmax: y = exp(x - max) / sum exp(x - max) per row; backward dx = y * (dy - sum(dy * y)).
-// softmaxCrossEntropy = torch.nn.functional.cross_entropy(logits, labels, reduction, label_smoothing):
-// the forward keeps each row's (max, log sum exp) so that the backward, (softmax - target) * dLoss
-// (/ N for 'mean'), is one pass over the logits that builds the smoothed target from the label.
+// Softmax and log-softmax along any axis, and the fused softmax-cross-entropy loss
+// (shaders/softmax.wgsl).
+//   softmax:     y = exp(x - max) / sum exp(x - max) along the axis; backward dx = y * (dy - sum(dy * y))
+//   logSoftmax:  y = x - max - log sum exp(x - max);                  backward dx = dy - exp(y) * sum(dy)
+//   crossEntropy = torch.nn.functional.cross_entropy(logits, target, weight, ignore_index,
+//   reduction, label_smoothing), the target class indices or probabilities: the forward keeps each
+//   row's (max, log sum exp, summed target weight Q) so that the backward, (Q * softmax - q) * dLoss
+//   (/ the mean's divisor), is one pass over the logits that builds the target q from the label.
+// Every kernel works on rows: around the axis the tensor is [outer, C, inner], and a row's C
+// elements lie `inner` apart, so no axis needs a transpose (the last has inner = 1).
 // Read first: the plain float64 loops in src/reference/softmax.ts; the kernels are in shaders/softmax.wgsl.
-import { getGpu, grid } from '../gpu/index.ts';
-import { OpError, recordOp, shapeStr, Tensor } from '../tensor/index.ts';
+import { getGpu, grid, type Access } from '../gpu/index.ts';
+import { isGradEnabled, OpError, recordOp, shapeSize, shapeStr, Tensor } from '../tensor/index.ts';
 import { reduceSum } from './reduce.ts';
 
 export interface CrossEntropyOptions {
-  reduction?: 'mean' | 'sum';
+  /** 'none': one loss per row, shaped as the logits without their class axis */
+  reduction?: 'mean' | 'sum' | 'none';
   labelSmoothing?: number;
+  /** [C] class weights (torch's weight=); 'mean' then divides by the summed weights of the rows' classes */
+  weight?: Tensor | ArrayLike<number> | null;
+  /** rows labelled with this index add nothing to the loss nor to the mean's divisor (class indices only) */
+  ignoreIndex?: number | null;
+}
+
+/** A tensor as rows along an axis: `rows` = outer * inner rows of `cols` elements, `inner` apart. */
+interface Rows {
+  rows: number;
+  cols: number;
+  inner: number;
+}
+
+function rowsAlong(op: string, x: Tensor, axis: number): Rows {
+  if (!(x instanceof Tensor)) throw new OpError(op, `expected a tensor, got ${typeof x}`);
+  const r = x.ndim;
+  if (!Number.isInteger(axis) || axis < -r || axis >= r) throw new OpError(op, `axis ${axis} out of range for ${shapeStr(x.shape)}`);
+  const a = axis < 0 ? axis + r : axis;
+  const inner = shapeSize(x.shape.slice(a + 1));
+  return { rows: shapeSize(x.shape.slice(0, a)) * inner, cols: x.shape[a], inner };
 }
 
 /**
@@ -27,77 +53,157 @@ function rowLayout(cols: number): { WG: number; ROW_THREADS: number } {
   return { WG: wg, ROW_THREADS: rowThreads };
 }
 
-/** Launches a row kernel of softmax.wgsl over the rows of an [N, C] problem. */
-function launchRows(entry: string, buffers: GPUBuffer[], access: ('read' | 'write')[], rows: number, cols: number, scalars: { smoothing: number; scale: number }, label: string): void {
-  const layout = rowLayout(cols);
+/** The Params fields a kernel does not use. */
+const UNUSED = { log: false, smoothing: 0, soft: false, weighted: false, ignoring: false, ignoreIndex: 0, perRow: false, mean: false };
+
+/** Launches a kernel of softmax.wgsl over the rows of `g`; `params` overrides UNUSED's values. */
+function launchRows(entry: string, buffers: GPUBuffer[], access: Access[], g: Rows, params: Partial<typeof UNUSED>, label: string): void {
+  const layout = rowLayout(g.cols);
   getGpu().dispatch({
     kernel: { shader: 'softmax', entry, bindings: access, constants: layout },
     buffers,
-    params: { rows, cols, ...scalars },
-    workgroups: grid(rows, layout.WG / layout.ROW_THREADS),
+    params: { ...UNUSED, ...params, rows: g.rows, cols: g.cols, inner: g.inner, nan: NaN },
+    workgroups: grid(g.rows, layout.WG / layout.ROW_THREADS),
     label,
   });
 }
 
-function checkLogits(op: string, x: Tensor): [number, number] {
-  if (!(x instanceof Tensor)) throw new OpError(op, `expected a tensor, got ${typeof x}`);
-  if (x.ndim !== 2 || x.shape[0] === 0 || x.shape[1] === 0) {
-    throw new OpError(op, `expected logits [N, C] with N, C >= 1, got ${shapeStr(x.shape)}`);
-  }
-  return [x.shape[0], x.shape[1]];
-}
-
-/** x: [N, C] -> probabilities over C (differentiable). */
-export function softmax(x: Tensor): Tensor {
-  const [n, c] = checkLogits('softmax', x);
+function softmaxAlong(op: 'softmax' | 'logSoftmax', x: Tensor, axis: number): Tensor {
+  const g = rowsAlong(op, x, axis);
+  const log = op === 'logSoftmax';
+  const label = `${op} ${shapeStr(x.shape)} axis ${axis}`;
   const y = Tensor.empty(x.shape);
-  launchRows('softmaxForward', [y.buffer, x.buffer], ['write', 'read'], n, c, { smoothing: 0, scale: 1 }, `softmax ${shapeStr(x.shape)}`);
-  return recordOp('softmax', [x], y, (dy) => {
+  launchRows('softmaxForward', [y.buffer, x.buffer], ['write', 'read'], g, { log }, label);
+  return recordOp(op, [x], y, (dy) => {
     const dx = Tensor.empty(x.shape);
-    launchRows('softmaxBackward', [dx.buffer, y.buffer, dy.buffer], ['write', 'read', 'read'], n, c, { smoothing: 0, scale: 1 }, `softmax.backward ${shapeStr(x.shape)}`);
+    launchRows('softmaxBackward', [dx.buffer, y.buffer, dy.buffer], ['write', 'read', 'read'], g, { log }, `${label}.backward`);
     return [dx];
   });
+}
+
+/** Probabilities along `axis` (torch.softmax(x, dim), ONNX Softmax-13), differentiable. */
+export function softmax(x: Tensor, axis = -1): Tensor {
+  return softmaxAlong('softmax', x, axis);
+}
+
+/** log(softmax(x)) along `axis`, computed without forming the softmax (torch.log_softmax). */
+export function logSoftmax(x: Tensor, axis = -1): Tensor {
+  return softmaxAlong('logSoftmax', x, axis);
+}
+
+/** The class weights as a [C] tensor (uploaded when given as numbers), or null. */
+function classWeights(op: string, weight: CrossEntropyOptions['weight'], C: number): Tensor | null {
+  if (weight === undefined || weight === null) return null;
+  if (weight instanceof Tensor) {
+    if (weight.ndim !== 1 || weight.shape[0] !== C) throw new OpError(op, `class weights ${shapeStr(weight.shape)} for ${C} classes (expected [${C}])`);
+    if (weight.requiresGrad && isGradEnabled()) throw new OpError(op, 'class weights take no gradient (detach them)');
+    return weight;
+  }
+  if (weight.length !== C) throw new OpError(op, `${weight.length} class weights for ${C} classes`);
+  const w = Float32Array.from(weight);
+  const bad = w.findIndex((v) => !Number.isFinite(v));
+  if (bad >= 0) throw new OpError(op, `class weight ${weight[bad]} of class ${bad} is not a finite number`);
+  return Tensor.from(w, [C]);
 }
 
 /**
- * Cross-entropy of logits [N, C] against class indices (one per row), as a [1] tensor: exactly
- * torch.nn.functional.cross_entropy(logits, labels, reduction, label_smoothing).
+ * Cross-entropy of logits [N, C] (or [N, C, d1, ...], classes along axis 1) against
+ *  - class indices, one per row: numbers ([N] or [N, d1, ...] flattened), or a tensor of that
+ *    shape holding them (its values are checked on the GPU: one that is no class index makes
+ *    its row's loss NaN);
+ *  - or probabilities: a tensor of the logits' shape (soft targets: mixup, cutmix, distillation).
+ * Exactly torch.nn.functional.cross_entropy(logits, target, weight, ignore_index, reduction,
+ * label_smoothing) in torch 1.13. Returns [1] ('mean', 'sum') or the per-row losses ('none').
+ * Targets and class weights are constants: they take no gradient.
  */
-export function softmaxCrossEntropy(logits: Tensor, labels: ArrayLike<number>, opts: CrossEntropyOptions = {}): Tensor {
-  const op = 'softmaxCrossEntropy';
-  const [n, c] = checkLogits(op, logits);
+export function softmaxCrossEntropy(logits: Tensor, target: ArrayLike<number> | Tensor, opts: CrossEntropyOptions = {}): Tensor {
+  const op = 'crossEntropy';
+  if (!(logits instanceof Tensor)) throw new OpError(op, `expected logits as a tensor, got ${typeof logits}`);
+  if (logits.ndim < 2 || logits.size === 0) {
+    throw new OpError(op, `expected logits [N, C] or [N, C, d1, ...] with every size >= 1, got ${shapeStr(logits.shape)}`);
+  }
   const reduction = opts.reduction ?? 'mean';
   const eps = opts.labelSmoothing ?? 0;
-  if (reduction !== 'mean' && reduction !== 'sum') throw new OpError(op, `reduction must be 'mean' or 'sum', got '${reduction}'`);
+  const ignoreIndex = opts.ignoreIndex ?? null;
+  if (!['mean', 'sum', 'none'].includes(reduction)) throw new OpError(op, `reduction must be 'mean', 'sum' or 'none', got '${reduction}'`);
   if (!(eps >= 0 && eps <= 1)) throw new OpError(op, `labelSmoothing must be in [0, 1], got ${eps}`);
-  if (labels?.length !== n) throw new OpError(op, `${labels?.length} labels for logits ${shapeStr(logits.shape)} (one per row expected)`);
-  const classes = new Uint32Array(n);
-  for (let i = 0; i < n; i++) {
-    const l = labels[i];
-    if (!Number.isInteger(l) || l < 0 || l >= c) {
-      throw new OpError(op, `label ${l} at row ${i} is not a class index in [0, ${c}) of logits ${shapeStr(logits.shape)}`);
-    }
-    classes[i] = l;
-  }
-  const gpu = getGpu();
+  if (ignoreIndex !== null && !Number.isInteger(ignoreIndex)) throw new OpError(op, `ignoreIndex must be an integer, got ${ignoreIndex}`);
+  const g = rowsAlong(op, logits, 1);
+  const C = g.cols;
+  const rowShape = logits.shape.filter((_, i) => i !== 1); // one label (and one loss) per row
   const desc = `${op} logits${shapeStr(logits.shape)}`;
-  const labelBuf = Tensor.empty([n], 'labels'); // u32 class indices in an f32 tensor's storage
-  gpu.upload(labelBuf.buffer, classes);
-  const rowLoss = Tensor.empty([n]);
-  const stats = Tensor.empty([n, 2]);
-  launchRows('crossEntropyForward', [rowLoss.buffer, logits.buffer, labelBuf.buffer, stats.buffer], ['write', 'read', 'read', 'write'], n, c, { smoothing: eps, scale: 1 }, desc);
-  const scale = reduction === 'mean' ? 1 / n : 1;
-  const loss = reduceSum(rowLoss, scale, `${desc} ${reduction}`);
-  rowLoss.release();
-  recordOp(op, [logits], loss, (dy) => {
+
+  // the target as a tensor: probabilities, or class indices as f32 values (exact below 2^24)
+  let targetT: Tensor;
+  let soft = false;
+  if (target instanceof Tensor) {
+    soft = target.ndim === logits.ndim && target.shape.every((d, i) => d === logits.shape[i]);
+    if (!soft && !(target.ndim === rowShape.length && target.shape.every((d, i) => d === rowShape[i]))) {
+      throw new OpError(op, `target ${shapeStr(target.shape)} is neither class indices ${shapeStr(rowShape)} nor probabilities ${shapeStr(logits.shape)} for logits ${shapeStr(logits.shape)}`);
+    }
+    if (target.requiresGrad && isGradEnabled()) throw new OpError(op, 'the target takes no gradient (detach it)');
+    if (soft && ignoreIndex !== null) throw new OpError(op, 'ignoreIndex applies to class indices, not to probability targets');
+    targetT = target;
+  } else {
+    if (target?.length !== g.rows) throw new OpError(op, `${target?.length} labels for logits ${shapeStr(logits.shape)} (one per row of ${shapeStr(rowShape)} expected)`);
+    const labels = new Float32Array(g.rows);
+    for (let i = 0; i < g.rows; i++) {
+      const l = target[i];
+      if (l !== ignoreIndex && (!Number.isInteger(l) || l < 0 || l >= C)) {
+        throw new OpError(op, `label ${l} at row ${i} is not a class index in [0, ${C})${ignoreIndex === null ? '' : ` nor the ignored ${ignoreIndex}`} of logits ${shapeStr(logits.shape)}`);
+      }
+      labels[i] = l;
+    }
+    targetT = Tensor.from(labels, [g.rows]);
+  }
+  const weight = classWeights(op, opts.weight, C);
+  const flags = { smoothing: eps, soft, weighted: weight !== null, ignoring: ignoreIndex !== null, ignoreIndex: ignoreIndex ?? 0 };
+
+  const rowLoss = Tensor.empty(rowShape);
+  const stats = Tensor.empty([g.rows, 3]);
+  const rowDivisor = Tensor.empty([g.rows]);
+  // without class weights, binding 4 is never read: the logits stand in
+  const inputs = [logits.buffer, targetT.buffer, (weight ?? logits).buffer];
+  launchRows('crossEntropyForward', [rowLoss.buffer, ...inputs, stats.buffer, rowDivisor.buffer], ['write', 'read', 'read', 'read', 'write', 'write'], g, flags, desc);
+  let loss = rowLoss;
+  let divisor: Tensor | null = null;
+  if (reduction !== 'none') {
+    loss = reduceSum(rowLoss, 1, `${desc} ${reduction}`);
+    rowLoss.release();
+  }
+  if (reduction === 'mean') {
+    const total = loss;
+    divisor = reduceSum(rowDivisor, 1, `${desc} mean divisor`);
+    loss = Tensor.empty([1]);
+    getGpu().dispatch({
+      kernel: { shader: 'softmax', entry: 'crossEntropyMean', bindings: ['write', 'read', 'read'] },
+      buffers: [loss.buffer, total.buffer, divisor.buffer],
+      params: { ...UNUSED, rows: 1, cols: C, inner: 1, nan: NaN },
+      workgroups: [1],
+      label: `${desc} mean`,
+    });
+    total.release();
+  }
+  rowDivisor.release();
+  // the target and weights are inputs on the tape (never differentiated) so that they outlive the backward
+  recordOp(op, [logits, targetT, weight], loss, (dy) => {
     const dx = Tensor.empty(logits.shape);
-    launchRows('crossEntropyBackward', [dx.buffer, logits.buffer, labelBuf.buffer, stats.buffer, dy.buffer], ['write', 'read', 'read', 'read', 'read'], n, c, { smoothing: eps, scale }, `${desc}.backward`);
-    return [dx];
+    launchRows(
+      'crossEntropyBackward',
+      [dx.buffer, ...inputs, stats.buffer, dy.buffer, (divisor ?? dy).buffer],
+      ['write', 'read', 'read', 'read', 'read', 'read', 'read'],
+      g,
+      { ...flags, perRow: reduction === 'none', mean: reduction === 'mean' },
+      `${desc}.backward`,
+    );
+    return [dx, null, null];
   });
   if (!loss.node) {
     // nothing to backpropagate into: the saved state is not needed
-    labelBuf.release();
-    stats.release();
+    for (const t of [stats, divisor, targetT === target ? null : targetT, weight === opts.weight ? null : weight]) t?.release();
   }
   return loss;
 }
+
+/** The public name of softmaxCrossEntropy (torch's F.cross_entropy). */
+export const crossEntropy = softmaxCrossEntropy;
