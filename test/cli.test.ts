@@ -1,5 +1,6 @@
 // The gpunet command as a user runs it: help, adapter listing, and one-line errors.
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
@@ -44,9 +45,45 @@ describe('gpunet command', () => {
     expect(unknown.ours).toEqual(["gpunet: unknown command 'frobnicate' (see gpunet --help)"]);
     const badOpt = gpunet(['demo', '--epochs', 'many']);
     expect(badOpt.status).toBe(1);
-    expect(badOpt.ours).toEqual(["gpunet demo: --epochs must be a positive number, got 'many'"]);
+    expect(badOpt.ours).toEqual(["gpunet demo: --epochs must be an integer in 1..1000, got 'many'"]);
     const badDevice = gpunet(['demo', '--device', 'no-such-gpu']);
     expect(badDevice.status).toBe(1);
     expect(badDevice.ours[0]).toMatch(/^gpunet demo: --device no-such-gpu: no such adapter \(have 0: .*\); list them with `gpunet devices`/);
+  });
+
+  it('--version prints package.json\'s version', () => {
+    const r = gpunet(['--version']);
+    expect(r.status).toBe(0);
+    const { version } = JSON.parse(readFileSync(join(import.meta.dirname, '..', 'package.json'), 'utf8'));
+    expect(r.stdout).toBe(`gpunet ${version}\n`);
+  });
+
+  it('--device cpu picks the CPU adapter, --device gpu says there is none; --seed -1 is a seed', () => {
+    const tiny = ['demo', '--epochs', '1', '--train', '16', '--valid', '8', '--size', '8'];
+    const cpu = gpunet([...tiny, '--device', 'cpu', '--seed', '-1']);
+    expect(cpu.ours).toEqual([]);
+    expect(cpu.status).toBe(0);
+    expect(cpu.stdout).toMatch(/^adapter: .*llvmpipe/m);
+    expect(cpu.stdout).toMatch(/^done in /m);
+    const gpu = gpunet([...tiny, '--device', 'gpu']);
+    expect(gpu.status).toBe(1);
+    expect(gpu.ours).toEqual([expect.stringMatching(/^gpunet demo: --device gpu: no GPU adapter, only CPU ones \(have 0: .*\(CPU\)\); list them with `gpunet devices`$/)]);
+  });
+
+  it('option values are checked before the GPU starts: a bad one is exit 1 even without an adapter', () => {
+    const noAdapter = { VK_ICD_FILENAMES: '/nonexistent/icd.json' };
+    const cases: [string[], string][] = [
+      [['train', '--data', 'x', '--weight-decay', 'NaN'], "gpunet train: --weight-decay must be a number in [0, 1], got 'NaN'"],
+      [['train', '--data', 'x', '--lr', '0'], "gpunet train: --lr must be a number in (0, 100], got '0'"],
+      [['train', '--data', 'x', '--workers', '1000'], "gpunet train: --workers must be an integer in 0..32, got '1000'"],
+      [['predict', '--input', 'x.jpg', '--checkpoint', 'm.onnx', '--stds', '0.2,0,0.2'], "gpunet predict: --stds needs 3 comma-separated numbers > 1e-6 (R,G,B), got '0.2,0,0.2'"],
+      [['eval', '--data', 'x', '--checkpoint', 'm.onnx', '--means', '0,Infinity,0'], "gpunet eval: --means needs 3 comma-separated numbers (R,G,B), got '0,Infinity,0'"],
+      [['predict', '--input', 'x.jpg', '--checkpoint', 'm.onnx', '--top_kk', '3'], 'gpunet predict: unknown option --top_kk; did you mean --top-k?'],
+    ];
+    for (const [args, line] of cases) {
+      const r = gpunet(args, noAdapter);
+      expect(r.ours, args.join(' ')).toEqual([line]);
+      expect(r.status).toBe(1);
+    }
   });
 });

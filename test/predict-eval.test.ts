@@ -10,7 +10,9 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { evalCommand } from '../src/cli/eval.ts';
 import { importCommand } from '../src/cli/import.ts';
-import { classifyFiles, predictCommand, readCategoryNames, resolvePreprocessing } from '../src/cli/predict.ts';
+import { INFERENCE_OPTIONS, predictCommand, readCategoryNames, resolvePreprocessing } from '../src/cli/predict.ts';
+import { parseOptions } from '../src/cli/options.ts';
+import { classifyFiles } from '../src/train/inference.ts';
 import { summaryCommand } from '../src/cli/summary.ts';
 import { loadImage } from '../src/data/image.ts';
 import { smallCnn } from '../src/nn/smallcnn.ts';
@@ -82,13 +84,17 @@ describe('inference on an in-process model', () => {
 
   it('preprocessing flags override the checkpoint, and a foreign file must be told all four', () => {
     const base: Preprocessing = { size: 224, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225], resize: 'crop' };
-    expect(resolvePreprocessing({ size: '64', resize: 'fill' }, base, 'm.onnx')).toEqual({ ...base, size: 64, resize: 'fill' });
-    expect(() => resolvePreprocessing({ means: '0,0,0' }, null, 'foreign.onnx')).toThrow(
+    const flags = (...args: string[]) => parseOptions('predict', INFERENCE_OPTIONS, ['--checkpoint', 'm.onnx', ...args]).values;
+    expect(resolvePreprocessing(flags('--size', '64', '--resize', 'fill'), base, 'm.onnx')).toEqual({ ...base, size: 64, resize: 'fill' });
+    expect(() => resolvePreprocessing(flags('--means', '0,0,0'), null, 'foreign.onnx')).toThrow(
       /^foreign\.onnx does not record its preprocessing: pass --stds --size --resize \(e\.g\./,
     );
-    expect(() => resolvePreprocessing({ means: '0,0' }, base, 'm.onnx')).toThrow("--means needs 3 comma-separated numbers (R,G,B), got '0,0'");
-    expect(() => resolvePreprocessing({ stds: '1,0,1' }, base, 'm.onnx')).toThrow(/--stds needs 3 comma-separated positive numbers/);
-    expect(() => resolvePreprocessing({ resize: 'squash' }, base, 'm.onnx')).toThrow("--resize must be crop or fill, got 'squash'");
+    expect(() => flags('--means', '0,0')).toThrow("--means needs 3 comma-separated numbers (R,G,B), got '0,0'");
+    expect(() => flags('--means', '0,NaN,0')).toThrow("--means needs 3 comma-separated numbers (R,G,B), got '0,NaN,0'");
+    expect(() => flags('--stds', '1,0,1')).toThrow("--stds needs 3 comma-separated numbers > 1e-6 (R,G,B), got '1,0,1'");
+    expect(() => flags('--stds', '1,1e-7,1')).toThrow(/--stds needs 3 comma-separated numbers > 1e-6/);
+    expect(() => flags('--stds', '1,Infinity,1')).toThrow(/--stds needs 3 comma-separated numbers > 1e-6/);
+    expect(() => flags('--resize', 'squash')).toThrow("--resize must be one of crop, fill, got 'squash'");
   });
 
   it('category names: cat_to_name.json keyed by class name or index, a list, a text file', () => {
@@ -185,7 +191,7 @@ describe('Darknet-tiny (real ImageNet weights) through predict, eval and import'
     expect(r.err.filter((l) => l.startsWith('gpunet'))).toEqual([`gpunet eval: skipped ${join(IMAGENET, 'check20', 'pytorch_hub_dog.jpg')}: no such file`]);
 
     // onnxruntime on the very tensors gpunet's preprocessing makes
-    const p = resolvePreprocessing({ means: '0,0,0', stds: '1,1,1', size: '224', resize: 'fill' }, null, 'x');
+    const p: Preprocessing = { mean: [0, 0, 0], std: [1, 1, 1], size: 224, resize: 'fill' };
     const x = new Float32Array(20 * 3 * 224 * 224);
     for (const [i, [file]] of rows.entries()) x.set(await loadImage(join(IMAGENET, 'check20', file), p), i * 3 * 224 * 224);
     const session = await ort.InferenceSession.create(DARKNET);

@@ -9,8 +9,8 @@ import { syntheticImages } from '../src/data/synthetic.ts';
 import { smallCnn } from '../src/nn/smallcnn.ts';
 import { Rng } from '../src/tensor/index.ts';
 import type { WriteChunk } from '../src/io/files.ts';
-import { loadTrainingState, readWeights, RunError } from '../src/train/checkpoint.ts';
-import { type FitOptions, fit, memoryData, STATE_FILE } from '../src/train/trainer.ts';
+import { loadTrainingState, readWeights } from '../src/train/checkpoint.ts';
+import { type FitOptions, fit, memoryData, RunFolderError, STATE_FILE } from '../src/train/trainer.ts';
 import { splitModel } from '../src/train/transfer.ts';
 import { relError, useGpu } from './helpers.ts';
 
@@ -85,13 +85,13 @@ describe('resume equals an uninterrupted run', () => {
     const { split, data } = setup(1);
     await fit(split, data, { ...OPTS, epochs: 1, freezeEpochs: 0, out });
     await expect(fit(split, data, { ...OPTS, epochs: 1, freezeEpochs: 0, out, resume: true, lr: 0.1 })).rejects.toThrow(/lr was 0.05 in the saved run, now 0.1/);
-    await expect(fit(split, data, { ...OPTS, epochs: 1, freezeEpochs: 0, out })).rejects.toThrow(/holds a run already: pass --resume/);
+    await expect(fit(split, data, { ...OPTS, epochs: 1, freezeEpochs: 0, out })).rejects.toThrow(/holds a run already$/);
     await expect(fit(split, data, { ...OPTS, out: tmp(), resume: true })).rejects.toThrow(/no train-state.bin/);
     // another data folder with the same classes and counts: the content fingerprint differs
     const other = tmp();
     await fit(split, data, { ...OPTS, epochs: 1, freezeEpochs: 0, out: other, config: { data: { files: 128, sha256: 'aa' } } });
     await expect(fit(split, data, { ...OPTS, epochs: 1, freezeEpochs: 0, out: other, resume: true, config: { data: { files: 128, sha256: 'bb' } } })).rejects.toThrow(
-      new RunError("--resume: the data folder holds other files than the saved run's (128 files then, 128 files now): resume with the run's --data, or start a new run with another --out"),
+      new RunFolderError('mismatch', other, { key: 'data', saved: { files: 128, sha256: 'aa' }, now: { files: 128, sha256: 'bb' } }),
     );
     split.model.release();
   });

@@ -195,7 +195,7 @@ describe('gpunet train on generated image folders', () => {
     expect(again.ours).toEqual([`gpunet train: ${out} holds a run already: pass --resume to continue it, or another --out`]);
     const changed = await gpunet([...args.map((x) => (x === '0.01' ? '0.02' : x)), '--resume']);
     expect(changed.status).toBe(1);
-    expect(changed.ours).toEqual(['gpunet train: --resume: lr was 0.01 in the saved run, now 0.02']);
+    expect(changed.ours).toEqual(['gpunet train: --resume: --lr was 0.01 in the saved run, now 0.02']);
     for (const x of [again, changed]) noStackTrace(x);
     expect(loadTrainingState(join(out, 'train-state.bin')).weights.get(a.weights.keys().next().value!)).toEqual(a.weights.values().next().value);
   });

@@ -142,7 +142,7 @@ describe('fit: stops', () => {
     const poisoned = poisonHead(split, data, 0, 8); // after the last of 8 steps: every loss was finite
     const res = await fit(split, poisoned, { ...BASE, out, exportModel: async (path) => writeFileSync(path, 'a checkpoint') });
     expect(res.status).toBe('nonfinite');
-    expect(res.message).toMatch(/^the weights became non-finite in epoch 1 \(its last loss \d\.\d+ with lr \d\.\d+e-\d\): stopped; nothing was saved \(try a lower --lr\)$/);
+    expect(res.message).toMatch(/^the weights became non-finite in epoch 1 \(its last loss \d\.\d+ with lr \d\.\d+e-\d\): stopped; nothing was saved$/);
     expect(readdirSync(out)).toEqual([]);
     split.model.release();
   });

@@ -1,52 +1,30 @@
 // `gpunet data`: what gpunet reads from a data folder — classes, counts per split and the files it
-// skips (fastai's "check your DataBlock"), before any training. Also the data options every
-// data-reading command shares (--data --valid-pct --seed --label-regex --verify).
-import { parseArgs } from 'node:util';
+// skips (fastai's "check your DataBlock"), before any training. Also the scan every data-reading
+// command shares.
 import type { DataSplit } from '../data/dataset.ts';
 import { DataError, describeSource, scanDataset, shortPath, type SourceOptions } from '../data/folder.ts';
-import type { Command } from './main.ts';
+import { defineCommand } from './command.ts';
 import { UsageError } from './errors.ts';
+import { DATA_SOURCE } from './shared-options.ts';
 
-export const DATA_USAGE = `  --data DIR          ImageFolder DIR/<class>/<image>; or DIR/train, DIR/valid (or val), DIR/test
-                      with class folders; or a flat folder labelled by --label-regex
-  --valid-pct 0.2     without a valid folder: the fraction of each class held out (seeded)
-  --seed 42           seed of that split
-  --label-regex RE    the class is RE's first capture group over each file name,
-                      e.g. '(.+)_\\d+\\.jpg$'
-  --verify            decode every file at the start (slower; also finds truncated files)`;
-
-/** parseArgs options for the data flags. */
-export const dataOptions = {
-  data: { type: 'string' },
-  'valid-pct': { type: 'string', default: '0.2' },
-  seed: { type: 'string', default: '42' },
-  'label-regex': { type: 'string' },
-  verify: { type: 'boolean', default: false },
-} as const;
-
-export interface DataArgs {
-  data?: string;
-  'valid-pct'?: string;
-  seed?: string;
-  'label-regex'?: string;
-  verify?: boolean;
+/** The values of DATA_SOURCE's options. */
+export interface SourceValues {
+  data: string;
+  validPct: number;
+  seed: number;
+  labelRegex?: string;
+  verify: boolean;
 }
 
-/** The SourceOptions the flags name (UsageError for bad values). */
-export function sourceOptions(values: DataArgs): { root: string; opts: SourceOptions } {
-  if (!values.data) throw new UsageError('--data DIR is required (a folder of class folders, or of train/ and valid/)');
-  const validPct = Number(values['valid-pct'] ?? 0.2);
-  if (!(validPct >= 0 && validPct < 1)) throw new UsageError(`--valid-pct must be a number in [0, 1), got '${values['valid-pct']}'`);
-  const seed = Number(values.seed ?? 42);
-  if (!Number.isInteger(seed) || seed < 0) throw new UsageError(`--seed must be a non-negative integer, got '${values.seed}'`);
-  return { root: values.data, opts: { validPct, seed, labelRegex: values['label-regex'], verify: values.verify ? 'decode' : 'header' } };
+export function sourceOptions(v: SourceValues): SourceOptions {
+  return { validPct: v.validPct, seed: v.seed, labelRegex: v.labelRegex, verify: v.verify ? 'decode' : 'header' };
 }
 
 /** scanDataset from the flags, its DataErrors as one-line UsageErrors. */
-export async function scanFromArgs(values: DataArgs): Promise<{ root: string; opts: SourceOptions; data: DataSplit }> {
-  const { root, opts } = sourceOptions(values);
+export async function scanFromArgs(v: SourceValues): Promise<{ root: string; opts: SourceOptions; data: DataSplit }> {
+  const opts = sourceOptions(v);
   try {
-    return { root, opts, data: await scanDataset(root, opts) };
+    return { root: v.data, opts, data: await scanDataset(v.data, opts) };
   } catch (e) {
     if (e instanceof DataError) throw new UsageError(e.message);
     throw e;
@@ -71,25 +49,20 @@ export function describeData(root: string, d: DataSplit): string[] {
   return out;
 }
 
-const usage = `usage: gpunet data --data DIR [--valid-pct 0.2] [--seed 42] [--label-regex RE] [--verify]
-
-Prints how gpunet reads a data folder: its layout, the classes, the image count per class and split,
-and the files skipped (not images, empty, undecodable, or not matching --label-regex).
-
-${DATA_USAGE}`;
-
-export const dataCommand: Command = {
+export const dataCommand = defineCommand({
   name: 'data',
   summary: 'check a data folder: classes, counts per split, skipped files',
-  usage,
-  async run(args) {
-    const { values } = parseArgs({ args, options: dataOptions });
+  synopsis: '--data DIR [options]',
+  description: `Prints how gpunet reads a data folder: its layout, the classes, the image count per class and split,
+and the files skipped (not images, empty, undecodable, or not matching --label-regex).`,
+  options: DATA_SOURCE,
+  async run(v) {
     const t0 = Date.now();
-    const { root, opts, data } = await scanFromArgs(values);
+    const { root, opts, data } = await scanFromArgs(v);
     console.log(`data: ${root}`);
     console.log(`layout: ${describeSource(root, opts)}`);
     for (const line of describeData(root, data)) console.log(line);
     console.log(`(every file's ${opts.verify === 'decode' ? 'data decoded' : 'header read'} in ${((Date.now() - t0) / 1000).toFixed(1)} s)`);
     return 0;
   },
-};
+});

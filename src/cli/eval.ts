@@ -2,30 +2,17 @@
 // file and class index) and reports accuracy, top-5, per-class precision/recall/F1, macro-F1, the
 // confusion matrix (table and heatmap) and the most-confused pairs.
 import { readdirSync, readFileSync, statSync } from 'node:fs';
-import { dirname, extname, join } from 'node:path';
-import { parseArgs } from 'node:util';
+import { dirname, join } from 'node:path';
 import { ImageError, listImages } from '../data/image.ts';
 import { writeFileAtomic } from '../io/files.ts';
+import { classifyFiles } from '../train/inference.ts';
 import { argmaxRows, classificationMetrics, formatConfusion, formatMostConfused, formatReport } from '../train/metrics.ts';
-import type { Command } from './main.ts';
-import { UsageError } from './errors.ts';
 import { confusionHeatmap, savePng } from '../report/plot.ts';
-import { classifyFiles, INFERENCE_OPTIONS, INFERENCE_USAGE, openCheckpoint, readCategoryNames, reportSkipped, resolvePreprocessing } from './predict.ts';
-import { positiveInt } from './args.ts';
 import { ProgressBar } from '../report/progress.ts';
-
-const usage = `usage: gpunet eval --data DIR --checkpoint model.onnx [--labels labels.tsv] [--json report.json] [--confusion cm.png]
-                  [--means a,b,c] [--stds a,b,c] [--size 224] [--resize crop|fill] [--batch-size 8] [--device I|NAME]
-
-Evaluates a classifier on labelled images: accuracy, top-5 accuracy (5 classes or more), per-class
-precision / recall / F1, macro-F1, the confusion matrix and the most-confused pairs.
-
-  --data DIR              a folder of class folders named after the checkpoint's classes
-  --labels FILE.tsv       instead of class folders: lines 'file<TAB>class index[<TAB>...]', files relative
-                          to --data (default: the .tsv's folder)
-  --json FILE             the full report as JSON
-  --confusion FILE.png    the confusion matrix as a heatmap
-${INFERENCE_USAGE}`;
+import { defineCommand } from './command.ts';
+import { UsageError } from './errors.ts';
+import { str } from './options.ts';
+import { INFERENCE_OPTIONS, openCheckpoint, pngPath, readCategoryNames, reportSkipped, resolvePreprocessing } from './predict.ts';
 
 /** The confusion table is printed up to this many classes (the heatmap and JSON hold any size). */
 const MAX_TABLE_CLASSES = 30;
@@ -91,35 +78,34 @@ function samplesFromTsv(tsv: string, dataDir: string | undefined, classes: numbe
   return samples;
 }
 
-export const evalCommand: Command = {
+export const evalCommand = defineCommand({
   name: 'eval',
   summary: 'evaluate a checkpoint on labelled images: accuracy, per-class F1, confusion matrix',
-  usage,
-  async run(args) {
-    const { values } = parseArgs({
-      args,
-      options: {
-        ...INFERENCE_OPTIONS,
-        data: { type: 'string' },
-        labels: { type: 'string' },
-        json: { type: 'string' },
-        confusion: { type: 'string' },
-      },
-    });
-    if (!values.data && !values.labels) throw new UsageError('--data DIR (class folders) or --labels FILE.tsv is required');
-    if (values.confusion !== undefined && extname(values.confusion).toLowerCase() !== '.png') {
-      throw new UsageError(`--confusion must name a .png file, got '${values.confusion}'`);
-    }
-    const batchSize = positiveInt('batch-size', values['batch-size']);
-    const c = await openCheckpoint(values);
-    const p = resolvePreprocessing(values, c.preprocessing, c.source);
-    const names = values['category-names'] ? readCategoryNames(values['category-names'], c.classes) : c.classes;
-    const samples = values.labels ? samplesFromTsv(values.labels, values.data, c.classes.length) : samplesFromFolders(values.data!, c.classes, names);
-    if (samples.length === 0) throw new UsageError(`--data ${values.data}: no image files in its class folders`);
+  synopsis: '--data DIR --checkpoint model.onnx [options]',
+  description: `Evaluates a classifier on labelled images: accuracy, top-5 accuracy (5 classes or more), per-class
+precision / recall / F1, macro-F1, the confusion matrix and the most-confused pairs.`,
+  options: {
+    data: str({ metavar: 'DIR', aliases: ['data_dir'], help: "a folder of class folders named after the checkpoint's classes" }),
+    labels: str({
+      metavar: 'FILE.tsv',
+      help: "instead of class folders: lines 'file<TAB>class index[<TAB>...]', files relative to --data (default: the .tsv's folder)",
+    }),
+    json: str({ metavar: 'FILE', help: 'the full report as JSON' }),
+    confusion: str({ metavar: 'FILE.png', help: 'the confusion matrix as a heatmap' }),
+    ...INFERENCE_OPTIONS,
+  },
+  async run(v) {
+    if (!v.data && !v.labels) throw new UsageError('--data DIR (class folders) or --labels FILE.tsv is required');
+    pngPath('--confusion', v.confusion);
+    const c = await openCheckpoint(v);
+    const p = resolvePreprocessing(v, c.preprocessing, c.source);
+    const names = v.categoryNames ? readCategoryNames(v.categoryNames, c.classes) : c.classes;
+    const samples = v.labels ? samplesFromTsv(v.labels, v.data, c.classes.length) : samplesFromFolders(v.data!, c.classes, names);
+    if (samples.length === 0) throw new UsageError(`--data ${v.data}: no image files in its class folders`);
 
     const bar = new ProgressBar('eval', samples.length, 'images');
     const files = samples.map((s) => s.file);
-    const { results, failed } = await classifyFiles(c, files, p, batchSize, (d) => bar.update(d));
+    const { results, failed } = await classifyFiles(c, files, p, v.batchSize, (d) => bar.update(d));
     reportSkipped('eval', failed);
     if (results.length === 0) throw new UsageError(`no image could be read (${failed.length} files unreadable)`);
     const labelOf = new Map(samples.map((s) => [s.file, s.label]));
@@ -136,12 +122,12 @@ export const evalCommand: Command = {
     console.log(`most confused (actual -> predicted):\n${formatMostConfused(m)}`);
     if (failed.length) console.log(`\n${failed.length} file(s) skipped (missing or not decodable, listed above)`);
 
-    if (values.confusion) await savePng(confusionHeatmap(m.confusion, m.perClass.map((x) => x.name)), values.confusion);
-    if (values.json) {
+    if (v.confusion) await savePng(confusionHeatmap(m.confusion, m.perClass.map((x) => x.name)), v.confusion);
+    if (v.json) {
       const report = {
-        checkpoint: values.checkpoint,
-        data: values.data ?? null,
-        labelsFile: values.labels ?? null,
+        checkpoint: v.checkpoint,
+        data: v.data ?? null,
+        labelsFile: v.labels ?? null,
         preprocessing: p,
         ...m,
         predictions: results.map((r) => {
@@ -150,8 +136,8 @@ export const evalCommand: Command = {
         }),
         skipped: failed.map((e) => e.file),
       };
-      writeFileAtomic(values.json, `${JSON.stringify(report, null, 2)}\n`);
+      writeFileAtomic(v.json, `${JSON.stringify(report, null, 2)}\n`);
     }
     return 0;
   },
-};
+});

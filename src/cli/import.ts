@@ -1,72 +1,53 @@
 // `gpunet import`: turns a foreign ONNX classifier into a gpunet checkpoint by recording what the
 // file itself does not say (class names, input size, normalisation, resize mode) in its
 // metadata_props, so predict and eval need no preprocessing flags afterwards.
-import { parseArgs } from 'node:util';
 import { META } from '../onnx/classifier.ts';
 import { readOnnx } from '../onnx/read.ts';
 import { saveOnnx } from '../onnx/write.ts';
-import type { Command } from './main.ts';
+import { defineCommand } from './command.ts';
 import { UsageError } from './errors.ts';
+import { grouped, str } from './options.ts';
 import { readNamesFile, resolvePreprocessing } from './predict.ts';
+import { PREPROCESSING } from './shared-options.ts';
 
-const usage = `usage: gpunet import --model foreign.onnx --out checkpoint.onnx --means a,b,c --stds a,b,c --size N --resize crop|fill
-                    [--classes names.txt|names.json]
-
-Records the preprocessing an ONNX classifier expects and its class names in the file's metadata,
-making it a checkpoint that predict and eval use without flags. The network is copied unchanged.
-
-  --model FILE        the ONNX classifier (input [N,3,size,size], output [N,classes])
-  --out FILE          the checkpoint to write (written whole or not at all)
-  --means a,b,c       per-channel mean after scaling pixels to [0,1] (ImageNet: 0.485,0.456,0.406)
-  --stds a,b,c        per-channel std (ImageNet: 0.229,0.224,0.225)
-  --size N            input side in pixels
-  --resize crop|fill  crop: shorter side to N/0.875 then center crop; fill: resize to N x N
-  --classes FILE      class names, one per line (or a JSON list), in output order`;
-
-export const importCommand: Command = {
+export const importCommand = defineCommand({
   name: 'import',
   summary: 'record preprocessing and class names into a foreign ONNX classifier, making a checkpoint',
-  usage,
-  async run(args) {
-    const { values } = parseArgs({
-      args,
-      options: {
-        model: { type: 'string' },
-        out: { type: 'string' },
-        classes: { type: 'string' },
-        means: { type: 'string' },
-        stds: { type: 'string' },
-        size: { type: 'string' },
-        resize: { type: 'string' },
-      },
-    });
-    if (!values.model) throw new UsageError('--model FILE.onnx is required');
-    if (!values.out) throw new UsageError('--out FILE.onnx is required');
-    const model = readOnnx(values.model);
+  synopsis: '--model foreign.onnx --out checkpoint.onnx --means a,b,c --stds a,b,c --size N --resize crop|fill [--classes FILE]',
+  description: `Records the preprocessing an ONNX classifier expects and its class names in the file's metadata,
+making it a checkpoint that predict and eval use without flags. The network is copied unchanged.`,
+  options: {
+    model: str({ metavar: 'FILE', required: true, help: 'the ONNX classifier (input [N,3,size,size], output [N,classes])' }),
+    out: str({ metavar: 'FILE', required: true, help: 'the checkpoint to write (written whole or not at all)' }),
+    classes: str({ metavar: 'FILE', help: 'class names, one per line (or a JSON list), in output order' }),
+    ...grouped('preprocessing (needed unless the file records it; ImageNet: 0.485,0.456,0.406 and 0.229,0.224,0.225)', PREPROCESSING),
+  },
+  async run(v) {
+    const model = readOnnx(v.model);
     const prior = model.metadata;
     const base =
       prior[META.size] && prior[META.mean] && prior[META.std] && prior[META.resize]
         ? { size: Number(prior[META.size]), mean: JSON.parse(prior[META.mean]), std: JSON.parse(prior[META.std]), resize: prior[META.resize] as 'crop' | 'fill' }
         : null;
-    const p = resolvePreprocessing(values, base, values.model);
+    const p = resolvePreprocessing(v, base, v.model);
 
     // the output's class dimension, when the graph declares it
     const outShape = model.graph.outputs[0]?.shape ?? [];
     const declared = typeof outShape[outShape.length - 1] === 'number' ? (outShape[outShape.length - 1] as number) : null;
     let classes: string[] | null = null;
-    if (values.classes) {
-      const data = readNamesFile('--classes', values.classes);
+    if (v.classes) {
+      const data = readNamesFile('--classes', v.classes);
       if (Array.isArray(data)) classes = data;
       else {
         // {"0": "tench", "1": "goldfish", ...}: keyed by output index
         classes = Object.keys(data).map((_, i) => {
-          if (!(String(i) in data)) throw new UsageError(`--classes ${values.classes}: a JSON object must be keyed by output index 0, 1, ...; '${i}' is missing`);
+          if (!(String(i) in data)) throw new UsageError(`--classes ${v.classes}: a JSON object must be keyed by output index 0, 1, ...; '${i}' is missing`);
           return String(data[String(i)]);
         });
       }
     }
     if (classes && declared !== null && classes.length !== declared) {
-      throw new UsageError(`--classes ${values.classes}: ${classes.length} names for a model with ${declared} outputs`);
+      throw new UsageError(`--classes ${v.classes}: ${classes.length} names for a model with ${declared} outputs`);
     }
     model.metadata = {
       ...prior,
@@ -76,11 +57,11 @@ export const importCommand: Command = {
       [META.resize]: p.resize,
       ...(classes ? { [META.classes]: JSON.stringify(classes) } : {}),
     };
-    saveOnnx(model, values.out);
+    saveOnnx(model, v.out);
     console.log(
-      `${values.out}: ${values.model} with size ${p.size}, resize ${p.resize}, mean ${p.mean.join(',')}, std ${p.std.join(',')}` +
+      `${v.out}: ${v.model} with size ${p.size}, resize ${p.resize}, mean ${p.mean.join(',')}, std ${p.std.join(',')}` +
         (classes ? `, ${classes.length} classes (${classes.slice(0, 3).join(', ')}${classes.length > 3 ? ', ...' : ''})` : ''),
     );
     return 0;
   },
-};
+});

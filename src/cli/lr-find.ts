@@ -1,64 +1,50 @@
 // `gpunet lr-find`: the learning-rate finder on a folder of images, its curve as a PNG and the
 // valley and steep suggestions printed.
-import { parseArgs } from 'node:util';
-import { nonNegative, positiveInt } from './args.ts';
 import { ProgressBar } from '../report/progress.ts';
 import { lineChart, savePng } from '../report/plot.ts';
 import { lrFind } from '../train/lr-find.ts';
+import { defineCommand } from './command.ts';
 import { UsageError } from './errors.ts';
-import type { Command } from './main.ts';
-import { DATA_OPTIONS, DATA_USAGE, prepareRun } from './train.ts';
+import { choice, grouped, int, num, str } from './options.ts';
+import { pngPath } from './predict.ts';
+import { prepareRun, RUN_OPTIONS } from './train.ts';
 
-const usage = `usage: gpunet lr-find --data DIR [--weights model.onnx|none] [--phase frozen|unfrozen|head] [--steps 100]
-                     [--start-lr 1e-7] [--end-lr 10] [--out lr-find.png] [data and model options of gpunet train]
-
-Trains for a few steps with a learning rate growing exponentially from --start-lr to --end-lr,
-stopping once the (smoothed) loss exceeds 4x its minimum, writes the loss-vs-rate curve to --out and
-prints fastai's suggestions: valley (a safe default) and steep (where the loss falls fastest).
-The weights are not saved.
-
-  --phase P               which parameters train: frozen (the head and batchnorm, a fine-tune's first
-                          phase; the default with --weights), unfrozen (all; the default with --weights
-                          none), head (a fixed backbone's cached features)
-  --steps N               (default 100)
-  --start-lr F --end-lr F (default 1e-7 and 10)
-  --out FILE.png          (default lr-find.png)
-${DATA_USAGE}`;
-
-export const lrFindCommand: Command = {
+export const lrFindCommand = defineCommand({
   name: 'lr-find',
   summary: 'find a learning rate: loss against an exponentially growing rate',
-  usage,
-  async run(args) {
-    const { values: v } = parseArgs({
-      args,
-      options: {
-        ...DATA_OPTIONS,
-        phase: { type: 'string' },
-        steps: { type: 'string', default: '100' },
-        'start-lr': { type: 'string', default: '1e-7' },
-        'end-lr': { type: 'string', default: '10' },
-        out: { type: 'string', default: 'lr-find.png' },
-      },
-    });
-    const steps = positiveInt('steps', v.steps!);
-    const startLr = nonNegative('start-lr', v['start-lr']);
-    const endLr = nonNegative('end-lr', v['end-lr']);
-    if (!(startLr > 0 && endLr > startLr)) throw new UsageError(`--start-lr and --end-lr need 0 < start < end, got ${startLr} and ${endLr}`);
-    if (v.phase !== undefined && !['frozen', 'unfrozen', 'head'].includes(v.phase)) throw new UsageError(`--phase must be frozen, unfrozen or head, got '${v.phase}'`);
+  synopsis: '--data DIR [options]',
+  description: `Trains for a few steps with a learning rate growing exponentially from --start-lr to --end-lr,
+stopping once the (smoothed) loss exceeds 4x its minimum, writes the loss-vs-rate curve to --out and
+prints fastai's suggestions: valley (a safe default) and steep (where the loss falls fastest).
+The weights are not saved.`,
+  options: {
+    ...grouped('finder', {
+      phase: choice(['frozen', 'unfrozen', 'head'] as const, {
+        defaultText: 'frozen with --weights, unfrozen without',
+        help: "which parameters train: frozen (the head and batchnorm, a fine-tune's first phase), unfrozen (all), head (a fixed backbone's cached features)",
+      }),
+      steps: int({ min: 2, max: 100_000, default: 100, help: 'steps at most' }),
+      startLr: num({ above: 0, default: 1e-7, help: 'the first rate' }),
+      endLr: num({ above: 0, default: 10, help: 'the last rate' }),
+      out: str({ metavar: 'FILE.png', default: 'lr-find.png', help: 'the curve' }),
+    }),
+    ...RUN_OPTIONS,
+  },
+  async run(v) {
+    if (!(v.endLr > v.startLr)) throw new UsageError(`--end-lr must be larger than --start-lr, got ${v.startLr} and ${v.endLr}`);
+    pngPath('--out', v.out);
     const run = await prepareRun(v, 'lr-find');
     try {
-      const phase = (v.phase ?? (run.pretrained ? 'frozen' : 'unfrozen')) as 'frozen' | 'unfrozen' | 'head';
-      const bar = new ProgressBar('lr-find', steps, 'steps');
+      const phase = v.phase ?? (run.pretrained ? 'frozen' : 'unfrozen');
+      const bar = new ProgressBar('lr-find', v.steps, 'steps');
       const res = await lrFind(run.split, run.data, {
-        phase, steps, startLr, endLr, seed: Number(v.seed),
-        momentum: nonNegative('momentum', v.momentum), weightDecay: nonNegative('weight-decay', v['weight-decay']),
-        labelSmoothing: nonNegative('label-smoothing', v['label-smoothing']),
+        phase, steps: v.steps, startLr: v.startLr, endLr: v.endLr, seed: v.seed,
+        momentum: v.momentum, weightDecay: v.weightDecay, labelSmoothing: v.labelSmoothing,
         onStep: (done, _total, loss) => bar.update(done, loss === undefined ? {} : { loss }),
       });
-      bar.update(steps);
+      bar.update(v.steps);
       const svg = lineChart([{ name: 'loss (smoothed)', x: res.lrs, y: res.losses }], { xLabel: 'learning rate', yLabel: 'loss', logX: true, title: `Learning-rate finder (${phase})` });
-      await savePng(svg, v.out!);
+      await savePng(svg, v.out);
       console.log(`${res.lrs.length} steps, curve in ${v.out}`);
       console.log(`suggested learning rates: valley ${res.valley.toExponential(2)}, steep ${res.steep.toExponential(2)}`);
       return 0;
@@ -67,4 +53,4 @@ export const lrFindCommand: Command = {
       run.split.model.release();
     }
   },
-};
+});

@@ -1,5 +1,6 @@
 // gpunet's command line: `gpunet <command> [options]`. Every command has --help. Errors users can
 // fix (bad input, no adapter) print one line and exit non-zero, never a stack trace.
+import { readFileSync } from 'node:fs';
 import { AdapterSelectError, NoAdapterError } from '../gpu/index.ts';
 import { DataError } from '../data/folder.ts';
 import { ImageError } from '../data/image.ts';
@@ -9,23 +10,20 @@ import { OpError } from '../tensor/index.ts';
 import { RunError } from '../train/checkpoint.ts';
 import { demoCommand } from './demo.ts';
 import { devicesCommand } from './devices.ts';
+import type { Command } from './command.ts';
 import { UsageError } from './errors.ts';
 import { dataCommand } from './data.ts';
 import { evalCommand } from './eval.ts';
 import { importCommand } from './import.ts';
 import { lrFindCommand } from './lr-find.ts';
 import { onnxTestCommand } from './onnx-test.ts';
+import { nearest } from './options.ts';
 import { predictCommand } from './predict.ts';
 import { showBatchCommand } from './show-batch.ts';
 import { summaryCommand } from './summary.ts';
 import { trainCommand } from './train.ts';
 
-export interface Command {
-  name: string;
-  summary: string;
-  usage: string;
-  run(args: string[]): Promise<number>;
-}
+export type { Command } from './command.ts';
 
 const commands: Command[] = [trainCommand, lrFindCommand, dataCommand, showBatchCommand, predictCommand, evalCommand, summaryCommand, importCommand, onnxTestCommand, devicesCommand, demoCommand];
 
@@ -39,8 +37,13 @@ function help(): string {
     'commands:',
     ...commands.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
     '',
-    'Run `gpunet <command> --help` for a command\'s options.',
+    'Run `gpunet <command> --help` for a command\'s options; `gpunet --version` for the version.',
   ].join('\n');
+}
+
+/** The version in package.json. */
+export function version(): string {
+  return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -49,9 +52,14 @@ export async function main(argv: string[]): Promise<number> {
     console.log(help());
     return name ? 0 : 1;
   }
+  if (name === '--version' || name === '-V' || name === 'version') {
+    console.log(`gpunet ${version()}`);
+    return 0;
+  }
   const cmd = commands.find((c) => c.name === name);
   if (!cmd) {
-    console.error(`gpunet: unknown command '${name}' (see gpunet --help)`);
+    const near = nearest(name, commands.map((c) => c.name));
+    console.error(`gpunet: unknown command '${name}'${near ? `; did you mean '${near}'?` : ''} (see gpunet --help)`);
     return 1;
   }
   if (rest.includes('--help') || rest.includes('-h')) {
@@ -65,8 +73,7 @@ export async function main(argv: string[]): Promise<number> {
       console.error(`gpunet ${name}: ${e.message}`);
       return 2;
     }
-    const code = (e as NodeJS.ErrnoException).code;
-    if (e instanceof UsageError || e instanceof OpError || e instanceof OnnxError || e instanceof ImageError || e instanceof DataError || e instanceof FileError || e instanceof RunError || e instanceof AdapterSelectError || (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS_'))) {
+    if (e instanceof UsageError || e instanceof OpError || e instanceof OnnxError || e instanceof ImageError || e instanceof DataError || e instanceof FileError || e instanceof RunError || e instanceof AdapterSelectError) {
       console.error(`gpunet ${name}: ${(e as Error).message}`);
       return e instanceof UsageError ? e.code : 1;
     }

@@ -2,43 +2,36 @@
 // output_*.pb, as onnx/backend/test/data/node and Debian's libonnx-testdata ship them) on gpunet
 // and prints PASS / FAIL per case with the largest relative error. Exit status 1 when a case fails
 // (or, with --strict, uses an unsupported op).
-import { parseArgs } from 'node:util';
 import { initGpu } from '../gpu/index.ts';
 import { findBackendCases, runBackendCase, type CaseResult } from '../onnx/backend-test.ts';
 import { OnnxError } from '../onnx/read.ts';
+import { defineCommand } from './command.ts';
 import { UsageError } from './errors.ts';
-import type { Command } from './main.ts';
+import { flag, num, str } from './options.ts';
+import { DEVICE } from './shared-options.ts';
 
-const usage = `usage: gpunet onnx-test [--tolerance 1e-4] [--strict] [--filter REGEX] [--json] [--device I|NAME] DIR...
+const LABEL: Record<CaseResult['status'], string> = { pass: 'PASS', fail: 'FAIL', error: 'ERROR', unsupported: 'UNSUPPORTED' };
 
-Runs ONNX backend test cases: each DIR is a case folder (model.onnx and test_data_set_*/ with
+export const onnxTestCommand = defineCommand({
+  name: 'onnx-test',
+  summary: 'run ONNX backend test cases (model.onnx + test_data_set_*) and report pass/fail',
+  synopsis: '[options] DIR...',
+  description: `Runs ONNX backend test cases: each DIR is a case folder (model.onnx and test_data_set_*/ with
 input_*.pb and output_*.pb) or a folder of them, e.g.
   gpunet onnx-test /usr/share/libonnx-testdata/data/node
 A case passes when every output's relative error (max |gpunet - expected| / max |expected|) is
 below the tolerance. Cases using an op gpunet does not support are reported as 'unsupported' and
-count as failures only with --strict.`;
-
-const LABEL: Record<CaseResult['status'], string> = { pass: 'PASS', fail: 'FAIL', error: 'ERROR', unsupported: 'UNSUPPORTED' };
-
-export const onnxTestCommand: Command = {
-  name: 'onnx-test',
-  summary: 'run ONNX backend test cases (model.onnx + test_data_set_*) and report pass/fail',
-  usage,
-  async run(args) {
-    const { values, positionals } = parseArgs({
-      args,
-      allowPositionals: true,
-      options: {
-        tolerance: { type: 'string', default: '1e-4' },
-        strict: { type: 'boolean', default: false },
-        filter: { type: 'string' },
-        json: { type: 'boolean', default: false },
-        device: { type: 'string' },
-      },
-    });
-    const tolerance = Number(values.tolerance);
-    if (!(tolerance > 0)) throw new UsageError(`--tolerance must be a positive number, got '${values.tolerance}'`);
-    if (positionals.length === 0) throw new UsageError('name at least one case folder (see gpunet onnx-test --help)');
+count as failures only with --strict.`,
+  positionals: { name: 'DIR...', min: 1 },
+  options: {
+    tolerance: num({ above: 0, default: 1e-4, help: 'the largest relative error that passes' }),
+    strict: flag({ help: 'unsupported ops count as failures' }),
+    filter: str({ metavar: 'REGEX', help: 'only the cases whose folder matches' }),
+    json: flag({ help: 'one JSON object per case' }),
+    ...DEVICE,
+  },
+  async run(values, { positionals }) {
+    const tolerance = values.tolerance;
     let filter: RegExp | null = null;
     if (values.filter) {
       try {
@@ -78,4 +71,4 @@ export const onnxTestCommand: Command = {
     else console.log(summary);
     return failed > 0 ? 1 : 0;
   },
-};
+});

@@ -1,27 +1,16 @@
 // `gpunet show-batch`: a labelled grid of the images the loader feeds the network (augmented or as
 // validated), as a PNG — the quickest way to see that labels, crops and augmentation are right.
-import { parseArgs } from 'node:util';
 import { basename } from 'node:path';
 import sharp from 'sharp';
 import { DEFAULT_AUGMENT } from '../data/augment.ts';
 import type { Batch } from '../data/dataset.ts';
 import { ImageLoader } from '../data/loader.ts';
 import { writeFileAtomic } from '../io/files.ts';
-import type { Command } from './main.ts';
-import { DATA_USAGE, dataOptions, scanFromArgs } from './data.ts';
+import { defineCommand } from './command.ts';
+import { scanFromArgs } from './data.ts';
 import { UsageError } from './errors.ts';
-
-const usage = `usage: gpunet show-batch --data DIR [--augment] [--out batch.png] [--n 16] [--size 160] [--split train|valid|test] [--seed 42]
-
-Writes a grid of --n images from a split as the loader produces them: with --augment, the training
-augmentation (random-resized crop, flip, rotation, zoom, lighting); without, the validation
-transform (resize + center crop). Each image is labelled with its class and file name.
-
-  --out FILE          the PNG to write (default batch.png)
-  --n 16              how many images
-  --size 160          side of each image in pixels
-  --split train       which split to draw from (default train)
-${DATA_USAGE}`;
+import { choice, flag, grouped, int, str } from './options.ts';
+import { DATA_SOURCE } from './shared-options.ts';
 
 const PAD = 6;
 const LABEL_H = 30;
@@ -70,39 +59,31 @@ export async function writeGrid(batch: Batch, classes: string[], size: number, o
   writeFileAtomic(out, await sharp(composed).removeAlpha().png().toBuffer()); // compositing adds an alpha channel
 }
 
-export const showBatchCommand: Command = {
+export const showBatchCommand = defineCommand({
   name: 'show-batch',
   summary: 'write a labelled grid of (augmented) training images as a PNG',
-  usage,
-  async run(args) {
-    const { values } = parseArgs({
-      args,
-      options: {
-        ...dataOptions,
-        augment: { type: 'boolean', default: false },
-        out: { type: 'string', default: 'batch.png' },
-        n: { type: 'string', default: '16' },
-        size: { type: 'string', default: '160' },
-        split: { type: 'string', default: 'train' },
-      },
-    });
-    const int = (k: 'n' | 'size', max: number) => {
-      const v = Number(values[k]);
-      if (!Number.isInteger(v) || v <= 0 || v > max) throw new UsageError(`--${k} must be an integer in 1..${max}, got '${values[k]}'`);
-      return v;
-    };
-    const n = int('n', 256);
-    const size = int('size', 1024);
-    const split = values.split;
-    if (split !== 'train' && split !== 'valid' && split !== 'test') throw new UsageError(`--split must be train, valid or test, got '${split}'`);
-    const { root, opts, data } = await scanFromArgs(values);
+  synopsis: '--data DIR [options]',
+  description: `Writes a grid of --n images from a split as the loader produces them: with --augment, the training
+augmentation (random-resized crop, flip, rotation, zoom, lighting); without, the validation
+transform (resize + center crop). Each image is labelled with its class and file name.`,
+  options: {
+    out: str({ metavar: 'FILE.png', default: 'batch.png', help: 'the PNG to write' }),
+    n: int({ min: 1, max: 256, default: 16, help: 'how many images' }),
+    size: int({ min: 1, max: 1024, default: 160, help: 'side of each image in pixels' }),
+    split: choice(['train', 'valid', 'test'] as const, { default: 'train', help: 'which split to draw from' }),
+    augment: flag({ help: 'the training augmentation' }),
+    ...grouped('data', DATA_SOURCE),
+  },
+  async run(v) {
+    const { n, size, split } = v;
+    const { root, opts, data } = await scanFromArgs(v);
     const samples = data[split];
     if (samples.length === 0) throw new UsageError(`${root}: the ${split} split is empty`);
     // mean 0 and std 1: the tensors stay in [0, 1], ready to show
     const loader = new ImageLoader(samples, {
       size,
       batchSize: Math.min(n, samples.length),
-      augment: values.augment ? DEFAULT_AUGMENT : null,
+      augment: v.augment ? DEFAULT_AUGMENT : null,
       mean: [0, 0, 0],
       std: [1, 1, 1],
       shuffle: true,
@@ -116,9 +97,9 @@ export const showBatchCommand: Command = {
     }
     await loader.close();
     if (!batch) throw new UsageError(`${root}: no image of the ${split} split could be decoded`);
-    await writeGrid(batch, data.classes, size, values.out);
-    console.log(`wrote ${values.out}: ${batch.labels.length} ${values.augment ? 'augmented ' : ''}${split} images of ${size}x${size} (${data.classes.join(', ')})`);
+    await writeGrid(batch, data.classes, size, v.out);
+    console.log(`wrote ${v.out}: ${batch.labels.length} ${v.augment ? 'augmented ' : ''}${split} images of ${size}x${size} (${data.classes.join(', ')})`);
     for (const f of loader.failed) console.log(`skipped ${f.path}: ${f.reason}`);
     return 0;
   },
-};
+});

@@ -2,7 +2,6 @@
 // totals, as Keras' model.summary() prints them. Shapes come from one forward pass at batch 1
 // without a tape: each layer module's forward is wrapped to note its output shape (a generic ONNX
 // graph lists its nodes instead, every node output made a graph output for that one pass).
-import { parseArgs } from 'node:util';
 import { getGpu, initGpu } from '../gpu/index.ts';
 import type { Module } from '../nn/module.ts';
 import { resnet, RESNET_BLOCKS, type ResNetArch } from '../nn/resnet.ts';
@@ -10,9 +9,10 @@ import { GraphModule } from '../onnx/graph.ts';
 import { loadClassifier } from '../onnx/load.ts';
 import { noGrad, Tensor, tidy } from '../tensor/index.ts';
 import { formatTable } from '../train/metrics.ts';
-import type { Command } from './main.ts';
+import { defineCommand } from './command.ts';
 import { UsageError } from './errors.ts';
-import { positiveInt } from './args.ts';
+import { choice, int, str } from './options.ts';
+import { DEVICE } from './shared-options.ts';
 
 export interface LayerRow {
   name: string;
@@ -109,46 +109,35 @@ export function formatSummary(title: string, rows: LayerRow[], counts: { total: 
   ].join('\n');
 }
 
-const usage = `usage: gpunet summary [--arch resnet18|resnet34 | --model FILE.onnx] [--size 224] [--classes 1000] [--device I|NAME]
-
-Prints every layer with its output shape and parameter count, and the totals (trainable and frozen),
-as Keras' model.summary() does. Shapes come from one forward pass at batch 1.
-
-  --arch NAME       a fresh torchvision ResNet (resnet18, resnet34) with --classes outputs
-  --model FILE      an ONNX checkpoint or foreign ONNX classifier
-  --size N          input side in pixels (default: the checkpoint's, else 224)`;
-
-export const summaryCommand: Command = {
+export const summaryCommand = defineCommand({
   name: 'summary',
   summary: 'print every layer of a model with its output shape and parameter count',
-  usage,
-  async run(args) {
-    const { values } = parseArgs({
-      args,
-      options: {
-        arch: { type: 'string' },
-        model: { type: 'string' },
-        size: { type: 'string' },
-        classes: { type: 'string', default: '1000' },
-        device: { type: 'string' },
-      },
-    });
-    if (values.arch && values.model) throw new UsageError('pass --arch or --model, not both');
-    const arch = values.arch ?? (values.model ? undefined : 'resnet18');
-    if (arch && !(arch in RESNET_BLOCKS)) throw new UsageError(`--arch must be one of ${Object.keys(RESNET_BLOCKS).join(', ')}, got '${arch}'`);
-    const classes = positiveInt('classes', values.classes);
-    await initGpu(values.device);
+  synopsis: '[--arch NAME | --model FILE.onnx] [options]',
+  description: `Prints every layer with its output shape and parameter count, and the totals (trainable and frozen),
+as Keras' model.summary() does. Shapes come from one forward pass at batch 1.`,
+  options: {
+    arch: choice(Object.keys(RESNET_BLOCKS) as ResNetArch[], { defaultText: 'resnet18 without --model', help: 'a fresh torchvision ResNet with --classes outputs' }),
+    model: str({ metavar: 'FILE', help: 'an ONNX checkpoint or foreign ONNX classifier' }),
+    size: int({ min: 1, max: 4096, defaultText: "the checkpoint's, else 224", help: 'input side in pixels' }),
+    classes: int({ min: 1, max: 100_000, default: 1000, help: 'outputs of a fresh --arch' }),
+    ...DEVICE,
+  },
+  async run(v) {
+    if (v.arch && v.model) throw new UsageError('pass --arch or --model, not both');
+    const arch = v.arch ?? (v.model ? undefined : 'resnet18');
+    const classes = v.classes;
+    await initGpu(v.device);
     let model: Module;
     let title: string;
-    let inputSize = values.size !== undefined ? positiveInt('size', values.size) : 224;
+    let inputSize = v.size ?? 224;
     if (arch) {
-      model = resnet(arch as ResNetArch, classes);
+      model = resnet(arch, classes);
       title = arch;
     } else {
-      const c = await loadClassifier(values.model!);
+      const c = await loadClassifier(v.model!);
       model = c.model;
-      title = values.model!;
-      if (values.size === undefined && c.preprocessing) inputSize = c.preprocessing.size;
+      title = v.model!;
+      if (v.size === undefined && c.preprocessing) inputSize = c.preprocessing.size;
     }
     try {
       const counts = model.countParameters();
@@ -165,4 +154,4 @@ export const summaryCommand: Command = {
     }
     return 0;
   },
-};
+});

@@ -94,25 +94,34 @@ export interface DeviceHandle {
   adapter: AdapterSummary;
 }
 
+/** A CPU adapter (lavapipe, llvmpipe, SwiftShader, WARP): a software fallback or 'software' architecture. */
+export function isCpuAdapter(a: AdapterSummary): boolean {
+  return a.type === 'fallback' || a.architecture === 'software' || /llvmpipe|lavapipe|swiftshader|warp/i.test(a.name);
+}
+
+/** The adapter `select` names: 'cpu' (a CPU adapter), 'gpu' (the first real GPU), an index, or a part of a name. */
+function pick<T extends { summary: AdapterSummary }>(adapters: T[], select: string): T {
+  const key = select.toLowerCase();
+  const match =
+    key === 'cpu' ? adapters.find((a) => isCpuAdapter(a.summary))
+    : key === 'gpu' ? adapters.find((a) => !isCpuAdapter(a.summary))
+    : /^\d+$/.test(select) ? adapters[Number(select)]
+    : adapters.find((a) => a.summary.name.toLowerCase().includes(key));
+  if (match) return match;
+  const names = adapters.map((a) => `${a.summary.index}: ${a.summary.name}${isCpuAdapter(a.summary) ? ' (CPU)' : ''}`).join(', ');
+  const what = key === 'cpu' ? 'no CPU adapter' : key === 'gpu' ? 'no GPU adapter, only CPU ones' : 'no such adapter';
+  throw new AdapterSelectError(`--device ${select}: ${what} (have ${names}); list them with \`gpunet devices\``);
+}
+
 /**
- * Opens a device on the adapter named by `select` (an index from `gpunet devices`, or a
- * case-insensitive part of its name), or the first one. Requests all of the adapter's limits and
- * the optional features gpunet can use.
+ * Opens a device on the adapter named by `select` ('cpu', 'gpu', an index from `gpunet devices`,
+ * or a case-insensitive part of its name), or the first one. Requests all of the adapter's limits
+ * and the optional features gpunet can use.
  */
 export async function openDevice(select?: string): Promise<DeviceHandle> {
   const adapters = await enumerate();
   if (adapters.length === 0) throw new NoAdapterError();
-  let chosen = adapters[0];
-  if (select !== undefined && select !== '') {
-    const byIndex = /^\d+$/.test(select) ? adapters[Number(select)] : undefined;
-    const byName = adapters.find((a) => a.summary.name.toLowerCase().includes(select.toLowerCase()));
-    const match = byIndex ?? byName;
-    if (!match) {
-      const names = adapters.map((a) => `${a.summary.index}: ${a.summary.name}`).join(', ');
-      throw new AdapterSelectError(`--device ${select}: no such adapter (have ${names}); list them with \`gpunet devices\``);
-    }
-    chosen = match;
-  }
+  const chosen = select !== undefined && select !== '' ? pick(adapters, select) : adapters[0];
   const { adapter } = chosen;
   const requiredLimits: Record<string, number> = {};
   for (const k in adapter.limits) {

@@ -108,15 +108,33 @@ export interface FitOptions {
 export interface FitResult {
   history: EpochRecord[];
   bestAccuracy: number;
-  /** 'done'; 'interrupted' (shouldStop: state saved mid-epoch); 'nonfinite' (nothing saved for the bad epoch) */
+  /** 'done'; 'interrupted' (shouldStop: state saved); 'nonfinite' (nothing saved for the bad epoch) */
   status: 'done' | 'interrupted' | 'nonfinite';
+  /** for 'interrupted': epochs done and steps done in the next (0: stopped at an epoch's end) */
+  stoppedAt?: { epoch: number; step: number; stepsPerEpoch: number };
   /** for 'nonfinite': the one-line reason, naming the step and rate */
   message?: string;
 }
 
-/** "18 files" from a data fingerprint. */
-function describeData(d: unknown): string {
-  return `${(d as { files?: unknown } | undefined)?.files} files`;
+/**
+ * A run folder that cannot be used as asked: 'no-state' (resume without a state file), 'exists'
+ * (a new run over a saved one), 'mismatch' (resume with a setting other than the saved run's).
+ */
+export class RunFolderError extends RunError {
+  constructor(
+    readonly kind: 'no-state' | 'exists' | 'mismatch',
+    readonly folder: string,
+    readonly setting?: { key: string; saved: unknown; now: unknown },
+  ) {
+    super(
+      kind === 'no-state'
+        ? `${folder}: no ${STATE_FILE} to resume from`
+        : kind === 'exists'
+          ? `${folder} holds a run already`
+          : `${folder}: ${setting!.key} was ${JSON.stringify(setting!.saved)} in the saved run, now ${JSON.stringify(setting!.now)}`,
+    );
+    this.name = 'RunFolderError';
+  }
 }
 
 export type Phase = 'frozen' | 'unfrozen' | 'head';
@@ -220,19 +238,18 @@ export async function fit(split: ModelSplit, data: TrainData, o: FitOptions): Pr
     if (swept.removed.length) log(`removed ${swept.removed.length} temporary file(s) of an interrupted run in ${o.out} (${(swept.bytes / 1e6).toFixed(1)} MB)`);
   }
   if (o.resume) {
-    if (!statePath || !existsSync(statePath)) throw new RunError(`--resume: no ${STATE_FILE} in ${o.out ?? '(no --out)'}`);
+    if (!statePath || !existsSync(statePath)) throw new RunFolderError('no-state', o.out ?? '(no run folder)');
     const s = loadTrainingState(statePath);
-    for (const [k, v] of Object.entries(config)) {
-      if (JSON.stringify(s.config[k]) === JSON.stringify(v) || (k === 'data' && s.config.data === undefined)) continue; // (states before data fingerprints)
-      if (k === 'data') throw new RunError(`--resume: the data folder holds other files than the saved run's (${describeData(s.config[k])} then, ${describeData(v)} now): resume with the run's --data, or start a new run with another --out`);
-      throw new RunError(`--resume: ${k} was ${JSON.stringify(s.config[k])} in the saved run, now ${JSON.stringify(v)}`);
+    for (const [key, now] of Object.entries(config)) {
+      if (JSON.stringify(s.config[key]) === JSON.stringify(now) || (key === 'data' && s.config.data === undefined)) continue; // (states before data fingerprints)
+      throw new RunFolderError('mismatch', o.out!, { key, saved: s.config[key], now });
     }
     writeWeights(split.model, s.weights, statePath);
     opt.loadState({ momentumBuffers: s.momentum });
     ({ epoch, stepInEpoch, partialLosses, partialSeconds, bestAccuracy, history } = s);
     log(`resuming at epoch ${epoch + 1}${stepInEpoch ? `, step ${stepInEpoch}/${stepsPerEpoch}` : ''}`);
   } else if (statePath && existsSync(statePath)) {
-    throw new RunError(`${o.out} holds a run already: pass --resume to continue it, or another --out`);
+    throw new RunFolderError('exists', o.out!);
   }
 
   /** Saves the state after `epochsDone` epochs and `steps` steps of the next. */
@@ -292,7 +309,7 @@ export async function fit(split: ModelSplit, data: TrainData, o: FitOptions): Pr
     if (bad >= 0) {
       const message =
         `the loss became ${result.losses[bad]} at step ${epoch * stepsPerEpoch + from + bad + 1} (epoch ${epoch + 1}, step ${from + bad + 1}/${stepsPerEpoch}) ` +
-        `with lr ${lrs[bad].toExponential(2)}: stopped; ${kept} (try a lower --lr)`;
+        `with lr ${lrs[bad].toExponential(2)}: stopped; ${kept}`;
       return { history, bestAccuracy, status: 'nonfinite', message };
     }
     if (losses.length === 0 && !result.stopped) throw new RunError(`epoch ${epoch + 1}: none of the ${data.trainSize} training images could be decoded (each is listed above): fix or remove them; ${kept}`);
@@ -303,8 +320,7 @@ export async function fit(split: ModelSplit, data: TrainData, o: FitOptions): Pr
       partialLosses = losses;
       await saveState(epoch, stepInEpoch);
       if (o.out && o.exportModel) await o.exportModel(join(o.out, 'last.onnx'));
-      log(`stopped at epoch ${epoch + 1}, step ${stepInEpoch}/${stepsPerEpoch}${o.out ? `: saved; continue with --resume` : ''}`);
-      return { history, bestAccuracy, status: 'interrupted' };
+      return { history, bestAccuracy, status: 'interrupted', stoppedAt: { epoch, step: stepInEpoch, stepsPerEpoch } };
     }
 
     const tValid = Date.now();
@@ -314,7 +330,7 @@ export async function fit(split: ModelSplit, data: TrainData, o: FitOptions): Pr
     if (labels.length === 0) throw new RunError(`epoch ${epoch + 1}: none of the ${data.validSize} validation images could be decoded (each is listed above): fix or remove them; ${kept}`);
     // weights that became NaN or infinite without a non-finite loss (the last step's update)
     if (!logits.every(Number.isFinite)) {
-      const message = `the weights became non-finite in epoch ${epoch + 1} (its last loss ${losses[losses.length - 1]} with lr ${lrs[lrs.length - 1]?.toExponential(2)}): stopped; ${kept} (try a lower --lr)`;
+      const message = `the weights became non-finite in epoch ${epoch + 1} (its last loss ${losses[losses.length - 1]} with lr ${lrs[lrs.length - 1]?.toExponential(2)}): stopped; ${kept}`;
       return { history, bestAccuracy, status: 'nonfinite', message };
     }
     const metrics = classificationMetrics(logits, labels, data.classes.length, { topK: [] });
@@ -343,10 +359,7 @@ export async function fit(split: ModelSplit, data: TrainData, o: FitOptions): Pr
       await writeHistory(o.out, history);
       await saveState(epoch + 1, 0);
     }
-    if (result.stopped) {
-      log(`stopped after epoch ${epoch + 1}${o.out ? ': saved; continue with --resume' : ''}`);
-      return { history, bestAccuracy, status: 'interrupted' };
-    }
+    if (result.stopped) return { history, bestAccuracy, status: 'interrupted', stoppedAt: { epoch: epoch + 1, step: 0, stepsPerEpoch } };
   }
   return { history, bestAccuracy, status: 'done' };
 }

@@ -1,0 +1,86 @@
+// What a training run starts from, built from a description: the model to fine-tune (a fresh
+// ResNet, or a pretrained ONNX classifier given a new n-class head) and the image loaders the
+// trainer reads (the training images augmented and shuffled; the validation images and the plain
+// training images, for feature caching, in a fixed order without augmentation).
+import type { AugmentOptions } from '../data/augment.ts';
+import type { Sample } from '../data/dataset.ts';
+import { ImageLoader, type LoaderOptions } from '../data/loader.ts';
+import type { Module } from '../nn/module.ts';
+import { resnet, ResNet, type ResNetArch } from '../nn/resnet.ts';
+import type { Classifier, Preprocessing } from '../onnx/classifier.ts';
+import { classifierMetadata, loadClassifier, saveClassifier } from '../onnx/load.ts';
+import { readOnnx } from '../onnx/read.ts';
+import { saveOnnx } from '../onnx/write.ts';
+import { Rng } from '../tensor/index.ts';
+import type { TrainData } from './trainer.ts';
+import { exportTransferGraph, TransferModel, transferFromGraph } from './transfer.ts';
+
+export interface ModelRequest {
+  /** the number of classes of the new head */
+  classes: number;
+  /** an ONNX classifier to start from; undefined: a fresh `arch` */
+  weights?: string;
+  arch: ResNetArch;
+  /** the input side (a generic graph's features are probed at it); default: the checkpoint's, else 224 */
+  size?: number;
+  seed: number;
+}
+
+export interface BuiltModel {
+  model: Module;
+  /** the preprocessing the pretrained checkpoint records (null: none recorded, or no checkpoint) */
+  base: Preprocessing | null;
+}
+
+/**
+ * A model with a fresh `classes`-way head: a new ResNet, or the classifier in `weights` (a ResNet
+ * gets a new fc; any other graph is cut before its last weighted layer, see transfer.ts).
+ */
+export async function buildModel(r: ModelRequest): Promise<BuiltModel> {
+  if (r.weights === undefined) return { model: resnet(r.arch, r.classes, r.seed), base: null };
+  const rng = new Rng(r.seed);
+  const c = await loadClassifier(r.weights);
+  if (c.model instanceof ResNet) {
+    c.model.replaceHead(r.classes, rng);
+    return { model: c.model, base: c.preprocessing };
+  }
+  c.model.release();
+  const size = r.size ?? c.preprocessing?.size ?? 224;
+  return { model: transferFromGraph(readOnnx(r.weights), r.classes, size, rng, r.weights), base: c.preprocessing };
+}
+
+/** Writes a classifier as an ONNX checkpoint, whatever its model (a transfer model as one graph). */
+export async function saveCheckpoint(c: Classifier, path: string): Promise<void> {
+  if (c.model instanceof TransferModel) saveOnnx(await exportTransferGraph(c.model, classifierMetadata(c)), path);
+  else await saveClassifier(c, path);
+}
+
+/** The loader settings of a run (the training loader augments and shuffles; the others do not). */
+export interface ImageDataOptions extends Pick<LoaderOptions, 'size' | 'batchSize' | 'augment' | 'mean' | 'std' | 'seed' | 'workers' | 'onSkip'> {
+  classes: readonly string[];
+}
+
+/** The trainer's view of image files: epoch-addressable training batches, validation batches. */
+export function imageData(train: Sample[], valid: Sample[], o: ImageDataOptions): { data: TrainData; close: () => Promise<void> } {
+  const { size, batchSize, mean, std, seed, workers, onSkip } = o;
+  const loader = (samples: Sample[], augment: AugmentOptions | null, shuffle: boolean) =>
+    new ImageLoader(samples, { size, batchSize, augment, mean, std, shuffle, seed, workers, onSkip });
+  const trainLoader = loader(train, o.augment, true);
+  const validLoader = loader(valid, null, false);
+  const plainLoader = loader(train, null, false);
+  const data: TrainData = {
+    classes: o.classes,
+    imageShape: [3, size, size],
+    trainSize: train.length,
+    validSize: valid.length,
+    batchSize,
+    async *train(epoch, _seed, from) {
+      let i = 0;
+      // the loader has no random access: a resumed epoch decodes its first batches again
+      for await (const b of trainLoader.epoch(epoch)) if (i++ >= from) yield b;
+    },
+    valid: () => validLoader.epoch(0),
+    trainPlain: () => plainLoader.epoch(0),
+  };
+  return { data, close: async () => void (await Promise.all([trainLoader.close(), validLoader.close(), plainLoader.close()])) };
+}
