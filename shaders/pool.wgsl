@@ -1,7 +1,8 @@
 // 2-D pooling of x: [N,C,H,W] (torch max_pool2d, avg_pool2d, adaptive_avg_pool2d(x, 1)).
-// Window (oh, ow) covers rows oh*SH - PH .. oh*SH - PH + KH - 1 (columns alike), clipped to the
-// image; padding never wins a max (it is -inf) and counts in an average's divisor only with
-// COUNT_INCLUDE_PAD, and then only up to the padded extent H + PH, as torch.
+// Window (oh, ow) has KH taps on the rows oh*SH - PH + kh*DIL_H, kh < KH (columns alike; dilation
+// 1 but for max pooling), clipped to the image; padding never wins a max (it is -inf) and counts in
+// an average's divisor only with countIncludePad, and then only up to the padded extent H + PH, as
+// torch.
 // Backward kernels are gathers, each input element summing the dy of the windows that cover it,
 // so no float atomics are needed:
 //   max: dx[i] = sum of dy[o] over windows o whose argmax (saved by the forward) is i;
@@ -29,6 +30,8 @@ struct Params {
 
 override TX: u32 = 16; // tiles per workgroup along a row
 override TY: u32 = 16; // tiles per workgroup down a column
+override DIL_H: u32 = 1; // max pooling: rows between a window's taps (a constant: 1 costs nothing)
+override DIL_W: u32 = 1; // and columns
 const ROWS = 2u;       // rows of a tile (its columns: 4)
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -49,6 +52,17 @@ fn window_start(o: u32, stride: u32, pad: u32) -> i32 {
   return i32(o * stride) - i32(pad);
 }
 
+// Positions a window of k taps, d apart, spans along one dimension.
+fn span(k: u32, d: u32) -> u32 {
+  return (k - 1u) * d + 1u;
+}
+
+// The first tap at or past position 0 of each of 4 windows starting at `start`, taps d apart.
+fn first_tap(start: vec4i, d: u32) -> vec4i {
+  let di = i32(d);
+  return select(start, start + ((di - 1 - start) / di) * di, start < vec4i(0));
+}
+
 // Elements along one dimension of the window starting at `start` that an average divides by.
 fn window_count(start: i32, k: u32, size: u32, pad: u32) -> i32 {
   let end = start + i32(k);
@@ -64,9 +78,10 @@ fn windows_over(i: u32, stride: u32, pad: u32, k: u32, outSize: u32) -> vec2u {
   return vec2u(first, min(padded / stride + 1u, outSize));
 }
 
-// Whether each of 4 positions lies in [start, start + k).
-fn inside(pos: vec4i, start: vec4i, k: u32) -> vec4<bool> {
-  return (pos >= start) & (pos < start + i32(k));
+// Whether each of 4 positions is a tap of the window starting at `start` (k taps, d apart).
+fn inside(pos: vec4i, start: vec4i, k: u32, d: u32) -> vec4<bool> {
+  let off = pos - start;
+  return (off >= vec4i(0)) & (off < vec4i(i32(span(k, d)))) & (off % vec4i(i32(d)) == vec4i(0));
 }
 
 // ---- forward ------------------------------------------------------------------------------------
@@ -85,23 +100,23 @@ fn max_forward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: 
   let base = t.x * p.H * p.W;
   let colStart = window_start(t.z, p.SW, p.PW) + vec4i(0, 1, 2, 3) * i32(p.SW);
   let rowStart = window_start(t.y, p.SH, p.PH);
-  // start from each window's first image element (clamped for tile columns past OW, never written)
-  let firstCol = vec4u(clamp(colStart, vec4i(0), vec4i(i32(p.W) - 1)));
+  // start from each window's first tap in the image (clamped for tile columns past OW, never written)
+  let firstCol = vec4u(clamp(first_tap(colStart, DIL_W), vec4i(0), vec4i(i32(p.W) - 1)));
   var best: array<vec4f, ROWS>;
   var arg: array<vec4u, ROWS>;
   for (var r = 0u; r < ROWS; r++) {
-    arg[r] = u32(clamp(rowStart + i32(r * p.SH), 0, i32(p.H) - 1)) * p.W + firstCol;
+    arg[r] = u32(clamp(first_tap(vec4i(rowStart + i32(r * p.SH)), DIL_H).x, 0, i32(p.H) - 1)) * p.W + firstCol;
     best[r] = vec4f(max_x[base + arg[r].x], max_x[base + arg[r].y], max_x[base + arg[r].z], max_x[base + arg[r].w]);
   }
-  let rowEnd = min(rowStart + i32((ROWS - 1u) * p.SH + p.KH), i32(p.H));
-  let colEnd = min(colStart.w + i32(p.KW), i32(p.W));
+  let rowEnd = min(rowStart + i32((ROWS - 1u) * p.SH + span(p.KH, DIL_H)), i32(p.H));
+  let colEnd = min(colStart.w + i32(span(p.KW, DIL_W)), i32(p.W));
   for (var h = max(rowStart, 0); h < rowEnd; h++) {
     for (var w = max(colStart.x, 0); w < colEnd; w++) {
       let at = u32(h) * p.W + u32(w);
       let v = vec4f(max_x[base + at]);
-      let inCols = inside(vec4i(w), colStart, p.KW);
+      let inCols = inside(vec4i(w), colStart, p.KW, DIL_W);
       for (var r = 0u; r < ROWS; r++) {
-        let better = inCols & inside(vec4i(h), vec4i(rowStart + i32(r * p.SH)), p.KH) & (v > best[r]);
+        let better = inCols & inside(vec4i(h), vec4i(rowStart + i32(r * p.SH)), p.KH, DIL_H) & (v > best[r]);
         best[r] = select(best[r], v, better);
         arg[r] = select(arg[r], vec4u(at), better);
       }
@@ -134,9 +149,9 @@ fn avg_forward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: 
   for (var h = max(rowStart, 0); h < rowEnd; h++) {
     for (var w = max(colStart.x, 0); w < colEnd; w++) {
       let v = vec4f(avg_x[base + u32(h) * p.W + u32(w)]);
-      let inCols = inside(vec4i(w), colStart, p.KW);
+      let inCols = inside(vec4i(w), colStart, p.KW, 1u);
       for (var r = 0u; r < ROWS; r++) {
-        sum[r] += select(vec4f(0.0), v, inCols & inside(vec4i(h), vec4i(rowStart + i32(r * p.SH)), p.KH));
+        sum[r] += select(vec4f(0.0), v, inCols & inside(vec4i(h), vec4i(rowStart + i32(r * p.SH)), p.KH, 1u));
       }
     }
   }
@@ -157,14 +172,16 @@ fn avg_forward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: 
 @group(0) @binding(3) var<storage, read> maxgrad_argmax: array<u32>;
 
 // dx: [N,C,H,W]; dy, argmax: [N,C,OH,OW]. One invocation per input tile, visiting every window
-// that covers some element of it once.
+// whose span covers some element of it once (the argmax picks out the taps).
 @compute @workgroup_size(TX, TY)
 fn max_backward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
   let t = tile_origin(wid, nwg, lid, p.H);
   if (t.x >= p.planes || t.y >= p.H || t.z >= p.W) { return; }
   let outBase = t.x * p.OH * p.OW;
-  let rows = vec2u(windows_over(t.y, p.SH, p.PH, p.KH, p.OH).x, windows_over(min(t.y + ROWS - 1u, p.H - 1u), p.SH, p.PH, p.KH, p.OH).y);
-  let cols = vec2u(windows_over(t.z, p.SW, p.PW, p.KW, p.OW).x, windows_over(min(t.z + 3u, p.W - 1u), p.SW, p.PW, p.KW, p.OW).y);
+  let spanH = span(p.KH, DIL_H);
+  let spanW = span(p.KW, DIL_W);
+  let rows = vec2u(windows_over(t.y, p.SH, p.PH, spanH, p.OH).x, windows_over(min(t.y + ROWS - 1u, p.H - 1u), p.SH, p.PH, spanH, p.OH).y);
+  let cols = vec2u(windows_over(t.z, p.SW, p.PW, spanW, p.OW).x, windows_over(min(t.z + 3u, p.W - 1u), p.SW, p.PW, spanW, p.OW).y);
   let tileCols = t.z + vec4u(0u, 1u, 2u, 3u);
   var sum: array<vec4f, ROWS>;
   for (var oh = rows.x; oh < rows.y; oh++) {
@@ -203,9 +220,9 @@ fn avg_backward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg:
     for (var ow = cols.x; ow < cols.y; ow++) {
       let colStart = window_start(ow, p.SW, p.PW);
       let g = vec4f(avggrad_dy[outBase + oh * p.OW + ow] / f32(rowCount * window_count(colStart, p.KW, p.W, p.PW)));
-      let inCols = inside(tileCols, vec4i(colStart), p.KW);
+      let inCols = inside(tileCols, vec4i(colStart), p.KW, 1u);
       for (var r = 0u; r < ROWS; r++) {
-        sum[r] += select(vec4f(0.0), g, inCols & inside(vec4i(i32(t.y + r)), vec4i(rowStart), p.KH));
+        sum[r] += select(vec4f(0.0), g, inCols & inside(vec4i(i32(t.y + r)), vec4i(rowStart), p.KH, 1u));
       }
     }
   }

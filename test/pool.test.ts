@@ -1,8 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { avgPool2d, globalAvgPool2d, maxPool2d, type AvgPool2dOptions } from '../src/ops/pool.ts';
+import { avgPool1d, avgPool2d, globalAvgPool2d, globalMaxPool2d, maxPool1d, maxPool2d, type AvgPool2dOptions, type MaxPool2dOptions } from '../src/ops/pool.ts';
 import { OpError, Rng, Tensor, tidy } from '../src/tensor/index.ts';
 import { numericGrads, randomArray, relError, runWithGrads, shapeSize, toGpu, useGpu } from './helpers.ts';
-import { avgPool2dBackwardRef, avgPool2dRef, globalAvgPool2dRef, maxPool2dBackwardRef, maxPool2dRef, type PoolRefOptions } from '../src/reference/pool.ts';
+import {
+  avgPool1dRef, avgPool2dBackwardRef, avgPool2dRef, globalAvgPool2dRef, globalMaxPool2dRef, maxPool1dRef, maxPool2dBackwardRef, maxPool2dRef,
+  type Pool1dRefOptions, type PoolRefOptions,
+} from '../src/reference/pool.ts';
 import { torchRun, type TorchCase } from './torch.ts';
 
 useGpu();
@@ -20,13 +23,14 @@ function distinctArray(shape: readonly number[], rng: Rng): Float64Array {
 
 const pair = (v: number | [number, number]): [number, number] => (typeof v === 'number' ? [v, v] : v);
 
-function refOptions(o: AvgPool2dOptions): PoolRefOptions {
+function refOptions(o: AvgPool2dOptions & MaxPool2dOptions): PoolRefOptions {
   return {
     kernel: pair(o.kernel),
     stride: pair(o.stride ?? o.kernel),
     padding: pair(o.padding ?? 0),
     ceilMode: o.ceilMode ?? false,
     countIncludePad: o.countIncludePad,
+    dilation: pair(o.dilation ?? 1),
   };
 }
 
@@ -107,6 +111,68 @@ describe('pooling forward and backward vs float64 reference and finite differenc
   });
 });
 
+describe('dilated max pooling vs float64 reference and finite differences', () => {
+  // dilation 2 with padding; 3 with stride 2 and ceil mode; different dilations per axis
+  const dilated: MaxPool2dOptions[] = [
+    { kernel: 3, stride: 1, padding: 1, dilation: 2 },
+    { kernel: 2, stride: 2, padding: 1, dilation: 3, ceilMode: true },
+    { kernel: [3, 2], stride: [2, 1], padding: [1, 1], dilation: [2, 3] },
+  ];
+  for (const opts of dilated) {
+    it(`maxPool2d ${JSON.stringify(opts)}`, async () => {
+      for (const shape of [...shapes, [1, 2, 40, 70]]) {
+        const rng = new Rng(shape[3] + pair(opts.dilation!)[1]);
+        const x = distinctArray(shape, rng);
+        const ref = maxPool2dRef(x, shape, refOptions(opts));
+        const dy = asF32(randomArray(ref.shape, rng));
+        const { out, grads } = await runWithGrads(([t]) => maxPool2d(t, opts), [{ data: x, shape }], dy);
+        expect(relError(out, ref.y), `forward ${JSON.stringify(shape)}`).toBeLessThan(1e-6);
+        // finite differences on the small shapes, the reference's scatter on the large one
+        const expected = shape[3] > 10 ? maxPool2dBackwardRef(x, shape, refOptions(opts), dy) : numericGrads(([v]) => maxPool2dRef(v, shape, refOptions(opts)).y, [x.slice()], dy)[0];
+        expect(relError(grads[0]!, expected), `backward ${JSON.stringify(shape)}`).toBeLessThan(1e-4);
+      }
+    });
+  }
+});
+
+describe('globalMaxPool2d, maxPool1d and avgPool1d vs float64 reference and finite differences', () => {
+  for (const shape of [[1, 3, 7, 5], [2, 7, 1, 1], [1, 2, 40, 40]]) {
+    it(`globalMaxPool2d ${JSON.stringify(shape)}`, async () => {
+      const rng = new Rng(shape[2]);
+      const x = distinctArray(shape, rng);
+      const dy = asF32(randomArray([shape[0], shape[1], 1, 1], rng));
+      const { out, grads } = await runWithGrads(([t]) => globalMaxPool2d(t), [{ data: x, shape }], dy);
+      expect(relError(out, globalMaxPool2dRef(x, shape))).toBe(0);
+      const [numeric] = numericGrads(([v]) => globalMaxPool2dRef(v, shape), [x.slice()], dy);
+      expect(relError(grads[0]!, numeric)).toBeLessThan(1e-4);
+    });
+  }
+
+  // batch 1 with odd lengths, a length-1 signal, stride 2 with padding, dilation, ceil mode
+  const pool1dCases: [number[], Pool1dRefOptions][] = [
+    [[1, 3, 7], { kernel: 2, stride: 2, padding: 0, ceilMode: true }],
+    [[2, 5, 16], { kernel: 3, stride: 2, padding: 1, ceilMode: false, countIncludePad: false }],
+    [[2, 3, 9], { kernel: 3, stride: 1, padding: 1, ceilMode: false, dilation: 2 }],
+    [[3, 2, 1], { kernel: 1, stride: 1, padding: 0, ceilMode: false }],
+  ];
+  for (const [shape, o] of pool1dCases) {
+    for (const [name, run, ref] of [['maxPool1d', maxPool1d, maxPool1dRef], ['avgPool1d', avgPool1d, avgPool1dRef]] as const) {
+      if (name === 'avgPool1d' && o.dilation) continue; // dilation is max pooling's
+      it(`${name} ${JSON.stringify(shape)} ${JSON.stringify(o)}`, async () => {
+        const rng = new Rng(shape[2] * 7 + o.kernel);
+        const x = distinctArray(shape, rng);
+        const expected = ref(x, shape, o);
+        const dy = asF32(randomArray(expected.shape, rng));
+        const { out, grads } = await runWithGrads(([t]) => run(t, o), [{ data: x, shape }], dy);
+        expect(relError(out, expected.y)).toBeLessThan(1e-6);
+        const [numeric] = numericGrads(([v]) => ref(v, shape, o).y, [x.slice()], dy);
+        expect(relError(grads[0]!, numeric)).toBeLessThan(1e-4);
+        expect(tidy(() => run(toGpu(x, shape), o).shape)).toEqual(expected.shape);
+      });
+    }
+  }
+});
+
 describe('globalAvgPool2d vs float64 reference and finite differences', () => {
   // plane sizes from 1 to 16900 exercise 1 to 256 invocations per plane
   const cases = [
@@ -156,6 +222,21 @@ describe('pooling matches PyTorch', () => {
         gpu: (t) => avgPool2d(t, { kernel: [2, 3], stride: [1, 2], padding: [1, 1], ceilMode: true }),
       },
       { shape: [2, 3, 7, 5], x: asF32(randomArray([2, 3, 7, 5], rng)), expr: 'F.adaptive_avg_pool2d(x, 1)', gpu: globalAvgPool2d },
+      { shape: [2, 3, 9, 8], x: tied([2, 3, 9, 8]), expr: 'F.max_pool2d(x, 3, 1, 1, dilation=2)', gpu: (t) => maxPool2d(t, { kernel: 3, stride: 1, padding: 1, dilation: 2 }) },
+      {
+        shape: [1, 3, 8, 7],
+        x: distinctArray([1, 3, 8, 7], rng),
+        expr: 'F.max_pool2d(x, (2, 3), (2, 1), (1, 1), dilation=(3, 2), ceil_mode=True)',
+        gpu: (t) => maxPool2d(t, { kernel: [2, 3], stride: [2, 1], padding: [1, 1], dilation: [3, 2], ceilMode: true }),
+      },
+      { shape: [2, 3, 7, 5], x: tied([2, 3, 7, 5]), expr: 'F.adaptive_max_pool2d(x, 1)', gpu: globalMaxPool2d },
+      { shape: [2, 3, 11], x: tied([2, 3, 11]), expr: 'F.max_pool1d(x, 3, 2, 1, dilation=2)', gpu: (t) => maxPool1d(t, { kernel: 3, stride: 2, padding: 1, dilation: 2 }) },
+      {
+        shape: [1, 4, 10],
+        x: asF32(randomArray([1, 4, 10], rng)),
+        expr: 'F.avg_pool1d(x, 3, 2, 1, ceil_mode=True, count_include_pad=False)',
+        gpu: (t) => avgPool1d(t, { kernel: 3, stride: 2, padding: 1, ceilMode: true, countIncludePad: false }),
+      },
     ];
     const gpuRuns: { dy: Float64Array; shape: readonly number[]; out: Float32Array; grads: (Float32Array | null)[] }[] = [];
     for (const r of rows) {
@@ -183,6 +264,15 @@ describe('pooling argument checks', () => {
       expect(() => maxPool2d(x, { kernel: 5 })).toThrow(/maxPool2d: kernel 5,5 with padding 0,0 does not fit x \[1,2,3,3\]/);
       expect(() => maxPool2d(x, { kernel: 2, stride: 0 })).toThrow(/maxPool2d: .*stride/);
       expect(() => globalAvgPool2d(Tensor.zeros([2, 3]))).toThrow(/globalAvgPool2d: x must be .*\[2,3\]/);
+      expect(() => globalMaxPool2d(Tensor.zeros([2, 3]))).toThrow(/globalMaxPool2d: x must be .*\[2,3\]/);
+      expect(() => maxPool2d(x, { kernel: 2, dilation: 0 })).toThrow(/maxPool2d: dilation 0,0 must be positive/);
+      expect(() => maxPool2d(x, { kernel: 2, dilation: 3 })).toThrow(/maxPool2d: kernel 2,2 dilation 3,3 with padding 0,0 does not fit/);
+      // taps at rows -1 and 1 of a 1-row image: the window sees only padding
+      expect(() => maxPool2d(Tensor.zeros([1, 1, 1, 3]), { kernel: [2, 1], stride: 1, padding: [1, 0], dilation: [2, 1] })).toThrow(
+        /maxPool2d: kernel 2,1 dilation 2,1 with padding 1,0: window row 0 of x \[1,1,1,3\] has no tap inside the image/,
+      );
+      expect(() => maxPool1d(x, { kernel: 2 })).toThrow(/maxPool1d: x must be a non-empty \[N,C,L\] tensor, got \[1,2,3,3\]/);
+      expect(() => avgPool1d(Tensor.zeros([1, 2, 3]), { kernel: 4 })).toThrow(/avgPool2d: kernel 1,4 with padding 0,0 does not fit x \[1,2,1,3\]/);
     });
   });
 });

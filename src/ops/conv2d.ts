@@ -262,3 +262,24 @@ export function conv2d(x: Tensor, w: Tensor, bias: Tensor | null, opts: Conv2dOp
     needs[2] ? conv2dBackwardBias(dy, geo) : null,
   ]);
 }
+
+export interface Conv1dOptions {
+  stride?: number;
+  padding?: number;
+  dilation?: number;
+  groups?: number;
+}
+
+/** torch.nn.functional.conv1d: x: [N,C,L], w: [OC,C/groups,K], bias: [OC] or null -> [N,OC,OL].
+ *  The convolution of the views x: [N,C,1,L] and w: [OC,C/groups,1,K] (one kernel serves both). */
+export function conv1d(x: Tensor, w: Tensor, bias: Tensor | null, opts: Conv1dOptions = {}): Tensor {
+  if (!(x instanceof Tensor) || !(w instanceof Tensor) || x.ndim !== 3 || w.ndim !== 3) {
+    const shape = (t: unknown) => (t instanceof Tensor ? shapeStr(t.shape) : typeof t);
+    throw new OpError('conv1d', `expected x [N,C,L] and w [OC,C/groups,K], got x${shape(x)} w${shape(w)}`);
+  }
+  const [N, C, L] = x.shape;
+  const [OC, Cg, K] = w.shape;
+  const { stride = 1, padding = 0, dilation = 1, groups } = opts;
+  const y = conv2d(x.reshape([N, C, 1, L]), w.reshape([OC, Cg, 1, K]), bias, { stride: [1, stride], padding: [0, padding], dilation: [1, dilation], groups });
+  return y.reshape([N, OC, y.shape[3]]);
+}

@@ -1,10 +1,10 @@
 // The engine's ops: each file holds an op family's forward, its gradient rule and its kernels.
 export { batchNorm2d, type BatchNormOptions } from './batchnorm.ts';
 export { concat, narrow, padAxis } from './concat.ts';
-export { conv2d, type Conv2dOptions } from './conv2d.ts';
+export { conv1d, conv2d, type Conv1dOptions, type Conv2dOptions } from './conv2d.ts';
 export { dropout } from './dropout.ts';
 export { add, clip, elementwise, ELEMENTWISE, leakyRelu, mul, relu, scale, sub, type ElementwiseName } from './elementwise.ts';
 export { gemm, linear, matmul } from './matmul.ts';
-export { avgPool2d, globalAvgPool2d, maxPool2d, type AvgPool2dOptions, type Pool2dOptions } from './pool.ts';
+export { avgPool1d, avgPool2d, globalAvgPool2d, globalMaxPool2d, maxPool1d, maxPool2d, type AvgPool2dOptions, type MaxPool2dOptions, type Pool1dOptions, type Pool2dOptions } from './pool.ts';
 export { mean, sum } from './reduce.ts';
 export { crossEntropy, logSoftmax, softmax, softmaxCrossEntropy, type CrossEntropyOptions } from './softmax.ts';

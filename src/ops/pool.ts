@@ -1,8 +1,10 @@
 // 2-D pooling over [N,C,H,W]: max and average pooling with torch's window semantics (padding,
-// ceil mode, count_include_pad) and global average pooling ([N,C,H,W] -> [N,C,1,1], torch
-// adaptive_avg_pool2d(x, 1) / ONNX GlobalAveragePool). Kernels in shaders/pool.wgsl; the backward
-// passes are gathers over the windows covering each input (max pooling routes dy through the
-// argmax the forward saves), so they need no atomics.
+// ceil mode, count_include_pad, dilation for max) and global average pooling ([N,C,H,W] ->
+// [N,C,1,1], torch adaptive_avg_pool2d(x, 1) / ONNX GlobalAveragePool). Kernels in
+// shaders/pool.wgsl; the backward passes are gathers over the windows covering each input (max
+// pooling routes dy through the argmax the forward saves), so they need no atomics.
+// The rest are views onto these: global max pooling is max pooling with the whole image as its
+// window, and 1-D pooling over [N,C,L] is 2-D pooling of [N,C,1,L].
 // Read first: the plain float64 loops in src/reference/pool.ts; the kernels are in shaders/pool.wgsl.
 import { getGpu, grid, type Access } from '../gpu/index.ts';
 import { isGradEnabled, OpError, recordOp, shapeStr, Tensor } from '../tensor/index.ts';
@@ -14,6 +16,11 @@ export interface Pool2dOptions {
   padding?: number | [number, number];
   /** round the output size up instead of down (the last window may hang over the padding) */
   ceilMode?: boolean;
+}
+
+export interface MaxPool2dOptions extends Pool2dOptions {
+  /** distance between a window's taps (torch's dilation); 1 by default */
+  dilation?: number | [number, number];
 }
 
 export interface AvgPool2dOptions extends Pool2dOptions {
@@ -29,13 +36,25 @@ function pair(op: string, name: string, v: number | [number, number]): [number, 
   return p;
 }
 
-/** Output size along one dimension, as torch: floor or ceil of (size + 2*pad - k)/stride, plus 1,
- *  where in ceil mode the last window must start inside the image or its left padding. */
-function outSize(size: number, k: number, stride: number, pad: number, ceilMode: boolean): number {
-  const steps = (size + 2 * pad - k) / stride;
+/** Output size along one dimension, as torch: floor or ceil of (size + 2*pad - span)/stride, plus
+ *  1, where span = (k - 1) * dilation + 1 and in ceil mode the last window must start inside the
+ *  image or its left padding. */
+function outSize(size: number, span: number, stride: number, pad: number, ceilMode: boolean): number {
+  const steps = (size + 2 * pad - span) / stride;
   let out = (ceilMode ? Math.ceil(steps) : Math.floor(steps)) + 1;
   if (ceilMode && (out - 1) * stride >= size + pad) out--;
   return out;
+}
+
+/** The first of `out` windows along one dimension with no tap inside the image, or -1. A dilated
+ *  window can fall between the image's pixels and its padding, which torch answers with -inf. */
+function emptyWindow(size: number, k: number, stride: number, pad: number, dilation: number, out: number): number {
+  for (let o = 0; o < out; o++) {
+    const start = o * stride - pad;
+    const first = start >= 0 ? start : start + Math.ceil(-start / dilation) * dilation;
+    if (first >= size || first >= start + (k - 1) * dilation + 1) return o;
+  }
+  return -1;
 }
 
 /** The window geometry in shaders/pool.wgsl's Params; `planes` = N*C images. */
@@ -64,7 +83,7 @@ interface PoolGeometry {
   label: string;
 }
 
-function geometry(op: string, x: Tensor, opts: Pool2dOptions): PoolGeometry {
+function geometry(op: string, x: Tensor, opts: Pool2dOptions, dilation: [number, number] = [1, 1]): PoolGeometry {
   if (x.ndim !== 4 || x.size === 0) throw new OpError(op, `x must be a non-empty [N,C,H,W] tensor, got ${shapeStr(x.shape)}`);
   const [N, C, H, W] = x.shape;
   const k = pair(op, 'kernel', opts.kernel);
@@ -76,18 +95,24 @@ function geometry(op: string, x: Tensor, opts: Pool2dOptions): PoolGeometry {
   if (pad[0] > k[0] / 2 || pad[1] > k[1] / 2) {
     throw new OpError(op, `padding ${pad} must be at most half the kernel ${k}`);
   }
+  if (dilation.some((v) => v < 1)) throw new OpError(op, `dilation ${dilation} must be positive`);
   const ceil = opts.ceilMode ?? false;
-  const OH = outSize(H, k[0], s[0], pad[0], ceil);
-  const OW = outSize(W, k[1], s[1], pad[1], ceil);
+  const OH = outSize(H, (k[0] - 1) * dilation[0] + 1, s[0], pad[0], ceil);
+  const OW = outSize(W, (k[1] - 1) * dilation[1] + 1, s[1], pad[1], ceil);
+  const dil = dilation.some((v) => v > 1) ? ` dilation ${dilation}` : '';
   if (OH < 1 || OW < 1) {
-    throw new OpError(op, `kernel ${k} with padding ${pad} does not fit x ${shapeStr(x.shape)}`);
+    throw new OpError(op, `kernel ${k}${dil} with padding ${pad} does not fit x ${shapeStr(x.shape)}`);
+  }
+  const empty = [emptyWindow(H, k[0], s[0], pad[0], dilation[0], OH), emptyWindow(W, k[1], s[1], pad[1], dilation[1], OW)];
+  if (empty.some((o) => o >= 0)) {
+    throw new OpError(op, `kernel ${k}${dil} with padding ${pad}: window ${empty[0] >= 0 ? `row ${empty[0]}` : `column ${empty[1]}`} of x ${shapeStr(x.shape)} has no tap inside the image`);
   }
   return {
     outShape: [N, C, OH, OW],
     dims: { H, W, OH, OW, KH: k[0], KW: k[1], SH: s[0], SW: s[1], PH: pad[0], PW: pad[1], planes: N * C },
     forward: tiling(N * C, OH, OW),
     backward: tiling(N * C, H, W),
-    label: `${op} x${shapeStr(x.shape)} k${k} s${s} p${pad}${ceil ? ' ceil' : ''}`,
+    label: `${op} x${shapeStr(x.shape)} k${k} s${s} p${pad}${dil ? ` d${dilation}` : ''}${ceil ? ' ceil' : ''}`,
   };
 }
 
@@ -126,23 +151,31 @@ function launch(
 }
 
 /** torch.nn.functional.max_pool2d: padding is -inf; dy flows to each window's first maximum. */
-export function maxPool2d(x: Tensor, opts: Pool2dOptions): Tensor {
+export function maxPool2d(x: Tensor, opts: MaxPool2dOptions): Tensor {
   const op = 'maxPool2d';
-  const g = geometry(op, x, opts);
+  const [DIL_H, DIL_W] = pair(op, 'dilation', opts.dilation ?? 1);
+  const g = geometry(op, x, opts, [DIL_H, DIL_W]);
+  const dilated = (work: PoolGeometry['forward']) => ({ ...work, constants: { ...work.constants, DIL_H, DIL_W } });
   const out = Tensor.empty(g.outShape);
   // argmax as u32 h*W + w per output; only kept when a backward can follow
   const saveArgmax = isGradEnabled() && x.requiresGrad;
   const argmax = Tensor.empty(saveArgmax ? g.outShape : [1], 'maxpool argmax');
-  launch('max_forward', [out.buffer, argmax.buffer, x.buffer], g.dims, { ...NO_FLAGS, saveArgmax }, g.forward, g.label, ['write', 'write', 'read']);
+  launch('max_forward', [out.buffer, argmax.buffer, x.buffer], g.dims, { ...NO_FLAGS, saveArgmax }, dilated(g.forward), g.label, ['write', 'write', 'read']);
   if (!saveArgmax) {
     argmax.release();
     return out;
   }
   return recordOp(op, [x], out, (dy) => {
     const dx = Tensor.empty(x.shape);
-    launch('max_backward', [dx.buffer, dy.buffer, argmax.buffer], g.dims, NO_FLAGS, g.backward, `${g.label}.backward`);
+    launch('max_backward', [dx.buffer, dy.buffer, argmax.buffer], g.dims, NO_FLAGS, dilated(g.backward), `${g.label}.backward`);
     return [dx];
   });
+}
+
+/** Max over H and W: [N,C,H,W] -> [N,C,1,1] (ONNX GlobalMaxPool, torch adaptive_max_pool2d(x, 1)). */
+export function globalMaxPool2d(x: Tensor): Tensor {
+  if (x.ndim !== 4 || x.size === 0) throw new OpError('globalMaxPool2d', `x must be a non-empty [N,C,H,W] tensor, got ${shapeStr(x.shape)}`);
+  return maxPool2d(x, { kernel: [x.shape[2], x.shape[3]] });
 }
 
 /** torch.nn.functional.avg_pool2d (count_include_pad defaults to true, as torch). */
@@ -180,4 +213,37 @@ export function globalAvgPool2d(x: Tensor): Tensor {
     launch('global_avg_backward', [dx.buffer, dy.buffer], dims, NO_FLAGS, work, `${label}.backward`);
     return [dx];
   });
+}
+
+// ---- 1-D pooling: [N,C,L] as [N,C,1,L] -------------------------------------------------------
+
+export interface Pool1dOptions {
+  kernel: number;
+  /** defaults to the kernel size */
+  stride?: number;
+  padding?: number;
+  ceilMode?: boolean;
+}
+
+/** x: [N,C,L] viewed as [N,C,1,L], and the 1-D options as the 2-D ones of that view. */
+function view1d(op: string, x: Tensor, opts: Pool1dOptions): [Tensor, Pool2dOptions] {
+  if (!(x instanceof Tensor) || x.ndim !== 3 || x.size === 0) throw new OpError(op, `x must be a non-empty [N,C,L] tensor, got ${x instanceof Tensor ? shapeStr(x.shape) : typeof x}`);
+  const [N, C, L] = x.shape;
+  const { kernel, stride, padding = 0, ceilMode } = opts;
+  return [x.reshape([N, C, 1, L]), { kernel: [1, kernel], stride: stride === undefined ? undefined : [1, stride], padding: [0, padding], ceilMode }];
+}
+
+/** [N,C,1,OL] -> [N,C,OL] */
+const squeeze1d = (y: Tensor): Tensor => y.reshape([y.shape[0], y.shape[1], y.shape[3]]);
+
+/** torch.nn.functional.max_pool1d over x: [N,C,L] -> [N,C,OL]. */
+export function maxPool1d(x: Tensor, opts: Pool1dOptions & { dilation?: number }): Tensor {
+  const [x2d, o] = view1d('maxPool1d', x, opts);
+  return squeeze1d(maxPool2d(x2d, { ...o, dilation: [1, opts.dilation ?? 1] }));
+}
+
+/** torch.nn.functional.avg_pool1d over x: [N,C,L] -> [N,C,OL] (count_include_pad true by default). */
+export function avgPool1d(x: Tensor, opts: Pool1dOptions & { countIncludePad?: boolean }): Tensor {
+  const [x2d, o] = view1d('avgPool1d', x, opts);
+  return squeeze1d(avgPool2d(x2d, { ...o, countIncludePad: opts.countIncludePad }));
 }

@@ -107,3 +107,18 @@ export function conv2dBackwardRef(
   }
   return { dx, dw, db };
 }
+
+/** conv1d (torch.nn.functional.conv1d): x: [N,C,L], w: [OC,C/groups,K] is conv2d of the views
+ *  x: [N,C,1,L], w: [OC,C/groups,1,K] -> y: [N,OC,OL] (flattened). */
+export function conv1dRef(
+  x: Float64Array,
+  xShape: readonly number[],
+  w: Float64Array,
+  wShape: readonly number[],
+  b: Float64Array | null,
+  g: { stride: number; padding: number; dilation: number; groups: number },
+): { y: Float64Array; shape: number[] } {
+  const geo: ConvGeometry = { stride: [1, g.stride], padding: [0, g.padding], dilation: [1, g.dilation], groups: g.groups };
+  const { y, shape } = conv2dRef(x, [xShape[0], xShape[1], 1, xShape[2]], w, [wShape[0], wShape[1], 1, wShape[2]], b, geo);
+  return { y, shape: [shape[0], shape[1], shape[3]] };
+}
