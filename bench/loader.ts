@@ -64,12 +64,12 @@ for (const workers of [0, 1, 2]) {
 
 if (args.includes('--train-step')) {
   const { initGpu, getGpu } = await import('../src/gpu/index.ts');
-  const { resnet } = await import('../src/nn/resnet.ts');
+  const { resnet18 } = await import('../src/nn/resnet.ts');
   const { SGD } = await import('../src/optim/sgd.ts');
   const { softmaxCrossEntropy } = await import('../src/ops/softmax.ts');
   const { Tensor, tidy } = await import('../src/tensor/index.ts');
   await initGpu();
-  const model = resnet('resnet18', data.classes.length).train(true);
+  const model = resnet18({ numClasses: data.classes.length }).train(true);
   const opt = new SGD(model.parameters(), { lr: 1e-3, momentum: 0.9, weightDecay: 1e-4 });
   const step = async (images: Float32Array, labels: number[]) => {
     await tidy(async () => {

@@ -6,7 +6,7 @@
 // once: finite logits of the right shape, a finite loss, and a finite gradient for every parameter.
 //   npx tsx bench/resnet18.ts [--quick]        (npx tsx bench/kernels.ts --model runs it too)
 import { softmaxCrossEntropy } from '../src/ops/softmax.ts';
-import { resnet, type ResNet } from '../src/nn/resnet.ts';
+import { resnet18, type ResNet } from '../src/nn/resnet.ts';
 import { SGD } from '../src/optim/sgd.ts';
 import { noGrad, Rng, Tensor, tidy } from '../src/tensor/index.ts';
 import { isMain, readBack, runFamilies, type BenchCase } from './harness.ts';
@@ -23,7 +23,7 @@ const FORWARD_MACS = 1_814_073_344;
 
 /** A fresh model in train or eval mode, an image batch and labels. */
 function inputs(batch: number, training: boolean): { model: ResNet; x: Tensor; labels: number[] } {
-  const model = resnet('resnet18', CLASSES).train(training);
+  const model = resnet18({ numClasses: CLASSES }).train(training);
   const rng = new Rng(1);
   return { model, x: Tensor.randn([batch, 3, 224, 224], rng), labels: Array.from({ length: batch }, () => rng.int(CLASSES)) };
 }

@@ -6,7 +6,7 @@
 //   npx tsx bench/wait.ts [--rounds 5] [--steps 4]
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
-import { resnet } from '../src/nn/resnet.ts';
+import { resnet18 } from '../src/nn/resnet.ts';
 import { noGrad, Rng, Tensor, tidy } from '../src/tensor/index.ts';
 import { mainThreadCpuMs, median, openGpu } from './harness.ts';
 
@@ -15,7 +15,7 @@ const rounds = Number(values.rounds);
 const steps = Number(values.steps);
 
 const gpu = await openGpu();
-const model = resnet('resnet18', 1000).eval();
+const model = resnet18().eval();
 const x = Tensor.randn([1, 3, 224, 224], new Rng(1));
 const step = () => tidy(() => noGrad(() => void model.forward(x)));
 const waits: Record<string, () => Promise<void>> = {

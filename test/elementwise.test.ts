@@ -10,6 +10,7 @@ const reference: Record<ElementwiseName, (xs: Float64Array[], alpha: number, bet
   relu: ([x]) => x.map((v) => Math.max(v, 0)),
   leakyRelu: ([x], a) => x.map((v) => (v > 0 ? v : a * v)),
   scale: ([x], a) => x.map((v) => a * v),
+  shift: ([x], a) => x.map((v) => v + a),
   add: ([a, b]) => a.map((v, i) => v + b[i]),
   sub: ([a, b]) => a.map((v, i) => v - b[i]),
   mul: ([a, b]) => a.map((v, i) => v * b[i]),

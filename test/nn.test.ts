@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { getGpu } from '../src/gpu/index.ts';
-import { resnet } from '../src/nn/resnet.ts';
+import { resnet18, resnet34 } from '../src/nn/resnet.ts';
 import { noGrad, Rng, Tensor, tidy } from '../src/tensor/index.ts';
 import { useGpu } from './helpers.ts';
 
@@ -8,7 +8,7 @@ useGpu();
 
 describe('modules and ResNet', () => {
   it('ResNet18 and ResNet34 have torchvision parameter counts and state-dict names', () => {
-    const r18 = resnet('resnet18');
+    const r18 = resnet18();
     expect(r18.countParameters().total).toBe(11_689_512);
     const names = [...r18.stateDict().keys()];
     for (const n of ['conv1.weight', 'bn1.running_mean', 'layer1.0.conv1.weight', 'layer2.0.downsample.0.weight', 'layer2.0.downsample.1.running_var', 'layer4.1.bn2.bias', 'fc.weight', 'fc.bias']) {
@@ -19,18 +19,18 @@ describe('modules and ResNet', () => {
     // freezing by prefix: only the head stays trainable
     r18.freeze().unfreeze('fc');
     expect(r18.countParameters()).toEqual({ total: 11_689_512, trainable: 512 * 1000 + 1000, frozen: 11_689_512 - 513_000 });
-    r18.replaceHead(7, new Rng(1));
+    r18.replaceHead(7, { rng: new Rng(1) });
     expect(r18.numClasses).toBe(7);
     expect(r18.countParameters().trainable).toBe(512 * 7 + 7);
     r18.release();
 
-    const r34 = resnet('resnet34');
+    const r34 = resnet34();
     expect(r34.countParameters().total).toBe(21_797_672);
     r34.release();
   });
 
   it('inference frees every intermediate at once and gives finite logits', async () => {
-    const model = resnet('resnet18', 10, 3).eval();
+    const model = resnet18({ numClasses: 10, rng: new Rng(3) }).eval();
     const pool = getGpu().pool;
     const x = Tensor.randn([2, 3, 32, 32], new Rng(4));
     const before = pool.stats().liveBuffers;

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { afterAll, describe, expect, it } from 'vitest';
 import { BatchNorm2d } from '../src/nn/layers.ts';
-import { resnet, ResNet } from '../src/nn/resnet.ts';
+import { ResNet, resnet18 } from '../src/nn/resnet.ts';
 import { IMAGENET_NORMALIZATION, META, type Classifier } from '../src/onnx/classifier.ts';
 import { GraphModule } from '../src/onnx/graph.ts';
 import { loadClassifier, saveClassifier } from '../src/onnx/load.ts';
@@ -44,7 +44,7 @@ describe('saveClassifier / loadClassifier', () => {
   it('a ResNet18 checkpoint runs in onnxruntime with gpunet logits and loads back as the same classifier', async () => {
     const SIZE = 64;
     const classes = ['ants', 'bees', 'wasps', 'flies', 'moths'];
-    const net = resnet('resnet18', classes.length, 7);
+    const net = resnet18({ numClasses: classes.length, rng: new Rng(7) });
     // batchnorm state as training leaves it (a fresh one is the identity): random, so the export
     // of every BN parameter and running statistic is checked
     const rng = new Rng(8);

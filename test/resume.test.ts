@@ -24,7 +24,7 @@ const tmp = () => mkdtempSync(join(tmpdir(), 'gpunet-resume-'));
 function setup(modelSeed: number) {
   const rng = new Rng(9);
   const data = memoryData(syntheticImages(96, SIZE, rng), syntheticImages(32, SIZE, rng), 16);
-  return { split: splitModel(smallCnn(4, new Rng(modelSeed))), data };
+  return { split: splitModel(smallCnn(4, { rng: new Rng(modelSeed) })), data };
 }
 
 const OPTS: FitOptions = {

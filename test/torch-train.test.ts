@@ -23,7 +23,7 @@ describe('training matches PyTorch', () => {
     const size = 10;
     const data = syntheticImages(24, size, rng);
     const steps = batches(data.images, data.labels, 8, rng);
-    const model = smallCnn(4, rng);
+    const model = smallCnn(4, { rng });
     const state = [...model.stateDict()];
     const initial = await Promise.all(state.map(([, t]) => t.toArray()));
 

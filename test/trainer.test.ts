@@ -26,7 +26,7 @@ function setup(seed = 3) {
   const rng = new Rng(seed);
   const train = syntheticImages(128, SIZE, rng);
   const valid = syntheticImages(64, SIZE, rng);
-  const model = smallCnn(4, rng);
+  const model = smallCnn(4, { rng });
   return { split: splitModel(model), data: memoryData(train, valid, 16) };
 }
 

@@ -4,7 +4,7 @@
 // graph lists its nodes instead, every node output made a graph output for that one pass).
 import { getGpu, initGpu } from '../gpu/index.ts';
 import type { Module } from '../nn/module.ts';
-import { resnet, RESNET_BLOCKS, type ResNetArch } from '../nn/resnet.ts';
+import { RESNET_BLOCKS, ResNet, type ResNetArch } from '../nn/resnet.ts';
 import { GraphModule } from '../onnx/graph.ts';
 import { loadClassifier } from '../onnx/load.ts';
 import { noGrad, Tensor, tidy } from '../tensor/index.ts';
@@ -131,7 +131,7 @@ as Keras' model.summary() does. Shapes come from one forward pass at batch 1.`,
     let title: string;
     let inputSize = v.size ?? 224;
     if (arch) {
-      model = resnet(arch, classes);
+      model = new ResNet(arch, { numClasses: classes });
       title = arch;
     } else {
       const c = await loadClassifier(v.model!);

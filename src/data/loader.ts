@@ -101,11 +101,13 @@ function inlineExecutor(): Executor {
   };
 }
 
-/** The worker entry is TypeScript: each worker registers tsx's loader, as bin/gpunet.mjs does, then
- *  imports it (a hook given by `--import` does not apply to a worker's entry on Node 20). tsx is
- *  resolved from this file, so it works from any working directory, under vitest or gpunet; its ESM
- *  API file sits beside the CommonJS one that require.resolve names. */
+/** Run from the sources (tsx, vitest), the worker entry is TypeScript: each worker registers tsx's
+ *  loader, as bin/gpunet.mjs does, then imports it (a hook given by `--import` does not apply to a
+ *  worker's entry on Node 20). tsx is resolved from this file, so it works from any working
+ *  directory; its ESM API file sits beside the CommonJS one that require.resolve names. Run from
+ *  the built package (dist/), the entry is plain JavaScript beside this file. */
 function startWorker(): Worker {
+  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./worker.js', import.meta.url));
   const tsxApi = pathToFileURL(createRequire(import.meta.url).resolve('tsx/esm/api').replace(/\.cjs$/, '.mjs')).href;
   const entry = new URL('./worker.ts', import.meta.url).href;
   const boot = `import(${JSON.stringify(tsxApi)}).then((m) => { m.register(); return import(${JSON.stringify(entry)}); })`;

@@ -291,6 +291,19 @@ export async function initGpu(select?: string): Promise<Gpu> {
   return current;
 }
 
+export interface InitOptions {
+  /** the adapter: its index as `gpunet devices` lists them, or a case-insensitive part of its name */
+  device?: number | string;
+}
+
+/**
+ * Opens the GPU; `await gpunet.init()` comes before any tensor is made. Later calls return the
+ * adapter already open. Throws NoAdapterError (saying what to install) when there is none.
+ */
+export async function init(opts: InitOptions = {}): Promise<AdapterSummary> {
+  return (await initGpu(opts.device === undefined ? undefined : String(opts.device))).adapter;
+}
+
 /** The Gpu opened by initGpu(). */
 export function getGpu(): Gpu {
   if (!current) throw new GpuError('the GPU is not initialised: await initGpu() first');

@@ -1,13 +1,15 @@
 // The layers a ResNet and the small demo CNN are made of, each a thin Module over one op.
-// Initialisation follows torch.nn's defaults, so a fresh layer here is distributed like a fresh
-// PyTorch one (the seed makes it reproducible).
+// Constructors take torch.nn's required arguments positionally and the optional ones as an options
+// object (`new Conv2d(3, 64, 7, { stride: 2, padding: 3, bias: false })`). Initialisation follows
+// torch.nn's defaults, so a fresh layer here is distributed like a fresh PyTorch one; its values
+// come from `rng`, by default the global generator (manualSeed makes a script reproducible).
 import { batchNorm2d } from '../ops/batchnorm.ts';
 import { conv2d, type Conv2dOptions } from '../ops/conv2d.ts';
 import { dropout } from '../ops/dropout.ts';
 import { leakyRelu, relu } from '../ops/elementwise.ts';
 import { linear } from '../ops/matmul.ts';
-import { avgPool2d, globalAvgPool2d, maxPool2d, type Pool2dOptions } from '../ops/pool.ts';
-import { Rng, Tensor } from '../tensor/index.ts';
+import { avgPool2d, globalAvgPool2d, maxPool2d, type AvgPool2dOptions, type Pool2dOptions } from '../ops/pool.ts';
+import { defaultRng, type Rng, Tensor } from '../tensor/index.ts';
 import { Module, runLayers } from './module.ts';
 
 const pair = (v: number | [number, number]): [number, number] => (typeof v === 'number' ? [v, v] : v);
@@ -19,7 +21,14 @@ function defaultInit(shape: number[], fanIn: number, rng: Rng): Tensor {
   return Tensor.uniform(shape, rng, -bound, bound);
 }
 
-export interface Conv2dConfig extends Conv2dOptions {
+/** Where a layer's initial values come from. */
+export interface InitOptions {
+  /** the generator (default: the global one, seeded by manualSeed) */
+  rng?: Rng;
+}
+
+export interface Conv2dConfig extends Conv2dOptions, InitOptions {
+  /** a learnable per-channel bias (default true) */
   bias?: boolean;
   /** 'fan-out': torchvision's ResNet init, kaiming_normal_(mode='fan_out', nonlinearity='relu') */
   init?: 'default' | 'fan-out';
@@ -30,9 +39,10 @@ export class Conv2d extends Module {
   readonly bias: Tensor | null;
   readonly opts: Conv2dOptions;
 
-  constructor(readonly inChannels: number, readonly outChannels: number, kernel: number | [number, number], cfg: Conv2dConfig, rng: Rng) {
+  constructor(readonly inChannels: number, readonly outChannels: number, kernelSize: number | [number, number], cfg: Conv2dConfig = {}) {
     super();
-    const [kh, kw] = pair(kernel);
+    const rng = cfg.rng ?? defaultRng();
+    const [kh, kw] = pair(kernelSize);
     const groups = cfg.groups ?? 1;
     const fanIn = (inChannels / groups) * kh * kw;
     this.opts = { stride: cfg.stride ?? 1, padding: cfg.padding ?? 0, dilation: cfg.dilation ?? 1, groups };
@@ -49,14 +59,25 @@ export class Conv2d extends Module {
   }
 }
 
+export interface BatchNorm2dOptions {
+  /** added to the variance (default 1e-5) */
+  eps?: number;
+  /** weight of each batch's statistics in the running ones (default 0.1) */
+  momentum?: number;
+}
+
 export class BatchNorm2d extends Module {
   readonly weight: Tensor;
   readonly bias: Tensor;
   readonly runningMean: Tensor;
   readonly runningVar: Tensor;
+  readonly eps: number;
+  readonly momentum: number;
 
-  constructor(readonly channels: number, readonly eps = 1e-5, readonly momentum = 0.1) {
+  constructor(readonly channels: number, opts: BatchNorm2dOptions = {}) {
     super();
+    this.eps = opts.eps ?? 1e-5;
+    this.momentum = opts.momentum ?? 0.1;
     this.weight = this.param('weight', Tensor.ones([channels]));
     this.bias = this.param('bias', Tensor.zeros([channels]));
     this.runningMean = this.buffer('running_mean', Tensor.zeros([channels]));
@@ -72,14 +93,20 @@ export class BatchNorm2d extends Module {
   }
 }
 
+export interface LinearOptions extends InitOptions {
+  /** a learnable bias (default true) */
+  bias?: boolean;
+}
+
 export class Linear extends Module {
   readonly weight: Tensor;
   readonly bias: Tensor | null;
 
-  constructor(readonly inFeatures: number, readonly outFeatures: number, rng: Rng, bias = true) {
+  constructor(readonly inFeatures: number, readonly outFeatures: number, opts: LinearOptions = {}) {
     super();
+    const rng = opts.rng ?? defaultRng();
     this.weight = this.param('weight', defaultInit([outFeatures, inFeatures], inFeatures, rng));
-    this.bias = bias ? this.param('bias', defaultInit([outFeatures], inFeatures, rng)) : null;
+    this.bias = opts.bias === false ? null : this.param('bias', defaultInit([outFeatures], inFeatures, rng));
   }
 
   forward(x: Tensor): Tensor {
@@ -94,17 +121,22 @@ export class ReLU extends Module {
 }
 
 export class LeakyReLU extends Module {
-  constructor(readonly slope = 0.01) {
+  readonly negativeSlope: number;
+  constructor(opts: { negativeSlope?: number } = {}) {
     super();
+    this.negativeSlope = opts.negativeSlope ?? 0.01;
   }
   forward(x: Tensor): Tensor {
-    return leakyRelu(x, this.slope);
+    return leakyRelu(x, this.negativeSlope);
   }
 }
 
 export class MaxPool2d extends Module {
-  constructor(readonly opts: Pool2dOptions) {
+  readonly opts: Pool2dOptions;
+  /** `stride` defaults to the kernel size, as torch's */
+  constructor(kernelSize: number | [number, number], opts: Omit<Pool2dOptions, 'kernel'> = {}) {
     super();
+    this.opts = { ...opts, kernel: kernelSize };
   }
   forward(x: Tensor): Tensor {
     return maxPool2d(x, this.opts);
@@ -112,8 +144,11 @@ export class MaxPool2d extends Module {
 }
 
 export class AvgPool2d extends Module {
-  constructor(readonly opts: Pool2dOptions & { countIncludePad?: boolean }) {
+  readonly opts: AvgPool2dOptions;
+  /** `stride` defaults to the kernel size, as torch's */
+  constructor(kernelSize: number | [number, number], opts: Omit<AvgPool2dOptions, 'kernel'> = {}) {
     super();
+    this.opts = { ...opts, kernel: kernelSize };
   }
   forward(x: Tensor): Tensor {
     return avgPool2d(x, this.opts);
@@ -136,8 +171,14 @@ export class Flatten extends Module {
 
 export class Dropout extends Module {
   private calls = 0;
-  constructor(readonly p: number, readonly seed = 0) {
+  /** probability of zeroing an element in training (default 0.5) */
+  readonly p: number;
+  /** the first call's mask seed; each call takes the next */
+  readonly seed: number;
+  constructor(opts: { p?: number; seed?: number } = {}) {
     super();
+    this.p = opts.p ?? 0.5;
+    this.seed = opts.seed ?? 0;
   }
   forward(x: Tensor): Tensor {
     return dropout(x, this.p, this.training, this.seed + this.calls++);

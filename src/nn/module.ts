@@ -1,7 +1,17 @@
 // A small module system in the manner of torch.nn: a Module owns named parameters (trainable
 // tensors), buffers (state such as batchnorm running statistics) and child modules, so every
 // tensor has its state-dict name (`layer1.0.conv1.weight`, `bn1.running_mean`, `fc.bias`, ...).
-import { keep, type Tensor } from '../tensor/index.ts';
+import { keep, OpError, shapeStr, Tensor } from '../tensor/index.ts';
+
+/** Saved weights by state-dict name: tensors, or values read back (Float32Array). */
+export type StateDict = Map<string, Tensor | Float32Array> | Record<string, Tensor | Float32Array>;
+
+export interface LoadStateDictOptions {
+  /** every name must match in both directions (default true, as torch's) */
+  strict?: boolean;
+  /** where the weights came from, for errors (a file name) */
+  source?: string;
+}
 
 export abstract class Module {
   training = true;
@@ -67,9 +77,43 @@ export abstract class Module {
     return this.namedParameters().map(([, t]) => t);
   }
 
-  /** Parameters and buffers by state-dict name. */
+  /** Parameters and buffers by state-dict name (the live tensors, as torch's state_dict()). */
   stateDict(): Map<string, Tensor> {
     return new Map([...this.namedParameters(), ...this.namedBuffers()]);
+  }
+
+  /**
+   * Copies saved weights into the parameters and buffers of the same names (torch's
+   * load_state_dict); each must hold as many values. Strict (the default): every name must match
+   * in both directions. Returns the names missing from `state` and those it has that the model
+   * does not.
+   */
+  loadStateDict(state: StateDict, opts: LoadStateDictOptions = {}): { missing: string[]; unexpected: string[] } {
+    const { strict = true, source = 'loadStateDict' } = opts;
+    const given = state instanceof Map ? state : new Map(Object.entries(state));
+    const dict = this.stateDict();
+    const missing = [...dict.keys()].filter((n) => !given.has(n));
+    const unexpected = [...given.keys()].filter((n) => !dict.has(n));
+    if (strict && (missing.length || unexpected.length)) {
+      throw new OpError(source, `the saved weights do not fit the model (missing ${missing.slice(0, 3).join(', ') || 'none'}; unexpected ${unexpected.slice(0, 3).join(', ') || 'none'})`);
+    }
+    for (const [name, t] of dict) {
+      const v = given.get(name);
+      if (v === undefined) continue;
+      const size = v instanceof Tensor ? v.size : v.length;
+      if (size !== t.size) throw new OpError(source, `'${name}' holds ${size} values, the model's ${shapeStr(t.shape)} holds ${t.size}`);
+      if (v instanceof Tensor) t.copyFrom(v);
+      else t.set(v);
+    }
+    return { missing, unexpected };
+  }
+
+  /** Releases every parameter's gradient (torch's zero_grad(set_to_none=True)). */
+  zeroGrad(): void {
+    for (const t of this.parameters()) {
+      t.grad?.release();
+      t.grad = null;
+    }
   }
 
   train(on = true): this {
@@ -111,11 +155,8 @@ export abstract class Module {
 
   /** Returns every parameter, gradient and buffer to the pool. */
   release(): void {
-    for (const [, t] of [...this.namedParameters(), ...this.namedBuffers()]) {
-      t.grad?.release();
-      t.grad = null;
-      t.release();
-    }
+    this.zeroGrad();
+    for (const [, t] of [...this.namedParameters(), ...this.namedBuffers()]) t.release();
   }
 }
 

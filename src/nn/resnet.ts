@@ -4,8 +4,8 @@
 // A BasicBlock is relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x)), the shortcut being a 1x1
 // strided conv + bn ('downsample') where the shape changes.
 import { add, relu } from '../ops/elementwise.ts';
-import { Rng, Tensor } from '../tensor/index.ts';
-import { BatchNorm2d, Conv2d, Flatten, GlobalAvgPool2d, Linear, MaxPool2d, ReLU, Sequential } from './layers.ts';
+import { defaultRng, type Rng, Tensor } from '../tensor/index.ts';
+import { BatchNorm2d, Conv2d, Flatten, GlobalAvgPool2d, type InitOptions, Linear, MaxPool2d, ReLU, Sequential } from './layers.ts';
 import { Module, runLayers } from './module.ts';
 
 export type ResNetArch = 'resnet18' | 'resnet34';
@@ -17,7 +17,7 @@ export const RESNET_BLOCKS: Record<ResNetArch, readonly number[]> = {
 
 /** A bias-free conv with torchvision's init: kaiming_normal_(mode='fan_out', nonlinearity='relu'). */
 function kaimingConv(inC: number, outC: number, k: number, stride: number, padding: number, rng: Rng): Conv2d {
-  return new Conv2d(inC, outC, k, { stride, padding, bias: false, init: 'fan-out' }, rng);
+  return new Conv2d(inC, outC, k, { stride, padding, bias: false, init: 'fan-out', rng });
 }
 
 const RELU = new ReLU();
@@ -51,14 +51,20 @@ export class BasicBlock extends Module {
   }
 }
 
+export interface ResNetOptions extends InitOptions {
+  /** outputs of the final linear layer (default 1000, ImageNet's) */
+  numClasses?: number;
+}
+
 export class ResNet extends Module {
-  constructor(readonly arch: ResNetArch, classes: number, rng: Rng) {
+  constructor(readonly arch: ResNetArch, opts: ResNetOptions = {}) {
     super();
+    const rng = opts.rng ?? defaultRng();
     const blocks = RESNET_BLOCKS[arch];
     this.child('conv1', kaimingConv(3, 64, 7, 2, 3, rng));
     this.child('bn1', new BatchNorm2d(64));
     this.child('relu', new ReLU());
-    this.child('maxpool', new MaxPool2d({ kernel: 3, stride: 2, padding: 1 }));
+    this.child('maxpool', new MaxPool2d(3, { stride: 2, padding: 1 }));
     let inC = 64;
     blocks.forEach((n, i) => {
       const outC = 64 * 2 ** i;
@@ -68,7 +74,7 @@ export class ResNet extends Module {
     });
     this.child('avgpool', new GlobalAvgPool2d());
     this.child('flatten', new Flatten());
-    this.child('fc', new Linear(512, classes, rng));
+    this.child('fc', new Linear(512, opts.numClasses ?? 1000, { rng }));
   }
 
   get numClasses(): number {
@@ -76,8 +82,8 @@ export class ResNet extends Module {
   }
 
   /** Swaps the head for a fresh `classes`-way linear layer (transfer learning). */
-  replaceHead(classes: number, rng: Rng): void {
-    this.replaceChild('fc', new Linear(512, classes, rng));
+  replaceHead(classes: number, opts: InitOptions = {}): void {
+    this.replaceChild('fc', new Linear(512, classes, opts));
   }
 
   forward(x: Tensor): Tensor {
@@ -85,6 +91,12 @@ export class ResNet extends Module {
   }
 }
 
-export function resnet(arch: ResNetArch, classes = 1000, seed = 0): ResNet {
-  return new ResNet(arch, classes, new Rng(seed));
+/** torchvision.models.resnet18: `resnet18({ numClasses: 10 })` */
+export function resnet18(opts: ResNetOptions = {}): ResNet {
+  return new ResNet('resnet18', opts);
+}
+
+/** torchvision.models.resnet34 */
+export function resnet34(opts: ResNetOptions = {}): ResNet {
+  return new ResNet('resnet34', opts);
 }

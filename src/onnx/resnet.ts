@@ -17,7 +17,8 @@
 // rounds to exactly 1: invstd = 1 and the eval-mode BN computes exactly x + convBias (the test
 // checks this bit for bit).
 import { BatchNorm2d, Conv2d, Linear } from '../nn/layers.ts';
-import { RESNET_BLOCKS, resnet, ResNet, type ResNetArch } from '../nn/resnet.ts';
+import { RESNET_BLOCKS, ResNet, type ResNetArch } from '../nn/resnet.ts';
+import { Rng } from '../tensor/index.ts';
 import { META } from './classifier.ts';
 import { DataType, type AttrValue, type OnnxModel, type OnnxNode, type OnnxTensor } from './ir.ts';
 
@@ -240,7 +241,8 @@ function matchHead(g: GraphView, x: string): Head | null {
 export function importResNet(model: OnnxModel): ResNet | null {
   const plan = matchResNet(model);
   if (!plan) return null;
-  const net = resnet(plan.arch, plan.head.classes).eval();
+  // the ONNX weights replace the initial ones: a generator of its own leaves the global one's stream alone
+  const net = new ResNet(plan.arch, { numClasses: plan.head.classes, rng: new Rng(0) }).eval();
   const modules = new Map(net.namedModules());
   const setConvBn = (conv: string, bn: string, p: ConvBn) => loadConvBn(modules.get(conv) as Conv2d, modules.get(bn) as BatchNorm2d, p);
   setConvBn('conv1', 'bn1', plan.stem);

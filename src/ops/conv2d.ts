@@ -253,7 +253,7 @@ export function conv2dBackwardBias(dy: Tensor, geo: Conv2dGeometry): Tensor {
 }
 
 /** torch.nn.functional.conv2d: x: [N,C,H,W], w: [OC,C/groups,KH,KW], bias: [OC] or null -> [N,OC,OH,OW] */
-export function conv2d(x: Tensor, w: Tensor, bias: Tensor | null, opts: Conv2dOptions = {}): Tensor {
+export function conv2d(x: Tensor, w: Tensor, bias: Tensor | null = null, opts: Conv2dOptions = {}): Tensor {
   const geo = conv2dGeometry(x.shape, w.shape, bias ? bias.shape : null, opts);
   const y = conv2dForward(x, w, bias, geo);
   return recordOp('conv2d', [x, w, bias], y, (dy, needs) => [

@@ -19,6 +19,7 @@ export const ELEMENTWISE = {
   relu: { inputs: ['x'], forward: 'max(x, T(0.0))', grads: ['select(T(0.0), dy, x > T(0.0))'] },
   leakyRelu: { inputs: ['x'], forward: 'select(x * alpha, x, x > T(0.0))', grads: ['select(dy * alpha, dy, x > T(0.0))'] },
   scale: { inputs: ['x'], forward: 'x * alpha', grads: ['dy * alpha'] },
+  shift: { inputs: ['x'], forward: 'x + alpha', grads: ['dy'] },
   add: { inputs: ['a', 'b'], forward: 'a + b', grads: ['dy', 'dy'] },
   sub: { inputs: ['a', 'b'], forward: 'a - b', grads: ['dy', '-dy'] },
   mul: { inputs: ['a', 'b'], forward: 'a * b', grads: ['dy * b', 'dy * a'] },
@@ -77,8 +78,11 @@ export function elementwise(name: ElementwiseName, inputs: readonly Tensor[], al
 export const relu = (x: Tensor): Tensor => elementwise('relu', [x]);
 export const leakyRelu = (x: Tensor, slope = 0.01): Tensor => elementwise('leakyRelu', [x], slope);
 export const scale = (x: Tensor, s: number): Tensor => elementwise('scale', [x], s);
-export const add = (a: Tensor, b: Tensor): Tensor => elementwise('add', [a, b]);
-export const sub = (a: Tensor, b: Tensor): Tensor => elementwise('sub', [a, b]);
-export const mul = (a: Tensor, b: Tensor): Tensor => elementwise('mul', [a, b]);
+/** a + b, b a same-shaped tensor or a number */
+export const add = (a: Tensor, b: Tensor | number): Tensor => (typeof b === 'number' ? elementwise('shift', [a], b) : elementwise('add', [a, b]));
+/** a - b, b a same-shaped tensor or a number */
+export const sub = (a: Tensor, b: Tensor | number): Tensor => (typeof b === 'number' ? elementwise('shift', [a], -b) : elementwise('sub', [a, b]));
+/** a * b elementwise, b a same-shaped tensor or a number */
+export const mul = (a: Tensor, b: Tensor | number): Tensor => (typeof b === 'number' ? elementwise('scale', [a], b) : elementwise('mul', [a, b]));
 /** min(max(x, lo), hi) (ONNX Clip; torch.clamp when lo <= hi) */
 export const clip = (x: Tensor, lo: number, hi: number): Tensor => elementwise('clip', [x], lo, hi);

@@ -8,3 +8,4 @@ export { gemm, linear, matmul } from './matmul.ts';
 export { avgPool1d, avgPool2d, globalAvgPool2d, globalMaxPool2d, maxPool1d, maxPool2d, type AvgPool2dOptions, type MaxPool2dOptions, type Pool1dOptions, type Pool2dOptions } from './pool.ts';
 export { mean, sum } from './reduce.ts';
 export { crossEntropy, logSoftmax, softmax, softmaxCrossEntropy, type CrossEntropyOptions } from './softmax.ts';
+import './methods.ts'; // Tensor.prototype.add, .mul, .matmul, .sum, ...

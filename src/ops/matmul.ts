@@ -239,7 +239,7 @@ export function matmul(a: Tensor, b: Tensor, opts: { transA?: boolean; transB?: 
 }
 
 /** x: [N, in], w: [out, in], b: [out] | null -> y = x w^T + b: [N, out] (torch.nn.functional.linear) */
-export function linear(x: Tensor, w: Tensor, b: Tensor | null): Tensor {
+export function linear(x: Tensor, w: Tensor, b: Tensor | null = null): Tensor {
   if (!(x instanceof Tensor) || !(w instanceof Tensor)) throw new OpError('linear', 'inputs must be tensors');
   if (!is2d(x) || !is2d(w) || x.shape[1] !== w.shape[1] || (b && (b.shape.length !== 1 || b.shape[0] !== w.shape[0]))) {
     throw new OpError('linear', `expected x [N,in], w [out,in], b [out]: got x${shapeStr(x.shape)} w${shapeStr(w.shape)}${b ? ` b${shapeStr(b.shape)}` : ''}`);

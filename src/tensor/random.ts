@@ -43,3 +43,17 @@ export class Rng {
     return a;
   }
 }
+
+let globalRng = new Rng(0);
+
+/** The generator everything uses when given none (gpunet.randn, layer initialisation); seeded 0
+ *  at start, so a script is reproducible by default, as torch's default generator is. */
+export function defaultRng(): Rng {
+  return globalRng;
+}
+
+/** Reseeds the default generator (torch.manual_seed). */
+export function manualSeed(seed: number): void {
+  if (!Number.isInteger(seed)) throw new Error(`manualSeed: the seed must be an integer, got ${seed}`);
+  globalRng = new Rng(seed);
+}

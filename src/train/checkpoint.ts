@@ -182,21 +182,6 @@ export async function readWeights(model: Module): Promise<Map<string, Float32Arr
   return out;
 }
 
-/** Writes saved weights into the model; every name must match in both directions, with its size. */
-export function writeWeights(model: Module, weights: Map<string, Float32Array>, source: string): void {
-  const dict = model.stateDict();
-  const missing = [...dict.keys()].filter((n) => !weights.has(n));
-  const extra = [...weights.keys()].filter((n) => !dict.has(n));
-  if (missing.length || extra.length) {
-    throw new RunError(`${source}: the saved weights do not fit the model (missing ${missing.slice(0, 3).join(', ') || 'none'}; unexpected ${extra.slice(0, 3).join(', ') || 'none'})`);
-  }
-  for (const [name, t] of dict) {
-    const a = weights.get(name)!;
-    if (a.length !== t.size) throw new RunError(`${source}: '${name}' holds ${a.length} values, the model's ${t.size}`);
-    t.set(a);
-  }
-}
-
 /** The full state to save, from the live model and optimizer. */
 export async function captureState(model: Module, opt: SGD, rest: Omit<TrainingState, 'weights' | 'momentum'>): Promise<TrainingState> {
   return { ...rest, weights: await readWeights(model), momentum: (await opt.state()).momentumBuffers };

@@ -6,7 +6,7 @@ import type { AugmentOptions } from '../data/augment.ts';
 import type { Sample } from '../data/dataset.ts';
 import { ImageLoader, type LoaderOptions } from '../data/loader.ts';
 import type { Module } from '../nn/module.ts';
-import { resnet, ResNet, type ResNetArch } from '../nn/resnet.ts';
+import { ResNet, type ResNetArch } from '../nn/resnet.ts';
 import type { Classifier, Preprocessing } from '../onnx/classifier.ts';
 import { classifierMetadata, loadClassifier, saveClassifier } from '../onnx/load.ts';
 import { readOnnx } from '../onnx/read.ts';
@@ -37,11 +37,11 @@ export interface BuiltModel {
  * gets a new fc; any other graph is cut before its last weighted layer, see transfer.ts).
  */
 export async function buildModel(r: ModelRequest): Promise<BuiltModel> {
-  if (r.weights === undefined) return { model: resnet(r.arch, r.classes, r.seed), base: null };
+  if (r.weights === undefined) return { model: new ResNet(r.arch, { numClasses: r.classes, rng: new Rng(r.seed) }), base: null };
   const rng = new Rng(r.seed);
   const c = await loadClassifier(r.weights);
   if (c.model instanceof ResNet) {
-    c.model.replaceHead(r.classes, rng);
+    c.model.replaceHead(r.classes, { rng });
     return { model: c.model, base: c.preprocessing };
   }
   c.model.release();

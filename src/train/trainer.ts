@@ -23,7 +23,7 @@ import type { Module } from '../nn/module.ts';
 import { type ParamGroup, SGD } from '../optim/sgd.ts';
 import { Rng, type Tensor } from '../tensor/index.ts';
 import { classificationMetrics } from './metrics.ts';
-import { captureState, loadTrainingState, RunError, saveTrainingState, writeWeights } from './checkpoint.ts';
+import { captureState, loadTrainingState, RunError, saveTrainingState } from './checkpoint.ts';
 import { batches, crossEntropy, predictLogits, trainEpoch } from './classifier.ts';
 import { computeFeatures, featureBatches, type FeatureSet } from './features.ts';
 import { type EpochRecord, formatEpoch, writeHistory } from './history.ts';
@@ -244,7 +244,7 @@ export async function fit(split: ModelSplit, data: TrainData, o: FitOptions): Pr
       if (JSON.stringify(s.config[key]) === JSON.stringify(now) || (key === 'data' && s.config.data === undefined)) continue; // (states before data fingerprints)
       throw new RunFolderError('mismatch', o.out!, { key, saved: s.config[key], now });
     }
-    writeWeights(split.model, s.weights, statePath);
+    split.model.loadStateDict(s.weights, { source: statePath });
     opt.loadState({ momentumBuffers: s.momentum });
     ({ epoch, stepInEpoch, partialLosses, partialSeconds, bestAccuracy, history } = s);
     log(`resuming at epoch ${epoch + 1}${stepInEpoch ? `, step ${stepInEpoch}/${stepsPerEpoch}` : ''}`);

@@ -82,7 +82,7 @@ export class TransferModel extends Module {
     super();
     this.backbone = this.child('backbone', new GraphModule(backboneModel(base, cut), { source }));
     this.pool = featureRank === 4 ? [this.child('pool', new GlobalAvgPool2d()), this.child('flatten', new Flatten())] : [];
-    this.head = this.child('head', new Linear(features, classes, rng));
+    this.head = this.child('head', new Linear(features, classes, { rng }));
   }
 
   /** images -> pooled features [N, F] */

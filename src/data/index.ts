@@ -1,0 +1,7 @@
+// Data: image folders and their splits, decoding and augmentation, the worker-thread loader.
+export { augmentImage, DEFAULT_AUGMENT, type AugmentOptions, type FillMode } from './augment.ts';
+export type { Batch, DataSplit, Sample, SkippedFile } from './dataset.ts';
+export { DataError, describeSource, scanDataset, type SourceOptions } from './folder.ts';
+export { ImageError, isImageFile, listImages, loadImage } from './image.ts';
+export { ImageLoader, type LoaderOptions } from './loader.ts';
+export { syntheticImages, SYNTHETIC_CLASSES, type ImageSet } from './synthetic.ts';
