@@ -11,7 +11,6 @@
 // A bench module exports `title`, `cases` and `validate()` (a BenchFamily), optionally `floors`
 // and `summary`, and runs itself through runFamilies() only when it is the main module (isMain).
 import Benchmark from 'benchmark';
-import { readFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { getGpu, initGpu, type Gpu } from '../src/gpu/index.ts';
@@ -181,22 +180,6 @@ export function backwardOnly(y: Tensor, rng: Rng): { run: () => void; dispose: (
 }
 
 // ---- timing -----------------------------------------------------------------------------------
-
-export function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
-
-/** CPU time the calling thread has run, in ms (Linux's schedstat, ns resolution; NaN elsewhere).
- *  The main thread's share of the process's CPU: the rest is lavapipe's workers. */
-export function mainThreadCpuMs(): number {
-  try {
-    return Number(readFileSync('/proc/thread-self/schedstat', 'utf8').split(' ')[0]) / 1e6;
-  } catch {
-    return NaN;
-  }
-}
 
 /** Launches per iteration are chosen so that one iteration takes about this long. */
 const ITERATION_MS = 20;

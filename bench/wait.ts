@@ -8,7 +8,9 @@ import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { resnet18 } from '../src/nn/resnet.ts';
 import { noGrad, Rng, Tensor, tidy } from '../src/tensor/index.ts';
-import { mainThreadCpuMs, median, openGpu } from './harness.ts';
+import { threadCpuMs } from '../src/gpu/index.ts';
+import { median } from '../src/train/benchmark.ts';
+import { openGpu } from './harness.ts';
 
 const { values } = parseArgs({ options: { rounds: { type: 'string', default: '5' }, steps: { type: 'string', default: '4' } } });
 const rounds = Number(values.rounds);
@@ -31,7 +33,7 @@ await gpu.sync();
 const results = new Map<string, { wall: number[]; cpu: number[]; main: number[] }>();
 for (let r = 0; r < rounds; r++) {
   for (const [name, wait] of Object.entries(waits)) {
-    const main0 = mainThreadCpuMs();
+    const main0 = threadCpuMs();
     const cpu0 = process.cpuUsage();
     const t0 = performance.now();
     for (let i = 0; i < steps; i++) {
@@ -42,7 +44,7 @@ for (let r = 0; r < rounds; r++) {
     const res = results.get(name) ?? { wall: [], cpu: [], main: [] };
     res.wall.push((performance.now() - t0) / steps);
     res.cpu.push((cpu.user + cpu.system) / 1e3 / steps);
-    res.main.push((mainThreadCpuMs() - main0) / steps);
+    res.main.push((threadCpuMs() - main0) / steps);
     results.set(name, res);
   }
 }

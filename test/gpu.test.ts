@@ -60,17 +60,25 @@ describe('gpu layer', () => {
     expect(gpu.pipelines.size).toBe(n + 1);
   });
 
-  it('profiles dispatches with timestamp queries, per label', async () => {
+  it('profiles every dispatch with timestamp queries, across submits, with its layer and work', async () => {
     const gpu = getGpu();
+    const before = gpu.dispatchCount;
     gpu.startProfiling();
     tidy(() => {
       const x = Tensor.ones([1 << 16]);
-      for (let i = 0; i < 3; i++) relu(x);
+      for (let i = 0; i < 20; i++) {
+        gpu.withScope(`layer${i % 2}`, () => relu(x));
+        gpu.flush(); // past 16 pairs, a resolve starts at a 256-byte offset
+      }
     });
-    const entries = await gpu.stopProfiling();
-    const r = entries.find((e) => e.label === 'relu [65536]');
-    expect(r?.count).toBe(3);
-    expect(r!.ms).toBeGreaterThan(0);
-    expect(entries.find((e) => e.label.startsWith('fill'))).toBeDefined();
+    const { events, submits } = await gpu.stopProfiling();
+    expect(events).toHaveLength(gpu.dispatchCount - before);
+    expect(submits).toBeGreaterThanOrEqual(20);
+    const relus = events.filter((e) => e.label === 'relu [65536]');
+    expect(relus).toHaveLength(20);
+    expect(relus.map((e) => e.scope)).toEqual(Array.from({ length: 20 }, (_, i) => `layer${i % 2}`));
+    expect(relus.every((e) => e.kind === 'relu' && e.endNs > e.beginNs && e.bytes === 2 * 4 * (1 << 16))).toBe(true);
+    for (let i = 1; i < events.length; i++) expect(events[i].beginNs).toBeGreaterThanOrEqual(events[i - 1].endNs);
+    expect(events.find((e) => e.label.startsWith('fill'))?.scope).toBe('');
   });
 });

@@ -1,6 +1,7 @@
 // Shared test utilities: GPU set-up with output poisoning, seeded random inputs, relative error,
 // and gradient checking of a GPU op against central finite differences of a float64 reference.
-import { beforeAll } from 'vitest';
+import { beforeAll, vi } from 'vitest';
+import type { Command } from '../src/cli/main.ts';
 import { initGpu } from '../src/gpu/index.ts';
 import { relError, Rng, setPoison, shapeSize, Tensor, tidy } from '../src/tensor/index.ts';
 
@@ -78,4 +79,18 @@ export async function runWithGrads(
     for (const t of ts) t.grad?.release();
     return { out, grads };
   });
+}
+
+/** Runs a command as main() would, returning its exit code, stdout lines and stderr messages. */
+export async function runCommand(cmd: Command, args: string[]): Promise<{ code: number; out: string[]; err: string[] }> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const log = vi.spyOn(console, 'log').mockImplementation((...a) => void out.push(...a.join(' ').split('\n')));
+  const error = vi.spyOn(console, 'error').mockImplementation((...a) => void err.push(a.join(' ')));
+  try {
+    return { code: await cmd.run(args), out, err };
+  } finally {
+    log.mockRestore();
+    error.mockRestore();
+  }
 }

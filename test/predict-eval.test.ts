@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import sharp from 'sharp';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { evalCommand } from '../src/cli/eval.ts';
 import { importCommand } from '../src/cli/import.ts';
 import { INFERENCE_OPTIONS, predictCommand, readCategoryNames, resolvePreprocessing } from '../src/cli/predict.ts';
@@ -21,8 +21,7 @@ import { META } from '../src/onnx/classifier.ts';
 import { readOnnx } from '../src/onnx/read.ts';
 import { noGrad, Rng, Tensor, tidy } from '../src/tensor/index.ts';
 import { argmaxRows } from '../src/train/metrics.ts';
-import type { Command } from '../src/cli/main.ts';
-import { relError, useGpu } from './helpers.ts';
+import { relError, runCommand, useGpu } from './helpers.ts';
 
 useGpu();
 
@@ -38,19 +37,7 @@ beforeAll(() => {
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-/** Runs a command as main() would, returning its exit code, stdout lines and stderr lines. */
-async function run(cmd: Command, args: string[]): Promise<{ code: number; out: string[]; err: string[] }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const log = vi.spyOn(console, 'log').mockImplementation((...a) => void out.push(...a.join(' ').split('\n')));
-  const error = vi.spyOn(console, 'error').mockImplementation((...a) => void err.push(a.join(' ')));
-  try {
-    return { code: await cmd.run(args), out, err };
-  } finally {
-    log.mockRestore();
-    error.mockRestore();
-  }
-}
+const run = runCommand;
 
 async function noisyImage(file: string, w: number, h: number, seed: number): Promise<void> {
   const rng = new Rng(seed);

@@ -8,6 +8,7 @@ import { FileError } from '../io/files.ts';
 import { OnnxError } from '../onnx/read.ts';
 import { OpError } from '../tensor/index.ts';
 import { RunError } from '../train/checkpoint.ts';
+import { benchCommand } from './bench.ts';
 import { demoCommand } from './demo.ts';
 import { devicesCommand } from './devices.ts';
 import type { Command } from './command.ts';
@@ -25,7 +26,7 @@ import { trainCommand } from './train.ts';
 
 export type { Command } from './command.ts';
 
-const commands: Command[] = [trainCommand, lrFindCommand, dataCommand, showBatchCommand, predictCommand, evalCommand, summaryCommand, importCommand, onnxTestCommand, devicesCommand, demoCommand];
+const commands: Command[] = [trainCommand, lrFindCommand, dataCommand, showBatchCommand, predictCommand, evalCommand, summaryCommand, importCommand, onnxTestCommand, benchCommand, devicesCommand, demoCommand];
 
 function help(): string {
   const width = Math.max(...commands.map((c) => c.name.length));

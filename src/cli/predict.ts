@@ -3,7 +3,7 @@
 // preprocessing options, class-name files.
 import { readFileSync } from 'node:fs';
 import { basename, extname } from 'node:path';
-import { initGpu } from '../gpu/index.ts';
+import { getGpu, initGpu } from '../gpu/index.ts';
 import { ImageError, listImages } from '../data/image.ts';
 import type { Classifier, Preprocessing } from '../onnx/classifier.ts';
 import { loadClassifier } from '../onnx/load.ts';
@@ -14,6 +14,7 @@ import { ProgressBar } from '../report/progress.ts';
 import { defineCommand } from './command.ts';
 import { UsageError } from './errors.ts';
 import { flag, grouped, int, str, strings } from './options.ts';
+import { PROFILE, reportProfile } from './profile.ts';
 import { DEVICE, PREPROCESSING, type PreprocessingValues } from './shared-options.ts';
 
 // ---- shared with eval ---------------------------------------------------------------------------
@@ -122,6 +123,7 @@ be decoded are reported and skipped; the exit status is non-zero only if no imag
     json: flag({ help: 'one JSON object per image and line instead of the table' }),
     plot: str({ metavar: 'FILE.png', help: 'a bar chart of the top-k probabilities (several images: FILE-1.png, FILE-2.png, ...)' }),
     ...INFERENCE_OPTIONS,
+    ...PROFILE,
   },
   async run(v, { positionals }) {
     // `--input a.jpg b.jpg` (a shell-expanded glob) leaves b.jpg as a positional
@@ -133,7 +135,10 @@ be decoded are reported and skipped; the exit status is non-zero only if no imag
     const names = v.categoryNames ? readCategoryNames(v.categoryNames, c.classes) : c.classes;
 
     const bar = files.length > v.batchSize ? new ProgressBar('predict', files.length, 'images') : null;
+    const profiling = v.profile !== undefined;
+    if (profiling) getGpu().startProfiling();
     const { results, failed } = await classifyFiles(c, files, p, v.batchSize, (d) => bar?.update(d));
+    const timed = profiling ? await getGpu().stopProfiling() : null;
     reportSkipped('predict', failed);
 
     const tops = results.map((r) => {
@@ -153,6 +158,7 @@ be decoded are reported and skipped; the exit status is non-zero only if no imag
         await savePng(topKChart(t.top.map((x) => ({ label: x.name, prob: x.prob })), basename(t.file)), numberedPath(v.plot, i, tops.length));
       }
     }
+    if (timed) await reportProfile(v.profile!, timed, Math.ceil(files.length / v.batchSize), v.json);
     if (results.length === 0) {
       console.error(`gpunet predict: no image could be classified (${failed.length} of ${files.length} files unreadable)`);
       return 1;

@@ -5,7 +5,7 @@ import { basename, join } from 'node:path';
 import { DEFAULT_AUGMENT, type AugmentOptions } from '../data/augment.ts';
 import type { DataSplit } from '../data/dataset.ts';
 import { dataFingerprint } from '../data/folder.ts';
-import { initGpu } from '../gpu/index.ts';
+import { getGpu, initGpu, type Profile } from '../gpu/index.ts';
 import { IMAGENET_NORMALIZATION } from '../onnx/classifier.ts';
 import { SCHEDULES } from '../train/schedule.ts';
 import { buildModel, imageData, saveCheckpoint } from '../train/setup.ts';
@@ -17,6 +17,7 @@ import { scanFromArgs } from './data.ts';
 import { UsageError } from './errors.ts';
 import { choice, flag, grouped, int, kebab, num, str, type Values } from './options.ts';
 import { resolvePreprocessing } from './predict.ts';
+import { PROFILE, reportProfile } from './profile.ts';
 import { DATA_SOURCE, DEVICE, PREPROCESSING } from './shared-options.ts';
 
 const AUGMENTS: Record<string, AugmentOptions | null> = { fastai: DEFAULT_AUGMENT, flip: { flip: true }, none: null };
@@ -119,6 +120,10 @@ function runFolderMessage(e: RunFolderError): string {
   return `--resume: ${settingName(s.key)} was ${JSON.stringify(s.saved)} in the saved run, now ${JSON.stringify(s.now)}`;
 }
 
+/** --profile: steps untimed first, then the profiled ones */
+const PROFILE_WARMUP = 2;
+const PROFILE_STEPS = 3;
+
 export const trainCommand = defineCommand({
   name: 'train',
   summary: 'fine-tune a classifier on a folder of images',
@@ -128,7 +133,8 @@ export const trainCommand = defineCommand({
 at lr x lr-mult, the head at lr). With --freeze-epochs >= --epochs the backbone stays frozen (batchnorm
 too) and its features are computed once, so each epoch trains only the head. Writes to --out:
 best.onnx (best valid accuracy), last.onnx, history.csv/json/png and train-state.bin (--resume
-continues exactly). Ctrl-C (or SIGTERM) finishes the current step, saves and exits.`,
+continues exactly). Ctrl-C (or SIGTERM) finishes the current step, saves and exits. With --profile
+it profiles training steps ${PROFILE_WARMUP + 1}-${PROFILE_WARMUP + PROFILE_STEPS}, prints the tables and stops, writing nothing.`,
   options: {
     ...grouped('training', {
       epochs: int({ min: 1, max: 100_000, default: 5, help: 'epochs in all, frozen ones included' }),
@@ -140,10 +146,13 @@ continues exactly). Ctrl-C (or SIGTERM) finishes the current step, saves and exi
       resume: flag({ help: 'continue the run in --out' }),
     }),
     ...RUN_OPTIONS,
+    ...PROFILE,
   },
   async run(v) {
     if (v.resume && !v.out) throw new UsageError('--resume needs --out DIR, the run to continue');
-    const out = v.out ?? defaultOut();
+    const profiling = v.profile !== undefined;
+    if (profiling && (v.resume || v.out)) throw new UsageError('--profile runs a few steps and writes no run folder: drop --out and --resume');
+    const out = profiling ? undefined : (v.out ?? defaultOut());
 
     const run = await prepareRun(v, 'train');
     const freezeEpochs = v.freezeEpochs ?? (run.pretrained ? 1 : 0);
@@ -157,15 +166,29 @@ continues exactly). Ctrl-C (or SIGTERM) finishes the current step, saves and exi
     };
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
+    // --profile: after PROFILE_WARMUP steps, time PROFILE_STEPS, then stop
+    let stepsDone = 0;
+    let timed: Promise<Profile> | null = null;
+    const afterStep = () => {
+      stepsDone++;
+      if (stepsDone === PROFILE_WARMUP) getGpu().startProfiling();
+      if (stepsDone === PROFILE_WARMUP + PROFILE_STEPS) timed = getGpu().stopProfiling();
+      return timed !== null;
+    };
     try {
       const what = run.pretrained ? `${run.config.weights} with a new ${run.dataset.classes.length}-class head` : `${v.arch} from scratch`;
-      console.log(`training ${what} at ${run.preprocessing.size} px; run folder ${out}`);
+      console.log(`training ${what} at ${run.preprocessing.size} px; ${out ? `run folder ${out}` : `profiling steps ${PROFILE_WARMUP + 1}-${PROFILE_WARMUP + PROFILE_STEPS}`}`);
       const res = await fit(run.split, run.data, {
         epochs: v.epochs, freezeEpochs, lr: v.lr, lrMult: v.lrMult, schedule: v.schedule,
         momentum: v.momentum, weightDecay: v.weightDecay, labelSmoothing: v.labelSmoothing,
-        seed: v.seed, out, resume: v.resume, exportModel: run.exportModel, config: run.config, progress: true,
-        shouldStop: () => stop,
+        seed: v.seed, out, resume: v.resume, exportModel: out ? run.exportModel : undefined, config: run.config, progress: true,
+        shouldStop: () => (profiling && afterStep()) || stop,
       });
+      if (profiling) {
+        if (!timed) throw new UsageError(`--profile: the run ended after ${stepsDone} steps, before the ${PROFILE_WARMUP + PROFILE_STEPS} it profiles (more images, or a smaller --batch-size)`);
+        await reportProfile(v.profile!, await timed, PROFILE_STEPS);
+        return 0;
+      }
       if (res.status === 'nonfinite') {
         console.error(`gpunet train: ${res.message} (try a lower --lr)`);
         return 1;
@@ -174,7 +197,7 @@ continues exactly). Ctrl-C (or SIGTERM) finishes the current step, saves and exi
         const at = res.stoppedAt!;
         console.log(`stopped ${at.step ? `at epoch ${at.epoch + 1}, step ${at.step}/${at.stepsPerEpoch}` : `after epoch ${at.epoch}`}: saved; continue with --resume`);
       }
-      if (res.status === 'done') console.log(`best valid accuracy ${(100 * res.bestAccuracy).toFixed(2)}%: ${join(out, 'best.onnx')}`);
+      if (res.status === 'done') console.log(`best valid accuracy ${(100 * res.bestAccuracy).toFixed(2)}%: ${join(out!, 'best.onnx')}`);
       return 0;
     } catch (e) {
       if (e instanceof RunFolderError) throw new UsageError(runFolderMessage(e));

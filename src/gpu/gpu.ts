@@ -7,9 +7,9 @@
 import { openDevice, type AdapterSummary } from './device.ts';
 import { packParams, PipelineCache, type Kernel, type KernelSpec } from './kernels.ts';
 import { BufferPool } from './pool.ts';
-import { Profiler, type ProfileEntry } from './profiler.ts';
+import { Profiler, type DispatchWork, type ProfileEvent } from './profiler.ts';
 import { MapMode, Usage } from './usage.ts';
-import { quietly } from './wait.ts';
+import { quietly, threadCpuMs, waitCpuMs } from './wait.ts';
 
 const PARAM_SLOT = 256; // minUniformBufferOffsetAlignment is at most 256
 const PARAM_SLOTS = 2048; // dispatches per submit before an automatic flush
@@ -33,6 +33,19 @@ export interface DispatchArgs {
   workgroups: readonly [number, number?, number?];
   /** what this dispatch is, for errors and the profiler, e.g. 'conv2d.forward x[2,3,7,5] w[4,3,3,3]' */
   label?: string;
+  /** the work it does, for the profiler's GFLOP/s and GB/s */
+  work?: DispatchWork;
+}
+
+/** What stopProfiling() returns: every dispatch timed, and the CPU side of the same window. */
+export interface Profile {
+  events: ProfileEvent[];
+  /** submits (command buffers) in the window */
+  submits: number;
+  /** wall time of the window, ms */
+  wallMs: number;
+  /** main-thread CPU time outside GPU waits: recording the work (ops, encoding, uploads), ms */
+  cpuMs: number;
 }
 
 /** Raised for WebGPU validation errors, device loss and failed shader compiles. */
@@ -58,8 +71,12 @@ export class Gpu {
   private error: string | null = null;
   private lastLabels: string[] = [];
   private profiler: Profiler | null = null;
-  /** dispatches submitted since creation, for tests and stats */
+  private profileStart = { wall: 0, cpu: 0, wait: 0, submits: 0 };
+  private scopes: string[] = [];
+  /** dispatches recorded since creation, for tests and stats */
   dispatchCount = 0;
+  /** command buffers submitted since creation */
+  submitCount = 0;
   /** a software adapter (lavapipe, SwiftShader): each invocation is one SIMD lane on a CPU core,
    *  launching a workgroup costs microseconds and barriers are dear, so kernels pick other layouts */
   readonly isCpu: boolean;
@@ -127,7 +144,7 @@ export class Gpu {
         ...ranges.map((resource, i) => ({ binding: i + 1, resource })),
       ],
     });
-    const pass = this.profiler ? this.profiledPass(label) : this.openPass();
+    const pass = this.profiler ? this.profiledPass(label, ranges, args.work) : this.openPass();
     pass.setPipeline(kernel.pipeline);
     pass.setBindGroup(0, bindGroup);
     pass.dispatchWorkgroups(x, y, z);
@@ -167,6 +184,7 @@ export class Gpu {
     }
     this.profiler?.resolve(this.encoder);
     this.device.queue.submit([this.encoder.finish()]);
+    this.submitCount++;
     this.encoder = null;
     this.pendingDispatches = 0;
     for (const b of this.toDestroy) b.destroy();
@@ -203,20 +221,42 @@ export class Gpu {
     this.raisePending();
   }
 
+  /** The layer (module path) dispatches are attributed to: the innermost withScope(). */
+  get scope(): string {
+    return this.scopes[this.scopes.length - 1] ?? '';
+  }
+
+  /** Runs `fn` with dispatches attributed to `name` (a layer), for the profiler. */
+  withScope<T>(name: string, fn: () => T): T {
+    this.scopes.push(name);
+    try {
+      return fn();
+    } finally {
+      this.scopes.pop();
+    }
+  }
+
   /** Starts timing every dispatch with timestamp queries (one compute pass each while on). */
   startProfiling(): void {
     if (!this.features.has('timestamp-query')) throw new GpuError('profiling needs the timestamp-query feature, which this adapter lacks');
+    if (this.profiler) throw new GpuError('startProfiling: already profiling');
     this.flush();
     this.profiler = new Profiler(this.device);
+    this.profileStart = { wall: performance.now(), cpu: threadCpuMs(), wait: waitCpuMs(), submits: this.submitCount };
   }
 
-  /** Stops profiling and returns the time per label, slowest first. */
-  async stopProfiling(): Promise<ProfileEntry[]> {
+  /** Stops profiling at once (later dispatches are not timed), waits for the GPU and returns every
+   *  dispatch timed since the start. */
+  async stopProfiling(): Promise<Profile> {
     const profiler = this.profiler;
     if (!profiler) throw new GpuError('stopProfiling: profiling was not started');
     this.flush();
     this.profiler = null;
-    return profiler.collect();
+    const start = this.profileStart;
+    await this.sync();
+    const wallMs = performance.now() - start.wall;
+    const cpuMs = threadCpuMs() - start.cpu - (waitCpuMs() - start.wait);
+    return { events: await profiler.collect(), submits: this.submitCount - start.submits, wallMs, cpuMs };
   }
 
   destroy(): void {
@@ -235,9 +275,14 @@ export class Gpu {
     return this.pass;
   }
 
-  private profiledPass(label: string): GPUComputePassEncoder {
+  private profiledPass(label: string, ranges: { buffer: GPUBuffer; offset?: number; size?: number }[], work: DispatchWork = {}): GPUComputePassEncoder {
     this.closePass();
-    return this.commandEncoder().beginComputePass({ timestampWrites: this.profiler!.next(label, this.commandEncoder()) });
+    const bound = ranges.reduce((sum, { buffer, offset = 0, size = buffer.size - offset }) => sum + size, 0);
+    const info = {
+      label, kind: label.split(' ')[0], scope: this.scope, submit: this.submitCount - this.profileStart.submits,
+      flops: work.flops ?? 0, bytes: work.bytes ?? bound,
+    };
+    return this.commandEncoder().beginComputePass({ timestampWrites: this.profiler!.next(info) });
   }
 
   private closePass(): void {

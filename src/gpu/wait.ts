@@ -8,6 +8,8 @@
 // seen at most half a millisecond late. Measured in bench/NOTES.md: main-thread CPU while waiting
 // for a ResNet18 inference went from ~280 ms to ~15 ms per step, and the step's wall time halved.
 
+import { readFileSync } from 'node:fs';
+
 const SLEEP_MS = 0.5;
 const cell = new Int32Array(new SharedArrayBuffer(4));
 let pending = 0;
@@ -20,8 +22,17 @@ function turn(): void {
   setImmediate(turn);
 }
 
+let waitCpu = 0;
+let waitStart = 0;
+
+/** Main-thread CPU time spent inside quiet waits so far, ms (what is left of the polling). */
+export function waitCpuMs(): number {
+  return waitCpu;
+}
+
 /** Resolves as `p` does, with the event loop throttled while it (or any other quiet wait) is pending. */
 export async function quietly<T>(p: Promise<T>): Promise<T> {
+  if (pending === 0) waitStart = threadCpuMs(); // overlapping waits count once
   pending++;
   if (!turning) {
     turning = true;
@@ -31,5 +42,16 @@ export async function quietly<T>(p: Promise<T>): Promise<T> {
     return await p;
   } finally {
     pending--;
+    if (pending === 0) waitCpu += threadCpuMs() - waitStart;
+  }
+}
+
+/** CPU time the calling thread has run, ms (Linux's schedstat, ns resolution; NaN elsewhere). On
+ *  the main thread: the process's CPU less lavapipe's worker threads. */
+export function threadCpuMs(): number {
+  try {
+    return Number(readFileSync('/proc/thread-self/schedstat', 'utf8').split(' ')[0]) / 1e6;
+  } catch {
+    return NaN;
   }
 }

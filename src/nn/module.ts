@@ -1,6 +1,7 @@
 // A small module system in the manner of torch.nn: a Module owns named parameters (trainable
 // tensors), buffers (state such as batchnorm running statistics) and child modules, so every
 // tensor has its state-dict name (`layer1.0.conv1.weight`, `bn1.running_mean`, `fc.bias`, ...).
+import { getGpu } from '../gpu/index.ts';
 import { keep, OpError, shapeStr, Tensor } from '../tensor/index.ts';
 
 /** Saved weights by state-dict name: tensors, or values read back (Float32Array). */
@@ -18,6 +19,7 @@ export abstract class Module {
   private readonly ownParams = new Map<string, Tensor>();
   private readonly ownBuffers = new Map<string, Tensor>();
   private readonly ownChildren = new Map<string, Module>();
+  private parent: { module: Module; name: string } | null = null;
 
   abstract forward(x: Tensor): Tensor;
 
@@ -38,7 +40,16 @@ export abstract class Module {
 
   protected child<M extends Module>(name: string, m: M): M {
     this.ownChildren.set(name, m);
+    m.parent = { module: this, name };
     return m;
+  }
+
+  /** The dotted name below the root module ('layer1.0.conv1'), '' for the root or a module that is
+   *  no one's child. The profiler attributes each layer's kernels to it. */
+  get path(): string {
+    if (!this.parent) return '';
+    const up = this.parent.module.path;
+    return up ? `${up}.${this.parent.name}` : this.parent.name;
   }
 
   /** Replaces a child (e.g. a new classification head), releasing the old one's tensors. */
@@ -48,6 +59,7 @@ export abstract class Module {
     old.release();
     m.train(this.training);
     this.ownChildren.set(name, m);
+    m.parent = { module: this, name };
   }
 
   getChild(name: string): Module | undefined {
@@ -166,8 +178,10 @@ export abstract class Module {
  */
 export function runLayers(layers: readonly Module[], x: Tensor): Tensor {
   let y = x;
+  const gpu = getGpu();
   for (const m of layers) {
-    const next = m.forward(y);
+    const path = m.path;
+    const next = path ? gpu.withScope(path, () => m.forward(y)) : m.forward(y);
     if (y !== x && next !== y) y.discard();
     y = next;
   }

@@ -11,6 +11,7 @@
 // batchnorm running statistics buffers, each named after its initializer; exportGraph() writes
 // their current values back into the initializers.
 // Every intermediate is discarded (Tensor.discard) as soon as its last consumer has run.
+import { getGpu } from '../gpu/index.ts';
 import { batchNorm2d } from '../ops/batchnorm.ts';
 import { concat, padAxis } from '../ops/concat.ts';
 import { conv2d } from '../ops/conv2d.ts';
@@ -315,7 +316,7 @@ export class GraphModule extends Module {
     this.order.forEach((node, i) => {
       let results: Value[];
       try {
-        results = this.runNode(node, env);
+        results = getGpu().withScope(nodeName(node, i), () => this.runNode(node, env));
       } catch (e) {
         if (e instanceof OpError) throw new OpError(`${this.source}: node '${nodeName(node, this.graph.nodes.indexOf(node))}'`, e.message);
         throw e;

@@ -99,6 +99,7 @@ export function batchNorm2d(
       ...geo.params(modeFlags),
       workgroups: [geo.slices, C],
       label: `${label}.stats`,
+      work: { bytes: 4 * x.size },
     });
   }
   gpu.dispatch({
@@ -116,6 +117,7 @@ export function batchNorm2d(
     ...geo.params(modeFlags),
     workgroups: geo.affineGroups,
     label: `${label}.normalize`,
+    work: { bytes: 8 * x.size },
   });
   coef.release();
 
@@ -135,6 +137,7 @@ export function batchNorm2d(
         ...geo.params(gradFlags),
         workgroups: [geo.slices, C],
         label: `${label}.gradSums`,
+        work: { bytes: 8 * x.size },
       });
     }
     // a gradient nobody asked for is bound to a scratch buffer, which the kernel does not write
@@ -162,6 +165,7 @@ export function batchNorm2d(
         ...geo.params({ twoInputs: training }),
         workgroups: geo.affineGroups,
         label: `${label}.dx`,
+        work: { bytes: (training ? 12 : 8) * x.size },
       });
     }
     dxCoef.release();

@@ -177,7 +177,7 @@ function describe(geo: Conv2dGeometry): string {
 
 /** Launches one of the three GEMM kernels: `rows` channels per group (TM per lane, SG lanes),
  *  `cols` columns (TN per workgroup). */
-function launchGemm(entry: string, out: Tensor, inputs: Tensor[], aVec4: boolean, rows: number, cols: number, geo: Conv2dGeometry, shaderParams: ReturnType<typeof params>, what = ''): void {
+function launchGemm(entry: string, out: Tensor, inputs: Tensor[], aVec4: boolean, rows: number, cols: number, depth: number, geo: Conv2dGeometry, shaderParams: ReturnType<typeof params>, what = ''): void {
   const t = conv2dTiling();
   const [gx, gy] = grid(cols, t.TN);
   getGpu().dispatch({
@@ -186,6 +186,7 @@ function launchGemm(entry: string, out: Tensor, inputs: Tensor[], aVec4: boolean
     params: shaderParams,
     workgroups: [gx, gy, Math.ceil(rows / (t.SG * t.TM)) * geo.groups],
     label: `conv2d.${entry} ${describe(geo)}${what}`,
+    work: { flops: 2 * rows * geo.groups * cols * depth, bytes: 4 * [...new Set([out, ...inputs])].reduce((a, x) => a + x.size, 0) },
   });
 }
 
@@ -193,7 +194,7 @@ function launchGemm(entry: string, out: Tensor, inputs: Tensor[], aVec4: boolean
 export function conv2dForward(x: Tensor, w: Tensor, bias: Tensor | null, geo: Conv2dGeometry): Tensor {
   const y = Tensor.empty([geo.N, geo.OC, geo.OH, geo.OW]);
   const K = geo.Cg * geo.KH * geo.KW;
-  launchGemm('forward', y, [x, w, bias ?? w], K % 4 === 0, geo.OCg, geo.N * geo.OH * geo.OW, geo, params(geo, bias !== null));
+  launchGemm('forward', y, bias ? [x, w, bias] : [x, w, w], K % 4 === 0, geo.OCg, geo.N * geo.OH * geo.OW, K, geo, params(geo, bias !== null));
   return y;
 }
 
@@ -226,7 +227,7 @@ export function conv2dBackwardInput(dy: Tensor, w: Tensor, geo: Conv2dGeometry):
   for (const phase of phases) {
     const [h, v, off] = phase;
     const K = geo.OCg * h.nk * v.nk;
-    launchGemm('backwardInput', dx, [dy, wT], K % 4 === 0 && off % 4 === 0, geo.Cg, geo.N * h.count * v.count, geo, params(geo, false, phase), ` phase ${h.first},${v.first}`);
+    launchGemm('backwardInput', dx, [dy, wT], K % 4 === 0 && off % 4 === 0, geo.Cg, geo.N * h.count * v.count, K, geo, params(geo, false, phase), ` phase ${h.first},${v.first}`);
   }
   wT.release(); // the dispatches already recorded keep their order with later reuse of the buffer
   return dx;
@@ -235,7 +236,7 @@ export function conv2dBackwardInput(dy: Tensor, w: Tensor, geo: Conv2dGeometry):
 /** dw: [OC,C/groups,KH,KW] from dy: [N,OC,OH,OW] and x: [N,C,H,W] */
 export function conv2dBackwardWeight(dy: Tensor, x: Tensor, geo: Conv2dGeometry): Tensor {
   const dw = Tensor.empty([geo.OC, geo.Cg, geo.KH, geo.KW]);
-  launchGemm('backwardWeight', dw, [x, dy], (geo.OH * geo.OW) % 4 === 0, geo.OCg, geo.Cg * geo.KH * geo.KW, geo, params(geo));
+  launchGemm('backwardWeight', dw, [x, dy], (geo.OH * geo.OW) % 4 === 0, geo.OCg, geo.Cg * geo.KH * geo.KW, geo.N * geo.OH * geo.OW, geo, params(geo));
   return dw;
 }
 

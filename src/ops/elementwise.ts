@@ -48,6 +48,7 @@ function launch(label: string, expr: string, names: readonly string[], inputs: r
     params: { n: vec ? n / 4 : n, alpha: scalars[0], beta: scalars[1] },
     workgroups: grid(vec ? n / 4 : n, 256),
     label: `${label} ${shapeStr(shape)}`,
+    work: { bytes: 4 * n * (inputs.length + 1) },
   });
   return out;
 }

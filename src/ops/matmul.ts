@@ -186,6 +186,7 @@ export function gemm(a: Tensor, b: Tensor, opts: GemmOptions = {}, tiling: GemmT
           params: gemmParams({ M: size[DIM_M], N: size[DIM_N], K: size[DIM_K], hasBias: bias !== null && k0 === 0, accumulate: k0 > 0, c: wc, a: wa, b: wb, bias: wbias }),
           workgroups: [Math.ceil(size[DIM_N] / (4 * blocksN * wgN)), Math.ceil(size[DIM_M] / (4 * blocksM * wgM))],
           label: `${op} ${desc()}`,
+          work: { flops: 2 * size[DIM_M] * size[DIM_N] * size[DIM_K], bytes: 4 * (size[DIM_M] * size[DIM_K] + size[DIM_K] * size[DIM_N] + size[DIM_M] * size[DIM_N]) },
         });
       }
     }

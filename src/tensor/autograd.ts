@@ -11,6 +11,8 @@ export interface GradNode {
   inputs: readonly (Tensor | null)[];
   needs: readonly boolean[];
   backward: (dy: Tensor, needs: readonly boolean[]) => (Tensor | null)[];
+  /** the layer that recorded it: its gradient kernels are attributed to the same (profiler) */
+  scope: string;
 }
 
 /** a + b into a new tensor (sums gradients from several consumers) */
@@ -80,7 +82,7 @@ export function runBackward(root: Tensor, seed?: Tensor): void {
       }
       continue;
     }
-    const inGrads = node.backward(g, node.needs);
+    const inGrads = getGpu().withScope(node.scope, () => node.backward(g, node.needs));
     node.inputs.forEach((input, i) => {
       let gi = inGrads[i] ?? null;
       if (!input || !node.needs[i]) {

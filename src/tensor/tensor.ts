@@ -345,7 +345,7 @@ export function recordOp(
   const needs = inputs.map((t) => t !== null && t.requiresGrad);
   if (!needs.some(Boolean)) return out;
   out.requiresGrad = true;
-  out.node = { op, inputs, needs, backward };
+  out.node = { op, inputs, needs, backward, scope: getGpu().scope };
   for (const t of inputs) if (t) stillRead.add(t);
   return out;
 }
