@@ -1,56 +1,226 @@
-// Sum of all elements, as a two-level tree: the first launch has G workgroups, each folding a
-// grid-strided share of x into one partial sum; the second is the same kernel over the G partials
-// with one workgroup. (One launch when G = 1.) `scale` multiplies the result: 1 for sum, 1/n for mean.
-// Backward: d(sum)/dx_i = 1, so dx = dy broadcast (times 1/n for mean): the `broadcast` entry.
+// Reductions over any set of axes: sum (and mean, a scaled sum) and max (torch.amax), forward and
+// backward (src/ops/reduce.ts).
 //
-// x is read as vec4 (2x the bandwidth of scalar loads on lavapipe) for any n: pool buffers are whole
-// vec4s (sizeClass rounds to 16 bytes) and the lanes past n are masked out.
+// x's dimensions are merged (src/tensor/layout.ts, coalesce) into at most 4 kept groups and 4
+// reduced groups, each with its size and stride in x, innermost first: [N,C,H,W] over axes 1 and 3
+// is kept (W-stride 0.., sizes N, H) and reduced (C, W). Output o and reduced index r (row-major
+// over the kept, resp. reduced, groups) address x[base(o) + offset(r)]; the output is [O] = the
+// kept dims in order.
+//
+// Forward: each output's R reduced elements are split into `slices` (one per workgroup row, when
+// there are few outputs and many elements: a second launch over the [O, slices] partial results
+// finishes them), and each slice over `lanes` invocations, which fold their strided share and then
+// merge by a shared-memory tree. A workgroup holds WG / lanes outputs. src/ops/reduce.ts picks
+// lanes and slices per adapter: on a GPU many lanes per output; on lavapipe (barriers are dear)
+// one lane per output unless there are too few outputs to fill the cores.
+// Consecutive invocations take consecutive reduced elements when the innermost group is reduced
+// (a row reduction) and consecutive outputs otherwise (a column reduction): loads stay contiguous.
+//
+// max keeps, with the maximum, how many elements reach it: torch.amax's gradient is shared evenly
+// among tied maxima, dx = [x == max] * dy / count. NaN propagates, as in torch.
+// Backward (both ops): the same walk, writing every element of dx once:
+//   sum: dx = dy[o] * scale;  max: dx = x == max[o] ? dy[o] / count[o] : 0.
+//
+// T is vec4<f32> when the innermost group is reduced and a multiple of 4 long (the walk then
+// counts vec4s: every size and stride in it is divided by 4): vector loads are twice as fast on
+// lavapipe and no slower on GPUs. Else f32.
 
-override WG: u32 = 256; // invocations per workgroup, a power of two
+alias T = {{T}};
+const W = {{W}}u; // lanes of T
+
+override WG: u32 = 256;        // invocations per workgroup, a power of two
+override IS_MAX: bool = false; // max with tie counts (else a sum)
+override COUNTED: bool = false; // x_count holds the tie counts of a first pass (else each x counts 1)
 
 struct Params {
-  n: u32,      // elements of x (sumPartial) or of out (broadcast)
-  scale: f32,  // multiplies the result
+  outputs: u32,       // O
+  reduced: u32,       // R, reduced elements per output
+  slices: u32,        // slices of R (partial results per output)
+  span: u32,          // reduced elements per slice
+  lanes: u32,         // invocations per (output, slice), a power of two dividing WG
+  outputFastest: u32, // consecutive invocations take consecutive outputs (else consecutive r)
+  k0: u32,            // sizes of kept groups 0..2 (group 3 takes what remains of o)
+  k1: u32,
+  k2: u32,
+  ks0: u32,           // strides in x of kept groups 0..3
+  ks1: u32,
+  ks2: u32,
+  ks3: u32,
+  r0: u32,            // sizes of reduced groups 0..2 (group 3 takes what remains of r)
+  r1: u32,
+  r2: u32,
+  rs0: u32,           // strides in x of reduced groups 0..3
+  rs1: u32,
+  rs2: u32,
+  rs3: u32,
+  scale: f32,         // multiplies the result (1/R for mean) or dy (backward)
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
-@group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
 
-var<workgroup> partial: array<f32, WG>;
-
-// x: [n] -> out: [G] (G = workgroups launched; 1-D)
-@compute @workgroup_size(WG)
-fn sumPartial(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let full = p.n / 4u; // whole vec4s
-  let stride = nwg.x * WG;
-  // two accumulators halve the chain of dependent adds
-  var acc0 = vec4f(0.0);
-  var acc1 = vec4f(0.0);
-  var j = wid.x * WG + lid;
-  for (; j + stride < full; j += 2u * stride) {
-    acc0 += x[j];
-    acc1 += x[j + stride];
-  }
-  if (j < full) { acc0 += x[j]; }
-  // the last, partial vec4 when n is not a multiple of 4
-  if (wid.x == 0u && lid == 0u && full * 4u < p.n) {
-    let idx = vec4u(4u * full) + vec4u(0u, 1u, 2u, 3u);
-    acc1 += select(vec4f(0.0), x[full], idx < vec4u(p.n));
-  }
-  let acc = acc0 + acc1;
-  partial[lid] = (acc.x + acc.y) + (acc.z + acc.w);
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    if (lid < s) { partial[lid] += partial[lid + s]; }
-    workgroupBarrier();
-  }
-  if (lid == 0u) { out[wid.x] = partial[0] * p.scale; }
+// digits of i in the mixed radix (d0, d1, d2, rest), innermost first
+fn digits(i: u32, d0: u32, d1: u32, d2: u32) -> vec4u {
+  let q0 = i / d0;
+  let q1 = q0 / d1;
+  let q2 = q1 / d2;
+  return vec4u(i - q0 * d0, q0 - q1 * d1, q1 - q2 * d2, q2);
 }
 
-// dy: [1] (read as x[0].x) -> out: [n] = dy * scale (grid-strided)
+// offset in x of output o's first element
+fn kept_offset(o: u32) -> u32 {
+  return dot(digits(o, p.k0, p.k1, p.k2), vec4u(p.ks0, p.ks1, p.ks2, p.ks3));
+}
+
+// digits of reduced index r over the reduced groups
+fn reduced_digits(r: u32) -> vec4u {
+  return digits(r, p.r0, p.r1, p.r2);
+}
+
+// pos + step (both digit vectors) with carries: a division-free walk (integer division is slow on
+// the CPUs lavapipe runs on). One subtraction per digit suffices, as both digits are below the size.
+fn advance(pos: vec4u, step: vec4u) -> vec4u {
+  var d = pos + step;
+  if (d.x >= p.r0) { d.x -= p.r0; d.y += 1u; }
+  if (d.y >= p.r1) { d.y -= p.r1; d.z += 1u; }
+  if (d.z >= p.r2) { d.z -= p.r2; d.w += 1u; }
+  return d;
+}
+
+// The elements a lane visits: output o's reduced elements start, start + lanes, ... below end.
+struct Walk {
+  base: u32,
+  pos: vec4u,
+  step: vec4u,
+  strides: vec4u,
+  start: u32,
+  end: u32,
+}
+
+// Which output, slice and lane an invocation serves; valid is false past the last output.
+struct Lane {
+  o: u32,
+  slice: u32,
+  s: u32,
+  slot: u32, // its place in the workgroup's shared array: lanes of one output are adjacent
+  valid: bool,
+}
+
+fn lane_of(wid: vec3u, nwg: vec3u, lid: u32) -> Lane {
+  let perGroup = WG / p.lanes;
+  let blocks = (p.outputs + perGroup - 1u) / perGroup;
+  let flat = wid.x + wid.y * nwg.x;
+  let slice = flat / blocks;
+  var g: u32;
+  var s: u32;
+  if (p.outputFastest == 1u) {
+    g = lid % perGroup;
+    s = lid / perGroup;
+  } else {
+    g = lid / p.lanes;
+    s = lid % p.lanes;
+  }
+  let o = (flat - slice * blocks) * perGroup + g;
+  return Lane(o, slice, s, g * p.lanes + s, o < p.outputs && slice < p.slices);
+}
+
+fn walk_of(l: Lane) -> Walk {
+  let first = l.slice * p.span;
+  return Walk(kept_offset(l.o), reduced_digits(first + l.s), reduced_digits(p.lanes), vec4u(p.rs0, p.rs1, p.rs2, p.rs3),
+              first + l.s, min(first + p.span, p.reduced));
+}
+
+// A lane's running result, per lane of T: the sum (c unused) or the max and how many reach it
+// (count 0 is "no element yet": a lane may get none).
+struct Acc {
+  v: T,
+  c: T,
+}
+
+// a combined with the element(s) v counted c times. NaN propagates, as in torch.
+fn fold(a: Acc, v: T, c: T) -> Acc {
+  if (!IS_MAX) { return Acc(a.v + v, a.c); }
+  let keep = a.v != a.v; // a NaN stays
+  let take = !keep & ((a.c == T(0.0)) | (v != v) | (v > a.v));
+  let tie = !keep & !take & (v == a.v);
+  return Acc(select(a.v, v, take), select(select(a.c, a.c + c, tie), c, take));
+}
+
+// The lanes of a T folded into one (value, count) pair.
+fn fold_lanes(a: Acc) -> vec2f {
+  var r = vec2f(vec4f(a.v).x, vec4f(a.c).x);
+  for (var k = 1u; k < W; k++) { r = combine(r, vec2f(vec4f(a.v)[k], vec4f(a.c)[k])); }
+  return r;
+}
+
+// (value, count) pairs folded, as fold() does
+fn combine(a: vec2f, b: vec2f) -> vec2f {
+  if (!IS_MAX) { return vec2f(a.x + b.x, 0.0); }
+  if (b.y == 0.0 || a.x != a.x) { return a; }
+  if (a.y == 0.0) { return b; }
+  if (b.x != b.x || b.x > a.x) { return b; }
+  if (b.x < a.x) { return a; }
+  return vec2f(a.x, a.y + b.y);
+}
+
+// ---- forward ----------------------------------------------------------------------------------
+
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;       // [O, slices]
+@group(0) @binding(2) var<storage, read_write> out_count: array<f32>; // [O, slices] tie counts (max)
+@group(0) @binding(3) var<storage, read> x: array<T>;
+@group(0) @binding(4) var<storage, read> x_count: array<T>;           // (max, second pass)
+
+var<workgroup> acc: array<vec2f, WG>;
+
+// x: any shape -> out: [O, slices] (the final [O] when slices = 1)
 @compute @workgroup_size(WG)
-fn broadcast(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let value = x[0].x * p.scale;
-  for (var i = wid.x * WG + lid; i < p.n; i += nwg.x * WG) { out[i] = value; }
+fn reduce(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let l = lane_of(wid, nwg, lid);
+  var a = Acc(T(0.0), T(0.0)); // the sum's identity; for max, no element yet
+  if (l.valid) {
+    var w = walk_of(l);
+    for (var j = w.start; j < w.end; j += p.lanes) {
+      let i = w.base + dot(w.pos, w.strides);
+      var c = T(1.0);
+      if (COUNTED) { c = x_count[i]; }
+      a = fold(a, x[i], c);
+      w.pos = advance(w.pos, w.step);
+    }
+  }
+  acc[l.slot] = fold_lanes(a);
+  for (var h = p.lanes / 2u; h > 0u; h >>= 1u) {
+    workgroupBarrier();
+    if (l.s < h) { acc[l.slot] = combine(acc[l.slot], acc[l.slot + h]); }
+  }
+  if (l.valid && l.s == 0u) {
+    let r = acc[l.slot];
+    out[l.o * p.slices + l.slice] = r.x * p.scale;
+    if (IS_MAX) { out_count[l.o * p.slices + l.slice] = r.y; }
+  }
+}
+
+// ---- backward ---------------------------------------------------------------------------------
+
+@group(0) @binding(1) var<storage, read_write> dx: array<T>;     // x's shape
+@group(0) @binding(2) var<storage, read> dy: array<f32>;         // [O]
+@group(0) @binding(3) var<storage, read> bx: array<T>;           // x (max)
+@group(0) @binding(4) var<storage, read> bmax: array<f32>;       // [O] the maxima (max)
+@group(0) @binding(5) var<storage, read> bcount: array<f32>;     // [O] their tie counts (max)
+
+// dy: [O] -> dx: x's shape
+@compute @workgroup_size(WG)
+fn reduceBackward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let l = lane_of(wid, nwg, lid);
+  if (!l.valid) { return; }
+  var w = walk_of(l);
+  var g = dy[l.o] * p.scale;
+  var m = 0.0;
+  if (IS_MAX) {
+    g /= bcount[l.o];
+    m = bmax[l.o];
+  }
+  for (var j = w.start; j < w.end; j += p.lanes) {
+    let i = w.base + dot(w.pos, w.strides);
+    if (IS_MAX) { dx[i] = select(T(0.0), T(g), bx[i] == T(m)); } else { dx[i] = T(g); }
+    w.pos = advance(w.pos, w.step);
+  }
 }
