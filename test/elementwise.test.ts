@@ -1,43 +1,197 @@
 import { describe, expect, it } from 'vitest';
-import { ELEMENTWISE, elementwise, type ElementwiseName } from '../src/ops/index.ts';
-import { Rng } from '../src/tensor/index.ts';
-import { numericGrads, randomArray, relError, runWithGrads, useGpu } from './helpers.ts';
+import { div, ELEMENTWISE, elementwise, hardSigmoid, mul, pow, sub, where, type ElementwiseName } from '../src/ops/elementwise.ts';
+import { ELEMENTWISE_REF, elementwiseRef, erfRef } from '../src/reference/elementwise.ts';
+import { Rng, Tensor, tidy } from '../src/tensor/index.ts';
+import { numericGrads, randomArray, relError, runWithGrads, toGpu, useGpu } from './helpers.ts';
+import { torchRun } from './torch.ts';
 
 useGpu();
 
-// float64 reference of each table row
-const reference: Record<ElementwiseName, (xs: Float64Array[], alpha: number, beta: number) => Float64Array> = {
-  relu: ([x]) => x.map((v) => Math.max(v, 0)),
-  leakyRelu: ([x], a) => x.map((v) => (v > 0 ? v : a * v)),
-  scale: ([x], a) => x.map((v) => a * v),
-  shift: ([x], a) => x.map((v) => v + a),
-  add: ([a, b]) => a.map((v, i) => v + b[i]),
-  sub: ([a, b]) => a.map((v, i) => v - b[i]),
-  mul: ([a, b]) => a.map((v, i) => v * b[i]),
-  clip: ([x], a, b) => x.map((v) => Math.min(Math.max(v, a), b)),
+const NAMES = Object.keys(ELEMENTWISE) as ElementwiseName[];
+const ALPHA = 0.3;
+const BETA = 0.6;
+const scalars = (name: ElementwiseName): [number, number] => (name === 'clip' ? [-ALPHA, BETA] : [ALPHA, BETA]);
+
+/** Random inputs in each row's domain: positive where the function needs it, away from 0 where it divides. */
+function sample(name: ElementwiseName, input: number, shape: readonly number[], rng: Rng): Float64Array {
+  const x = randomArray(shape, rng);
+  const positive = () => x.map((v) => 0.2 + 1.8 * Math.abs(v));
+  if (name === 'log' || name === 'sqrt' || (name === 'pow' && input === 0)) return positive();
+  if (name === 'reciprocal' || (name === 'div' && input === 1)) return x.map((v) => Math.sign(v || 1) * (0.3 + Math.abs(v)));
+  if (name === 'pow') return x.map((v) => 2 * v);
+  // the pieces of the hard functions lie on [-3, 3] and beyond
+  if (name === 'hardSwish' || name === 'hardSigmoid') return x.map((v) => 4.5 * v);
+  if (name === 'where' && input === 0) return x.map((v) => (v > 0 ? 1 : 0));
+  return x;
+}
+
+const reference = (name: ElementwiseName, inputs: Float64Array[], shapes: number[][]) => {
+  const [a, b] = scalars(name);
+  return elementwiseRef((v) => ELEMENTWISE_REF[name](v, a, b), inputs, shapes);
 };
 
-describe('elementwise table', () => {
+/** Forward and every input's gradient against the reference and its finite differences. */
+async function checkRow(name: ElementwiseName, shapes: number[][], seed: number): Promise<void> {
+  const rng = new Rng(seed);
+  const inputs = shapes.map((s, k) => sample(name, k, s, rng));
+  const outShape = shapes.reduce((a, s) => (s.length > a.length ? s : a), [] as number[]).map((_, d, arr) =>
+    Math.max(...shapes.map((s) => s[d - (arr.length - s.length)] ?? 1)));
+  const dy = randomArray(outShape, rng);
+  // the condition of `where` takes no gradient
+  const withGrad = ELEMENTWISE[name].grads.map((g) => g !== null);
+  const { out, grads } = await runWithGrads(
+    (ts) => elementwise(name, ts, ...scalars(name)),
+    inputs.map((data, k) => ({ data, shape: shapes[k], grad: withGrad[k] })),
+    dy,
+  );
+  expect(relError(out, reference(name, inputs, shapes)), `${name} forward`).toBeLessThan(2e-6);
+  const which = withGrad.flatMap((w, k) => (w ? [k] : []));
+  const numeric = numericGrads((xs) => reference(name, xs, shapes), inputs, dy, which);
+  which.forEach((k, j) => expect(relError(grads[k]!, numeric[j]), `${name} grad ${k}`).toBeLessThan(1e-4));
+}
+
+describe('elementwise table: same shapes', () => {
   // 1 and 35 are not multiples of 4 (scalar path), 2*3*4*4 is (vec4 path)
   const shapes = [[1], [5, 7], [2, 3, 4, 4]];
-  for (const name of Object.keys(ELEMENTWISE) as ElementwiseName[]) {
-    for (const shape of shapes) {
-      it(`${name} ${JSON.stringify(shape)} forward and backward`, async () => {
-        const rng = new Rng(shape.length * 97 + name.length);
-        const arity = ELEMENTWISE[name].inputs.length;
-        const alpha = 0.3;
-        const beta = 0.6;
-        const inputs = Array.from({ length: arity }, () => randomArray(shape, rng));
-        const dy = randomArray(shape, rng);
-        const { out, grads } = await runWithGrads(
-          (ts) => elementwise(name, ts, alpha, beta),
-          inputs.map((data) => ({ data, shape })),
-          dy,
-        );
-        expect(relError(out, reference[name](inputs, alpha, beta))).toBeLessThan(1e-6);
-        const numeric = numericGrads((xs) => reference[name](xs, alpha, beta), inputs, dy);
-        grads.forEach((g, i) => expect(relError(g!, numeric[i])).toBeLessThan(1e-4));
+  for (const name of NAMES) {
+    it(`${name} forward and backward`, async () => {
+      for (const shape of shapes) await checkRow(name, ELEMENTWISE[name].inputs.map(() => shape), shape.length * 97 + name.length);
+    });
+  }
+});
+
+describe('elementwise table: numpy broadcasting', () => {
+  // both ways, size-1 dims inside, leading dims missing, a [1] and a 0-d operand
+  const pairs: number[][][] = [
+    [[2, 3, 5, 4], [3, 1, 1]],
+    [[2, 3, 1, 1], [2, 3, 5, 7]],
+    [[3, 5, 7], [7]],
+    [[4, 1], [1, 6]],
+    [[2, 1, 3], [2, 5, 1]],
+    [[5, 3], [1]],
+    [[], [3, 2]],
+  ];
+  const binary = NAMES.filter((n) => ELEMENTWISE[n].inputs.length === 2);
+  for (const name of binary) {
+    it(`${name} forward and backward`, async () => {
+      for (const [i, shapes] of pairs.entries()) await checkRow(name, shapes, 1000 + i * 7 + name.length);
+    });
+  }
+
+  it('where over a broadcast condition and operands', async () => {
+    await checkRow('where', [[2, 1, 4], [3, 1], [2, 3, 4]], 77);
+    await checkRow('where', [[5, 6], [6], []], 78);
+  });
+
+  it('shapes that do not broadcast are one line naming the op', () => {
+    tidy(() => {
+      expect(() => mul(Tensor.zeros([2, 3]), Tensor.zeros([4, 3]))).toThrow('mul: shapes [2,3] and [4,3] do not broadcast');
+    });
+  });
+});
+
+describe('elementwise table: number operands', () => {
+  it('x * 0.5, 1 - x, 1 / x, x^2 and x^3 of negative x, 2^x need no tensor for the number', async () => {
+    const shape = [3, 5];
+    const rng = new Rng(5);
+    const x = randomArray(shape, rng).map((v) => Math.sign(v) * (0.2 + Math.abs(v)));
+    const dy = randomArray(shape, rng);
+    const cases: [(t: Tensor) => Tensor, (v: number) => number][] = [
+      [(t) => mul(t, 0.5), (v) => v * 0.5],
+      [(t) => sub(1, t), (v) => 1 - v],
+      [(t) => div(1, t), (v) => 1 / v],
+      [(t) => pow(t, 2), (v) => v ** 2],
+      [(t) => pow(t, 3), (v) => v ** 3],
+      [(t) => pow(t, -1), (v) => v ** -1],
+      [(t) => pow(2, t), (v) => 2 ** v],
+      [(t) => where(t, 0, t), (v) => (v !== 0 ? 0 : v)],
+    ];
+    for (const [i, [op, f]] of cases.entries()) {
+      const { out, grads } = await runWithGrads(([t]) => op(t), [{ data: x, shape }], dy);
+      const ref = x.map(f);
+      expect(relError(out, ref), `case ${i}`).toBeLessThan(2e-6);
+      const [numeric] = numericGrads(([v]) => v.map(f), [x], dy);
+      expect(relError(grads[0]!, numeric), `case ${i} grad`).toBeLessThan(1e-4);
+    }
+  });
+
+  it('pow follows torch at the edges: 0^0 = 1, 0^2 = 0, (-2)^0.5 = NaN, (-2)^3 = -8', async () => {
+    const a = Float32Array.of(0, 0, -2, -2, -1.5);
+    const b = Float32Array.of(0, 2, 0.5, 3, 2);
+    const out = await tidy(() => pow(Tensor.from(a, [5]), Tensor.from(b, [5])).toArray());
+    expect(out[0]).toBe(1);
+    expect(out[1]).toBe(0);
+    expect(out[2]).toBeNaN();
+    expect(relError(out.slice(3), [-8, 2.25])).toBeLessThan(1e-6);
+  });
+
+  it('numbers alone, or two of them, are refused', () => {
+    tidy(() => {
+      expect(() => elementwise('clip', [2])).toThrow('clip: needs at least one tensor input');
+      expect(() => elementwise('mul', [2, 3])).toThrow('mul: needs at least one tensor input');
+      expect(() => where(Tensor.zeros([2]), 1, 2)).toThrow('where: takes at most one number operand, got 2');
+    });
+  });
+});
+
+describe('elementwise table: saturating and special inputs', () => {
+  it('sigmoid, tanh, silu, the GELUs stay finite and exact far from 0; erf is within 1.5e-7', async () => {
+    const x = Float64Array.of(-100, -50, -20, -9, -4.5, -1e-3, 0, 1e-3, 4.5, 9, 20, 50, 100);
+    for (const name of ['sigmoid', 'tanh', 'silu', 'gelu', 'geluTanh', 'erf', 'hardSwish'] as const) {
+      const out = await tidy(() => elementwise(name, [toGpu(x, [x.length])]).toArray());
+      const ref = x.map((v) => ELEMENTWISE_REF[name]([v], 0, 0));
+      for (let i = 0; i < x.length; i++) {
+        expect(Math.abs(out[i] - ref[i]), `${name}(${x[i]})`).toBeLessThanOrEqual(2e-7 * Math.max(1, Math.abs(ref[i])));
+      }
+    }
+    // the reference erf against known values (Abramowitz & Stegun, table 7.1)
+    expect(Math.abs(erfRef(0.5) - 0.520499877813047)).toBeLessThan(1e-14);
+    expect(Math.abs(erfRef(2) - 0.995322265018953)).toBeLessThan(1e-14);
+    expect(Math.abs(erfRef(3.5) - 0.999999256901628)).toBeLessThan(1e-14);
+  });
+});
+
+describe('elementwise table vs PyTorch', () => {
+  it('every row, forward and backward, broadcasting the binary ones', async () => {
+    const torchExpr: Record<ElementwiseName, string> = {
+      relu: 'F.relu(x)', leakyRelu: `F.leaky_relu(x, ${ALPHA})`, scale: `x * ${ALPHA}`, clip: `torch.clamp(x, ${-ALPHA}, ${BETA})`,
+      sigmoid: 'torch.sigmoid(x)', tanh: 'torch.tanh(x)', hardSigmoid: `torch.clamp(${ALPHA} * x + ${BETA}, 0, 1)`, hardSwish: 'F.hardswish(x)',
+      silu: 'F.silu(x)', gelu: 'F.gelu(x)', geluTanh: "F.gelu(x, approximate='tanh')", erf: 'torch.erf(x)', exp: 'torch.exp(x)',
+      log: 'torch.log(x)', sqrt: 'torch.sqrt(x)', neg: '-x', abs: 'torch.abs(x)', reciprocal: 'torch.reciprocal(x)',
+      add: 'a + b', sub: 'a - b', mul: 'a * b', div: 'a / b', pow: 'torch.pow(a, b)', maximum: 'torch.maximum(a, b)',
+      minimum: 'torch.minimum(a, b)', where: 'torch.where(c != 0, a, b)',
+    };
+    const shapesOf = (name: ElementwiseName): number[][] =>
+      ({ 1: [[3, 5]], 2: [[2, 3, 5], [3, 1]], 3: [[3, 1], [5], [2, 3, 5]] })[ELEMENTWISE[name].inputs.length as 1 | 2 | 3];
+    const rng = new Rng(3);
+    const data = NAMES.map((name) => {
+      const shapes = shapesOf(name);
+      return { shapes, inputs: shapes.map((s, k) => sample(name, k, s, rng)), dy: randomArray([2, 3, 5].slice(3 - Math.max(...shapes.map((s) => s.length))), rng) };
+    });
+    // torch's F.hardsigmoid fixes alpha = 1/6, beta = 1/2: the wrapper's defaults, checked last
+    const hard = { x: sample('hardSigmoid', 0, [4, 5], rng), dy: randomArray([4, 5], rng) };
+    const ref = torchRun([
+      ...NAMES.map((name, i) => ({
+        inputs: Object.fromEntries(ELEMENTWISE[name].inputs.map((v, k) => [v, { shape: data[i].shapes[k], data: data[i].inputs[k], grad: v !== 'c' }])),
+        expr: torchExpr[name],
+        dy: data[i].dy,
+      })),
+      { inputs: { x: { shape: [4, 5], data: hard.x, grad: true } }, expr: 'F.hardsigmoid(x)', dy: hard.dy },
+    ]);
+    for (const [i, name] of NAMES.entries()) {
+      const d = data[i];
+      const { out, grads } = await runWithGrads(
+        (ts) => elementwise(name, ts, ...scalars(name)),
+        d.inputs.map((x, k) => ({ data: x, shape: d.shapes[k], grad: ELEMENTWISE[name].inputs[k] !== 'c' })),
+        d.dy,
+      );
+      expect(relError(out, ref[i].out), name).toBeLessThan(2e-6);
+      ELEMENTWISE[name].inputs.forEach((v, k) => {
+        if (v !== 'c') expect(relError(grads[k]!, ref[i].grads![v]), `${name} grad ${v}`).toBeLessThan(2e-6);
       });
     }
-  }
+    const { out, grads } = await runWithGrads(([t]) => hardSigmoid(t), [{ data: hard.x, shape: [4, 5] }], hard.dy);
+    expect(relError(out, ref[NAMES.length].out)).toBeLessThan(2e-6);
+    expect(relError(grads[0]!, ref[NAMES.length].grads!.x)).toBeLessThan(2e-6);
+  });
 });

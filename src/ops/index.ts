@@ -3,9 +3,12 @@ export { batchNorm2d, type BatchNormOptions } from './batchnorm.ts';
 export { concat, narrow, padAxis } from './concat.ts';
 export { conv1d, conv2d, type Conv1dOptions, type Conv2dOptions } from './conv2d.ts';
 export { dropout } from './dropout.ts';
-export { add, clip, elementwise, ELEMENTWISE, leakyRelu, mul, relu, scale, sub, type ElementwiseName } from './elementwise.ts';
+export {
+  abs, add, clip, div, elementwise, ELEMENTWISE, erf, exp, gelu, hardSigmoid, hardSwish, leakyRelu, log, maximum, minimum, mul, neg, pow,
+  reciprocal, relu, scale, sigmoid, silu, sqrt, sub, tanh, where, type ElementwiseName, type Operand,
+} from './elementwise.ts';
 export { gemm, linear, matmul } from './matmul.ts';
 export { avgPool1d, avgPool2d, globalAvgPool2d, globalMaxPool2d, maxPool1d, maxPool2d, type AvgPool2dOptions, type MaxPool2dOptions, type Pool1dOptions, type Pool2dOptions } from './pool.ts';
-export { mean, sum } from './reduce.ts';
+export { max, mean, sum, type ReduceOptions } from './reduce.ts';
 export { crossEntropy, logSoftmax, softmax, softmaxCrossEntropy, type CrossEntropyOptions } from './softmax.ts';
 import './methods.ts'; // Tensor.prototype.add, .mul, .matmul, .sum, ...

@@ -5,23 +5,23 @@
 import { Tensor } from '../tensor/index.ts';
 import { add, mul, relu, sub } from './elementwise.ts';
 import { matmul } from './matmul.ts';
-import { mean, sum } from './reduce.ts';
+import { mean, sum, type ReduceOptions } from './reduce.ts';
 import { softmax } from './softmax.ts';
 
 declare module '../tensor/tensor.ts' {
   interface Tensor {
-    /** this + other (a same-shaped tensor or a number) */
+    /** this + other (a tensor that broadcasts with this, or a number) */
     add(other: Tensor | number): Tensor;
-    /** this - other (a same-shaped tensor or a number) */
+    /** this - other (a tensor that broadcasts with this, or a number) */
     sub(other: Tensor | number): Tensor;
-    /** this * other elementwise (a same-shaped tensor or a number) */
+    /** this * other elementwise (a tensor that broadcasts with this, or a number) */
     mul(other: Tensor | number): Tensor;
     /** matrix product: this [M, K] times other [K, N] -> [M, N] */
     matmul(other: Tensor): Tensor;
-    /** the sum of all elements, as a [1] tensor */
-    sum(): Tensor;
-    /** the mean of all elements, as a [1] tensor */
-    mean(): Tensor;
+    /** the sum over `axes` (all: a 0-d tensor), as torch's x.sum(dim, keepdim) */
+    sum(opts?: ReduceOptions): Tensor;
+    /** the mean over `axes` (all: a 0-d tensor), as torch's x.mean(dim, keepdim) */
+    mean(opts?: ReduceOptions): Tensor;
     /** max(this, 0) */
     relu(): Tensor;
     /** softmax over the last dimension of [N, C] */
@@ -42,11 +42,11 @@ const methods: ThisType<Tensor> & Pick<Tensor, 'add' | 'sub' | 'mul' | 'matmul' 
   matmul(other) {
     return matmul(this, other);
   },
-  sum() {
-    return sum(this);
+  sum(opts) {
+    return sum(this, opts);
   },
-  mean() {
-    return mean(this);
+  mean(opts) {
+    return mean(this, opts);
   },
   relu() {
     return relu(this);

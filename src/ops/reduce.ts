@@ -127,6 +127,7 @@ function reduceForward(kind: ReduceKind, x: Tensor, w: ReduceWalk, shape: Shape,
       params: walkParams(walk, lanes, slices, slices === 1 ? s : 1),
       workgroups: workgroups(walk, wg, lanes, slices),
       label: `${label}${what}`,
+      work: { bytes: 4 * (input.size * (inputCount ? 2 : 1) + out.size * (kind === 'max' ? 2 : 1)) },
     });
     return { out, count, slices };
   };
@@ -165,6 +166,7 @@ function reduceOp(op: string, kind: ReduceKind, x: Tensor, opts: ReduceOptions, 
       params: walkParams(w, lanes, slices, scale),
       workgroups: workgroups(w, wg, lanes, slices),
       label: `${label}.backward`,
+      work: { bytes: 4 * (x.size * (kind === 'max' ? 2 : 1) + dy.size * (kind === 'max' ? 3 : 1)) },
     });
     return [dx];
   });
