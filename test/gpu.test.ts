@@ -50,6 +50,29 @@ describe('gpu layer', () => {
     t.release();
   });
 
+  it('dry runs compute shapes and check launches without touching the device', async () => {
+    const gpu = getGpu();
+    const x = Tensor.from([1, -2, 3], [3]);
+    await gpu.sync();
+    const before = { dispatches: gpu.dispatchCount, pool: gpu.pool.stats() };
+    const shape = gpu.dryRun(() =>
+      tidy(() => {
+        const y = relu(Tensor.from(new Float32Array(12), [3, 4]));
+        expect(() => gpu.dispatch({ kernel: { shader: 'tensor', entry: 'fill', bindings: ['write'] }, buffers: [y.buffer], workgroups: [1e9] })).toThrow(GpuError);
+        return [...relu(x).shape, ...y.shape];
+      }),
+    );
+    expect(shape).toEqual([3, 3, 4]);
+    expect(gpu.dispatchCount).toBe(before.dispatches);
+    expect(gpu.pool.stats()).toEqual(before.pool);
+    let read!: Promise<ArrayBuffer>;
+    gpu.dryRun(() => void (read = gpu.read(x.buffer)));
+    await expect(read).rejects.toThrow(/dry run/);
+    expect(() => gpu.dryRun(() => Promise.resolve())).toThrow(/synchronous/);
+    expect(Array.from(await x.toArray())).toEqual([1, -2, 3]); // the device works as before
+    x.release();
+  });
+
   it('caches pipelines by shader, entry point and constants', () => {
     const gpu = getGpu();
     tidy(() => void relu(Tensor.ones([8])));

@@ -1,8 +1,8 @@
 // `gpunet summary`: the layers of a model with their output shapes and parameter counts, and the
 // totals, as Keras' model.summary() prints them. Shapes come from one forward pass at batch 1
 // without a tape: each layer module's forward is wrapped to note its output shape (a generic ONNX
-// graph lists its nodes instead, every node output made a graph output for that one pass).
-import { getGpu, initGpu } from '../gpu/index.ts';
+// graph lists the nodes that run, with the shapes its plan knows before anything runs).
+import { initGpu } from '../gpu/index.ts';
 import type { Module } from '../nn/module.ts';
 import { RESNET_BLOCKS, ResNet, type ResNetArch } from '../nn/resnet.ts';
 import { GraphModule } from '../onnx/graph.ts';
@@ -51,38 +51,16 @@ export async function moduleLayers(model: Module, inputSize: number): Promise<La
   return rows;
 }
 
-/** The nodes of a generic graph: op type, first output's shape, parameters read (first use). */
-export async function graphLayers(model: GraphModule, inputSize: number): Promise<LayerRow[]> {
+/** The nodes of a generic graph that run (constants and shape arithmetic folded): op type, first
+ *  output's shape, parameters read (first use). Shapes come from the graph's plan: nothing runs. */
+export function graphLayers(model: GraphModule, inputSize: number): LayerRow[] {
   const paramSize = new Map(model.namedParameters().map(([n, t]) => [n, t.size]));
   const seen = new Set<string>();
-  const nodes = model.graph.nodes;
-  const params = nodes.map((n) =>
-    n.inputs.reduce((s, x) => {
-      const p = seen.has(x) ? 0 : (paramSize.get(x) ?? 0);
-      seen.add(x);
-      return s + p;
-    }, 0),
-  );
-  // a twin whose graph outputs are every node's first output; the model's own copy of the
-  // weights is released first so that the pass needs no more memory than the model itself
-  const outputs = nodes.map((n) => ({ name: n.outputs[0], elemType: 1, shape: [] }));
-  const twin = new GraphModule({ irVersion: 8, opset: model.opset, producerName: 'gpunet', metadata: {}, graph: { ...model.graph, outputs } }, { source: model.source });
-  const input = model.graph.inputs[0].name;
-  try {
-    const shapes = noGrad(() =>
-      tidy(() => {
-        const out = twin.run({ [input]: Tensor.zeros([1, 3, inputSize, inputSize]) });
-        return nodes.map((n) => {
-          const v = out[n.outputs[0]];
-          return (v instanceof Tensor ? [...v.shape] : v.dims).slice(1);
-        });
-      }),
-    );
-    await getGpu().sync();
-    return nodes.map((n, i) => ({ name: n.name || n.outputs[0], type: n.opType, outputShape: shapes[i], params: params[i] }));
-  } finally {
-    twin.release();
-  }
+  const { steps, shapes } = model.describe({ [model.graph.inputs[0].name]: [1, 3, inputSize, inputSize] });
+  return steps.map((n) => {
+    const params = n.inputs.reduce((s, x) => s + (seen.has(x) ? 0 : (seen.add(x), paramSize.get(x) ?? 0)), 0);
+    return { name: n.name || n.outputs[0], type: n.opType, outputShape: shapes.get(n.outputs[0])!.slice(1), params };
+  });
 }
 
 const commas = (n: number) => n.toLocaleString('en-US');
@@ -143,11 +121,8 @@ as Keras' model.summary() does. Shapes come from one forward pass at batch 1.`,
       const counts = model.countParameters();
       const buffers = model.namedBuffers().reduce((s, [, t]) => s + t.size, 0);
       let rows: LayerRow[];
-      if (model instanceof GraphModule) {
-        const graph = model;
-        model.release();
-        rows = await graphLayers(graph, inputSize);
-      } else rows = await moduleLayers(model, inputSize);
+      if (model instanceof GraphModule) rows = graphLayers(model, inputSize);
+      else rows = await moduleLayers(model, inputSize);
       console.log(formatSummary(title, rows, counts, buffers));
     } finally {
       model.release();

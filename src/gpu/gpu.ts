@@ -73,6 +73,8 @@ export class Gpu {
   private profiler: Profiler | null = null;
   private profileStart = { wall: 0, cpu: 0, wait: 0, submits: 0 };
   private scopes: string[] = [];
+  /** inside dryRun() */
+  private dry = false;
   /** dispatches recorded since creation, for tests and stats */
   dispatchCount = 0;
   /** command buffers submitted since creation */
@@ -98,30 +100,21 @@ export class Gpu {
     });
   }
 
-  /** Records one compute dispatch into the pending encoder. */
+  /** Records one compute dispatch into the pending encoder (during dryRun, only checks its launch). */
   dispatch(args: DispatchArgs): void {
     this.raisePending();
+    const ranges = args.buffers.map((b) => ('buffer' in b ? b : { buffer: b }));
+    if (this.dry) {
+      this.checkLaunch(args.label ?? ('pipeline' in args.kernel ? args.kernel.label : `${args.kernel.shader}.${args.kernel.entry}`), args.workgroups, ranges);
+      return;
+    }
     const kernel = 'pipeline' in args.kernel ? args.kernel : this.pipelines.get(args.kernel);
     const label = args.label ?? kernel.label;
     const [x, y = 1, z = 1] = args.workgroups;
-    const maxWg = this.limits.maxComputeWorkgroupsPerDimension;
-    if (!(x >= 0 && y >= 0 && z >= 0 && x <= maxWg && y <= maxWg && z <= maxWg)) {
-      throw new GpuError(`${label}: workgroup counts [${x},${y},${z}] exceed the adapter's limit of ${maxWg} per dimension`);
-    }
     if (args.buffers.length !== kernel.spec.bindings.length) {
       throw new GpuError(`${label}: kernel ${kernel.label} takes ${kernel.spec.bindings.length} buffers, got ${args.buffers.length}`);
     }
-    const ranges = args.buffers.map((b) => ('buffer' in b ? b : { buffer: b }));
-    const { maxStorageBufferBindingSize: maxBinding, minStorageBufferOffsetAlignment: align } = this.limits;
-    for (const [i, { buffer, offset = 0, size = buffer.size - offset }] of ranges.entries()) {
-      if (offset % align !== 0 || offset + size > buffer.size) {
-        throw new GpuError(`${label}: binding ${i + 1} range [${offset}, ${offset + size}) is not ${align}-byte aligned or lies outside its ${buffer.size}-byte buffer`);
-      }
-      if (size > maxBinding) {
-        // the label names the op and its shapes; the op has to bind the tensor in smaller ranges
-        throw new GpuError(`${label}: binding ${i + 1} spans ${size} bytes, more than the adapter's maxStorageBufferBindingSize (${maxBinding})`);
-      }
-    }
+    this.checkLaunch(label, args.workgroups, ranges);
     if (x * y * z === 0) return;
     if (this.pendingDispatches === PARAM_SLOTS) this.flush();
 
@@ -159,6 +152,7 @@ export class Gpu {
   /** Copies `data` into `buffer` at `byteOffset`, ordered after the dispatches recorded so far. */
   upload(buffer: GPUBuffer, data: ArrayBufferView, byteOffset = 0): void {
     this.raisePending();
+    if (this.dry) return;
     const bytes = Math.ceil(data.byteLength / 4) * 4;
     const staging = this.device.createBuffer({ size: Math.max(bytes, 4), usage: Usage.COPY_SRC, mappedAtCreation: true, label: 'upload' });
     new Uint8Array(staging.getMappedRange()).set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
@@ -171,6 +165,7 @@ export class Gpu {
   /** Copies `bytes` bytes between storage buffers, ordered with the dispatches. */
   copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, bytes: number): void {
     this.raisePending();
+    if (this.dry) return;
     this.closePass();
     this.commandEncoder().copyBufferToBuffer(src, srcOffset, dst, dstOffset, bytes);
   }
@@ -193,6 +188,7 @@ export class Gpu {
 
   /** Reads `bytes` bytes of `buffer` back to the CPU: flushes, then waits for the GPU. */
   async read(buffer: GPUBuffer, byteOffset = 0, bytes = buffer.size - byteOffset): Promise<ArrayBuffer> {
+    if (this.dry) throw new GpuError('read-back during a dry run');
     const size = Math.ceil(bytes / 4) * 4;
     const staging = this.device.createBuffer({ size: Math.max(size, 4), usage: Usage.MAP_READ | Usage.COPY_DST, label: 'readback' });
     this.closePass();
@@ -263,6 +259,45 @@ export class Gpu {
     this.flush();
     this.pool.trim();
     this.device.destroy();
+  }
+
+  /**
+   * Runs `fn` (synchronous) with nothing reaching the device: buffers are placeholders that only
+   * know their size, and dispatches, uploads and copies only check their arguments. Ops still
+   * compute every output shape and refuse what they cannot run, so the graph runner plans a
+   * graph this way before running it (what PyTorch's meta tensors do). Reading back is an error.
+   */
+  dryRun<T>(fn: () => T): T {
+    if (this.dry) return fn();
+    this.dry = true;
+    this.pool.dry = true;
+    try {
+      const r = fn();
+      if (r instanceof Promise) throw new GpuError('dryRun: the function must be synchronous');
+      return r;
+    } finally {
+      this.dry = false;
+      this.pool.dry = false;
+    }
+  }
+
+  /** Refuses a launch the adapter cannot do: too many workgroups, a binding outside its buffer or too large. */
+  private checkLaunch(label: string, workgroups: DispatchArgs['workgroups'], ranges: BufferRange[]): void {
+    const [x, y = 1, z = 1] = workgroups;
+    const maxWg = this.limits.maxComputeWorkgroupsPerDimension;
+    if (!(x >= 0 && y >= 0 && z >= 0 && x <= maxWg && y <= maxWg && z <= maxWg)) {
+      throw new GpuError(`${label}: workgroup counts [${x},${y},${z}] exceed the adapter's limit of ${maxWg} per dimension`);
+    }
+    const { maxStorageBufferBindingSize: maxBinding, minStorageBufferOffsetAlignment: align } = this.limits;
+    for (const [i, { buffer, offset = 0, size = buffer.size - offset }] of ranges.entries()) {
+      if (offset % align !== 0 || offset + size > buffer.size) {
+        throw new GpuError(`${label}: binding ${i + 1} range [${offset}, ${offset + size}) is not ${align}-byte aligned or lies outside its ${buffer.size}-byte buffer`);
+      }
+      if (size > maxBinding) {
+        // the label names the op and its shapes; the op has to bind the tensor in smaller ranges
+        throw new GpuError(`${label}: binding ${i + 1} spans ${size} bytes, more than the adapter's maxStorageBufferBindingSize (${maxBinding})`);
+      }
+    }
   }
 
   private commandEncoder(): GPUCommandEncoder {

@@ -35,6 +35,9 @@ export class BufferPool {
   private liveBytes = 0;
   private freeBytes = 0;
   private created = 0;
+  /** during Gpu.dryRun: acquire hands out placeholders that only know their size */
+  dry = false;
+  private readonly placeholders = new WeakSet<GPUBuffer>();
 
   constructor(private readonly device: GPUDevice, private readonly maxBufferSize: number) {}
 
@@ -42,6 +45,11 @@ export class BufferPool {
     const size = sizeClass(bytes);
     if (size > this.maxBufferSize) {
       throw new Error(`${label}: ${bytes} bytes exceed the adapter's maxBufferSize (${this.maxBufferSize}); use a smaller batch or image size`);
+    }
+    if (this.dry) {
+      const placeholder = { size, label, destroy() {} } as unknown as GPUBuffer;
+      this.placeholders.add(placeholder);
+      return placeholder;
     }
     const bucket = this.free.get(size);
     let buffer = bucket?.pop();
@@ -57,6 +65,7 @@ export class BufferPool {
   }
 
   release(buffer: GPUBuffer): void {
+    if (this.placeholders.has(buffer)) return;
     if (!this.live.delete(buffer)) throw new Error('BufferPool.release: buffer is not live (released twice?)');
     const size = buffer.size;
     this.liveBytes -= size;

@@ -1,0 +1,283 @@
+// Shapes and data movement: Constant, Identity, Shape, Reshape, Flatten, (Un)Squeeze, Concat,
+// Gather, Slice, Split, Pad, Cast, ConstantOfShape, Range, ScatterND, Expand, Transpose.
+// Exporters compute shapes with these (x.size(0) becomes Shape -> Gather -> Unsqueeze -> Concat ->
+// Reshape), so each folds on the host when its inputs are known; on the GPU, reshapes are views
+// and slices, gathers of one index and splits are block copies (narrow).
+import { concat, narrow, padAxis } from '../../ops/concat.ts';
+import { dropout } from '../../ops/dropout.ts';
+import { OpError, shapeSize, shapeStr, Tensor } from '../../tensor/index.ts';
+import { DataType, type OnnxNode, type OnnxTensor } from '../ir.ts';
+import { concatHost, gatherHost, hostTensor, int64Tensor, normAxis, scatterNDHost, sliceHost, sliceRanges, transposeHost, expandHost, typeName, values } from './host.ts';
+import { type NodeContext, type OnnxOp, type Value } from './op.ts';
+
+/** A view of x with another shape (same memory; the gradient flows back through the view). */
+const view = (x: Tensor, shape: readonly number[]): Tensor => x.reshape(shape);
+
+/** The value with new dims, on the host or as a GPU view. */
+function reshaped(c: NodeContext, shape: number[]): Value {
+  if (shapeSize(shape) !== shapeSize(c.shape(0))) throw new OpError(c.op, `cannot reshape ${shapeStr(c.shape(0))} to ${shapeStr(shape)}`);
+  if (c.isHost(0)) return { ...c.host(0), name: c.output(), dims: shape };
+  return view(c.gpu(0), shape);
+}
+
+/** ONNX Reshape's target: 0 copies the input's dimension (unless allowzero), -1 is inferred. */
+function reshapeTarget(c: NodeContext): number[] {
+  const spec = c.numbers(1);
+  const inShape = c.shape(0);
+  const allowZero = c.int('allowzero', 0) === 1;
+  const shape = spec.map((d, i) => (d === 0 && !allowZero ? inShape[i] : d));
+  const free = shape.indexOf(-1);
+  if (free >= 0) {
+    const rest = shapeSize(shape.filter((_, i) => i !== free));
+    if (rest === 0 || shapeSize(inShape) % rest !== 0) throw new OpError(c.op, `cannot reshape ${shapeStr(inShape)} to ${shapeStr(spec)}`);
+    shape[free] = shapeSize(inShape) / rest;
+  }
+  return shape;
+}
+
+function flattenTarget(c: NodeContext): number[] {
+  const s = c.shape(0);
+  const raw = c.int('axis', 1);
+  const axis = raw < 0 ? raw + s.length : raw;
+  if (axis < 0 || axis > s.length) throw new OpError(c.op, `axis ${raw} out of range for ${shapeStr(s)}`);
+  return [shapeSize(s.slice(0, axis)), shapeSize(s.slice(axis))];
+}
+
+/** Squeeze/Unsqueeze axes: the attribute before opset 13, the optional input 1 from it. */
+function axesOf(c: NodeContext): number[] | null {
+  if (c.opset < 13) return c.attr('axes') === undefined ? null : c.ints('axes');
+  return c.has(1) ? c.numbers(1) : null;
+}
+
+function squeezeTarget(c: NodeContext): number[] {
+  const s = c.shape(0);
+  const given = axesOf(c);
+  const axes = given ? given.map((a) => normAxis(c.op, a, s.length)) : s.flatMap((d, i) => (d === 1 ? [i] : []));
+  for (const a of axes) if (s[a] !== 1) throw new OpError(c.op, `axis ${a} of ${shapeStr(s)} is not 1`);
+  return s.filter((_, i) => !axes.includes(i));
+}
+
+function unsqueezeTarget(c: NodeContext): number[] {
+  const s = c.shape(0);
+  const given = axesOf(c);
+  if (!given) throw new OpError(c.op, 'axes are required');
+  const rank = s.length + given.length;
+  const axes = given.map((a) => normAxis(c.op, a, rank));
+  const out: number[] = [];
+  let k = 0;
+  for (let i = 0; i < rank; i++) out.push(axes.includes(i) ? 1 : s[k++]);
+  return out;
+}
+
+/** Ops that only give their input another shape: a host value gets new dims, a GPU one a view. */
+const reshapeLike = (target: (c: NodeContext) => number[]): OnnxOp => ({
+  fold: (c) => (c.isHost(0) ? [reshaped(c, target(c)) as OnnxTensor] : null),
+  run: (c) => [reshaped(c, target(c))],
+});
+
+/** Slice's ranges per axis: attributes before opset 10, inputs from it. */
+function sliceOf(c: NodeContext): { start: number; step: number; count: number }[] {
+  const s = c.shape(0);
+  if (c.opset < 10) {
+    const starts = c.ints('starts');
+    return sliceRanges(s, starts, c.ints('ends'), c.attr('axes') === undefined ? starts.map((_, i) => i) : c.ints('axes'), []);
+  }
+  const starts = c.numbers(1);
+  const axes = c.has(3) ? c.numbers(3) : starts.map((_, i) => i);
+  return sliceRanges(s, starts, c.numbers(2), axes, c.has(4) ? c.numbers(4) : []);
+}
+
+/** Consecutive rows along each axis, as block copies (the intermediate of each step released). */
+function narrowAll(x: Tensor, ranges: { start: number; count: number }[]): Tensor {
+  let y = x;
+  ranges.forEach((r, axis) => {
+    if (r.start === 0 && r.count === x.shape[axis]) return;
+    const next = narrow(y, axis, r.start, r.count);
+    if (y !== x) y.discard();
+    y = next;
+  });
+  return y === x ? view(x, x.shape) : y;
+}
+
+/** Split's part sizes along the axis: input 1 (opset 13+), the split attribute, num_outputs or equal parts. */
+function splitSizes(c: NodeContext, length: number): number[] {
+  const parts = c.node.outputs.length;
+  if (c.opset >= 13 && c.has(1)) return c.numbers(1);
+  if (c.opset < 13 && c.attr('split') !== undefined) return c.ints('split');
+  const n = c.attr('num_outputs') === undefined ? parts : c.int('num_outputs');
+  const size = Math.ceil(length / n);
+  return Array.from({ length: n }, (_, i) => Math.max(0, Math.min(size, length - i * size)));
+}
+
+function splitAt(c: NodeContext): { axis: number; sizes: number[]; offsets: number[] } {
+  const s = c.shape(0);
+  const axis = normAxis(c.op, c.int('axis', 0), s.length);
+  const sizes = splitSizes(c, s[axis]);
+  if (sizes.length !== c.node.outputs.length || sizes.reduce((a, b) => a + b, 0) !== s[axis]) {
+    throw new OpError(c.op, `parts ${JSON.stringify(sizes)} do not split axis ${axis} of ${shapeStr(s)} into ${c.node.outputs.length} outputs`);
+  }
+  const offsets = sizes.map((_, i) => sizes.slice(0, i).reduce((a, b) => a + b, 0));
+  return { axis, sizes, offsets };
+}
+
+/** Constant: its value attribute, or a value_float(s) / value_int(s) one. */
+function constantValue(c: NodeContext): OnnxTensor {
+  const name = c.output();
+  const v = (k: string) => c.attr(k);
+  if (v('value') !== undefined) return { ...(v('value') as OnnxTensor), name };
+  if (v('value_float') !== undefined) return hostTensor(name, DataType.FLOAT, [], [c.float('value_float', 0)]);
+  if (v('value_floats') !== undefined) return hostTensor(name, DataType.FLOAT, [c.floats('value_floats').length], c.floats('value_floats'));
+  if (v('value_int') !== undefined) return int64Tensor(name, [], [c.int('value_int')]);
+  if (v('value_ints') !== undefined) return int64Tensor(name, [c.ints('value_ints').length], c.ints('value_ints'));
+  throw new OpError(c.op, `only value, value_float(s) and value_int(s) are supported, got ${Object.keys(c.node.attrs).join(', ')}`);
+}
+
+/** The types Cast can produce on the host. */
+const CASTABLE: readonly number[] = [DataType.FLOAT, DataType.DOUBLE, DataType.INT64, DataType.INT32, DataType.INT8, DataType.UINT8, DataType.BOOL];
+
+const extraOutputs = (node: OnnxNode) => node.outputs.slice(1).some((o) => o !== '');
+
+export const SHAPE_OPS: Record<string, OnnxOp> = {
+  Constant: { fold: (c) => [constantValue(c)] },
+  Identity: {
+    fold: (c) => [{ ...c.host(0), name: c.output() }],
+    run: (c) => [view(c.gpu(0), c.shape(0))],
+  },
+  Shape: {
+    foldsOnShapes: true,
+    fold: (c) => {
+      const s = c.shape(0);
+      const norm = (v: number) => Math.min(Math.max(v < 0 ? v + s.length : v, 0), s.length);
+      const start = c.opset >= 15 ? norm(c.int('start', 0)) : 0;
+      const end = c.opset >= 15 && c.attr('end') !== undefined ? norm(c.int('end')) : s.length;
+      const dims = s.slice(start, end);
+      return [int64Tensor(c.output(), [dims.length], dims)];
+    },
+  },
+  Size: { foldsOnShapes: true, fold: (c) => [int64Tensor(c.output(), [], [shapeSize(c.shape(0))])] },
+  Reshape: reshapeLike(reshapeTarget),
+  Flatten: reshapeLike(flattenTarget),
+  Squeeze: reshapeLike(squeezeTarget),
+  Unsqueeze: reshapeLike(unsqueezeTarget),
+  Concat: {
+    fold: (c) => [concatHost(c.node.inputs.filter((n) => n !== '').map((_, i) => c.host(i)), c.int('axis'), c.output())],
+    run: (c) => [concat(c.node.inputs.flatMap((n, i) => (n === '' ? [] : [c.gpu(i)])), c.int('axis'))],
+  },
+  Gather: {
+    params: [0],
+    fold: (c) => [gatherHost(c.host(0), c.host(1), c.int('axis', 0), c.output())],
+    run: (c) => {
+      // one index: a block copy along the axis (x[:, 0] of a class token), the axis dropped for a scalar
+      const s = c.shape(0);
+      const axis = normAxis(c.op, c.int('axis', 0), s.length);
+      const idx = c.numbers(1);
+      if (idx.length !== 1) throw new OpError(c.op, `gathering ${idx.length} indices from a GPU tensor is not supported yet (only one)`);
+      const i = idx[0] < 0 ? idx[0] + s[axis] : idx[0];
+      const y = narrow(c.gpu(0), axis, i, 1);
+      const dims = c.host(1).dims;
+      return [dims.length === 0 ? view(y, s.filter((_, d) => d !== axis)) : y];
+    },
+  },
+  Slice: {
+    fold: (c) => [sliceHost(c.host(0), sliceOf(c), c.output())],
+    run: (c) => {
+      const ranges = sliceOf(c);
+      const stepped = ranges.findIndex((r) => r.step !== 1);
+      if (stepped >= 0) throw new OpError(c.op, `slicing a GPU tensor with step ${ranges[stepped].step} (axis ${stepped}) is not supported yet (only step 1)`);
+      return [narrowAll(c.gpu(0), ranges)];
+    },
+  },
+  Split: {
+    fold: (c) => {
+      const { axis, sizes, offsets } = splitAt(c);
+      const s = c.shape(0);
+      return sizes.map((n, k) => sliceHost(c.host(0), s.map((d, a) => (a === axis ? { start: offsets[k], step: 1, count: n } : { start: 0, step: 1, count: d })), c.output(k)));
+    },
+    run: (c) => {
+      const { axis, sizes, offsets } = splitAt(c);
+      return sizes.map((n, k) => narrow(c.gpu(0), axis, offsets[k], n));
+    },
+  },
+  Pad: {
+    refuse: (node) => (node.attrs.mode !== undefined && node.attrs.mode !== 'constant' ? `mode '${node.attrs.mode}'` : null),
+    run: (c) => [pad(c)],
+  },
+  Cast: {
+    fold: (c) => {
+      const to = c.int('to');
+      if (!CASTABLE.includes(to)) throw new OpError(c.op, `casting to ${typeName(to)} is not supported`);
+      const v = values(c.host(0));
+      return [hostTensor(c.output(), to, c.shape(0), to === DataType.FLOAT || to === DataType.DOUBLE ? v : v.map(Math.trunc))];
+    },
+    run: (c) => {
+      const to = c.int('to');
+      if (to !== DataType.FLOAT) throw new OpError(c.op, `casting a tensor computed on the GPU to ${typeName(to)} is not supported (GPU tensors are float)`);
+      return [view(c.gpu(0), c.shape(0))];
+    },
+  },
+  ConstantOfShape: {
+    fold: (c) => {
+      const dims = c.numbers(0);
+      const v = c.attr('value') as OnnxTensor | undefined;
+      return [hostTensor(c.output(), v?.dataType ?? DataType.FLOAT, dims, new Array(shapeSize(dims)).fill(v ? values(v)[0] : 0))];
+    },
+  },
+  Range: {
+    fold: (c) => {
+      const [start, limit, delta] = [0, 1, 2].map((i) => c.scalar(i));
+      const n = Math.max(0, Math.ceil((limit - start) / delta));
+      if (!Number.isFinite(n) || n > 2 ** 24) throw new OpError(c.op, `range(${start}, ${limit}, ${delta}) is too long`);
+      return [hostTensor(c.output(), c.dataType(0), [n], Array.from({ length: n }, (_, i) => start + i * delta))];
+    },
+  },
+  ScatterND: {
+    refuse: (node) => (node.attrs.reduction !== undefined && node.attrs.reduction !== 'none' ? `reduction '${node.attrs.reduction}'` : null),
+    fold: (c) => [scatterNDHost(c.host(0), c.host(1), c.host(2), c.output())],
+  },
+  Expand: {
+    params: [0],
+    fold: (c) => [expandHost(c.host(0), c.numbers(1), c.output())],
+  },
+  Transpose: {
+    fold: (c) => {
+      const rank = c.shape(0).length;
+      const perm = c.attr('perm') === undefined ? [...Array(rank).keys()].reverse() : c.ints('perm');
+      return [transposeHost(c.host(0), perm, c.output())];
+    },
+  },
+  Dropout: {
+    refuse: (node) => (extraOutputs(node) ? 'the mask output' : null),
+    // ONNX drops only with the training_mode input (opset 12+) set; a module in training mode always does
+    fold: (c) => (dropping(c) ? null : [{ ...c.host(0), name: c.output() }]),
+    run: (c) => {
+      if (!dropping(c)) return [view(c.gpu(0), c.shape(0))];
+      const ratio = c.has(1) ? c.scalar(1) : c.float('ratio', 0.5);
+      return [dropout(c.gpu(0), ratio, true, c.seed())];
+    },
+  },
+};
+
+function dropping(c: NodeContext): boolean {
+  return c.training || (c.has(2) && c.scalar(2) !== 0);
+}
+
+/** Constant-mode Pad: pads [begin per axis..., end per axis...] from the attribute (opset < 11) or
+ *  input 1 with the value of input 2 (opset 11+), over every axis or those of input 3. */
+function pad(c: NodeContext): Tensor {
+  const x = c.gpu(0);
+  const pads = c.opset < 11 ? c.ints('pads', []) : c.has(1) ? c.numbers(1) : [];
+  const value = c.opset < 11 ? c.float('value', 0) : c.has(2) ? c.scalar(2) : 0;
+  const axes = (c.has(3) ? c.numbers(3) : x.shape.map((_, i) => i)).map((a) => normAxis(c.op, a, x.ndim));
+  if (pads.length !== 2 * axes.length || pads.some((p) => !Number.isInteger(p) || p < 0)) {
+    throw new OpError(c.op, `expected ${2 * axes.length} non-negative pads for x${shapeStr(x.shape)}, got ${JSON.stringify(pads)}`);
+  }
+  let y = x;
+  axes.forEach((axis, i) => {
+    const [before, after] = [pads[i], pads[i + axes.length]];
+    if (before === 0 && after === 0) return;
+    const next = padAxis(y, axis, before, after, value);
+    if (y !== x) y.discard();
+    y = next;
+  });
+  return y === x ? view(x, x.shape) : y; // no padding: a view, like Identity
+}
