@@ -5,7 +5,7 @@
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { noGrad, OpError, relError, Tensor, tidy } from '../tensor/index.ts';
-import { checkSupported, GraphModule } from './graph.ts';
+import { checkSupported, GraphModule, UnsupportedError } from './graph.ts';
 import type { OnnxTensor } from './ir.ts';
 import { OnnxError, parseTensor, readOnnx } from './read.ts';
 
@@ -57,7 +57,7 @@ export async function runBackendCase(dir: string, tolerance = 1e-4): Promise<Cas
     model = readOnnx(join(dir, 'model.onnx'));
     checkSupported(model, join(dir, 'model.onnx'));
   } catch (e) {
-    if (e instanceof OnnxError) return done(e.message.includes('unsupported ONNX op') ? 'unsupported' : 'error', NaN, e.message);
+    if (e instanceof OnnxError) return done(e instanceof UnsupportedError ? 'unsupported' : 'error', NaN, e.message);
     throw e;
   }
   const sets = readdirSync(dir).filter((d) => d.startsWith('test_data_set_')).sort();
@@ -94,6 +94,7 @@ export async function runBackendCase(dir: string, tolerance = 1e-4): Promise<Cas
       }
     }
   } catch (e) {
+    if (e instanceof UnsupportedError) return done('unsupported', NaN, e.message);
     if (e instanceof OpError || e instanceof OnnxError) return done('error', NaN, e.message);
     throw e;
   } finally {

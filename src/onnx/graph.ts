@@ -25,6 +25,14 @@ import { floats, isFloat } from './ops/op.ts';
 import { typeName } from './ops/host.ts';
 import { OnnxError } from './read.ts';
 
+/** A refusal: the model is valid ONNX, but uses an op, a feature or a type gpunet does not run. */
+export class UnsupportedError extends OnnxError {
+  constructor(source: string, problem: string) {
+    super(source, problem);
+    this.name = 'UnsupportedError';
+  }
+}
+
 /** A node's name, or its position in the graph for an unnamed one. */
 const nodeName = (node: OnnxNode, index: number): string => node.name || `#${index}`;
 
@@ -81,13 +89,13 @@ export function checkSupported(model: OnnxModel, source = '<onnx model>'): void 
     const where = `node '${nodeName(node, i)}', opset ${model.opset}`;
     const op = opName(node);
     const def = op === node.opType ? ONNX_OPS[op] : undefined;
-    if (!def) throw new OnnxError(source, `unsupported ONNX op '${op}' (${where}); supported: ${supportedOpsText()}`);
+    if (!def) throw new UnsupportedError(source, `unsupported ONNX op '${op}' (${where}); supported: ${supportedOpsText()}`);
     const feature = def.refuse?.(node, { opset: model.opset, consumed });
-    if (feature) throw new OnnxError(source, `unsupported ONNX op '${op}' with ${feature} (${where})`);
+    if (feature) throw new UnsupportedError(source, `unsupported ONNX op '${op}' with ${feature} (${where})`);
   }
   const notFloat32 = (t: { name: string }, type: number, what: string) => {
     if (type === DataType.DOUBLE || type === DataType.FLOAT16) {
-      throw new OnnxError(source, `${what} '${t.name}' is ${typeName(type)}: gpunet computes in float32 only (export the model in float32, e.g. model.float() in PyTorch)`);
+      throw new UnsupportedError(source, `${what} '${t.name}' is ${typeName(type)}: gpunet computes in float32 only (export the model in float32, e.g. model.float() in PyTorch)`);
     }
   };
   for (const t of g.initializers.values()) notFloat32(t, t.dataType, 'initializer');
@@ -358,7 +366,7 @@ export class GraphModule extends Module {
             } else {
               if (!def.run) {
                 const gpuInput = node.inputs.find((x) => !isConstant(x));
-                throw new OnnxError(this.source, `node '${node.name || node.outputs[0]}' (${node.opType}, opset ${this.opset}): gpunet computes ${node.opType} only on values known before the graph runs (constants, shapes), but '${gpuInput}' is computed on the GPU`);
+                throw new UnsupportedError(this.source, `unsupported ONNX op '${node.opType}' on '${gpuInput}', a value computed on the GPU (node '${node.name || node.outputs[0]}', opset ${this.opset}): gpunet computes ${node.opType} only on values known before the graph runs (constants, shapes)`);
               }
               const results = atNode(node, this.opset, this.source, () => def.run!(new NodeContext(node, env)));
               node.outputs.forEach((o, k) => o !== '' && env.values.set(o, results[k]));
