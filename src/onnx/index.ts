@@ -1,7 +1,8 @@
 // ONNX in and out: classifier checkpoints (load, save), and the model files themselves.
 export { classifierMetadata, loadClassifier as load, saveClassifier as save, type LoadOptions } from './load.ts';
 export { IMAGENET_NORMALIZATION, META, type Classifier, type Preprocessing, type ResizeMode } from './classifier.ts';
-export { GraphModule, SUPPORTED_OPS, type GraphModuleOptions } from './graph.ts';
+export { GraphModule, UnsupportedError, type GraphModuleOptions } from './graph.ts';
+export { ONNX_OPS, SUPPORTED_OPS, type OnnxOp } from './ops/index.ts';
 export { OnnxError, parseOnnx, readOnnx } from './read.ts';
 export { encodeOnnx, saveOnnx } from './write.ts';
 export { exportResNet, importResNet } from './resnet.ts';
