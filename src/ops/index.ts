@@ -7,6 +7,7 @@ export {
   abs, add, clip, div, elementwise, ELEMENTWISE, erf, exp, gelu, hardSigmoid, hardSwish, leakyRelu, log, maximum, minimum, mul, neg, pow,
   reciprocal, relu, scale, sigmoid, silu, sqrt, sub, tanh, where, type ElementwiseName, type Operand,
 } from './elementwise.ts';
+export { layerNorm } from './layernorm.ts';
 export { gemm, linear, matmul } from './matmul.ts';
 export { avgPool1d, avgPool2d, globalAvgPool2d, globalMaxPool2d, maxPool1d, maxPool2d, type AvgPool2dOptions, type MaxPool2dOptions, type Pool1dOptions, type Pool2dOptions } from './pool.ts';
 export { max, mean, sum, type ReduceOptions } from './reduce.ts';

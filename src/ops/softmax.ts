@@ -45,7 +45,7 @@ function rowsAlong(op: string, x: Tensor, axis: number): Rows {
  * columns, so a row gets few invocations (about 256 columns each: 1 for C = 10, 4 for C = 1000) and
  * small workgroups, so that a batch still splits over the cores.
  */
-function rowLayout(cols: number): { WG: number; ROW_THREADS: number } {
+export function rowLayout(cols: number): { WG: number; ROW_THREADS: number } {
   const cpu = getGpu().isCpu;
   const wg = cpu ? 64 : Math.min(256, getGpu().limits.maxComputeInvocationsPerWorkgroup);
   const colsPerInvocation = cpu ? 256 : 8;
