@@ -1,15 +1,20 @@
 // Data sources: ImageFolder, pre-split and regex-labelled folders generated with sharp in a temp
 // dir, the seeded split, files that are not images, every one-line error, and the real hymenoptera
-// folder (a GIF placeholder, a .jpeg, a file name with a space).
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+// folder (a GIF placeholder, a .jpeg, a file name with a space); hostile folders (FIFOs, sockets,
+// link loops, a file under two names, copies across splits, control characters in names).
+import { spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname, join, relative } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { dataCommand } from '../src/cli/data.ts';
 import { UsageError } from '../src/cli/errors.ts';
 import type { DataSplit } from '../src/data/dataset.ts';
 import { DataError, scanDataset } from '../src/data/folder.ts';
+import { printable } from '../src/io/printable.ts';
 
 let root: string;
 beforeAll(() => {
@@ -203,6 +208,55 @@ describe('scanDataset errors: one line naming the folder and the fix', () => {
     await expectDataError(scanDataset(dir), join(dir, 'b'), /only 1 readable image.*--valid-pct 0/);
     expect((await scanDataset(dir, { validPct: 0 })).train.length).toBe(4);
     await expectDataError(scanDataset(dir, { validPct: 1 }), dir, /--valid-pct must be in \[0, 1\)/);
+  });
+});
+
+describe('hostile folders', () => {
+  it('FIFOs, sockets, link loops and second names of a file are skipped with a line; copies across splits are reported', async () => {
+    const dir = join(root, 'hostile');
+    await imageFolder('hostile/train', { ants: 3, bees: 3 });
+    await imageFolder('hostile/valid', { ants: 1, bees: 1 });
+    spawnSync('mkfifo', [join(dir, 'train', 'ants', 'pipe.png')]); // opening one for reading blocks
+    const server = createServer().listen(join(dir, 'train', 'bees', 'socket.jpg'));
+    await once(server, 'listening');
+    symlinkSync('.', join(dir, 'train', 'ants', 'self')); // a loop: read once, not 40 times
+    symlinkSync(join('..', 'ants', 'ants_0.png'), join(dir, 'train', 'bees', 'alias.png')); // one file, two classes
+    await sharp({ create: { width: 9, height: 7, channels: 3, background: '#123456' } }).png().toFile(join(dir, 'train', 'bees', 'unique.png'));
+    copyFileSync(join(dir, 'train', 'bees', 'unique.png'), join(dir, 'valid', 'bees', 'copy.png')); // trained and validated on
+    try {
+      const d = await scanDataset(dir);
+      expect(d.train.map((x) => relative(dir, x.path))).toEqual(['train/ants/ants_0.png', 'train/ants/ants_1.png', 'train/ants/ants_2.png', 'train/bees/bees_0.png', 'train/bees/bees_1.png', 'train/bees/bees_2.png', 'train/bees/unique.png']);
+      expect(d.valid.map((x) => relative(dir, x.path))).toEqual(['valid/ants/ants_0.png', 'valid/bees/bees_0.png', 'valid/bees/copy.png']);
+      expect(d.skipped.map((x) => [relative(dir, x.path), x.reason]).sort()).toEqual([
+        ['train/ants/pipe.png', 'not a regular file (a FIFO, socket, device or folder)'],
+        ['train/ants/self', `a link to the folder ${join(dir, 'train', 'ants')}, read already: not followed again`],
+        ['train/bees/alias.png', `the same file as ${join(dir, 'train', 'ants', 'ants_0.png')} (a link): used once`],
+        ['train/bees/socket.jpg', 'not a regular file (a FIFO, socket, device or folder)'],
+      ]);
+      // (the generated shapes repeat with the index: ants_0 and bees_0 of each split are equal too)
+      expect(d.duplicates.map((g) => g.map((p) => relative(dir, p)))).toContainEqual(['train/bees/unique.png', 'valid/bees/copy.png']);
+      for (const g of d.duplicates) expect(new Set(g.map((p) => relative(dir, p).split('/')[0])).size).toBeGreaterThan(1);
+    } finally {
+      server.close();
+    }
+  });
+
+  it('names with newlines and control characters are printed escaped, one line each', async () => {
+    const dir = await imageFolder('names', { ['ants\nfake: row']: 2, bees: 2 });
+    writeFileSync(join(dir, 'bees', 'x\r\u001b[2Kspoof\u202e.png'), 'garbage');
+    expect(printable('a\nb\tc\u001b[31m\u202ed\u0085')).toBe('a\\nb\\tc\\x1b[31m\\u{202e}d\\x85');
+    const lines: string[] = [];
+    const spy = vi.spyOn(console, 'log').mockImplementation((...a: unknown[]) => void lines.push(a.join(' ')));
+    try {
+      await dataCommand.run(['--data', dir, '--valid-pct', '0.5']);
+    } finally {
+      spy.mockRestore();
+    }
+    const out = lines.join('\n');
+    expect(out).toContain('classes (2): ants\\nfake: row, bees');
+    expect(out).toMatch(/^ {2}ants\\nfake: row {6}1 {6}1$/m);
+    expect(out).toContain('  bees/x\\r\\x1b[2Kspoof\\u{202e}.png: cannot decode as an image');
+    expect(out).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u202e]/);
   });
 });
 

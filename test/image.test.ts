@@ -1,7 +1,8 @@
 // Image decoding and preprocessing: generated images of every awkward kind written with sharp into a
 // temporary folder, geometry and resampling checked against a plain TypeScript reference of
 // torchvision's eval transform (PIL's antialiased bilinear resize, then the center crop).
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
@@ -247,6 +248,20 @@ describe('listImages', () => {
     expect(() => listImages([join(root, 'missing.jpg')])).toThrow(ImageError);
     expect(() => listImages([`${root}/*.gif`])).toThrow(/no image files match this pattern/);
     expect(() => listImages([join(root, '.hidden', 'nothing-here')])).toThrow(/no such file or folder/);
+  });
+
+  it('a link loop is followed once; a FIFO named like an image is an ImageError, not a read that blocks forever', async () => {
+    const root = join(dir, 'loop');
+    mkdirSync(join(root, 'a'), { recursive: true });
+    writeFileSync(join(root, 'a', 'one.png'), '');
+    symlinkSync('..', join(root, 'a', 'up'));
+    symlinkSync('.', join(root, 'self'));
+    expect(listImages([root])).toEqual([join(root, 'a/one.png')]);
+    expect(listImages([`${root}/**/*.png`])).toEqual([join(root, 'a/one.png')]);
+    const fifo = join(root, 'pipe.jpg');
+    spawnSync('mkfifo', [fifo]);
+    expect(listImages([fifo])).toEqual([fifo]);
+    await expect(loadImage(fifo, { size: 8, mean: [0, 0, 0], std: [1, 1, 1], resize: 'fill' })).rejects.toThrow(new ImageError(fifo, 'not a regular file (a FIFO, socket, device or folder)'));
   });
 
   it('glob patterns', () => {

@@ -3,6 +3,7 @@
 // command shares.
 import type { DataSplit } from '../data/dataset.ts';
 import { DataError, describeSource, scanDataset, shortPath, type SourceOptions } from '../data/folder.ts';
+import { printable } from '../io/printable.ts';
 import { defineCommand } from './command.ts';
 import { UsageError } from './errors.ts';
 import { DATA_SOURCE } from './shared-options.ts';
@@ -31,21 +32,27 @@ export async function scanFromArgs(v: SourceValues): Promise<{ root: string; opt
   }
 }
 
-/** The per-class counts table of a split, and its skipped files. */
+/** One line per group of identical files found in different splits. */
+export function duplicateWarnings(root: string, d: DataSplit): string[] {
+  return d.duplicates.map((g) => `the same image in two splits: ${printable(g.map((p) => shortPath(root, p)).join(' = '))} (validation scores count it as unseen: remove all copies but one)`);
+}
+
+/** The per-class counts table of a split, its skipped files and duplicates across splits. */
 export function describeData(root: string, d: DataSplit): string[] {
   const splits = (['train', 'valid', 'test'] as const).filter((s) => s === 'train' || d[s].length > 0);
   const count = (s: (typeof splits)[number], label: number) => d[s].filter((x) => x.label === label).length;
-  const rows = [['class', ...splits], ...d.classes.map((c, i) => [c, ...splits.map((s) => String(count(s, i)))]), ['total', ...splits.map((s) => String(d[s].length))]];
+  const rows = [['class', ...splits], ...d.classes.map((c, i) => [printable(c), ...splits.map((s) => String(count(s, i)))]), ['total', ...splits.map((s) => String(d[s].length))]];
   const widths = rows[0].map((_, j) => Math.max(...rows.map((r) => r[j].length)));
   const lines = rows.map((r) => r.map((cell, j) => (j === 0 ? cell.padEnd(widths[j]) : cell.padStart(widths[j]))).join('  '));
   lines.splice(1, 0, widths.map((w) => '-'.repeat(w)).join('  '));
   lines.splice(lines.length - 1, 0, widths.map((w) => '-'.repeat(w)).join('  '));
-  const out = [`classes (${d.classes.length}): ${d.classes.join(', ')}`, '', ...lines.map((l) => `  ${l}`), ''];
+  const out = [`classes (${d.classes.length}): ${printable(d.classes.join(', '))}`, '', ...lines.map((l) => `  ${l}`), ''];
   if (d.skipped.length === 0) out.push('skipped: none');
   else {
     out.push(`skipped ${d.skipped.length} file${d.skipped.length > 1 ? 's' : ''}:`);
-    for (const f of d.skipped) out.push(`  ${shortPath(root, f.path)}: ${f.reason}`);
+    for (const f of d.skipped) out.push(`  ${printable(shortPath(root, f.path))}: ${printable(f.reason)}`);
   }
+  out.push(...duplicateWarnings(root, d).map((w) => `warning: ${w}`));
   return out;
 }
 
@@ -59,8 +66,8 @@ and the files skipped (not images, empty, undecodable, or not matching --label-r
   async run(v) {
     const t0 = Date.now();
     const { root, opts, data } = await scanFromArgs(v);
-    console.log(`data: ${root}`);
-    console.log(`layout: ${describeSource(root, opts)}`);
+    console.log(`data: ${printable(root)}`);
+    console.log(`layout: ${printable(describeSource(root, opts))}`);
     for (const line of describeData(root, data)) console.log(line);
     console.log(`(every file's ${opts.verify === 'decode' ? 'data decoded' : 'header read'} in ${((Date.now() - t0) / 1000).toFixed(1)} s)`);
     return 0;

@@ -2,7 +2,7 @@
 // file and class index) and reports accuracy, top-5, per-class precision/recall/F1, macro-F1, the
 // confusion matrix (table and heatmap) and the most-confused pairs.
 import { readdirSync, readFileSync, statSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { ImageError, listImages } from '../data/image.ts';
 import { writeFileAtomic } from '../io/files.ts';
 import { classifyFiles } from '../train/inference.ts';
@@ -72,7 +72,12 @@ function samplesFromTsv(tsv: string, dataDir: string | undefined, classes: numbe
       throw new UsageError(`--labels ${tsv}:${i + 1}: expected 'file<TAB>class index', got '${line}'`);
     }
     if (label < 0 || label >= classes) throw new UsageError(`--labels ${tsv}:${i + 1}: class index ${label} is outside the checkpoint's ${classes} classes`);
-    samples.push({ file: join(base, file), label });
+    const path = join(base, file);
+    const within = relative(resolve(base), resolve(path));
+    if (within === '' || within === '..' || within.startsWith('../')) {
+      throw new UsageError(`--labels ${tsv}:${i + 1}: '${file}' lies outside ${base}: eval reads only the images under its data folder (name them relative to it)`);
+    }
+    samples.push({ file: path, label });
   });
   if (samples.length === 0) throw new UsageError(`--labels ${tsv}: no labelled files in it`);
   return samples;

@@ -1,10 +1,12 @@
 // gpunet's command line: `gpunet <command> [options]`. Every command has --help. Errors users can
-// fix (bad input, no adapter) print one line and exit non-zero, never a stack trace.
+// fix (bad input, no adapter) print one line and exit non-zero, never a stack trace; any other
+// error is a bug, printed with its trace and a request to report it (exit 70).
 import { readFileSync } from 'node:fs';
 import { AdapterSelectError, NoAdapterError } from '../gpu/index.ts';
 import { DataError } from '../data/folder.ts';
 import { ImageError } from '../data/image.ts';
 import { FileError } from '../io/files.ts';
+import { printable } from '../io/printable.ts';
 import { OnnxError } from '../onnx/read.ts';
 import { OpError } from '../tensor/index.ts';
 import { RunError } from '../train/checkpoint.ts';
@@ -71,13 +73,17 @@ export async function main(argv: string[]): Promise<number> {
     return await cmd.run(rest);
   } catch (e) {
     if (e instanceof NoAdapterError) {
-      console.error(`gpunet ${name}: ${e.message}`);
+      console.error(`gpunet ${name}: ${printable(e.message)}`);
       return 2;
     }
     if (e instanceof UsageError || e instanceof OpError || e instanceof OnnxError || e instanceof ImageError || e instanceof DataError || e instanceof FileError || e instanceof RunError || e instanceof AdapterSelectError) {
-      console.error(`gpunet ${name}: ${(e as Error).message}`);
+      console.error(`gpunet ${name}: ${printable((e as Error).message)}`);
       return e instanceof UsageError ? e.code : 1;
     }
-    throw e;
+    // anything else is a bug of gpunet's, not a problem with the input: the trace, and where to send it
+    console.error(`gpunet ${name}: internal error: ${printable(String((e as Error)?.message ?? e))}`);
+    console.error((e as Error)?.stack ?? String(e));
+    console.error(`gpunet ${name}: this is a bug in gpunet, not in your input: please report it with the command line and the lines above`);
+    return 70; // EX_SOFTWARE
   }
 }

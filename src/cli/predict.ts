@@ -6,6 +6,7 @@ import { basename, extname } from 'node:path';
 import { getGpu, initGpu } from '../gpu/index.ts';
 import { ImageError, listImages } from '../data/image.ts';
 import type { Classifier, Preprocessing } from '../onnx/classifier.ts';
+import { printable } from '../io/printable.ts';
 import { loadClassifier } from '../onnx/load.ts';
 import { classifyFiles, softmaxRow, topIndices } from '../train/inference.ts';
 import { formatTable } from '../train/metrics.ts';
@@ -87,9 +88,14 @@ export async function openCheckpoint(v: { checkpoint: string; device?: string })
   return loadClassifier(v.checkpoint);
 }
 
+/** The line reporting a file left out (its name escaped: it is the user's string). */
+export function skipLine(command: string, path: string, reason: string): string {
+  return `gpunet ${command}: skipped ${printable(path)}: ${printable(reason)}`;
+}
+
 /** Reports undecodable files once each on stderr. */
 export function reportSkipped(command: string, failed: ImageError[]): void {
-  for (const e of failed) console.error(`gpunet ${command}: skipped ${e.message}`);
+  for (const e of failed) console.error(skipLine(command, e.file, e.reason));
 }
 
 /** `FILE.png` options are checked before any work. */

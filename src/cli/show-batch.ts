@@ -6,6 +6,8 @@ import { DEFAULT_AUGMENT } from '../data/augment.ts';
 import type { Batch } from '../data/dataset.ts';
 import { ImageLoader } from '../data/loader.ts';
 import { writeFileAtomic } from '../io/files.ts';
+import { printable } from '../io/printable.ts';
+import { skipLine } from './predict.ts';
 import { defineCommand } from './command.ts';
 import { scanFromArgs } from './data.ts';
 import { UsageError } from './errors.ts';
@@ -98,8 +100,8 @@ transform (resize + center crop). Each image is labelled with its class and file
     await loader.close();
     if (!batch) throw new UsageError(`${root}: no image of the ${split} split could be decoded`);
     await writeGrid(batch, data.classes, size, v.out);
-    console.log(`wrote ${v.out}: ${batch.labels.length} ${v.augment ? 'augmented ' : ''}${split} images of ${size}x${size} (${data.classes.join(', ')})`);
-    for (const f of loader.failed) console.log(`skipped ${f.path}: ${f.reason}`);
+    console.log(`wrote ${printable(v.out)}: ${batch.labels.length} ${v.augment ? 'augmented ' : ''}${split} images of ${size}x${size} (${printable(data.classes.join(', '))})`);
+    for (const f of loader.failed) console.error(skipLine('show-batch', f.path, f.reason));
     return 0;
   },
 });

@@ -6,6 +6,7 @@ import { DEFAULT_AUGMENT, type AugmentOptions } from '../data/augment.ts';
 import type { DataSplit } from '../data/dataset.ts';
 import { dataFingerprint } from '../data/folder.ts';
 import { getGpu, initGpu, type Profile } from '../gpu/index.ts';
+import { printable } from '../io/printable.ts';
 import { IMAGENET_NORMALIZATION } from '../onnx/classifier.ts';
 import { SCHEDULES } from '../train/schedule.ts';
 import { buildModel, imageData, saveCheckpoint } from '../train/setup.ts';
@@ -13,10 +14,10 @@ import { fit, RunFolderError, type TrainData } from '../train/trainer.ts';
 import { type ModelSplit, splitModel } from '../train/transfer.ts';
 import type { Preprocessing } from '../onnx/classifier.ts';
 import { defineCommand } from './command.ts';
-import { scanFromArgs } from './data.ts';
+import { duplicateWarnings, scanFromArgs } from './data.ts';
 import { UsageError } from './errors.ts';
 import { choice, flag, grouped, int, kebab, num, str, type Values } from './options.ts';
-import { resolvePreprocessing } from './predict.ts';
+import { resolvePreprocessing, skipLine } from './predict.ts';
 import { PROFILE, reportProfile } from './profile.ts';
 import { DATA_SOURCE, DEVICE, PREPROCESSING } from './shared-options.ts';
 
@@ -72,10 +73,11 @@ export interface RunSetup {
 /** Scans the data, builds the model (new head), the loaders. Opens the GPU. */
 export async function prepareRun(v: RunValues, command: string): Promise<RunSetup> {
   const { data: dataset } = await scanFromArgs(v);
-  for (const s of dataset.skipped) console.error(`gpunet ${command}: skipped ${s.path}: ${s.reason}`);
+  for (const s of dataset.skipped) console.error(skipLine(command, s.path, s.reason));
+  for (const w of duplicateWarnings(v.data, dataset)) console.error(`gpunet ${command}: warning: ${w}`);
   if (dataset.valid.length === 0) throw new UsageError(`--data ${v.data}: no validation images (add a valid/ folder or use --valid-pct > 0)`);
   const n = dataset.classes.length;
-  console.log(`data: ${n} classes (${dataset.classes.slice(0, 8).join(', ')}${n > 8 ? ', ...' : ''}), ${dataset.train.length} train / ${dataset.valid.length} valid images`);
+  console.log(`data: ${n} classes (${printable(dataset.classes.slice(0, 8).join(', '))}${n > 8 ? ', ...' : ''}), ${dataset.train.length} train / ${dataset.valid.length} valid images`);
 
   const pretrained = v.weights !== 'none';
   if (pretrained && !existsSync(v.weights)) throw new UsageError(`--weights ${v.weights}: no such file`);
@@ -85,7 +87,7 @@ export async function prepareRun(v: RunValues, command: string): Promise<RunSetu
   const { size, mean, std } = preprocessing;
   const { data, close } = imageData(dataset.train, dataset.valid, {
     classes: dataset.classes, size, batchSize: v.batchSize, augment: AUGMENTS[v.augment], mean, std, seed: v.seed, workers: v.workers,
-    onSkip: (f) => console.error(`gpunet ${command}: skipped ${f.path}: ${f.reason}`),
+    onSkip: (f) => console.error(skipLine(command, f.path, f.reason)),
   });
   const classifier = { model, classes: dataset.classes, preprocessing, source: v.weights };
   const config = {

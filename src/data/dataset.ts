@@ -17,8 +17,11 @@ export interface DataSplit {
   train: Sample[];
   valid: Sample[];
   test: Sample[];
-  /** files that could not be decoded (listed once, at the start) */
+  /** files left out (not decodable, not regular files, second names of a file), listed once, at the start */
   skipped: SkippedFile[];
+  /** groups of files with the same content in different splits (an image trained on and validated
+   *  on): reported, not removed */
+  duplicates: string[][];
 }
 
 export interface Batch {

@@ -11,12 +11,12 @@
 // whole file decoded); files that are not images are listed in `skipped` rather than failing in the
 // middle of an epoch.
 import { createHash } from 'node:crypto';
-import { readdirSync, statSync } from 'node:fs';
-import { basename, join, relative } from 'node:path';
+import { readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
+import { basename, join, relative, resolve } from 'node:path';
 import sharp from 'sharp';
 import { Rng } from '../tensor/random.ts';
 import type { DataSplit, Sample, SkippedFile } from './dataset.ts';
-import { IMAGE_EXTENSIONS, isImageFile } from './image.ts';
+import { IMAGE_EXTENSIONS, isImageFile, NOT_A_FILE, walkFiles } from './image.ts';
 
 export interface SourceOptions {
   /** fraction of the train files moved to valid when there is no valid folder (default 0.2) */
@@ -55,14 +55,9 @@ function entries(dir: string): string[] {
     .sort();
 }
 
-/** Image files (by extension) under `dir`, recursively, sorted. */
-function imagesUnder(dir: string, out: string[] = []): string[] {
-  for (const name of entries(dir)) {
-    const p = join(dir, name);
-    if (isDir(p)) imagesUnder(p, out);
-    else if (isImageFile(p)) out.push(p);
-  }
-  return out;
+/** Image files (by extension) under `dir`, recursively, sorted; each folder read once (links). */
+function imagesUnder(dir: string, skipped: SkippedFile[]): string[] {
+  return walkFiles(dir, Infinity, (path, reason) => skipped.push({ path, reason })).filter(isImageFile);
 }
 
 /** Image files directly in `dir`, sorted. */
@@ -75,11 +70,11 @@ function imagesIn(dir: string): string[] {
 type Labelled = Map<string, string[]>; // class -> sorted paths
 
 /** root/<class>/<image...>: the class folders of one split. */
-function byFolder(dir: string): Labelled {
+function byFolder(dir: string, skipped: SkippedFile[]): Labelled {
   const out: Labelled = new Map();
   for (const name of entries(dir)) {
     const p = join(dir, name);
-    if (isDir(p)) out.set(name, imagesUnder(p));
+    if (isDir(p)) out.set(name, imagesUnder(p, skipped));
   }
   return out;
 }
@@ -100,7 +95,7 @@ function compileRegex(source: string, root: string): RegExp {
 /** A flat folder labelled by `re` over file names; names that do not match are skipped. */
 function byRegex(dir: string, re: RegExp, source: string, skipped: SkippedFile[]): Labelled {
   const out: Labelled = new Map();
-  const files = imagesUnder(dir);
+  const files = imagesUnder(dir, skipped);
   for (const f of files) {
     const m = re.exec(basename(f));
     const label = m?.[1];
@@ -122,7 +117,9 @@ function byRegex(dir: string, re: RegExp, source: string, skipped: SkippedFile[]
  *  `decode`, from decoding it (shrunk on load where the format allows, as the loader's presize does). */
 async function fileProblem(path: string, decode: boolean): Promise<string | null> {
   try {
-    if (statSync(path).size === 0) return 'empty file';
+    const st = statSync(path);
+    if (!st.isFile()) return NOT_A_FILE;
+    if (st.size === 0) return 'empty file';
     const img = sharp(path, { failOn: 'error', pages: 1 });
     const meta = await img.metadata();
     if (!meta.width || !meta.height) return 'image has no size';
@@ -178,7 +175,7 @@ export async function scanDataset(root: string, opts: SourceOptions = {}): Promi
 
   const re = opts.labelRegex !== undefined ? compileRegex(opts.labelRegex, root) : null;
   const skipped: SkippedFile[] = [];
-  const read = (dir: string): Labelled => (re ? byRegex(dir, re, opts.labelRegex!, skipped) : byFolder(dir));
+  const read = (dir: string): Labelled => (re ? byRegex(dir, re, opts.labelRegex!, skipped) : byFolder(dir, skipped));
 
   const trainDir = join(root, 'train');
   const validDir = VALID_NAMES.map((n) => join(root, n)).find(isDir);
@@ -200,7 +197,8 @@ export async function scanDataset(root: string, opts: SourceOptions = {}): Promi
     );
   }
 
-  // every file checked once; the bad ones leave the lists
+  // every file read once, under its first name; every file checked once; the bad ones leave the lists
+  dropSecondNames([train, valid, test], skipped);
   const all = [train, valid, test].flatMap((m) => [...m.values()].flat());
   const good = await checkFiles(all, opts.verify === 'decode', skipped);
   for (const m of [train, valid, test]) for (const [cls, files] of m) m.set(cls, files.filter((f) => good.has(f)));
@@ -228,7 +226,63 @@ export async function scanDataset(root: string, opts: SourceOptions = {}): Promi
   const classes = [...train.keys()].sort();
   const samples = (m: Labelled): Sample[] =>
     classes.flatMap((cls, label) => (m.get(cls) ?? []).map((path) => ({ path, label })));
-  return { classes, train: samples(train), valid: samples(valid), test: samples(test), skipped };
+  const split = { train: samples(train), valid: samples(valid), test: samples(test) };
+  return { classes, ...split, skipped, duplicates: crossSplitCopies(split) };
+}
+
+/** A file listed under several names (links to it) is used once: under its own name if that is
+ *  listed, else under the first (train before valid before test); the other names are skipped. */
+function dropSecondNames(lists: Labelled[], skipped: SkippedFile[]): void {
+  const realOf = new Map<string, string>();
+  const keeper = new Map<string, string>(); // real path -> the name used
+  for (const m of lists) {
+    for (const f of [...m.values()].flat()) {
+      let real: string;
+      try {
+        real = realpathSync(f);
+      } catch {
+        continue; // a dangling link: the file check reports it
+      }
+      realOf.set(f, real);
+      const prior = keeper.get(real);
+      if (prior === undefined || (resolve(prior) !== real && resolve(f) === real)) keeper.set(real, f);
+    }
+  }
+  for (const m of lists) {
+    for (const [cls, files] of m) {
+      m.set(cls, files.filter((f) => {
+        const kept = realOf.has(f) ? keeper.get(realOf.get(f)!)! : f;
+        if (kept !== f) skipped.push({ path: f, reason: `the same file as ${kept} (a link): used once` });
+        return kept === f;
+      }));
+    }
+  }
+}
+
+/** Groups of files with identical bytes in different splits. Only files whose size occurs in two
+ *  splits are read and hashed, so a folder without such sizes costs no reading. */
+function crossSplitCopies(splits: Record<'train' | 'valid' | 'test', Sample[]>): string[][] {
+  const bySize = new Map<number, { split: string; path: string }[]>();
+  for (const [split, samples] of Object.entries(splits)) {
+    for (const { path } of samples) {
+      const size = statSync(path).size;
+      if (!bySize.has(size)) bySize.set(size, []);
+      bySize.get(size)!.push({ split, path });
+    }
+  }
+  const spansSplits = (g: { split: string }[]) => new Set(g.map((x) => x.split)).size > 1;
+  const groups: string[][] = [];
+  for (const same of bySize.values()) {
+    if (!spansSplits(same)) continue;
+    const byHash = new Map<string, { split: string; path: string }[]>();
+    for (const f of same) {
+      const h = createHash('sha256').update(readFileSync(f.path)).digest('hex');
+      if (!byHash.has(h)) byHash.set(h, []);
+      byHash.get(h)!.push(f);
+    }
+    for (const g of byHash.values()) if (spansSplits(g)) groups.push(g.map((x) => x.path));
+  }
+  return groups;
 }
 
 /**

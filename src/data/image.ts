@@ -9,7 +9,7 @@
 //   'fill': resized to size x size, the aspect ratio ignored;
 // with bilinear interpolation that averages over the whole footprint when shrinking (PIL's
 // antialiased bilinear, which torchvision's transforms use), and finally (x - mean) / std per channel.
-import { readdirSync, statSync } from 'node:fs';
+import { readdirSync, realpathSync, statSync } from 'node:fs';
 import { extname, join } from 'node:path';
 import sharp from 'sharp';
 import type { Preprocessing } from '../onnx/classifier.ts';
@@ -24,6 +24,9 @@ export class ImageError extends Error {
 
 /** File extensions (lower case) taken as images when walking folders and matching globs. */
 export const IMAGE_EXTENSIONS = ['.jpg', '.jpeg', '.png', '.webp', '.gif', '.tif', '.tiff', '.avif', '.heic', '.heif'];
+
+/** Why a FIFO, socket or device named like an image is skipped (opening one may block forever). */
+export const NOT_A_FILE = 'not a regular file (a FIFO, socket, device or folder)';
 
 export function isImageFile(path: string): boolean {
   return IMAGE_EXTENSIONS.includes(extname(path).toLowerCase());
@@ -51,12 +54,14 @@ function firstLine(e: unknown): string {
 export async function loadImage(path: string, p: Preprocessing): Promise<Float32Array> {
   const { size, mean, std } = p;
   let pixels: Buffer;
+  let isFile: boolean;
   try {
-    statSync(path);
+    isFile = statSync(path).isFile();
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     throw new ImageError(path, code === 'ENOENT' ? 'no such file' : firstLine(e));
   }
+  if (!isFile) throw new ImageError(path, NOT_A_FILE);
   try {
     // 'error' rather than sharp's default 'warning': a JPEG with a slightly damaged tail still
     // decodes (as browsers show it), a file that is not an image still fails.
@@ -127,27 +132,41 @@ export function globToRegExp(pattern: string): RegExp {
   return new RegExp(`^${re}$`);
 }
 
-/** Files under `dir` (names starting with '.' skipped), sorted, at most `depth` folders down. */
-function walk(dir: string, depth: number, out: string[]): void {
-  let names: string[];
-  try {
-    names = readdirSync(dir).sort();
-  } catch {
-    return;
-  }
-  for (const name of names) {
-    if (name.startsWith('.')) continue;
-    const p = dir === '.' ? name : join(dir, name);
-    let st;
+/**
+ * Files under `dir` (names starting with '.' skipped), sorted by code unit, at most `depth` folders
+ * down. Symbolic links are followed, but each folder is entered once, by its real path: a link loop
+ * (`ants/self -> .`) or a second link to a folder already read is reported through `onSkip` and not
+ * followed again, as are folders that cannot be read.
+ */
+export function walkFiles(dir: string, depth = Infinity, onSkip?: (path: string, reason: string) => void): string[] {
+  const out: string[] = [];
+  const entered = new Map<string, string>(); // real path -> the path it was read by
+  const walk = (d: string, depth: number) => {
+    let names: string[];
     try {
-      st = statSync(p);
-    } catch {
-      continue;
+      const real = realpathSync(d);
+      const first = entered.get(real);
+      if (first !== undefined) return onSkip?.(d, `a link to the folder ${first}, read already: not followed again`);
+      entered.set(real, d);
+      names = readdirSync(d).sort();
+    } catch (e) {
+      return onSkip?.(d, `cannot read this folder (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
     }
-    if (st.isDirectory()) {
-      if (depth > 0) walk(p, depth - 1, out);
-    } else out.push(p);
-  }
+    for (const name of names) {
+      if (name.startsWith('.')) continue;
+      const p = d === '.' ? name : join(d, name);
+      let st;
+      try {
+        st = statSync(p);
+      } catch {
+        continue; // a dangling link
+      }
+      if (!st.isDirectory()) out.push(p);
+      else if (depth > 0) walk(p, depth - 1);
+    }
+  };
+  walk(dir, depth);
+  return out;
 }
 
 function expandGlob(pattern: string): string[] {
@@ -156,8 +175,7 @@ function expandGlob(pattern: string): string[] {
   const base = parts.slice(0, firstMagic).join('/') || (pattern.startsWith('/') ? '/' : '.');
   const rest = parts.slice(firstMagic);
   const depth = rest.includes('**') || rest.some((s) => s.includes('**')) ? Infinity : rest.length - 1;
-  const files: string[] = [];
-  walk(base, depth, files);
+  const files = walkFiles(base, depth);
   const re = globToRegExp(pattern.startsWith('./') ? pattern.slice(2) : pattern);
   return files.filter((f) => re.test(f) && isImageFile(f));
 }
@@ -178,9 +196,7 @@ export function listImages(inputs: string[]): string[] {
       st = null;
     }
     if (st?.isDirectory()) {
-      found = [];
-      walk(input, Infinity, found);
-      found = found.filter(isImageFile);
+      found = walkFiles(input).filter(isImageFile);
       if (found.length === 0) throw new ImageError(input, `no image files in this folder (looked for ${IMAGE_EXTENSIONS.join(' ')})`);
     } else if (st) found = [input];
     else if (GLOB_CHARS.test(input)) {

@@ -4,6 +4,7 @@
 // (0 where a denominator is 0), macro averages the unweighted mean over the reported classes, which
 // are by default the classes that occur as a label or a prediction (sklearn's unique_labels), so a
 // 1000-class model scored on 20 photos is not averaged over 980 empty classes.
+import { printable } from '../io/printable.ts';
 
 export interface ClassMetrics {
   /** class index (the logit column) */
@@ -171,7 +172,8 @@ export function classificationMetrics(
 // ---- text output --------------------------------------------------------------------------------
 
 /** Lines of a table; `align` has an 'l' or 'r' per column (default: first left, others right). */
-export function formatTable(header: string[], rows: string[][], align = `l${'r'.repeat(header.length - 1)}`): string {
+export function formatTable(header: string[], cells: string[][], align = `l${'r'.repeat(header.length - 1)}`): string {
+  const rows = cells.map((r) => r.map((c) => printable(c))); // file and class names are users' strings
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const line = (r: string[]) => r.map((v, i) => (align[i] === 'l' ? v.padEnd(widths[i]) : v.padStart(widths[i]))).join('  ').trimEnd();
   return [line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');
