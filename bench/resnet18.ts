@@ -45,7 +45,7 @@ function optimizer(model: ResNet): SGD {
 }
 
 function releaseAll(model: ResNet, opt: SGD | null, x: Tensor): void {
-  opt?.loadState({ momentumBuffers: model.parameters().map(() => null) });
+  opt?.release();
   model.release();
   x.release();
 }

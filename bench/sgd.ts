@@ -55,8 +55,8 @@ export async function validate(): Promise<void> {
       const opt = new SGD([p], opts);
       for (let k = 0; k < 3; k++) opt.step();
       const param = await p.toArray();
-      const [buf] = (await opt.state()).momentumBuffers;
-      opt.loadState({ momentumBuffers: [null] });
+      const [buf] = (await opt.state()).buffers.momentum;
+      opt.release();
       p.grad.release();
       p.release();
       const ref = sgdRef(w, [g, g, g], { momentum: 0, dampening: 0, weightDecay: 0, nesterov: false, ...opts });
@@ -81,7 +81,7 @@ function stepCase(name: string, shapes: number[][], opts: SGDOptions, quick: boo
       return {
         run: () => opt.step(),
         dispose: () => {
-          opt.loadState({ momentumBuffers: params.map(() => null) });
+          opt.release();
           for (const p of params) {
             p.grad?.release();
             p.release();

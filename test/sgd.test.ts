@@ -46,9 +46,9 @@ async function runSteps(p: Problem, opts: SGDOptions): Promise<Float32Array> {
     }
     opt.zeroGrad();
     const out = await w.toArray();
-    const { momentumBuffers } = await opt.state();
-    expect(momentumBuffers[0] === null).toBe(!opts.momentum);
-    opt.loadState({ momentumBuffers: [null] }); // releases the buffer
+    const { buffers } = await opt.state();
+    expect(buffers.momentum[0] === null).toBe(!opts.momentum);
+    opt.release();
     return out;
   });
 }
@@ -141,8 +141,10 @@ describe('SGD', () => {
       expect(() => new SGD([w], { lr: 0.1, momentum: -0.5 })).toThrow(/SGD: group 0: invalid momentum -0.5/);
       expect(() => new SGD([{ params: [w] }, { params: [w] }], { lr: 0.1 })).toThrow(/more than one parameter group/);
       const opt = new SGD([w], { lr: 0.1, momentum: 0.9 });
-      expect(() => opt.loadState({ momentumBuffers: [] })).toThrow(/SGD.loadState: 0 momentum buffers for 1 parameters/);
-      expect(() => opt.loadState({ momentumBuffers: [new Float32Array(2)] })).toThrow(/a momentum buffer of 2 values for tensor #\d+ \[3\]/);
+      expect(() => opt.loadState({ buffers: { momentum: [] }, steps: [0] })).toThrow(/SGD.loadState: 0 momentum buffers for 1 parameters/);
+      expect(() => opt.loadState({ buffers: { momentum: [new Float32Array(2)] }, steps: [0] })).toThrow(/SGD.loadState: momentum buffer 0 holds 2 values, for tensor #\d+ \[3\]/);
+      expect(() => opt.loadState({ buffers: { momentum: [null], expAvg: [null] }, steps: [0] })).toThrow('SGD.loadState: no buffers named expAvg (SGD keeps momentum)');
+      expect(() => opt.loadState({ buffers: { momentum: [null] }, steps: [-1] })).toThrow(/SGD.loadState: expected 1 step counts/);
     });
   });
 

@@ -81,7 +81,7 @@ export async function benchmarkModel(model: Module, o: ModelBenchOptions): Promi
     const medianMs = median(stepsMs);
     return { imagesPerSec: (1000 * batch) / medianMs, medianMs, minMs: Math.min(...stepsMs), maxMs: Math.max(...stepsMs), stepsMs, profile };
   } finally {
-    if (opt) opt.loadState({ momentumBuffers: opt.groups.flatMap((g) => g.params).map(() => null) }); // frees them
+    opt?.release();
     x.release();
     model.train(wasTraining);
   }

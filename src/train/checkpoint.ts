@@ -34,7 +34,7 @@ export interface TrainingState {
   config: Record<string, unknown>;
   /** the model's state dict */
   weights: Map<string, Float32Array>;
-  /** SGD.state().momentumBuffers */
+  /** SGD.state().buffers.momentum */
   momentum: (Float32Array | null)[];
 }
 
@@ -184,5 +184,5 @@ export async function readWeights(model: Module): Promise<Map<string, Float32Arr
 
 /** The full state to save, from the live model and optimizer. */
 export async function captureState(model: Module, opt: SGD, rest: Omit<TrainingState, 'weights' | 'momentum'>): Promise<TrainingState> {
-  return { ...rest, weights: await readWeights(model), momentum: (await opt.state()).momentumBuffers };
+  return { ...rest, weights: await readWeights(model), momentum: (await opt.state()).buffers.momentum };
 }

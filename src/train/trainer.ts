@@ -245,7 +245,7 @@ export async function fit(split: ModelSplit, data: TrainData, o: FitOptions): Pr
       throw new RunFolderError('mismatch', o.out!, { key, saved: s.config[key], now });
     }
     split.model.loadStateDict(s.weights, { source: statePath });
-    opt.loadState({ momentumBuffers: s.momentum });
+    opt.loadState({ buffers: { momentum: s.momentum }, steps: s.momentum.map(() => 0) }); // SGD's steps count nothing
     ({ epoch, stepInEpoch, partialLosses, partialSeconds, bestAccuracy, history } = s);
     log(`resuming at epoch ${epoch + 1}${stepInEpoch ? `, step ${stepInEpoch}/${stepsPerEpoch}` : ''}`);
   } else if (statePath && existsSync(statePath)) {
