@@ -16,6 +16,8 @@
 // A dispatch may compute one chunk of a larger GEMM (src/ops/matmul.ts splits operands that exceed
 // the storage binding limit): each matrix is then a window of its tensor, at an element offset in
 // its bound range with its own row stride, and chunks along K add into C (p.accumulate).
+// Batched GEMMs (C[z] = op(A[z]) op(B[z])) take workgroup z as the batch item: matrix z of each
+// operand lies z * batchA (batchB, batchC) elements past the first, 0 for a broadcast operand.
 
 struct Params {
   M: u32,
@@ -31,6 +33,9 @@ struct Params {
   ldC: u32,         // row strides (elements) of the stored matrices
   ldA: u32,
   ldB: u32,
+  batchA: u32,      // element strides between the batch items' matrices
+  batchB: u32,
+  batchC: u32,
 }
 
 override TRANS_A: bool = false;   // A is stored [K,M] instead of [M,K]
@@ -49,6 +54,9 @@ alias BElem = {{B_TYPE}};
 @group(0) @binding(3) var<storage, read> b: array<BElem>;      // b: [K,N] or [N,K] (TRANS_B)
 @group(0) @binding(4) var<storage, read> bias: array<f32>;     // bias: [N] (read only if p.hasBias)
 
+var<private> offA: u32;  // where this invocation's matrices of A and B start: batch item gid.z's
+var<private> offB: u32;
+
 // Flat indices of elements f..f+3 of row s of a row-major [rows, cols] window (at offset `off`, rows
 // `ld` apart), clamped into it.
 fn lineIndices(s: u32, f: u32, rows: u32, cols: u32, off: u32, ld: u32) -> vec4u {
@@ -57,12 +65,12 @@ fn lineIndices(s: u32, f: u32, rows: u32, cols: u32, off: u32, ld: u32) -> vec4u
 
 // Elements f..f+3 of row s of A as stored.
 fn lineA(s: u32, f: u32) -> vec4f {
-  let i = select(lineIndices(s, f, p.M, p.K, p.offA, p.ldA), lineIndices(s, f, p.K, p.M, p.offA, p.ldA), TRANS_A);
+  let i = select(lineIndices(s, f, p.M, p.K, offA, p.ldA), lineIndices(s, f, p.K, p.M, offA, p.ldA), TRANS_A);
   return {{LOAD_A}};
 }
 
 fn lineB(s: u32, f: u32) -> vec4f {
-  let i = select(lineIndices(s, f, p.K, p.N, p.offB, p.ldB), lineIndices(s, f, p.N, p.K, p.offB, p.ldB), TRANS_B);
+  let i = select(lineIndices(s, f, p.K, p.N, offB, p.ldB), lineIndices(s, f, p.N, p.K, offB, p.ldB), TRANS_B);
   return {{LOAD_B}};
 }
 
@@ -82,12 +90,15 @@ fn blockB(k: u32, n: u32) -> mat4x4f {
   return mat4x4f(lineB(k, n), lineB(k + 1u, n), lineB(k + 2u, n), lineB(k + 3u, n));
 }
 
-// c: [M,N], a: [M,K] / [K,M], b: [K,N] / [N,K], bias: [N]
+// c: [batch,M,N], a: [batch,M,K] / [batch,K,M], b: [batch,K,N] / [batch,N,K], bias: [N]
 @compute @workgroup_size(WG_N, WG_M)
 fn gemm(@builtin(global_invocation_id) gid: vec3u) {
   let m0 = gid.y * 4u * BLOCKS_M;
   let n0 = gid.x * 4u * BLOCKS_N;
   if (m0 >= p.M || n0 >= p.N) { return; }
+  offA = p.offA + gid.z * p.batchA;
+  offB = p.offB + gid.z * p.batchB;
+  let offC = p.offC + gid.z * p.batchC;
   // block (i, j) at 2i + j; its column r is C[m0 + 4i + r, n0 + 4j .. n0 + 4j + 3] (a row of C)
   var acc: array<mat4x4f, 4>;
   for (var k = 0u; k < p.K; k += 4u) {
@@ -120,7 +131,7 @@ fn gemm(@builtin(global_invocation_id) gid: vec3u) {
         let m = m0 + 4u * i + r;
         if (m >= p.M) { break; }
         let row = acc[2u * i + j][r] + add;
-        let ci = p.offC + m * p.ldC + n;
+        let ci = offC + m * p.ldC + n;
         // a loop rather than 4 guarded stores: half the compile time on lavapipe, no slower
         for (var q = 0u; q < min(4u, p.N - n); q++) { c[ci + q] = select(0.0, c[ci + q], p.accumulate != 0u) + row[q]; }
       }

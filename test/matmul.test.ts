@@ -3,7 +3,7 @@ import { getGpu, type BufferRange, type DispatchArgs } from '../src/gpu/index.ts
 import { gemm, linear, matmul, setGemmBindingLimit } from '../src/ops/matmul.ts';
 import { OpError, Rng, Tensor, tidy } from '../src/tensor/index.ts';
 import { numericGrads, randomArray, relError, runWithGrads, toGpu, useGpu } from './helpers.ts';
-import { linearRef, matmulRef } from '../src/reference/matmul.ts';
+import { linearRef, matmulNdRef, matmulRef } from '../src/reference/matmul.ts';
 import { torchRun, type TorchCase } from './torch.ts';
 
 useGpu();
@@ -89,6 +89,81 @@ describe('matmul backward', () => {
       }
     });
   }
+});
+
+interface NdCase {
+  a: number[];
+  b: number[];
+  transA?: boolean;
+  transB?: boolean;
+}
+
+// attention's [B,H,T,D] x [B,H,D,T] (odd sizes; D = 8: vec4 rows and batch strides); batch dims
+// broadcast on both sides (two merged levels: a dispatch per outer item, sums in the backward);
+// a stack times a matrix (folded into one GEMM) and a matrix times a stack (b's batch on z, dA
+// summed over it); ranks that differ; transposed stacks; 1-D operands (a dot product included)
+const ND_CASES: NdCase[] = [
+  { a: [2, 3, 5, 8], b: [2, 3, 8, 5] },
+  { a: [2, 1, 5, 3], b: [1, 3, 3, 7] },
+  { a: [3, 5, 4], b: [4, 6] },
+  { a: [5, 4], b: [3, 4, 6] },
+  { a: [1, 7, 3], b: [2, 1, 3, 4] },
+  { a: [2, 4, 5], b: [2, 6, 4], transA: true, transB: true },
+  { a: [3, 5, 4], b: [6, 4], transB: true },
+  { a: [5], b: [3, 5, 2] },
+  { a: [2, 3, 5], b: [5] },
+  { a: [7], b: [7] },
+];
+
+const ndName = (c: NdCase) => `[${c.a}]${c.transA ? '^T' : ''} x [${c.b}]${c.transB ? '^T' : ''}`;
+
+function ndInputs(c: NdCase, seed: number) {
+  const rng = new Rng(seed);
+  const a = randomArray(c.a, rng);
+  const b = randomArray(c.b, rng);
+  const ref = matmulNdRef(a, c.a, b, c.b, c);
+  return { a, b, ref, dy: randomArray(ref.shape, rng) };
+}
+
+const ndRun = (c: NdCase, inp: ReturnType<typeof ndInputs>) =>
+  runWithGrads(([ta, tb]) => matmul(ta, tb, c), [{ data: inp.a, shape: c.a }, { data: inp.b, shape: c.b }], inp.dy);
+
+describe('batched and 1-D matmul (torch.matmul semantics)', () => {
+  ND_CASES.forEach((c, i) => {
+    it(`${ndName(c)}: forward vs reference, gradients vs finite differences`, async () => {
+      const inp = ndInputs(c, 80 + i);
+      const { out, grads } = await ndRun(c, inp);
+      expect(tidy(() => matmul(toGpu(inp.a, c.a), toGpu(inp.b, c.b), c).shape)).toEqual(inp.ref.shape);
+      expect(relError(out, inp.ref.y)).toBeLessThan(1e-5);
+      const [ga, gb] = numericGrads(([x, y]) => matmulNdRef(x, c.a, y, c.b, c).y, [inp.a, inp.b], inp.dy);
+      expect(relError(grads[0]!, ga), 'dA').toBeLessThan(1e-4);
+      expect(relError(grads[1]!, gb), 'dB').toBeLessThan(1e-4);
+    });
+  });
+
+  it('a full batch is one dispatch forward, a stack times a matrix one per product backward', async () => {
+    const count = async (c: NdCase) => {
+      const inp = ndInputs(c, 1);
+      const { dispatches } = await withBindingLimit(2 ** 30, () => ndRun(c, inp));
+      return dispatches;
+    };
+    expect(await count({ a: [2, 3, 5, 8], b: [2, 3, 8, 5] })).toBe(3);
+    expect(await count({ a: [4, 5, 4], b: [4, 6] })).toBe(3);
+  });
+
+  it('stacks larger than a binding run in chunks of batch items, or of rows for one item at a time', async () => {
+    // 96-byte matrices, several per 512-byte binding; 17x19 matrices no binding of 1024 bytes holds
+    for (const [c, limit] of [[{ a: [6, 4, 6], b: [6, 6, 4] }, 512], [{ a: [2, 17, 19], b: [2, 19, 13] }, 1024]] as [NdCase, number][]) {
+      const inp = ndInputs(c, 7);
+      const { result, largest, dispatches } = await withBindingLimit(limit, () => ndRun(c, inp));
+      expect(largest, ndName(c)).toBeLessThanOrEqual(limit);
+      expect(dispatches, `${ndName(c)}: chunked`).toBeGreaterThanOrEqual(6);
+      expect(relError(result.out, inp.ref.y), ndName(c)).toBeLessThan(1e-5);
+      const [ga, gb] = numericGrads(([x, y]) => matmulNdRef(x, c.a, y, c.b, c).y, [inp.a, inp.b], inp.dy);
+      expect(relError(result.grads[0]!, ga), `dA ${ndName(c)}`).toBeLessThan(1e-4);
+      expect(relError(result.grads[1]!, gb), `dB ${ndName(c)}`).toBeLessThan(1e-4);
+    }
+  });
 });
 
 describe('linear', () => {
@@ -231,7 +306,7 @@ describe('chunked past the storage binding limit', () => {
 });
 
 describe('matmul and linear match PyTorch', () => {
-  it('F.linear with and without bias, a @ b in all four transpose combinations', async () => {
+  it('F.linear with and without bias, a @ b in all four transpose combinations, torch.matmul of stacks and vectors', async () => {
     const rng = new Rng(51);
     const [N, IN, OUT] = [6, 10, 7];
     const x = randomArray([N, IN], rng);
@@ -244,6 +319,8 @@ describe('matmul and linear match PyTorch', () => {
       return { transA, transB, aShape, bShape, a: randomArray(aShape, rng), b: randomArray(bShape, rng) };
     });
     const dyMm = randomArray([M, MN], rng);
+    const nd = ND_CASES.map((c, i) => ({ c, inp: ndInputs(c, 300 + i) }));
+    const t = (name: string, trans?: boolean) => (trans ? `${name}.transpose(-1, -2)` : name);
     const cases: TorchCase[] = [
       {
         inputs: { x: { shape: [N, IN], data: x, grad: true }, w: { shape: [OUT, IN], data: w, grad: true }, b: { shape: [OUT], data: b, grad: true } },
@@ -255,6 +332,12 @@ describe('matmul and linear match PyTorch', () => {
         inputs: { a: { shape: c.aShape, data: c.a, grad: true }, b: { shape: c.bShape, data: c.b, grad: true } },
         expr: `${c.transA ? 'a.T' : 'a'} @ ${c.transB ? 'b.T' : 'b'}`,
         dy: dyMm,
+      })),
+      ...nd.map(({ c, inp }) => ({
+        inputs: { a: { shape: c.a, data: inp.a, grad: true }, b: { shape: c.b, data: inp.b, grad: true } },
+        // a 0-d result (the dot product) is returned as [1]
+        expr: `torch.matmul(${t('a', c.transA)}, ${t('b', c.transB)}).reshape(${inp.ref.shape.length ? `${JSON.stringify(inp.ref.shape)}` : '1'})`,
+        dy: inp.dy,
       })),
     ];
     const ref = torchRun(cases);
@@ -279,6 +362,13 @@ describe('matmul and linear match PyTorch', () => {
       expect(relError(r.grads[0]!, t.grads!.a), `${name} da`).toBeLessThan(1e-4);
       expect(relError(r.grads[1]!, t.grads!.b), `${name} db`).toBeLessThan(1e-4);
     }
+    for (const [i, { c, inp }] of nd.entries()) {
+      const r = await ndRun(c, inp);
+      const ref1 = ref[2 + mm.length + i];
+      expect(relError(r.out, ref1.out), `${ndName(c)} out`).toBeLessThan(1e-5);
+      expect(relError(r.grads[0]!, ref1.grads!.a), `${ndName(c)} da`).toBeLessThan(1e-5);
+      expect(relError(r.grads[1]!, ref1.grads!.b), `${ndName(c)} db`).toBeLessThan(1e-5);
+    }
   });
 });
 
@@ -290,7 +380,10 @@ describe('bad input', () => {
       expect(() => matmul(a, b)).toThrow(OpError);
       expect(() => matmul(a, b)).toThrow(/^matmul: .*\[2,3\].*\[4,5\]/);
       expect(() => matmul(a, b, { transA: true })).toThrow(/^matmul: inner dimensions differ \(2 vs 4\)/);
-      expect(() => matmul(a, Tensor.zeros([3]))).toThrow(/^matmul: expected 2-D matrices.*\[3\]/);
+      expect(() => matmul(a, Tensor.zeros([]))).toThrow(/^matmul: expected operands of rank 1 or more, got a\[2,3\] b\[\]/);
+      expect(() => matmul(Tensor.zeros([2, 5, 3]), Tensor.zeros([3, 3, 4]))).toThrow(/^matmul: batch dimensions \[2\] and \[3\] do not broadcast: a\[2,5,3\] b\[3,3,4\]/);
+      expect(() => matmul(Tensor.zeros([2, 5, 3]), Tensor.zeros([2, 4, 4]))).toThrow(/^matmul: inner dimensions differ \(3 vs 4\)/);
+      expect(() => gemm(a, Tensor.zeros([3]))).toThrow(/^gemm: expected 2-D matrices.*\[3\]/);
       expect(() => gemm(a, Tensor.zeros([3, 4]), { bias: Tensor.zeros([3]) })).toThrow(/^gemm: bias must be \[4\]/);
       const x = Tensor.zeros([2, 3]);
       expect(() => linear(x, Tensor.zeros([4, 5]), null)).toThrow(OpError);

@@ -7,7 +7,7 @@
 // Every gradient is one more GEMM with other transpose flags, computed only when asked for.
 // Read first: the plain float64 loops in src/reference/matmul.ts; the kernels are in shaders/matmul.wgsl.
 import { getGpu, type BufferRange, type Gpu } from '../gpu/index.ts';
-import { OpError, recordOp, shapeStr, Tensor } from '../tensor/index.ts';
+import { OpError, recordOp, type Shape, shapeSize, shapeStr, Tensor } from '../tensor/index.ts';
 
 export interface GemmOptions {
   /** A is stored [K, M] */
@@ -71,31 +71,37 @@ function bindingLimit(gpu: Gpu): number {
   return Math.min(gpu.limits.maxStorageBufferBindingSize, bindingLimitOverride ?? Infinity);
 }
 
-/** Problem dimensions, as indices into [M, N, K]. */
+/** Problem dimensions, as indices into [M, N, K, batch]. */
 const DIM_M = 0;
 const DIM_N = 1;
 const DIM_K = 2;
+const DIM_BATCH = 3;
 
 /** A stored row-major matrix of a GEMM: its rows run along problem dimension `rows`, its columns
- *  along `cols` (null: a vector, one element per row). */
+ *  along `cols` (null: a vector, one element per row). A batched GEMM's matrices lie `stride`
+ *  elements apart from `base` on (stride 0: one matrix serves every batch item). */
 interface Stored {
   name: string;
   t: Tensor;
   rows: number;
   cols: number | null;
+  base: number;
+  stride: number;
 }
 
-/** A matrix's window in one chunk: its bound range, the window's element offset in that range and
- *  its row stride; `vec4` when its lines can be loaded as aligned vec4s. */
+/** A matrix's window in one chunk: its bound range, the window's element offset in that range, its
+ *  row stride and batch stride; `vec4` when its lines can be loaded as aligned vec4s. */
 interface Window {
   range: BufferRange;
   off: number;
   ld: number;
+  stride: number;
   vec4: boolean;
 }
 
 /** Chunk sizes along each problem dimension such that every window fits in `limit` bytes once bound
- *  from an offset aligned down to `align` bytes. */
+ *  from an offset aligned down to `align` bytes: rows of the matrices first, then batch items (as
+ *  many as fit when the matrices are whole, else one at a time). */
 function chunkSizes(sizes: readonly number[], mats: readonly Stored[], limit: number, align: number, op: string): number[] {
   const chunk = [...sizes];
   const room = limit / 4 - (align / 4 - 1); // elements, after the worst-case slack of aligning down
@@ -106,8 +112,18 @@ function chunkSizes(sizes: readonly number[], mats: readonly Stored[], limit: nu
     // multiples of 4 keep vec4 lines whole in every chunk but the last
     if (rows < sizes[m.rows]) chunk[m.rows] = Math.min(chunk[m.rows], rows >= 4 ? rows - (rows % 4) : rows);
   }
+  const whole = [DIM_M, DIM_N, DIM_K].every((d) => chunk[d] === sizes[d]);
+  let batch = whole ? Math.min(sizes[DIM_BATCH], MAX_BATCH) : 1;
+  for (const m of mats) {
+    const span = sizes[m.rows] * (m.cols === null ? 1 : sizes[m.cols]);
+    if (m.stride > 0) batch = Math.min(batch, Math.floor((room - span) / m.stride) + 1);
+  }
+  chunk[DIM_BATCH] = Math.max(1, batch);
   return chunk;
 }
+
+/** Batch items per dispatch at most: workgroups along z. */
+const MAX_BATCH = 65535;
 
 /** First indices of the chunks of a dimension (one chunk when it is empty). */
 function chunkStarts(size: number, chunk: number): number[] {
@@ -118,14 +134,14 @@ function chunkStarts(size: number, chunk: number): number[] {
 function bindWindow(m: Stored, start: readonly number[], size: readonly number[], sizes: readonly number[], align: number): Window {
   const ld = m.cols === null ? 1 : sizes[m.cols];
   const cols = m.cols === null ? 1 : size[m.cols];
-  const first = start[m.rows] * ld + (m.cols === null ? 0 : start[m.cols]);
-  const end = size[m.rows] * cols === 0 ? first : first + (size[m.rows] - 1) * ld + cols;
+  const first = m.base + start[DIM_BATCH] * m.stride + start[m.rows] * ld + (m.cols === null ? 0 : start[m.cols]);
+  const end = size[m.rows] * cols === 0 ? first : first + (size[DIM_BATCH] - 1) * m.stride + (size[m.rows] - 1) * ld + cols;
   const offset = Math.floor((first * 4) / align) * align;
   const buffer = m.t.buffer;
   // an empty window still needs a (never read) binding: 16 bytes hold one vec4
   const bytes = Math.min(Math.max(end * 4 - offset, 16), buffer.size - offset);
   const off = first - offset / 4;
-  return { range: { buffer, offset, size: bytes }, off, ld, vec4: ld % 4 === 0 && off % 4 === 0 && cols % 4 === 0 };
+  return { range: { buffer, offset, size: bytes }, off, ld, stride: m.stride, vec4: ld % 4 === 0 && off % 4 === 0 && cols % 4 === 0 && m.stride % 4 === 0 };
 }
 
 /** The Params of shaders/matmul.wgsl, in declaration order. */
@@ -134,7 +150,80 @@ function gemmParams(p: { M: number; N: number; K: number; hasBias?: boolean; acc
   return {
     M: p.M, N: p.N, K: p.K, hasBias: p.hasBias ?? false, accumulate: p.accumulate,
     offC: c?.off ?? 0, offA: a?.off ?? 0, offB: b?.off ?? 0, offBias: bias?.off ?? 0, ldC: c?.ld ?? 0, ldA: a?.ld ?? 0, ldB: b?.ld ?? 0,
+    batchA: a?.stride ?? 0, batchB: b?.stride ?? 0, batchC: c?.stride ?? 0,
   };
+}
+
+/** One launch of the gemm kernel family: C[z] = op(A[z]) op(B[z]) (+ bias) for `batch` items. */
+interface GemmLaunch {
+  op: string;
+  label: string;
+  M: number;
+  N: number;
+  K: number;
+  transA: boolean;
+  transB: boolean;
+  a: Stored;
+  b: Stored;
+  c: Stored;
+  bias: Stored | null;
+  batch: number;
+  /** C += the product instead of C = it: a later pass of a sum over broadcast batch items */
+  accumulate: boolean;
+}
+
+/** Records the dispatches of `g`, split into chunks when a window exceeds the storage binding limit. */
+function launchGemm(g: GemmLaunch, tiling: GemmTiling): void {
+  const { wgN, wgM, blocksM, blocksN } = tiling;
+  if (![blocksM, blocksN].every((n) => n === 1 || n === 2)) throw new OpError(g.op, `tiling blocks must be 1 or 2, got ${blocksM}x${blocksN}`);
+  if (g.M === 0 || g.N === 0 || g.batch === 0) return;
+  const gpu = getGpu();
+  const align = gpu.limits.minStorageBufferOffsetAlignment;
+  const sizes = [g.M, g.N, g.K, g.batch];
+  // without a bias, binding 4 is never read: a stands in for it
+  const biasStored = g.bias ?? g.a;
+  const chunk = chunkSizes(sizes, [g.c, g.a, g.b, biasStored], bindingLimit(gpu), align, g.op);
+  for (const z0 of chunkStarts(g.batch, chunk[DIM_BATCH])) {
+    for (const m0 of chunkStarts(g.M, chunk[DIM_M])) {
+      for (const n0 of chunkStarts(g.N, chunk[DIM_N])) {
+        for (const k0 of chunkStarts(g.K, chunk[DIM_K])) {
+          const start = [m0, n0, k0, z0];
+          const size = start.map((s, d) => Math.min(chunk[d], sizes[d] - s));
+          const [wc, wa, wb, wbias] = [g.c, g.a, g.b, biasStored].map((m) => bindWindow(m, start, size, sizes, align));
+          const accumulate = g.accumulate || k0 > 0;
+          gpu.dispatch({
+            kernel: {
+              shader: 'matmul',
+              entry: 'gemm',
+              bindings: ['write', 'read', 'read', 'read'],
+              constants: { TRANS_A: Number(g.transA), TRANS_B: Number(g.transB), WG_N: wgN, WG_M: wgM, BLOCKS_M: blocksM, BLOCKS_N: blocksN },
+              defines: { ...operandDefines('a', wa.vec4), ...operandDefines('b', wb.vec4) },
+            },
+            buffers: [wc.range, wa.range, wb.range, wbias.range],
+            // the bias is added once, by the first pass; later ones add into C
+            params: gemmParams({ M: size[DIM_M], N: size[DIM_N], K: size[DIM_K], hasBias: g.bias !== null && !accumulate, accumulate, c: wc, a: wa, b: wb, bias: wbias }),
+            workgroups: [Math.ceil(size[DIM_N] / (4 * blocksN * wgN)), Math.ceil(size[DIM_M] / (4 * blocksM * wgM)), size[DIM_BATCH]],
+            label: g.label,
+            work: {
+              flops: 2 * size[DIM_M] * size[DIM_N] * size[DIM_K] * size[DIM_BATCH],
+              bytes: 4 * size[DIM_BATCH] * (size[DIM_M] * size[DIM_K] + size[DIM_K] * size[DIM_N] + size[DIM_M] * size[DIM_N]),
+            },
+          });
+        }
+      }
+    }
+  }
+}
+
+/** The problem dimensions the stored rows and columns of operand A or B run along. */
+function operandDims(operand: 'a' | 'b', trans: boolean): [number, number] {
+  if (operand === 'a') return trans ? [DIM_K, DIM_M] : [DIM_M, DIM_K];
+  return trans ? [DIM_N, DIM_K] : [DIM_K, DIM_N];
+}
+
+/** The one matrix of a 2-D problem, stored from element 0. */
+function single(name: string, t: Tensor, [rows, cols]: [number, number | null]): Stored {
+  return { name: `${name}${shapeStr(t.shape)}`, t, rows, cols, base: 0, stride: 0 };
 }
 
 /**
@@ -152,46 +241,93 @@ export function gemm(a: Tensor, b: Tensor, opts: GemmOptions = {}, tiling: GemmT
   const [Kb, N] = transB ? [b.shape[1], b.shape[0]] : b.shape;
   if (Ka !== Kb) throw new OpError(op, `inner dimensions differ (${Ka} vs ${Kb}): ${desc()}`);
   if (bias && (bias.shape.length !== 1 || bias.shape[0] !== N)) throw new OpError(op, `bias must be [${N}]: ${desc()}`);
-  const K = Ka;
-  const { wgN, wgM, blocksM, blocksN } = tiling;
-  if (![blocksM, blocksN].every((n) => n === 1 || n === 2)) throw new OpError(op, `tiling blocks must be 1 or 2, got ${blocksM}x${blocksN}`);
   const out = Tensor.empty([M, N]);
-  if (M === 0 || N === 0) return out;
-
-  const gpu = getGpu();
-  const align = gpu.limits.minStorageBufferOffsetAlignment;
-  const sizes = [M, N, K];
-  const c: Stored = { name: `out${shapeStr(out.shape)}`, t: out, rows: DIM_M, cols: DIM_N };
-  const as: Stored = { name: `a${shapeStr(a.shape)}`, t: a, rows: transA ? DIM_K : DIM_M, cols: transA ? DIM_M : DIM_K };
-  const bs: Stored = { name: `b${shapeStr(b.shape)}`, t: b, rows: transB ? DIM_N : DIM_K, cols: transB ? DIM_K : DIM_N };
-  // without a bias, binding 4 is never read: a stands in for it
-  const biasStored: Stored = bias ? { name: `bias${shapeStr(bias.shape)}`, t: bias, rows: DIM_N, cols: null } : as;
-  const chunk = chunkSizes(sizes, [c, as, bs, biasStored], bindingLimit(gpu), align, op);
-  for (const m0 of chunkStarts(M, chunk[DIM_M])) {
-    for (const n0 of chunkStarts(N, chunk[DIM_N])) {
-      for (const k0 of chunkStarts(K, chunk[DIM_K])) {
-        const start = [m0, n0, k0];
-        const size = start.map((s, d) => Math.min(chunk[d], sizes[d] - s));
-        const [wc, wa, wb, wbias] = [c, as, bs, biasStored].map((m) => bindWindow(m, start, size, sizes, align));
-        gpu.dispatch({
-          kernel: {
-            shader: 'matmul',
-            entry: 'gemm',
-            bindings: ['write', 'read', 'read', 'read'],
-            constants: { TRANS_A: Number(transA), TRANS_B: Number(transB), WG_N: wgN, WG_M: wgM, BLOCKS_M: blocksM, BLOCKS_N: blocksN },
-            defines: { ...operandDefines('a', wa.vec4), ...operandDefines('b', wb.vec4) },
-          },
-          buffers: [wc.range, wa.range, wb.range, wbias.range],
-          // the bias is added once, by the first chunk along K; later ones add into C
-          params: gemmParams({ M: size[DIM_M], N: size[DIM_N], K: size[DIM_K], hasBias: bias !== null && k0 === 0, accumulate: k0 > 0, c: wc, a: wa, b: wb, bias: wbias }),
-          workgroups: [Math.ceil(size[DIM_N] / (4 * blocksN * wgN)), Math.ceil(size[DIM_M] / (4 * blocksM * wgM))],
-          label: `${op} ${desc()}`,
-          work: { flops: 2 * size[DIM_M] * size[DIM_N] * size[DIM_K], bytes: 4 * (size[DIM_M] * size[DIM_K] + size[DIM_K] * size[DIM_N] + size[DIM_M] * size[DIM_N]) },
-        });
-      }
-    }
-  }
+  launchGemm(
+    {
+      op, label: `${op} ${desc()}`, M, N, K: Ka, transA, transB, batch: 1, accumulate: false,
+      c: single('out', out, [DIM_M, DIM_N]),
+      a: single('a', a, operandDims('a', transA)),
+      b: single('b', b, operandDims('b', transB)),
+      bias: bias ? single('bias', bias, [DIM_N, null]) : null,
+    },
+    tiling,
+  );
   return out;
+}
+
+// ---- batched GEMMs ----------------------------------------------------------------------------
+
+/** Operand of a batched GEMM: a stack of matrices [..., rows, cols] and, per dimension of the
+ *  problem's batch shape, its element stride (0 along the dimensions it is broadcast along). */
+interface BatchOperand {
+  t: Tensor;
+  strides: readonly number[];
+  trans: boolean;
+}
+
+/** The element strides of a stack of matrices `shape` ([..., r, c]) along the dimensions of
+ *  `batch` (right-aligned, as broadcasting reads them): 0 where it has size 1 or no dimension. */
+function batchStrides(shape: Shape, batch: Shape): number[] {
+  const own = shape.slice(0, -2);
+  let step = shapeSize(shape.slice(-2));
+  const strides = new Array<number>(batch.length).fill(0);
+  for (let i = own.length - 1; i >= 0; i--) {
+    if (own[i] !== 1) strides[batch.length - own.length + i] = step;
+    step *= own[i];
+  }
+  return strides;
+}
+
+/**
+ * C = op(A) op(B) for every item of `batch` (not recorded on the tape): c: [..., M, N] receives,
+ * per batch item, the product of a's and b's matrices at the strides each holds; where c's stride
+ * is 0 the products are summed into it (the gradient of a broadcast operand). The batch dimensions
+ * merge where every stride continues the next one's; the innermost merged run along which c
+ * advances becomes the kernel's z, the rest are dispatches of their own.
+ */
+function batchedGemm(op: string, label: string, batch: Shape, a: BatchOperand, b: BatchOperand, c: { t: Tensor; strides: readonly number[] }, K: number): void {
+  const [M, N] = c.t.shape.slice(-2);
+  if (shapeSize(batch) === 0) {
+    c.t.fill(0); // a sum over no batch items
+    return;
+  }
+  // merge batch dimensions, innermost first: a run of dims is one dimension when every operand's
+  // stride on the outer dim is its stride on the inner one times the inner size
+  const levels: { size: number; strides: number[] }[] = [];
+  for (let d = batch.length - 1; d >= 0; d--) {
+    if (batch[d] === 1) continue;
+    const s = [a.strides[d], b.strides[d], c.strides[d]];
+    const last = levels[levels.length - 1];
+    if (last && s.every((v, i) => v === last.strides[i] * last.size)) last.size *= batch[d];
+    else levels.push({ size: batch[d], strides: s });
+  }
+  const zAt = levels.findIndex((l) => l.strides[2] !== 0);
+  const z = zAt >= 0 ? levels[zAt] : { size: 1, strides: [0, 0, 0] };
+  const outer = levels.filter((_, i) => i !== zAt);
+  const stored = (operand: 'a' | 'b', o: BatchOperand, base: number, stride: number): Stored => {
+    const [rows, cols] = operandDims(operand, o.trans);
+    return { name: `${operand}${shapeStr(o.t.shape)}`, t: o.t, rows, cols, base, stride };
+  };
+  const written = new Set<number>();
+  const index = outer.map(() => 0);
+  for (;;) {
+    const base = [0, 1, 2].map((i) => outer.reduce((sum, l, j) => sum + index[j] * l.strides[i], 0));
+    launchGemm(
+      {
+        op, label, M, N, K, transA: a.trans, transB: b.trans, batch: z.size, bias: null,
+        accumulate: written.has(base[2]),
+        a: stored('a', a, base[0], z.strides[0]),
+        b: stored('b', b, base[1], z.strides[1]),
+        c: { name: `out${shapeStr(c.t.shape)}`, t: c.t, rows: DIM_M, cols: DIM_N, base: base[2], stride: z.strides[2] },
+      },
+      gemmTiling(),
+    );
+    written.add(base[2]);
+    // the next index of the outer levels (an odometer), or done
+    let j = 0;
+    while (j < outer.length && ++index[j] === outer[j].size) index[j++] = 0;
+    if (j === outer.length) break;
+  }
 }
 
 const COLUMN_SUM_WG = 64;
@@ -204,11 +340,11 @@ function columnSum(x: Tensor, op: string): Tensor {
   const gpu = getGpu();
   const align = gpu.limits.minStorageBufferOffsetAlignment;
   // problem dimensions [M, N]; out, one row of x long, fits whenever x's rows do
-  const xs: Stored = { name: `dy${shapeStr(x.shape)}`, t: x, rows: DIM_M, cols: DIM_N };
-  const [rows] = chunkSizes([M, N], [xs], bindingLimit(gpu), align, op);
+  const xs = single('dy', x, [DIM_M, DIM_N]);
+  const [rows] = chunkSizes([M, N, 0, 1], [xs], bindingLimit(gpu), align, op);
   for (const m0 of chunkStarts(M, rows)) {
-    const size = [Math.min(rows, M - m0), N];
-    const w = bindWindow(xs, [m0, 0], size, [M, N], align);
+    const size = [Math.min(rows, M - m0), N, 0, 1];
+    const w = bindWindow(xs, [m0, 0, 0, 0], size, [M, N, 0, 1], align);
     gpu.dispatch({
       // columnSum reads neither gemm operand, but the shared module needs their types filled in
       kernel: {
@@ -227,15 +363,59 @@ function columnSum(x: Tensor, op: string): Tensor {
   return out;
 }
 
-/** a: [M, K] (or [K, M] when transA), b: [K, N] (or [N, K] when transB) -> [M, N]; recorded on the tape. */
+/** The broadcast of two batch shapes (numpy rules: right-aligned, size 1 stretches). */
+function broadcastBatch(op: string, x: Shape, y: Shape, desc: string): number[] {
+  const n = Math.max(x.length, y.length);
+  return Array.from({ length: n }, (_, i) => {
+    const [p, q] = [x[x.length - n + i] ?? 1, y[y.length - n + i] ?? 1];
+    if (p !== q && p !== 1 && q !== 1) throw new OpError(op, `batch dimensions ${shapeStr(x)} and ${shapeStr(y)} do not broadcast: ${desc}`);
+    return p === 1 ? q : p;
+  });
+}
+
+/**
+ * torch.matmul(op(a), op(b)) (ONNX MatMul), op = identity or the transpose of the last two
+ * dimensions: matrices a: [M, K] (or [K, M] when transA), b: [K, N] (or [N, K] when transB) -> [M, N];
+ * a 1-D a is a row vector and a 1-D b a column vector, their dimension dropped from the result;
+ * operands of rank >= 3 are stacks of matrices whose batch dimensions broadcast
+ * ([B,H,T,D] x [B,H,D,T] -> [B,H,T,T], [B,T,D] x [D,E] -> [B,T,E]). Recorded on the tape.
+ */
 export function matmul(a: Tensor, b: Tensor, opts: { transA?: boolean; transB?: boolean } = {}): Tensor {
+  const op = 'matmul';
   const { transA = false, transB = false } = opts;
-  const out = gemm(a, b, { transA, transB, op: 'matmul' });
-  return recordOp('matmul', [a, b], out, (dy, needs) => [
-    // d op(A) = G op(B)^T; stored transposed, dA = (G op(B)^T)^T = op(B) G^T
-    needs[0] ? (transA ? gemm(b, dy, { transA: transB, transB: true, op: 'matmul.backwardA' }) : gemm(dy, b, { transB: !transB, op: 'matmul.backwardA' })) : null,
+  if (!(a instanceof Tensor) || !(b instanceof Tensor)) throw new OpError(op, 'inputs must be tensors');
+  const desc = `a${shapeStr(a.shape)}${transA ? '^T' : ''} b${shapeStr(b.shape)}${transB ? '^T' : ''}`;
+  if (a.ndim === 0 || b.ndim === 0) throw new OpError(op, `expected operands of rank 1 or more, got ${desc}`);
+  if (a.ndim === 1 || b.ndim === 1) {
+    // a row vector [1, K] and a column vector [K, 1], whose dimension the result then drops
+    const y = matmul(a.ndim === 1 ? a.reshape(transA ? [a.size, 1] : [1, a.size]) : a, b.ndim === 1 ? b.reshape(transB ? [1, b.size] : [b.size, 1]) : b, opts);
+    return y.reshape(y.shape.filter((_, i) => !(a.ndim === 1 && i === y.ndim - 2) && !(b.ndim === 1 && i === y.ndim - 1)));
+  }
+  const last2 = (t: Tensor, trans: boolean) => (trans ? [t.shape[t.ndim - 1], t.shape[t.ndim - 2]] : [t.shape[t.ndim - 2], t.shape[t.ndim - 1]]);
+  const [M, K] = last2(a, transA);
+  const [Kb, N] = last2(b, transB);
+  if (K !== Kb) throw new OpError(op, `inner dimensions differ (${K} vs ${Kb}): ${desc}`);
+  const batch = broadcastBatch(op, a.shape.slice(0, -2), b.shape.slice(0, -2), desc);
+  if (batch.length > 0 && shapeSize(b.shape.slice(0, -2)) === 1 && !transA) {
+    // a stack times one matrix: the stack's rows form one tall matrix, a single GEMM (backward too)
+    return matmul(a.reshape([a.size / K, K]), b.reshape(b.shape.slice(-2)), opts).reshape([...batch, M, N]);
+  }
+  const out = Tensor.empty([...batch, M, N]);
+  const operand = (t: Tensor, trans: boolean): BatchOperand => ({ t, strides: batchStrides(t.shape, batch), trans });
+  const product = (name: string, p: BatchOperand, q: BatchOperand, into: Tensor, inner: number): Tensor => {
+    batchedGemm(name, `${name} ${desc}`, batch, p, q, { t: into, strides: batchStrides(into.shape, batch) }, inner);
+    return into;
+  };
+  product(op, operand(a, transA), operand(b, transB), out, K);
+  return recordOp(op, [a, b], out, (dy, needs) => [
+    // d op(A) = G op(B)^T; stored transposed, dA = (G op(B)^T)^T = op(B) G^T (summed where a broadcasts)
+    needs[0]
+      ? product(`${op}.backwardA`, transA ? operand(b, transB) : operand(dy, false), transA ? operand(dy, true) : operand(b, !transB), Tensor.empty(a.shape), N)
+      : null,
     // d op(B) = op(A)^T G; stored transposed, dB = G^T op(A)
-    needs[1] ? (transB ? gemm(dy, a, { transA: true, transB: transA, op: 'matmul.backwardB' }) : gemm(a, dy, { transA: !transA, op: 'matmul.backwardB' })) : null,
+    needs[1]
+      ? product(`${op}.backwardB`, transB ? operand(dy, true) : operand(a, !transA), transB ? operand(a, transA) : operand(dy, false), Tensor.empty(b.shape), M)
+      : null,
   ]);
 }
 
