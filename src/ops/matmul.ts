@@ -8,6 +8,7 @@
 // Read first: the plain float64 loops in src/reference/matmul.ts; the kernels are in shaders/matmul.wgsl.
 import { getGpu, type BufferRange, type Gpu } from '../gpu/index.ts';
 import { OpError, recordOp, type Shape, shapeSize, shapeStr, Tensor } from '../tensor/index.ts';
+import { broadcastShapes, broadcastStrides, coalesce } from '../tensor/layout.ts';
 
 export interface GemmOptions {
   /** A is stored [K, M] */
@@ -268,14 +269,8 @@ interface BatchOperand {
 /** The element strides of a stack of matrices `shape` ([..., r, c]) along the dimensions of
  *  `batch` (right-aligned, as broadcasting reads them): 0 where it has size 1 or no dimension. */
 function batchStrides(shape: Shape, batch: Shape): number[] {
-  const own = shape.slice(0, -2);
-  let step = shapeSize(shape.slice(-2));
-  const strides = new Array<number>(batch.length).fill(0);
-  for (let i = own.length - 1; i >= 0; i--) {
-    if (own[i] !== 1) strides[batch.length - own.length + i] = step;
-    step *= own[i];
-  }
-  return strides;
+  const matrix = shapeSize(shape.slice(-2));
+  return broadcastStrides(shape.slice(0, -2), batch).map((s) => s * matrix);
 }
 
 /**
@@ -291,16 +286,8 @@ function batchedGemm(op: string, label: string, batch: Shape, a: BatchOperand, b
     c.t.fill(0); // a sum over no batch items
     return;
   }
-  // merge batch dimensions, innermost first: a run of dims is one dimension when every operand's
-  // stride on the outer dim is its stride on the inner one times the inner size
-  const levels: { size: number; strides: number[] }[] = [];
-  for (let d = batch.length - 1; d >= 0; d--) {
-    if (batch[d] === 1) continue;
-    const s = [a.strides[d], b.strides[d], c.strides[d]];
-    const last = levels[levels.length - 1];
-    if (last && s.every((v, i) => v === last.strides[i] * last.size)) last.size *= batch[d];
-    else levels.push({ size: batch[d], strides: s });
-  }
+  const merged = coalesce(batch, [a.strides, b.strides, c.strides]);
+  const levels = merged.sizes.map((size, i) => ({ size, strides: merged.strides.map((s) => s[i]) }));
   const zAt = levels.findIndex((l) => l.strides[2] !== 0);
   const z = zAt >= 0 ? levels[zAt] : { size: 1, strides: [0, 0, 0] };
   const outer = levels.filter((_, i) => i !== zAt);
@@ -363,16 +350,6 @@ function columnSum(x: Tensor, op: string): Tensor {
   return out;
 }
 
-/** The broadcast of two batch shapes (numpy rules: right-aligned, size 1 stretches). */
-function broadcastBatch(op: string, x: Shape, y: Shape, desc: string): number[] {
-  const n = Math.max(x.length, y.length);
-  return Array.from({ length: n }, (_, i) => {
-    const [p, q] = [x[x.length - n + i] ?? 1, y[y.length - n + i] ?? 1];
-    if (p !== q && p !== 1 && q !== 1) throw new OpError(op, `batch dimensions ${shapeStr(x)} and ${shapeStr(y)} do not broadcast: ${desc}`);
-    return p === 1 ? q : p;
-  });
-}
-
 /**
  * torch.matmul(op(a), op(b)) (ONNX MatMul), op = identity or the transpose of the last two
  * dimensions: matrices a: [M, K] (or [K, M] when transA), b: [K, N] (or [N, K] when transB) -> [M, N];
@@ -395,7 +372,8 @@ export function matmul(a: Tensor, b: Tensor, opts: { transA?: boolean; transB?: 
   const [M, K] = last2(a, transA);
   const [Kb, N] = last2(b, transB);
   if (K !== Kb) throw new OpError(op, `inner dimensions differ (${K} vs ${Kb}): ${desc}`);
-  const batch = broadcastBatch(op, a.shape.slice(0, -2), b.shape.slice(0, -2), desc);
+  const batch = broadcastShapes(a.shape.slice(0, -2), b.shape.slice(0, -2));
+  if (!batch) throw new OpError(op, `batch dimensions ${shapeStr(a.shape.slice(0, -2))} and ${shapeStr(b.shape.slice(0, -2))} do not broadcast: ${desc}`);
   if (batch.length > 0 && shapeSize(b.shape.slice(0, -2)) === 1 && !transA) {
     // a stack times one matrix: the stack's rows form one tall matrix, a single GEMM (backward too)
     return matmul(a.reshape([a.size / K, K]), b.reshape(b.shape.slice(-2)), opts).reshape([...batch, M, N]);
