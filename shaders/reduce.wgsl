@@ -136,45 +136,45 @@ struct Acc {
   c: T,
 }
 
-// a combined with the element(s) v counted c times. NaN propagates, as in torch.
-fn fold(a: Acc, v: T, c: T) -> Acc {
-  if (!IS_MAX) { return Acc(a.v + v, a.c); }
+// a combined with b (element(s) counted b.c times, or another lane's result). NaN propagates, as in
+// torch.
+fn fold(a: Acc, b: Acc) -> Acc {
+  if (!IS_MAX) { return Acc(a.v + b.v, a.c); }
   let keep = a.v != a.v; // a NaN stays
-  let take = !keep & ((a.c == T(0.0)) | (v != v) | (v > a.v));
-  let tie = !keep & !take & (v == a.v);
-  return Acc(select(a.v, v, take), select(select(a.c, a.c + c, tie), c, take));
+  let take = !keep & (b.c != T(0.0)) & ((a.c == T(0.0)) | (b.v != b.v) | (b.v > a.v));
+  let tie = !keep & !take & (b.v == a.v);
+  return Acc(select(a.v, b.v, take), select(select(a.c, a.c + b.c, tie), b.c, take));
 }
 
-// The lanes of a T folded into one (value, count) pair.
+// The lanes of a T folded into one (value, count) pair, as fold() does.
 fn fold_lanes(a: Acc) -> vec2f {
   var r = vec2f(vec4f(a.v).x, vec4f(a.c).x);
-  for (var k = 1u; k < W; k++) { r = combine(r, vec2f(vec4f(a.v)[k], vec4f(a.c)[k])); }
+  for (var k = 1u; k < W; k++) {
+    let v = vec4f(a.v)[k];
+    let c = vec4f(a.c)[k];
+    if (!IS_MAX) {
+      r.x += v;
+    } else if (r.x == r.x && c != 0.0) {
+      if (r.y == 0.0 || v != v || v > r.x) { r = vec2f(v, c); } else if (v == r.x) { r.y += c; }
+    }
+  }
   return r;
-}
-
-// (value, count) pairs folded, as fold() does
-fn combine(a: vec2f, b: vec2f) -> vec2f {
-  if (!IS_MAX) { return vec2f(a.x + b.x, 0.0); }
-  if (b.y == 0.0 || a.x != a.x) { return a; }
-  if (a.y == 0.0) { return b; }
-  if (b.x != b.x || b.x > a.x) { return b; }
-  if (b.x < a.x) { return a; }
-  return vec2f(a.x, a.y + b.y);
 }
 
 // ---- forward ----------------------------------------------------------------------------------
 
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;       // [O, slices]
 @group(0) @binding(2) var<storage, read_write> out_count: array<f32>; // [O, slices] tie counts (max)
+@group(0) @binding(1) var<storage, read_write> out_t: array<T>;       // reduceColumns: the same, by T
+@group(0) @binding(2) var<storage, read_write> out_count_t: array<T>;
 @group(0) @binding(3) var<storage, read> x: array<T>;
 @group(0) @binding(4) var<storage, read> x_count: array<T>;           // (max, second pass)
 
-var<workgroup> acc: array<vec2f, WG>;
+var<workgroup> acc: array<Acc, WG>;
 
-// x: any shape -> out: [O, slices] (the final [O] when slices = 1)
-@compute @workgroup_size(WG)
-fn reduce(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let l = lane_of(wid, nwg, lid);
+// The result of lane l's (output, slice), in lane s = 0: each lane folds its elements, then the
+// lanes of an output merge by a tree.
+fn reduce_lanes(l: Lane) -> Acc {
   var a = Acc(T(0.0), T(0.0)); // the sum's identity; for max, no element yet
   if (l.valid) {
     var w = walk_of(l);
@@ -182,19 +182,38 @@ fn reduce(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u
       let i = w.base + dot(w.pos, w.strides);
       var c = T(1.0);
       if (COUNTED) { c = x_count[i]; }
-      a = fold(a, x[i], c);
+      a = fold(a, Acc(x[i], c));
       w.pos = advance(w.pos, w.step);
     }
   }
-  acc[l.slot] = fold_lanes(a);
+  acc[l.slot] = a;
   for (var h = p.lanes / 2u; h > 0u; h >>= 1u) {
     workgroupBarrier();
-    if (l.s < h) { acc[l.slot] = combine(acc[l.slot], acc[l.slot + h]); }
+    if (l.s < h) { acc[l.slot] = fold(acc[l.slot], acc[l.slot + h]); }
   }
+  return acc[l.slot];
+}
+
+// x: any shape -> out: [O, slices] (the final [O] when slices = 1); a T's lanes fold into one output
+@compute @workgroup_size(WG)
+fn reduce(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let l = lane_of(wid, nwg, lid);
+  let r = fold_lanes(reduce_lanes(l));
   if (l.valid && l.s == 0u) {
-    let r = acc[l.slot];
     out[l.o * p.slices + l.slice] = r.x * p.scale;
     if (IS_MAX) { out_count[l.o * p.slices + l.slice] = r.y; }
+  }
+}
+
+// The same when the innermost group is kept: a T holds W consecutive outputs (O counts Ts), and
+// out: [O, slices] of T
+@compute @workgroup_size(WG)
+fn reduceColumns(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let l = lane_of(wid, nwg, lid);
+  let r = reduce_lanes(l);
+  if (l.valid && l.s == 0u) {
+    out_t[l.o * p.slices + l.slice] = r.v * p.scale;
+    if (IS_MAX) { out_count_t[l.o * p.slices + l.slice] = r.c; }
   }
 }
 
@@ -205,22 +224,45 @@ fn reduce(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u
 @group(0) @binding(3) var<storage, read> bx: array<T>;           // x (max)
 @group(0) @binding(4) var<storage, read> bmax: array<f32>;       // [O] the maxima (max)
 @group(0) @binding(5) var<storage, read> bcount: array<f32>;     // [O] their tie counts (max)
+@group(0) @binding(2) var<storage, read> dy_t: array<T>;         // reduceColumnsBackward: the same, by T
+@group(0) @binding(4) var<storage, read> bmax_t: array<T>;
+@group(0) @binding(5) var<storage, read> bcount_t: array<T>;
+
+// Writes lane l's share of dx: g (sum), or g where x equals m (max).
+fn expand_lanes(l: Lane, g: T, m: T) {
+  if (!l.valid) { return; }
+  var w = walk_of(l);
+  for (var j = w.start; j < w.end; j += p.lanes) {
+    let i = w.base + dot(w.pos, w.strides);
+    if (IS_MAX) { dx[i] = select(T(0.0), g, bx[i] == m); } else { dx[i] = g; }
+    w.pos = advance(w.pos, w.step);
+  }
+}
 
 // dy: [O] -> dx: x's shape
 @compute @workgroup_size(WG)
 fn reduceBackward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let l = lane_of(wid, nwg, lid);
   if (!l.valid) { return; }
-  var w = walk_of(l);
   var g = dy[l.o] * p.scale;
   var m = 0.0;
   if (IS_MAX) {
     g /= bcount[l.o];
     m = bmax[l.o];
   }
-  for (var j = w.start; j < w.end; j += p.lanes) {
-    let i = w.base + dot(w.pos, w.strides);
-    if (IS_MAX) { dx[i] = select(T(0.0), T(g), bx[i] == T(m)); } else { dx[i] = T(g); }
-    w.pos = advance(w.pos, w.step);
+  expand_lanes(l, T(g), T(m));
+}
+
+// dy: [O] of T (W outputs each) -> dx: x's shape
+@compute @workgroup_size(WG)
+fn reduceColumnsBackward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let l = lane_of(wid, nwg, lid);
+  if (!l.valid) { return; }
+  var g = dy_t[l.o] * p.scale;
+  var m = T(0.0);
+  if (IS_MAX) {
+    g /= bcount_t[l.o];
+    m = bmax_t[l.o];
   }
+  expand_lanes(l, g, m);
 }

@@ -2,7 +2,7 @@
 // and gradient checking of a GPU op against central finite differences of a float64 reference.
 import { beforeAll, vi } from 'vitest';
 import type { Command } from '../src/cli/main.ts';
-import { initGpu } from '../src/gpu/index.ts';
+import { getGpu, initGpu } from '../src/gpu/index.ts';
 import { relError, Rng, setPoison, shapeSize, Tensor, tidy } from '../src/tensor/index.ts';
 
 /** Opens the GPU once per test file and poisons every new uninitialised tensor with NaN. */
@@ -14,6 +14,22 @@ export function useGpu(): void {
 }
 
 export { relError, shapeSize };
+
+/**
+ * Runs `fn` with the kernel layouts a GPU gets (ops read getGpu().isCpu to pick workgroup sizes,
+ * invocations per row and slices): the same kernels, walked as on a discrete adapter, so those
+ * paths are checked here on lavapipe too.
+ */
+export async function withGpuLayouts<T>(fn: () => Promise<T>): Promise<T> {
+  const gpu = getGpu() as { isCpu: boolean };
+  const was = gpu.isCpu;
+  gpu.isCpu = false;
+  try {
+    return await fn();
+  } finally {
+    gpu.isCpu = was;
+  }
+}
 
 /** Uniform(-1, 1) values, never all zeros, in float64. */
 export function randomArray(shape: readonly number[], rng: Rng, lo = -1, hi = 1): Float64Array {

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { layerNorm } from '../src/ops/layernorm.ts';
 import { layerNormRef } from '../src/reference/layernorm.ts';
 import { Rng, Tensor, tidy } from '../src/tensor/index.ts';
-import { numericGrads, randomArray, relError, runWithGrads, useGpu } from './helpers.ts';
+import { numericGrads, randomArray, relError, runWithGrads, useGpu, withGpuLayouts } from './helpers.ts';
 import { torchRun } from './torch.ts';
 
 useGpu();
@@ -78,6 +78,19 @@ describe('layerNorm', () => {
       expect(relError(grads[0]!, ref[i].grads!.x), `${desc(c)} dx`).toBeLessThan(1e-4);
       if (d.w) expect(relError(grads[1]!, ref[i].grads!.w), `${desc(c)} dweight`).toBeLessThan(1e-5);
       if (d.b) expect(relError(grads[d.w ? 2 : 1]!, ref[i].grads!.b), `${desc(c)} dbias`).toBeLessThan(1e-5);
+    }
+  });
+
+  it('the layouts a GPU gets (256-wide workgroups, many invocations per row) give the same results', async () => {
+    const rng = new Rng(8);
+    for (const c of [CASES[2], CASES[4], CASES[5], CASES[6]]) {
+      const { x, w, b } = inputs(c, rng);
+      const dy = randomArray(c.shape, rng);
+      const given = [{ data: x, shape: c.shape }, ...(w ? [{ data: w, shape: c.norm }] : []), ...(b ? [{ data: b, shape: c.norm }] : [])];
+      const run = () => runWithGrads((ts) => layerNorm(ts[0], c.norm, w ? ts[1] : null, b ? ts[w ? 2 : 1] : null, EPS), given, dy);
+      const [gpuShaped, here] = [await withGpuLayouts(run), await run()];
+      expect(relError(gpuShaped.out, layerNormRef(x, C(c), w, b, EPS)), desc(c)).toBeLessThan(1e-5);
+      gpuShaped.grads.forEach((g, i) => expect(relError(g!, here.grads[i]!), `${desc(c)} grad ${i}`).toBeLessThan(1e-5));
     }
   });
 

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { max, mean, reduceSum, sum, type ReduceOptions } from '../src/ops/reduce.ts';
-import { maxBackwardRef, maxRef, meanRef, sumRef } from '../src/reference/reduce.ts';
+import { maxBackwardRef, maxRef, meanRef, sumBackwardRef, sumRef } from '../src/reference/reduce.ts';
 import { Rng, Tensor, tidy } from '../src/tensor/index.ts';
-import { numericGrads, randomArray, relError, runWithGrads, toGpu, useGpu } from './helpers.ts';
+import { numericGrads, randomArray, relError, runWithGrads, toGpu, useGpu, withGpuLayouts } from './helpers.ts';
 import { torchRun } from './torch.ts';
 
 useGpu();
@@ -16,8 +16,9 @@ const expectedShape = (shape: number[], axes: number[], keepdim: boolean) =>
   keepdim ? shape.map((d, i) => (axes.includes(i) ? 1 : d)) : shape.filter((_, i) => !axes.includes(i));
 
 // [shape, axes]: non-contiguous axes, axes at both ends, size-1 dims, odd sizes, vec4-friendly
-// inner sizes (8, 4), sizes that need several slices per output (a second pass) and several
-// lanes per output with several outputs per workgroup (rows and columns)
+// inner sizes (8, 4: vec4 rows, or vec4 columns of 4 outputs when the innermost dim is kept), sizes
+// that need several slices per output (a second pass) and several lanes per output with several
+// outputs per workgroup (rows and columns)
 const CASES: [number[], number[] | undefined][] = [
   [[2, 3, 5, 7], [1, 3]],
   [[2, 3, 5, 7], [0]],
@@ -34,6 +35,8 @@ const CASES: [number[], number[] | undefined][] = [
   [[40003, 3], [0]],
   [[2, 20000, 3], [1]],
   [[4001, 24], [0]],
+  [[40000, 4], [0]],
+  [[3, 8, 5, 4], [1, 2]],
   [[24, 5001], [1]],
   [[5, 2, 3, 2, 3, 2], [0, 2, 4]],
 ];
@@ -59,6 +62,19 @@ describe('reductions over axes: forward vs the float64 reference', () => {
       }
     });
   }
+
+  it('the layouts a GPU gets (256-wide workgroups, many lanes per output) give the same results', async () => {
+    for (const [shape, axes] of [[[2, 3, 5, 7], [1, 3]], [[3, 40001], [1]], [[40003, 3], [0]], [[5000, 24], [0]], [[24, 5001], [1]], [[6, 4, 5, 8], [1, 3]]] as [number[], number[]][]) {
+      const x = randomArray(shape, new Rng(shape[0]));
+      const dy = randomArray(expectedShape(shape, axes, false), new Rng(3));
+      for (const name of ['sum', 'max'] as const) {
+        const { out, grads } = await withGpuLayouts(() => runWithGrads(([t]) => OPS[name][0](t, { axes }), [{ data: x, shape }], dy));
+        expect(relError(out, OPS[name][1](x, shape, axes)), `${name} ${JSON.stringify(shape)}`).toBeLessThan(1e-5);
+        const ref = name === 'max' ? maxBackwardRef(x, shape, axes, dy) : sumBackwardRef(shape, axes, dy);
+        expect(relError(grads[0]!, ref), `${name} ${JSON.stringify(shape)} backward`).toBeLessThan(1e-6);
+      }
+    }
+  });
 
   it('whole-tensor sums of positive values keep their precision (9M elements)', async () => {
     const n = 9_000_001;
@@ -104,7 +120,7 @@ describe('reductions over axes: forward vs the float64 reference', () => {
 });
 
 describe('reductions over axes: backward', () => {
-  const gradCases: [number[], number[]][] = [[[2, 3, 5, 7], [1, 3]], [[3, 7, 5], [0]], [[3, 8], [1]], [[1, 5, 1, 3], [3, 0]]];
+  const gradCases: [number[], number[]][] = [[[2, 3, 5, 7], [1, 3]], [[3, 7, 5], [0]], [[3, 8], [1]], [[3, 8], [0]], [[1, 5, 1, 3], [3, 0]]];
   for (const name of Object.keys(OPS) as OpName[]) {
     for (const [shape, axes] of gradCases) {
       it(`${name} ${JSON.stringify(shape)} axes ${JSON.stringify(axes)} vs finite differences`, async () => {
@@ -122,7 +138,7 @@ describe('reductions over axes: backward', () => {
   }
 
   it('max shares the gradient evenly among tied maxima, also across slices and vec4 lanes', async () => {
-    for (const [shape, axes] of [[[4, 6, 5], [0, 2]], [[3, 20000], [1]], [[20000, 3], [0]], [[2, 8], [1]]] as [number[], number[]][]) {
+    for (const [shape, axes] of [[[4, 6, 5], [0, 2]], [[3, 20000], [1]], [[20000, 3], [0]], [[2, 8], [1]], [[40000, 4], [0]], [[6, 8], [0]]] as [number[], number[]][]) {
       const rng = new Rng(shape[1]);
       // few distinct values: every output has several maxima
       const x = randomArray(shape, rng).map((v) => Math.round(v * 2));

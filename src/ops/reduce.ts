@@ -19,14 +19,18 @@ type ReduceKind = 'sum' | 'max';
 
 /**
  * Kept and reduced dimension groups of x (innermost first, at most 4 each): sizes and strides in
- * x, counted in elements of the kernel's T: vec4 (`vec` 4) when the innermost group is reduced,
- * contiguous and a multiple of 4 long (every stride is then a multiple of 4 too), else f32.
+ * x, counted in elements of the kernel's T. T is vec4 when the innermost group is a multiple of 4
+ * long (every other stride is then a multiple of 4 too): if that group is reduced, a vec4's lanes
+ * fold into one output; if it is kept (`columns`), a vec4 holds 4 consecutive outputs and
+ * `outputs` counts vec4s. Else T is f32.
  */
 interface ReduceWalk {
+  /** outputs, in T when `columns` */
   outputs: number;
   /** T elements per output */
   reduced: number;
   vec: 1 | 4;
+  columns: boolean;
   kept: { sizes: number[]; strides: number[] };
   red: { sizes: number[]; strides: number[] };
 }
@@ -58,8 +62,14 @@ function walkOf(op: string, shape: Shape, axes: readonly number[]): ReduceWalk {
   const outStrides = contiguousStrides(kept).map((s, i) => (axes.includes(i) ? 0 : s));
   const { sizes, strides } = coalesce(shape, [xStrides, outStrides]);
   const reduced = shapeSize(shape.filter((_, i) => axes.includes(i)));
-  const vec = strides[1][0] === 0 && sizes[0] % 4 === 0 ? 4 : 1;
-  const walk: ReduceWalk = { outputs: shapeSize(kept), reduced: reduced / vec, vec, kept: { sizes: [], strides: [] }, red: { sizes: [], strides: [] } };
+  const innerReduced = strides[1][0] === 0;
+  const vec = sizes.length > 0 && sizes[0] % 4 === 0 ? 4 : 1;
+  const columns = vec === 4 && !innerReduced;
+  const walk: ReduceWalk = {
+    outputs: shapeSize(kept) / (columns ? vec : 1),
+    reduced: reduced / (innerReduced ? vec : 1),
+    vec, columns, kept: { sizes: [], strides: [] }, red: { sizes: [], strides: [] },
+  };
   sizes.forEach((size, g) => {
     const group = strides[1][g] === 0 ? walk.red : walk.kept;
     group.sizes.push(g === 0 ? size / vec : size);
@@ -118,11 +128,11 @@ function reduceForward(kind: ReduceKind, x: Tensor, w: ReduceWalk, shape: Shape,
   const gpu = getGpu();
   const run = (input: Tensor, inputCount: Tensor | null, walk: ReduceWalk, allowSlices: boolean, s: number, what: string) => {
     const { wg, lanes, slices } = reduceLayout(walk.outputs, walk.reduced, allowSlices);
-    const out = Tensor.empty(slices === 1 ? shape : [walk.outputs, slices]);
+    const out = Tensor.empty(slices === 1 ? shape : walk.columns ? [walk.outputs, slices, walk.vec] : [walk.outputs, slices]);
     // the sum writes no counts: a scratch buffer fills the binding (two writable bindings of one buffer are invalid)
-    const count = Tensor.empty([kind === 'max' ? walk.outputs * slices : 1], 'reduce counts');
+    const count = Tensor.empty(kind === 'max' ? out.shape : [1], 'reduce counts');
     gpu.dispatch({
-      kernel: { shader: 'reduce', entry: 'reduce', bindings: ['write', 'write', 'read', 'read'], constants: { WG: wg, IS_MAX: Number(kind === 'max'), COUNTED: Number(inputCount !== null) }, defines: kernelDefines(walk) },
+      kernel: { shader: 'reduce', entry: walk.columns ? 'reduceColumns' : 'reduce', bindings: ['write', 'write', 'read', 'read'], constants: { WG: wg, IS_MAX: Number(kind === 'max'), COUNTED: Number(inputCount !== null) }, defines: kernelDefines(walk) },
       buffers: [out.buffer, count.buffer, input.buffer, (inputCount ?? input).buffer],
       params: walkParams(walk, lanes, slices, slices === 1 ? s : 1),
       workgroups: workgroups(walk, wg, lanes, slices),
@@ -136,9 +146,8 @@ function reduceForward(kind: ReduceKind, x: Tensor, w: ReduceWalk, shape: Shape,
     if (kind === 'sum') first.count.release();
     return { out: first.out, count: kind === 'max' ? first.count : null };
   }
-  // the partials [O, slices]: one kept group (stride slices), one reduced (stride 1)
-  const partials: ReduceWalk = { outputs: w.outputs, reduced: first.slices, vec: 1, kept: { sizes: [w.outputs], strides: [first.slices] }, red: { sizes: [first.slices], strides: [1] } };
-  const second = run(first.out, kind === 'max' ? first.count : null, partials, false, scale, ' final');
+  // the partial results [O, slices] (of T when the outputs are columns): summed over the slices
+  const second = run(first.out, kind === 'max' ? first.count : null, walkOf(label, first.out.shape, [1]), false, scale, ' final');
   first.out.release();
   first.count.release();
   if (kind === 'sum') second.count.release();
@@ -150,8 +159,9 @@ function reduceOp(op: string, kind: ReduceKind, x: Tensor, opts: ReduceOptions, 
   const axes = normalizeAxes(op, x.shape, opts.axes);
   const outShape = reducedShape(x.shape, axes, opts.keepdim ?? false);
   const w = walkOf(op, x.shape, axes);
-  if (kind === 'max' && w.reduced === 0) throw new OpError(op, `cannot take the max over the empty axes ${JSON.stringify(axes)} of ${shapeStr(x.shape)}`);
-  const scale = meanScale ? 1 / (w.reduced * w.vec) : 1; // the mean of nothing is NaN, as in torch
+  const reduced = shapeSize(axes.map((a) => x.shape[a]));
+  if (kind === 'max' && reduced === 0) throw new OpError(op, `cannot take the max over the empty axes ${JSON.stringify(axes)} of ${shapeStr(x.shape)}`);
+  const scale = meanScale ? 1 / reduced : 1; // the mean of nothing is NaN, as in torch
   const label = `${op} ${shapeStr(x.shape)} axes ${JSON.stringify(axes)}`;
   if (w.outputs === 0) return Tensor.empty(outShape);
   const { out, count } = reduceForward(kind, x, w, outShape, scale, label);
@@ -161,7 +171,7 @@ function reduceOp(op: string, kind: ReduceKind, x: Tensor, opts: ReduceOptions, 
     // unused read bindings of the sum are given dy, never read
     const saved = kind === 'max' ? [x, out, count!] : [dy, dy, dy];
     getGpu().dispatch({
-      kernel: { shader: 'reduce', entry: 'reduceBackward', bindings: ['write', 'read', 'read', 'read', 'read'], constants: { WG: wg, IS_MAX: Number(kind === 'max') }, defines: kernelDefines(w) },
+      kernel: { shader: 'reduce', entry: w.columns ? 'reduceColumnsBackward' : 'reduceBackward', bindings: ['write', 'read', 'read', 'read', 'read'], constants: { WG: wg, IS_MAX: Number(kind === 'max') }, defines: kernelDefines(w) },
       buffers: [dx.buffer, dy.buffer, ...saved.map((t) => t.buffer)],
       params: walkParams(w, lanes, slices, scale),
       workgroups: workgroups(w, wg, lanes, slices),

@@ -1,7 +1,8 @@
 // Float64 references of reductions over a set of axes (torch's x.sum(dims), x.mean(dims),
 // torch.amax(x, dims)): out[o] = the sum, mean or max of the x elements whose index agrees with o
 // on the kept axes. The output is the kept axes in order (reshape for keepdim); axes are sorted and
-// non-negative. The gradient of amax: dy shared evenly among the elements equal to the maximum.
+// non-negative. The gradients: the sum's dy to every element of the output, amax's dy shared evenly
+// among the elements equal to the maximum.
 
 /** For each element of x (row-major over `shape`), the index of its output. */
 function outputIndex(shape: readonly number[], axes: readonly number[]): Int32Array {
@@ -40,6 +41,11 @@ export function maxRef(x: Float64Array, shape: readonly number[], axes: readonly
   const out = new Float64Array(outputCount(shape, axes)).fill(-Infinity);
   outputIndex(shape, axes).forEach((o, i) => (out[o] = Math.max(out[o], x[i])));
   return out;
+}
+
+/** dx of the sum for the output gradient dy: every element gets its output's dy. */
+export function sumBackwardRef(shape: readonly number[], axes: readonly number[], dy: Float64Array): Float64Array {
+  return Float64Array.from(outputIndex(shape, axes), (o) => dy[o]);
 }
 
 /** dx of amax for the output gradient dy: dy[o] / (number of maxima of o) at each maximum, else 0. */
