@@ -12,7 +12,7 @@ import { ProgressBar } from '../report/progress.ts';
 import { defineCommand } from './command.ts';
 import { UsageError } from './errors.ts';
 import { str } from './options.ts';
-import { INFERENCE_OPTIONS, openCheckpoint, pngPath, readCategoryNames, reportSkipped, resolvePreprocessing } from './predict.ts';
+import { fittedBatchSize, INFERENCE_OPTIONS, openCheckpoint, pngPath, readCategoryNames, reportSkipped, resolvePreprocessing } from './predict.ts';
 
 /** The confusion table is printed up to this many classes (the heatmap and JSON hold any size). */
 const MAX_TABLE_CLASSES = 30;
@@ -110,7 +110,7 @@ precision / recall / F1, macro-F1, the confusion matrix and the most-confused pa
 
     const bar = new ProgressBar('eval', samples.length, 'images');
     const files = samples.map((s) => s.file);
-    const { results, failed } = await classifyFiles(c, files, p, v.batchSize, (d) => bar.update(d));
+    const { results, failed } = await classifyFiles(c, files, p, fittedBatchSize('eval', c, p, v.batchSize), (d) => bar.update(d));
     reportSkipped('eval', failed);
     if (results.length === 0) throw new UsageError(`no image could be read (${failed.length} files unreadable)`);
     const labelOf = new Map(samples.map((s) => [s.file, s.label]));

@@ -2,7 +2,7 @@
 // fix (bad input, no adapter) print one line and exit non-zero, never a stack trace; any other
 // error is a bug, printed with its trace and a request to report it (exit 70).
 import { readFileSync } from 'node:fs';
-import { AdapterSelectError, NoAdapterError } from '../gpu/index.ts';
+import { AdapterSelectError, GpuLimitError, NoAdapterError } from '../gpu/index.ts';
 import { DataError } from '../data/folder.ts';
 import { ImageError } from '../data/image.ts';
 import { FileError } from '../io/files.ts';
@@ -76,7 +76,7 @@ export async function main(argv: string[]): Promise<number> {
       console.error(`gpunet ${name}: ${printable(e.message)}`);
       return 2;
     }
-    if (e instanceof UsageError || e instanceof OpError || e instanceof OnnxError || e instanceof ImageError || e instanceof DataError || e instanceof FileError || e instanceof RunError || e instanceof AdapterSelectError) {
+    if (e instanceof UsageError || e instanceof OpError || e instanceof OnnxError || e instanceof ImageError || e instanceof DataError || e instanceof FileError || e instanceof RunError || e instanceof GpuLimitError || e instanceof AdapterSelectError) {
       console.error(`gpunet ${name}: ${printable((e as Error).message)}`);
       return e instanceof UsageError ? e.code : 1;
     }

@@ -8,7 +8,7 @@ import { ImageError, listImages } from '../data/image.ts';
 import type { Classifier, Preprocessing } from '../onnx/classifier.ts';
 import { printable } from '../io/printable.ts';
 import { loadClassifier } from '../onnx/load.ts';
-import { classifyFiles, softmaxRow, topIndices } from '../train/inference.ts';
+import { classifyFiles, fittingBatchSize, softmaxRow, topIndices } from '../train/inference.ts';
 import { formatTable } from '../train/metrics.ts';
 import { savePng, topKChart } from '../report/plot.ts';
 import { ProgressBar } from '../report/progress.ts';
@@ -98,6 +98,13 @@ export function reportSkipped(command: string, failed: ImageError[]): void {
   for (const e of failed) console.error(skipLine(command, e.file, e.reason));
 }
 
+/** --batch-size, or (with a note) the largest batch the adapter can run at this image size. */
+export function fittedBatchSize(command: string, c: Classifier, p: Preprocessing, requested: number): number {
+  const n = fittingBatchSize(c.model, [3, p.size, p.size], requested);
+  if (n < requested) console.error(`gpunet ${command}: note: batches of ${requested} images of ${p.size} px exceed this adapter's limits: running ${n} at a time`);
+  return n;
+}
+
 /** `FILE.png` options are checked before any work. */
 export function pngPath(flagName: string, path: string | undefined): void {
   if (path !== undefined && extname(path).toLowerCase() !== '.png') throw new UsageError(`${flagName} must name a .png file, got '${path}'`);
@@ -140,10 +147,11 @@ be decoded are reported and skipped; the exit status is non-zero only if no imag
     const p = resolvePreprocessing(v, c.preprocessing, c.source);
     const names = v.categoryNames ? readCategoryNames(v.categoryNames, c.classes) : c.classes;
 
-    const bar = files.length > v.batchSize ? new ProgressBar('predict', files.length, 'images') : null;
+    const batchSize = fittedBatchSize('predict', c, p, v.batchSize);
+    const bar = files.length > batchSize ? new ProgressBar('predict', files.length, 'images') : null;
     const profiling = v.profile !== undefined;
     if (profiling) getGpu().startProfiling();
-    const { results, failed } = await classifyFiles(c, files, p, v.batchSize, (d) => bar?.update(d));
+    const { results, failed } = await classifyFiles(c, files, p, batchSize, (d) => bar?.update(d));
     const timed = profiling ? await getGpu().stopProfiling() : null;
     reportSkipped('predict', failed);
 

@@ -5,6 +5,7 @@
 // back is the only wait, and it waits quietly (wait.ts): Dawn's Node binding busy-polls a CPU core
 // while a map is pending, and on a software adapter (lavapipe) that core is taken from the shaders.
 import { openDevice, type AdapterSummary } from './device.ts';
+import { GpuError, GpuLimitError } from './errors.ts';
 import { packParams, PipelineCache, type Kernel, type KernelSpec } from './kernels.ts';
 import { BufferPool } from './pool.ts';
 import { Profiler, type DispatchWork, type ProfileEvent } from './profiler.ts';
@@ -46,14 +47,6 @@ export interface Profile {
   wallMs: number;
   /** main-thread CPU time outside GPU waits: recording the work (ops, encoding, uploads), ms */
   cpuMs: number;
-}
-
-/** Raised for WebGPU validation errors, device loss and failed shader compiles. */
-export class GpuError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'GpuError';
-  }
 }
 
 export class Gpu {
@@ -285,8 +278,9 @@ export class Gpu {
   private checkLaunch(label: string, workgroups: DispatchArgs['workgroups'], ranges: BufferRange[]): void {
     const [x, y = 1, z = 1] = workgroups;
     const maxWg = this.limits.maxComputeWorkgroupsPerDimension;
-    if (!(x >= 0 && y >= 0 && z >= 0 && x <= maxWg && y <= maxWg && z <= maxWg)) {
-      throw new GpuError(`${label}: workgroup counts [${x},${y},${z}] exceed the adapter's limit of ${maxWg} per dimension`);
+    if (!(x >= 0 && y >= 0 && z >= 0)) throw new GpuError(`${label}: workgroup counts [${x},${y},${z}] are not counts`);
+    if (Math.max(x, y, z) > maxWg) {
+      throw new GpuLimitError(`${label}: a grid of [${x},${y},${z}] workgroups`, 'maxComputeWorkgroupsPerDimension', Math.max(x, y, z), maxWg, 'workgroups');
     }
     const { maxStorageBufferBindingSize: maxBinding, minStorageBufferOffsetAlignment: align } = this.limits;
     for (const [i, { buffer, offset = 0, size = buffer.size - offset }] of ranges.entries()) {
@@ -295,7 +289,7 @@ export class Gpu {
       }
       if (size > maxBinding) {
         // the label names the op and its shapes; the op has to bind the tensor in smaller ranges
-        throw new GpuError(`${label}: binding ${i + 1} spans ${size} bytes, more than the adapter's maxStorageBufferBindingSize (${maxBinding})`);
+        throw new GpuLimitError(`${label}: binding ${i + 1}`, 'maxStorageBufferBindingSize', size, maxBinding, 'bytes');
       }
     }
   }

@@ -6,6 +6,7 @@
 // the previous ones, so a buffer released by one op and handed to the next is only written after
 // its last reader ran. (Uploads go through the encoder too for that reason; see Gpu.upload.)
 
+import { GpuLimitError } from './errors.ts';
 import { Usage } from './usage.ts';
 
 const STORAGE_USAGE = Usage.STORAGE | Usage.COPY_SRC | Usage.COPY_DST;
@@ -43,9 +44,7 @@ export class BufferPool {
 
   acquire(bytes: number, label = 'tensor'): GPUBuffer {
     const size = sizeClass(bytes);
-    if (size > this.maxBufferSize) {
-      throw new Error(`${label}: ${bytes} bytes exceed the adapter's maxBufferSize (${this.maxBufferSize}); use a smaller batch or image size`);
-    }
+    if (size > this.maxBufferSize) throw new GpuLimitError(`${label}: a buffer`, 'maxBufferSize', bytes, this.maxBufferSize, 'bytes');
     if (this.dry) {
       const placeholder = { size, label, destroy() {} } as unknown as GPUBuffer;
       this.placeholders.add(placeholder);

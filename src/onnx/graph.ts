@@ -134,7 +134,9 @@ function atNode<T>(node: OnnxNode, opset: number, source: string, fn: () => T): 
   } catch (e) {
     if (e instanceof OpError || e instanceof GpuError) {
       const message = e.message.startsWith(`${node.opType}: `) ? e.message.slice(node.opType.length + 2) : e.message;
-      throw new OnnxError(source, `node '${node.name || node.outputs[0]}' (${node.opType}, opset ${opset}): ${message}`);
+      const wrapped = new OnnxError(source, `node '${node.name || node.outputs[0]}' (${node.opType}, opset ${opset}): ${message}`);
+      wrapped.cause = e; // (inference sees a GPU limit it can meet with smaller batches)
+      throw wrapped;
     }
     throw e;
   }

@@ -1,6 +1,8 @@
 // Inference over image files with a classifier: decode, batch, forward without a tape, logits out.
 // predict and eval run through here; so do the interpretation tools built on them.
 import { ImageError, loadImage } from '../data/image.ts';
+import { getGpu, isGpuLimit } from '../gpu/index.ts';
+import type { Module } from '../nn/module.ts';
 import type { Classifier, Preprocessing } from '../onnx/classifier.ts';
 import { OnnxError } from '../onnx/read.ts';
 import { noGrad, Tensor, tidy } from '../tensor/index.ts';
@@ -9,6 +11,23 @@ export interface FileLogits {
   file: string;
   /** one row of logits, [classes] */
   logits: Float32Array;
+}
+
+/**
+ * The largest batch of at most `requested` inputs of `itemShape` the model can run on this adapter:
+ * the forward is tried dry (shapes and launches checked, nothing allocated or run), the batch
+ * halved while a GPU limit refuses it. A single input that does not fit is that limit's error.
+ */
+export function fittingBatchSize(model: Module, itemShape: readonly number[], requested: number): number {
+  const gpu = getGpu();
+  for (let n = requested; ; n = Math.ceil(n / 2)) {
+    try {
+      gpu.dryRun(() => noGrad(() => tidy(() => void model.forward(Tensor.empty([n, ...itemShape])))));
+      return n;
+    } catch (e) {
+      if (n === 1 || !isGpuLimit(e)) throw e;
+    }
+  }
 }
 
 /**
