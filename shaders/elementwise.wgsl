@@ -1,7 +1,8 @@
 // Elementwise kernels, generated from the table in src/ops/elementwise.ts: {{BODY}} is one table
-// row's forward or gradient expression with its loads. T is f32, or vec4<f32> when every operand
-// has the output's shape and the length is a multiple of 4 (vector loads are 2x faster on lavapipe
-// and no slower on GPUs).
+// row's forward or gradient expression with its loads. T is f32, or vec4<f32> when the walk allows
+// (vector loads are 2x faster on lavapipe and no slower on GPUs): every operand of the output's
+// shape and a length that is a multiple of 4, or, broadcasting, an innermost merged dim that is a
+// multiple of 4 along which each operand either runs (vec4 loads) or repeats (one float, splat).
 // out: [n] (the broadcast shape, flattened); in0..in3: the tensor operands, each either of the
 // output's shape (read at i) or broadcast to it: the output's dims are merged into at most 4
 // (src/tensor/layout.ts, coalesce), and operand k is read at dot(position of i, its strides), a
@@ -40,6 +41,11 @@ struct Params {
 @group(0) @binding(3) var<storage, read> in1: array<T>;
 @group(0) @binding(4) var<storage, read> in2: array<T>;
 @group(0) @binding(5) var<storage, read> in3: array<T>;
+// the same operands read as floats: one that repeats along the innermost dim while T is vec4 (splat)
+@group(0) @binding(2) var<storage, read> in0s: array<f32>;
+@group(0) @binding(3) var<storage, read> in1s: array<f32>;
+@group(0) @binding(4) var<storage, read> in2s: array<f32>;
+@group(0) @binding(5) var<storage, read> in3s: array<f32>;
 
 // the position of output element i over the merged dims, innermost first
 fn position(i: u32) -> vec4u {

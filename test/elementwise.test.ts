@@ -61,9 +61,12 @@ describe('elementwise table: same shapes', () => {
 });
 
 describe('elementwise table: numpy broadcasting', () => {
-  // both ways, size-1 dims inside, leading dims missing, a [1] and a 0-d operand
+  // both ways, size-1 dims inside, leading dims missing, a [1] and a 0-d operand; the first and
+  // the last two have an innermost dim of 4s (vec4 walks: operands running along it or repeating)
   const pairs: number[][][] = [
     [[2, 3, 5, 4], [3, 1, 1]],
+    [[3, 8], [8]],
+    [[2, 1, 6, 4], [2, 5, 1, 4]],
     [[2, 3, 1, 1], [2, 3, 5, 7]],
     [[3, 5, 7], [7]],
     [[4, 1], [1, 6]],

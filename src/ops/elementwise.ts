@@ -84,8 +84,10 @@ const uses = (expr: string, name: string) => new RegExp(`\\b${name}\\b`).test(ex
 /**
  * Launches `out = expr(operands)` elementwise over `shape`; the operands are bound in0, in1, ...
  * under `names` (a number is the constant alpha). When every tensor operand has `shape`, they are
- * read at the output's index (as vec4 when the length allows); else all are read through their
- * broadcast strides.
+ * read at the output's index; else all are read through their broadcast strides. Both walk vec4s
+ * when they can: the same-shaped when the length is a multiple of 4, the broadcast when the
+ * innermost merged dim is, and each operand either runs along it (a vec4 load) or repeats along it
+ * (a scalar load, splat).
  */
 function launch(label: string, expr: string, names: readonly string[], operands: readonly Operand[], scalars: [number, number], shape: Shape): Tensor {
   const out = Tensor.empty(shape);
@@ -94,23 +96,31 @@ function launch(label: string, expr: string, names: readonly string[], operands:
   const tensors = operands.filter((o): o is Tensor => o instanceof Tensor);
   const same = (t: Tensor) => t.shape.length === shape.length && t.shape.every((d, i) => d === shape[i]);
   const broadcast = !tensors.every(same);
-  const vec = !broadcast && n % 4 === 0;
   // merged dims of the walk over the output, and each tensor operand's strides over them
   const walk = broadcast ? coalesce(shape, [contiguousStrides(shape), ...tensors.map((t) => broadcastStrides(t.shape, shape))]) : null;
   if (walk && walk.sizes.length > MAX_DIMS) {
     throw new OpError(label, `broadcasting ${tensors.map((t) => shapeStr(t.shape)).join(', ')} to ${shapeStr(shape)} needs more than ${MAX_DIMS} merged dimensions`);
   }
+  const operandStrides = walk ? walk.strides.slice(1) : [];
+  const vec = walk ? walk.sizes[0] % 4 === 0 && operandStrides.every((s) => s[0] <= 1) : n % 4 === 0;
+  // counted in vec4s: the innermost dim, and the strides of the operands that run along it (their
+  // others are multiples of it); a repeating operand keeps its float strides (its innermost is 0)
   const params: Record<string, number> = { n: vec ? n / 4 : n, alpha: scalars[0], beta: scalars[1] };
-  for (let d = 0; d < MAX_DIMS - 1; d++) params[`d${d}`] = walk?.sizes[d] ?? 1;
-  for (let k = 0; k < MAX_INPUTS; k++) for (let d = 0; d < MAX_DIMS; d++) params[`s${k}${d}`] = walk?.strides[k + 1]?.[d] ?? 0;
+  for (let d = 0; d < MAX_DIMS - 1; d++) params[`d${d}`] = walk ? (walk.sizes[d] ?? 1) / (vec && d === 0 ? 4 : 1) : 1;
+  for (let k = 0; k < MAX_INPUTS; k++) {
+    const strides = operandStrides[k] ?? [];
+    const runs = vec && strides[0] === 1;
+    for (let d = 0; d < MAX_DIMS; d++) params[`s${k}${d}`] = (strides[d] ?? 0) / (runs && d > 0 ? 4 : 1);
+  }
   let slot = 0;
   const loads = names.map((name, i) => {
     const o = operands[i];
     if (!(o instanceof Tensor)) return `let ${name} = T(alpha);`;
     const k = slot++;
-    // one kernel per expression whichever operands repeat: every load goes through the strides
-    const index = broadcast ? `dot(pos, vec4u(p.s${k}0, p.s${k}1, p.s${k}2, p.s${k}3))` : 'i';
-    return `let ${name} = in${k}[${index}];`;
+    if (!broadcast) return `let ${name} = in${k}[i];`;
+    // one kernel per expression and pattern of repeating operands, whatever the shapes
+    const index = `dot(pos, vec4u(p.s${k}0, p.s${k}1, p.s${k}2, p.s${k}3))`;
+    return vec && operandStrides[k][0] === 0 ? `let ${name} = T(in${k}s[${index}]);` : `let ${name} = in${k}[${index}];`;
   });
   getGpu().dispatch({
     kernel: {
