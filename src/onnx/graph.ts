@@ -3,9 +3,10 @@
 //
 //  1. load (constructor): the graph is checked (every op in the registry, no feature gpunet lacks,
 //     float32 tensors, every value produced once), nodes whose inputs are all constants are folded
-//     into initializers (an Identity of a weight becomes a weight of its own), and the initializers
-//     in weight slots become parameters (trainable) and buffers (batchnorm running statistics),
-//     each named after its initializer; exportGraph() writes their current values back.
+//     into initializers (an Identity of a weight becomes a weight of its own), decomposed layer
+//     norms are fused (src/onnx/fuse.ts), and the initializers in weight slots become parameters
+//     (trainable) and buffers (batchnorm running statistics), each named after its initializer;
+//     exportGraph() writes their current values back.
 //  2. plan (once per input shape): with the input shapes fixed, every node whose inputs are known
 //     (constants, and the shapes of activations: Shape -> Gather -> Concat -> Reshape) is folded on
 //     the host, as onnxruntime's optimiser and onnx-simplifier do; the other nodes are run dry
@@ -19,6 +20,7 @@
 import { getGpu, GpuError } from '../gpu/index.ts';
 import { Module } from '../nn/module.ts';
 import { noGrad, OpError, shapeStr, Tensor, tidy } from '../tensor/index.ts';
+import { fuseLayerNorms } from './fuse.ts';
 import { DataType, type OnnxGraph, type OnnxModel, type OnnxNode, type OnnxTensor } from './ir.ts';
 import { NodeContext, ONNX_OPS, supportedOpsText, type OnnxOp, type Value, type ValueSource } from './ops/index.ts';
 import { floats, isFloat } from './ops/op.ts';
@@ -230,6 +232,7 @@ export class GraphModule extends Module {
   readonly source: string;
   /** parameters and buffers by initializer name */
   readonly weights = new Map<string, Tensor>();
+  /** the nodes in the order they run, fusions applied (src/onnx/fuse.ts) */
   private readonly order: OnnxNode[];
   private readonly plans = new Map<string, Plan>();
   private dropoutSeed = 1;
@@ -242,7 +245,7 @@ export class GraphModule extends Module {
     checkSupported(model, this.source);
     this.opset = model.opset;
     this.graph = ownBuffers(foldConstants(model, this.source));
-    this.order = this.graph.nodes;
+    this.order = fuseLayerNorms({ ...this.graph, outputs: new Set(this.graph.outputs.map((v) => v.name)), opset: this.opset });
     this.eval();
     for (const node of this.order) {
       const def = entry(node);

@@ -1,27 +1,50 @@
-// Window ops: Conv, MaxPool, AveragePool, GlobalAveragePool. ONNX pads may be asymmetric (and
+// Window ops: Conv, MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool, in 2-D and in 1-D
+// (an [N,C,L] input runs as [N,C,1,L], its window as 1 x k). ONNX pads may be asymmetric (and
 // come from auto_pad); the engine's kernels take symmetric padding (pooling: at most half the
 // window), so the rest becomes an explicit pad step before the kernel.
 import { padAxis } from '../../ops/concat.ts';
 import { conv2d } from '../../ops/conv2d.ts';
 import { mul } from '../../ops/elementwise.ts';
-import { avgPool2d, globalAvgPool2d, maxPool2d } from '../../ops/pool.ts';
+import { avgPool2d, globalAvgPool2d, globalMaxPool2d, maxPool2d } from '../../ops/pool.ts';
 import { OpError, shapeStr, Tensor } from '../../tensor/index.ts';
 import type { OnnxNode } from '../ir.ts';
 import type { NodeContext, OnnxOp } from './op.ts';
 
 type Pair = [number, number];
 
-/** A 2-D window attribute (kernel_shape, strides, dilations). */
-function pairAttr(c: NodeContext, name: string, dflt: number): Pair {
-  const v = c.ints(name, [dflt, dflt]);
-  if (v.length !== 2) throw new OpError(c.op, `only 2-D ${c.op} is supported: ${name} ${JSON.stringify(v)}`);
-  return [v[0], v[1]];
+/** The spatial rank of a window op's input x: [N,C,L] or [N,C,H,W]. */
+function spatialRank(c: NodeContext, x: Tensor): 1 | 2 {
+  if (x.ndim !== 3 && x.ndim !== 4) throw new OpError(c.op, `only 1-D and 2-D ${c.op} are supported, got x${shapeStr(x.shape)}`);
+  return x.ndim === 3 ? 1 : 2;
 }
 
-/** ONNX pads of a 2-D window op as [top, left, bottom, right], resolving auto_pad. */
-function windowPads(c: NodeContext, H: number, W: number, k: Pair, s: Pair, d: Pair): number[] {
+/** x as [N,C,H,W]: a 1-D input [N,C,L] viewed as [N,C,1,L]. */
+const as2d = (x: Tensor): Tensor => (x.ndim === 3 ? x.reshape([x.shape[0], x.shape[1], 1, x.shape[2]]) : x);
+
+/** A 2-D result back in the input's rank: [N,C,1,L] -> [N,C,L]. */
+function fromAs2d(y: Tensor, rank: 1 | 2): Tensor {
+  if (rank === 2) return y;
+  const out = y.reshape([y.shape[0], y.shape[1], y.shape[3]]);
+  y.discard();
+  return out;
+}
+
+/** A window attribute (kernel_shape, strides, dilations) for the two spatial axes: a 1-D op's
+ *  height is 1. */
+function pairAttr(c: NodeContext, name: string, dflt: number, rank: 1 | 2): Pair {
+  const v = c.ints(name, Array(rank).fill(dflt));
+  if (v.length !== rank) throw new OpError(c.op, `${name} ${JSON.stringify(v)} for a ${rank}-D input`);
+  return rank === 1 ? [1, v[0]] : [v[0], v[1]];
+}
+
+/** ONNX pads of a window op as [top, left, bottom, right] (a 1-D op's [begin, end] as [0, begin,
+ *  0, end]), resolving auto_pad. */
+function windowPads(c: NodeContext, H: number, W: number, k: Pair, s: Pair, d: Pair, rank: 1 | 2): number[] {
   const autoPad = c.str('auto_pad', 'NOTSET');
-  if (autoPad === 'NOTSET') return c.ints('pads', [0, 0, 0, 0]);
+  if (autoPad === 'NOTSET') {
+    const pads = c.ints('pads', Array(2 * rank).fill(0));
+    return rank === 1 && pads.length === 2 ? [0, pads[0], 0, pads[1]] : pads;
+  }
   if (autoPad === 'VALID') return [0, 0, 0, 0];
   if (autoPad !== 'SAME_UPPER' && autoPad !== 'SAME_LOWER') throw new OpError(c.op, `unknown auto_pad '${autoPad}'`);
   const pads = [0, 0, 0, 0];
@@ -66,16 +89,18 @@ function withPads(x: Tensor, pads: number[], limit: Pair, value: number, kernel:
 }
 
 function conv(c: NodeContext): Tensor {
-  const x = c.gpu(0);
-  const w = c.gpu(1);
+  const rank = spatialRank(c, c.gpu(0));
+  const [x, w] = [as2d(c.gpu(0)), as2d(c.gpu(1))];
   const b = c.has(2) ? c.gpu(2) : null;
-  if (x.ndim !== 4 || w.ndim !== 4) throw new OpError(c.op, `only 2-D Conv is supported, got x${shapeStr(x.shape)} w${shapeStr(w.shape)}`);
+  if (w.ndim !== 4) throw new OpError(c.op, `weight ${shapeStr(c.shape(1))} for x${shapeStr(c.shape(0))}`);
   const k: Pair = [w.shape[2], w.shape[3]];
-  const stride = pairAttr(c, 'strides', 1);
-  const dilation = pairAttr(c, 'dilations', 1);
-  const pads = windowPads(c, x.shape[2], x.shape[3], k, stride, dilation);
+  const stride = pairAttr(c, 'strides', 1, rank);
+  const dilation = pairAttr(c, 'dilations', 1, rank);
+  const pads = windowPads(c, x.shape[2], x.shape[3], k, stride, dilation, rank);
   // asymmetric pads: the symmetric part in the kernel, the rest as a zero-padding step
-  return withPads(x, pads, [Infinity, Infinity], 0, (xp, padding) => conv2d(xp, w, b, { stride, dilation, padding, groups: c.int('group', 1) }));
+  const y = withPads(x, pads, [Infinity, Infinity], 0, (xp, padding) => conv2d(xp, w, b, { stride, dilation, padding, groups: c.int('group', 1) }));
+  for (const v of [x, w]) if (rank === 1) v.discard();
+  return fromAs2d(y, rank);
 }
 
 /**
@@ -83,15 +108,22 @@ function conv(c: NodeContext): Tensor {
  * padded input is corrected by the host-computed factor window / valid elements per output position.
  */
 function pool(c: NodeContext): Tensor {
-  const x = c.gpu(0);
-  if (x.ndim !== 4) throw new OpError(c.op, `only 2-D ${c.op} is supported, got x${shapeStr(x.shape)}`);
+  const rank = spatialRank(c, c.gpu(0));
+  const x = as2d(c.gpu(0));
+  const y = pool2d(c, x, rank);
+  if (x !== c.gpu(0)) x.discard();
+  return fromAs2d(y, rank);
+}
+
+function pool2d(c: NodeContext, x: Tensor, rank: 1 | 2): Tensor {
   const [N, C, H, W] = x.shape;
-  const k = pairAttr(c, 'kernel_shape', 0);
-  const stride = pairAttr(c, 'strides', 1);
-  const pads = windowPads(c, H, W, k, stride, [1, 1]);
+  const k = pairAttr(c, 'kernel_shape', 0, rank);
+  const stride = pairAttr(c, 'strides', 1, rank);
+  const dilation = pairAttr(c, 'dilations', 1, rank);
+  const pads = windowPads(c, H, W, k, stride, dilation, rank);
   const ceilMode = c.int('ceil_mode', 0) === 1;
   const half: Pair = [Math.floor(k[0] / 2), Math.floor(k[1] / 2)];
-  if (c.op === 'MaxPool') return withPads(x, pads, half, -Infinity, (xp, padding) => maxPool2d(xp, { kernel: k, stride, padding, ceilMode }));
+  if (c.op === 'MaxPool') return withPads(x, pads, half, -Infinity, (xp, padding) => maxPool2d(xp, { kernel: k, stride, dilation, padding, ceilMode }));
   const includePad = c.int('count_include_pad', 0) === 1;
   const symmetric = pads[0] === pads[2] && pads[1] === pads[3] && pads[0] <= half[0] && pads[1] <= half[1];
   if (symmetric || includePad) {
@@ -118,9 +150,17 @@ function pool(c: NodeContext): Tensor {
   return y;
 }
 
+/** Global pooling over the spatial axes, the result [N,C,1,1] (or [N,C,1] in 1-D). */
+function globalPool(c: NodeContext, kernel: (x: Tensor) => Tensor): Tensor {
+  const rank = spatialRank(c, c.gpu(0));
+  const x = as2d(c.gpu(0));
+  const y = kernel(x);
+  if (x !== c.gpu(0)) x.discard();
+  return fromAs2d(y, rank);
+}
+
 const refusePool = (node: OnnxNode): string | null => {
-  const dil = (node.attrs.dilations as number[] | undefined) ?? [];
-  if (dil.some((d) => d !== 1)) return `dilations ${JSON.stringify(dil)}`;
+  if (node.opType === 'AveragePool' && ((node.attrs.dilations as number[] | undefined) ?? []).some((d) => d !== 1)) return `dilations ${JSON.stringify(node.attrs.dilations)}`;
   if (node.outputs.slice(1).some((o) => o !== '')) return 'the Indices output';
   return null;
 };
@@ -129,5 +169,6 @@ export const CONV_OPS: Record<string, OnnxOp> = {
   Conv: { params: [1, 2], run: (c) => [conv(c)] },
   MaxPool: { refuse: refusePool, run: (c) => [pool(c)] },
   AveragePool: { refuse: refusePool, run: (c) => [pool(c)] },
-  GlobalAveragePool: { run: (c) => [globalAvgPool2d(c.gpu(0))] },
+  GlobalAveragePool: { run: (c) => [globalPool(c, globalAvgPool2d)] },
+  GlobalMaxPool: { run: (c) => [globalPool(c, globalMaxPool2d)] },
 };

@@ -6,10 +6,11 @@ import { ELEMENTWISE_OPS } from './elementwise.ts';
 import { LINEAR_OPS } from './linear.ts';
 import { NORM_OPS } from './norm.ts';
 import type { OnnxOp } from './op.ts';
+import { REDUCE_OPS } from './reduce.ts';
 import { SHAPE_OPS } from './shape.ts';
 import { SOFTMAX_OPS } from './softmax.ts';
 
-export const ONNX_OPS: Readonly<Record<string, OnnxOp>> = { ...CONV_OPS, ...NORM_OPS, ...LINEAR_OPS, ...SOFTMAX_OPS, ...ELEMENTWISE_OPS, ...SHAPE_OPS };
+export const ONNX_OPS: Readonly<Record<string, OnnxOp>> = { ...CONV_OPS, ...NORM_OPS, ...LINEAR_OPS, ...SOFTMAX_OPS, ...ELEMENTWISE_OPS, ...REDUCE_OPS, ...SHAPE_OPS };
 
 /** The ONNX ops (default domain) gpunet runs on the GPU. */
 export const GPU_OPS: readonly string[] = Object.keys(ONNX_OPS).filter((op) => ONNX_OPS[op].run).sort();

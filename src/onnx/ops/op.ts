@@ -9,7 +9,9 @@ import { typeName, values } from './host.ts';
 export type Value = Tensor | OnnxTensor;
 
 export interface OnnxOp {
-  /** input slots whose initializer is a trainable parameter (Conv's weight and bias, ...) */
+  /** input slots whose (float) initializer is a trainable parameter: Conv's weight and bias, an
+   *  operand of arithmetic, or of an op that moves a weight's data on its way to one (a Transpose
+   *  of a Linear weight); such a node never folds, so that the gradient reaches the weight */
   params?: readonly number[];
   /** input slots whose initializer is state that is not trained (batchnorm's running statistics) */
   buffers?: readonly number[];

@@ -6,7 +6,7 @@
 import { concat, narrow, padAxis } from '../../ops/concat.ts';
 import { dropout } from '../../ops/dropout.ts';
 import { OpError, shapeSize, shapeStr, Tensor } from '../../tensor/index.ts';
-import { DataType, type OnnxNode, type OnnxTensor } from '../ir.ts';
+import { DataType, type OnnxTensor } from '../ir.ts';
 import { concatHost, gatherHost, hostTensor, int64Tensor, normAxis, scatterNDHost, sliceHost, sliceRanges, transposeHost, expandHost, typeName, values } from './host.ts';
 import { type NodeContext, type OnnxOp, type Value } from './op.ts';
 
@@ -69,8 +69,10 @@ function unsqueezeTarget(c: NodeContext): number[] {
   return out;
 }
 
-/** Ops that only give their input another shape: a host value gets new dims, a GPU one a view. */
+/** Ops that only give their input another shape: a host value gets new dims, a GPU one a view.
+ *  A weight reshaped this way stays the weight (its gradient flows back through the view). */
 const reshapeLike = (target: (c: NodeContext) => number[]): OnnxOp => ({
+  params: [0],
   fold: (c) => (c.isHost(0) ? [reshaped(c, target(c)) as OnnxTensor] : null),
   run: (c) => [reshaped(c, target(c))],
 });
@@ -135,8 +137,6 @@ function constantValue(c: NodeContext): OnnxTensor {
 /** The types Cast can produce on the host. */
 const CASTABLE: readonly number[] = [DataType.FLOAT, DataType.DOUBLE, DataType.INT64, DataType.INT32, DataType.INT8, DataType.UINT8, DataType.BOOL];
 
-const extraOutputs = (node: OnnxNode) => node.outputs.slice(1).some((o) => o !== '');
-
 export const SHAPE_OPS: Record<string, OnnxOp> = {
   Constant: { fold: (c) => [constantValue(c)] },
   Identity: {
@@ -179,6 +179,7 @@ export const SHAPE_OPS: Record<string, OnnxOp> = {
     },
   },
   Slice: {
+    params: [0],
     fold: (c) => [sliceHost(c.host(0), sliceOf(c), c.output())],
     run: (c) => {
       const ranges = sliceOf(c);
@@ -246,7 +247,7 @@ export const SHAPE_OPS: Record<string, OnnxOp> = {
     },
   },
   Dropout: {
-    refuse: (node) => (extraOutputs(node) ? 'the mask output' : null),
+    refuse: (node, g) => (node.outputs.slice(1).some((o) => o !== '' && g.consumed.has(o)) ? 'the mask output in use' : null),
     // ONNX drops only with the training_mode input (opset 12+) set; a module in training mode always does
     fold: (c) => (dropping(c) ? null : [{ ...c.host(0), name: c.output() }]),
     run: (c) => {
