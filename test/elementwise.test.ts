@@ -61,7 +61,7 @@ describe('elementwise table: same shapes', () => {
 });
 
 describe('elementwise table: numpy broadcasting', () => {
-  // both ways, size-1 dims inside, leading dims missing, a [1] and a 0-d operand; the first and
+  // both ways, size-1 dims inside, leading dims missing (or only leading 1s), a [1] and a 0-d operand; the first and
   // the last two have an innermost dim of 4s (vec4 walks: operands running along it or repeating)
   const pairs: number[][][] = [
     [[2, 3, 5, 4], [3, 1, 1]],
@@ -73,6 +73,7 @@ describe('elementwise table: numpy broadcasting', () => {
     [[2, 1, 3], [2, 5, 1]],
     [[5, 3], [1]],
     [[], [3, 2]],
+    [[7], [1, 7]],
   ];
   const binary = NAMES.filter((n) => ELEMENTWISE[n].inputs.length === 2);
   for (const name of binary) {

@@ -168,10 +168,15 @@ export function elementwise(name: ElementwiseName, inputs: readonly Operand[], a
       // the gradient at the output's shape: dy itself, or the expression over what it names
       const bound = [...op.inputs.map((v, k) => [v, inputs[k]] as const), ['dy', dy] as const, ['y', out] as const].filter(([v]) => uses(expr, v));
       const g = expr === 'dy' ? dy : launch(`${name}.grad${i}`, expr, bound.map(([v]) => v), bound.map(([, o]) => o), [alpha, beta], shape);
-      const axes = broadcastAxes(input.shape, shape);
-      if (axes.length === 0 && input.shape.length === shape.length) return g;
+      if (input.size === g.size) {
+        if (input.shape.length === shape.length) return g;
+        // only leading 1s differ: the same values, viewed in the input's shape
+        const view = g.view(input.shape);
+        if (g !== dy) g.release();
+        return view;
+      }
       // a repeated operand: its gradient is the sum over the axes it was repeated along
-      const summed = reduceSumTo(g, axes, input.shape, 1, `${name}.grad${i} sum`);
+      const summed = reduceSumTo(g, broadcastAxes(input.shape, shape), input.shape, 1, `${name}.grad${i} sum`);
       if (g !== dy) g.release();
       return summed;
     }),
