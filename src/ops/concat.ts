@@ -1,6 +1,7 @@
 // Concatenation along any axis (ONNX Concat, torch.cat), and the two ops its gradient is made of:
 // narrow (a slice of consecutive rows along one axis, torch.narrow) and padAxis (constant padding
-// before and after along one axis; the explicit pad step for ONNX's asymmetric or wide pads).
+// before and after along one axis: pad's constant mode, in src/ops/layout.ts). split cuts x into
+// narrow pieces, concat's inverse.
 // All three are the one block-copy kernel of shaders/concat.wgsl:
 //   concat:  y = [x0; x1; ...] along axis      dx_k = narrow(dy, axis, offset_k, size_k)
 //   narrow:  y = x[..., start:start+len, ...]  dx = padAxis(dy, axis, start, rest, 0)
@@ -10,7 +11,7 @@ import { getGpu, grid } from '../gpu/index.ts';
 import { OpError, recordOp, type Shape, shapeSize, shapeStr, Tensor } from '../tensor/index.ts';
 
 /** The axis in [0, rank), accepting negative axes as ONNX and torch do. */
-function normAxis(op: string, axis: number, shape: Shape): number {
+export function normAxis(op: string, axis: number, shape: Shape): number {
   const r = shape.length;
   if (!Number.isInteger(axis) || axis < -r || axis >= r) throw new OpError(op, `axis ${axis} out of range for ${shapeStr(shape)}`);
   return axis < 0 ? axis + r : axis;
@@ -81,4 +82,25 @@ export function concat(xs: readonly Tensor[], axis: number): Tensor {
   const label = `${op} axis ${a} ${shapes()}`;
   xs.forEach((t, k) => copyBlock(out, t, a, t.shape[a], 0, offsets[k], `${label} #${k}`));
   return recordOp(op, xs, out, (dy, needs) => xs.map((t, k) => (needs[k] ? narrow(dy, a, offsets[k], t.shape[a]) : null)));
+}
+
+/** Pieces of x along `axis` (torch.split, ONNX Split): `sizes` lists their lengths, which add up
+ *  to the axis, or one number cuts pieces of that length (the last may be shorter). Each piece is
+ *  a narrow, and so is its gradient's way back. */
+export function split(x: Tensor, sizes: number | readonly number[], axis = 0): Tensor[] {
+  const op = 'split';
+  if (!(x instanceof Tensor)) throw new OpError(op, `expected a tensor, got ${typeof x}`);
+  const a = normAxis(op, axis, x.shape);
+  const n = x.shape[a];
+  if (typeof sizes === 'number' && !(Number.isInteger(sizes) && sizes > 0)) throw new OpError(op, `the piece size ${sizes} must be a positive integer`);
+  const list = typeof sizes === 'number' ? Array.from({ length: Math.max(1, Math.ceil(n / sizes)) }, (_, i) => Math.min(sizes, n - i * sizes)) : [...sizes];
+  if (list.some((s) => !Number.isInteger(s) || s < 0) || list.reduce((t, s) => t + s, 0) !== n) {
+    throw new OpError(op, `sizes ${JSON.stringify(sizes)} do not split axis ${a} of ${shapeStr(x.shape)} (${n} rows)`);
+  }
+  let start = 0;
+  return list.map((len) => {
+    const piece = narrow(x, a, start, len);
+    start += len;
+    return piece;
+  });
 }

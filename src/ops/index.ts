@@ -1,6 +1,6 @@
 // The engine's ops: each file holds an op family's forward, its gradient rule and its kernels.
 export { batchNorm2d, type BatchNormOptions } from './batchnorm.ts';
-export { concat, narrow, padAxis } from './concat.ts';
+export { concat, narrow, padAxis, split } from './concat.ts';
 export { conv1d, conv2d, type Conv1dOptions, type Conv2dOptions } from './conv2d.ts';
 export { dropout } from './dropout.ts';
 export {
@@ -8,6 +8,7 @@ export {
   reciprocal, relu, scale, sigmoid, silu, sqrt, sub, tanh, where, type ElementwiseName, type Operand,
 } from './elementwise.ts';
 export { layerNorm } from './layernorm.ts';
+export { expand, gather, pad, slice, sliceRanges, transpose, type PadMode, type SliceRange, type SliceSpec } from './layout.ts';
 export { gemm, linear, matmul } from './matmul.ts';
 export { avgPool1d, avgPool2d, globalAvgPool2d, globalMaxPool2d, maxPool1d, maxPool2d, type AvgPool2dOptions, type MaxPool2dOptions, type Pool1dOptions, type Pool2dOptions } from './pool.ts';
 export { max, mean, sum, type ReduceOptions } from './reduce.ts';
