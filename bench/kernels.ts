@@ -11,12 +11,13 @@ import * as conv2d from './conv2d.ts';
 import { parseCli, runFamilies, type BenchFamily } from './harness.ts';
 import * as matmul from './matmul.ts';
 import * as pool from './pool.ts';
+import * as reduce from './reduce.ts';
 import * as resnet18 from './resnet18.ts';
 import * as sgd from './sgd.ts';
 import * as softmax from './softmax.ts';
 
 const cli = parseCli();
-const families: BenchFamily[] = [conv2d, batchnorm, pool, matmul, softmax, sgd, ...(cli.model ? [resnet18] : [])];
+const families: BenchFamily[] = [conv2d, batchnorm, pool, matmul, softmax, reduce, sgd, ...(cli.model ? [resnet18] : [])];
 const t0 = performance.now();
 const ok = await runFamilies(families, cli);
 console.log(`\n${ok ? 'done, no floor failed' : 'a floor FAILED'} (${((performance.now() - t0) / 1e3).toFixed(0)} s)`);

@@ -1,13 +1,16 @@
-// SGD steps: one kernel launch per parameter, in place. Single parameters of growing size (GB/s),
-// and ResNet18's whole parameter list (where the per-launch cost shows). validate() checks three
-// steps, with and without momentum, against the float64 reference.
+// Optimizer steps, SGD and AdamW: one kernel launch per parameter, in place. Single parameters of
+// growing size (GB/s), and ResNet18's whole parameter list (where the per-launch cost shows).
+// validate() checks three steps (SGD with and without momentum, AdamW) against the float64 rules.
 //   npx tsx bench/sgd.ts [filter] [--quick]
+import { AdamW } from '../src/optim/adam.ts';
+import type { Optimizer } from '../src/optim/optimizer.ts';
 import { SGD, type SGDOptions } from '../src/optim/sgd.ts';
+import { adamRef } from '../src/reference/adam.ts';
 import { Rng, Tensor } from '../src/tensor/index.ts';
 import { sgdRef } from '../src/reference/sgd.ts';
 import { expectClose, isMain, randomValues, runFamilies, toTensor, type BenchCase } from './harness.ts';
 
-export const title = 'sgd step';
+export const title = 'optimizer step';
 
 const MOMENTUM: SGDOptions = { lr: 0.1, momentum: 0.9, weightDecay: 1e-4 };
 const PLAIN: SGDOptions = { lr: 0.1 };
@@ -30,8 +33,8 @@ function resnet18Shapes(): number[][] {
   return shapes;
 }
 
-/** Parameters with gradients set, and an optimizer over them. */
-function setup(shapes: number[][], opts: SGDOptions): { opt: SGD; params: Tensor[] } {
+/** Parameters with gradients set, and an optimizer over them (SGD with `opts`, or AdamW). */
+function setup(shapes: number[][], opts: SGDOptions | 'adamw'): { opt: Optimizer; params: Tensor[] } {
   const rng = new Rng(1);
   const params = shapes.map((s) => {
     const p = Tensor.randn(s, rng);
@@ -39,7 +42,7 @@ function setup(shapes: number[][], opts: SGDOptions): { opt: SGD; params: Tensor
     p.grad = Tensor.randn(s, rng, 0.01);
     return p;
   });
-  return { opt: new SGD(params, opts), params };
+  return { opt: opts === 'adamw' ? new AdamW(params, { lr: 1e-3 }) : new SGD(params, opts), params };
 }
 
 /** Three steps on one parameter (odd length: the scalar kernel; a multiple of 4: the vec4 one). */
@@ -65,16 +68,30 @@ export async function validate(): Promise<void> {
       if (ref.buf) expectClose(`${what} momentum buffer`, buf ?? [], ref.buf);
     }
   }
+  const rng = new Rng(3);
+  const [w, g] = [randomValues(100_000, rng), randomValues(100_000, rng)];
+  const p = toTensor(w, [100_000]);
+  p.requiresGrad = true;
+  p.grad = toTensor(g, [100_000]);
+  const adamw = new AdamW([p], { lr: 1e-3 });
+  for (let k = 0; k < 3; k++) adamw.step();
+  const param = await p.toArray();
+  adamw.release();
+  p.grad.release();
+  p.release();
+  expectClose('adamw [100000] parameter', param, adamRef(w, [g, g, g], { lr: 1e-3, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 1e-2, decoupled: true }).param);
 }
 
 function elements(shapes: number[][]): number {
   return shapes.reduce((a, s) => a + s.reduce((x, y) => x * y, 1), 0);
 }
 
-function stepCase(name: string, shapes: number[][], opts: SGDOptions, quick: boolean): BenchCase {
+function stepCase(name: string, shapes: number[][], opts: SGDOptions | 'adamw', quick: boolean): BenchCase {
+  // param r/w, grad r, and momentum r/w (SGD) or both moments r/w (AdamW)
+  const arrays = opts === 'adamw' ? 7 : opts.momentum ? 5 : 3;
   return {
     name,
-    bytes: elements(shapes) * 4 * (opts.momentum ? 5 : 3), // param r/w, grad r, momentum buffer r/w
+    bytes: elements(shapes) * 4 * arrays,
     quick,
     setup() {
       const { opt, params } = setup(shapes, opts);
@@ -98,6 +115,8 @@ export const cases: BenchCase[] = [
   ...SIZES.map((n) => stepCase(`sgd momentum+wd [${n}]`, [[n]], MOMENTUM, n === QUICK_SIZE)),
   ...SIZES.map((n) => stepCase(`sgd plain [${n}]`, [[n]], PLAIN, false)),
   stepCase(`sgd momentum+wd resnet18 (${resnet18.length} tensors, ${(elements(resnet18) / 1e6).toFixed(1)}M)`, resnet18, MOMENTUM, true),
+  ...SIZES.map((n) => stepCase(`adamw [${n}]`, [[n]], 'adamw', false)),
+  stepCase(`adamw resnet18 (${resnet18.length} tensors, ${(elements(resnet18) / 1e6).toFixed(1)}M)`, resnet18, 'adamw', true),
 ];
 
 if (isMain(import.meta.url)) process.exit((await runFamilies([{ title, cases, validate }])) ? 0 : 1);
