@@ -3,9 +3,10 @@
 //
 // x's dimensions are merged (src/tensor/layout.ts, coalesce) into at most 4 kept groups and 4
 // reduced groups, each with its size and stride in x, innermost first: [N,C,H,W] over axes 1 and 3
-// is kept (W-stride 0.., sizes N, H) and reduced (C, W). Output o and reduced index r (row-major
-// over the kept, resp. reduced, groups) address x[base(o) + offset(r)]; the output is [O] = the
-// kept dims in order.
+// keeps H (stride W) and N (stride CHW) and reduces W (stride 1) and C (stride HW); over axes 0,
+// 2, 3 it keeps C and reduces H*W (one group) and N. Output o and reduced index r (row-major over
+// the kept, resp. reduced, groups) address x[base(o) + offset(r)]; the output is [O] = the kept
+// dims in order.
 //
 // Forward: each output's R reduced elements are split into `slices` (one per workgroup row, when
 // there are few outputs and many elements: a second launch over the [O, slices] partial results
@@ -21,9 +22,10 @@
 // Backward (both ops): the same walk, writing every element of dx once:
 //   sum: dx = dy[o] * scale;  max: dx = x == max[o] ? dy[o] / count[o] : 0.
 //
-// T is vec4<f32> when the innermost group is reduced and a multiple of 4 long (the walk then
-// counts vec4s: every size and stride in it is divided by 4): vector loads are twice as fast on
-// lavapipe and no slower on GPUs. Else f32.
+// T is vec4<f32> when the innermost group is a multiple of 4 long, and the walk counts vec4s (every
+// size and stride in it divided by 4): vector loads are twice as fast on lavapipe and no slower on
+// GPUs. If that group is reduced, a vec4's lanes fold into one output (reduce); if it is kept, a
+// vec4 holds 4 consecutive outputs (reduceColumns). Else f32.
 
 alias T = {{T}};
 const W = {{W}}u; // lanes of T
