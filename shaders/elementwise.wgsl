@@ -9,6 +9,7 @@
 // stride being 0 along a dim it repeats: [N,C,H,W] * [N,C,1,1] is [N*C, H*W] * strides (1, 0).
 
 alias T = {{T}};
+alias U = {{U}}; // T's shape in u32, for NaN tests
 
 struct Params {
   n: u32,      // elements of T
@@ -82,13 +83,20 @@ fn pow_torch(a: T, b: T) -> T {
   return r;
 }
 
-// max / min propagating NaN, as torch.maximum / torch.minimum (WGSL leaves NaN unspecified)
+// |v|'s bits: above 0x7f800000 (infinity) exactly when v is NaN. NaN is told by its bits, as a
+// compiler may assume that v != v never holds (WGSL lets it).
+fn abs_bits(v: T) -> U {
+  return bitcast<U>(v) & U(0x7fffffffu);
+}
+
+// max / min propagating NaN, as torch.maximum / torch.minimum (WGSL leaves NaN unspecified): a + b
+// is NaN when either is
 fn max_nan(a: T, b: T) -> T {
-  return select(max(a, b), a + b, (a != a) | (b != b));
+  return select(max(a, b), a + b, max(abs_bits(a), abs_bits(b)) > U(0x7f800000u));
 }
 
 fn min_nan(a: T, b: T) -> T {
-  return select(min(a, b), a + b, (a != a) | (b != b));
+  return select(min(a, b), a + b, max(abs_bits(a), abs_bits(b)) > U(0x7f800000u));
 }
 
 @compute @workgroup_size(256)

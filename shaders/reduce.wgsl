@@ -28,6 +28,7 @@
 // vec4 holds 4 consecutive outputs (reduceColumns). Else f32.
 
 alias T = {{T}};
+alias U = {{U}}; // T's shape in u32, for NaN tests
 const W = {{W}}u; // lanes of T
 
 override WG: u32 = 256;        // invocations per workgroup, a power of two
@@ -138,12 +139,18 @@ struct Acc {
   c: T,
 }
 
+// NaN tests on the bits: a compiler may assume that v != v never holds (WGSL lets it)
+fn is_nan(v: f32) -> bool {
+  return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;
+}
+
 // a combined with b (element(s) counted b.c times, or another lane's result). NaN propagates, as in
 // torch.
 fn fold(a: Acc, b: Acc) -> Acc {
   if (!IS_MAX) { return Acc(a.v + b.v, a.c); }
-  let keep = a.v != a.v; // a NaN stays
-  let take = !keep & (b.c != T(0.0)) & ((a.c == T(0.0)) | (b.v != b.v) | (b.v > a.v));
+  let keep = (bitcast<U>(a.v) & U(0x7fffffffu)) > U(0x7f800000u); // a NaN stays
+  let bNaN = (bitcast<U>(b.v) & U(0x7fffffffu)) > U(0x7f800000u);
+  let take = !keep & (b.c != T(0.0)) & ((a.c == T(0.0)) | bNaN | (b.v > a.v));
   let tie = !keep & !take & (b.v == a.v);
   return Acc(select(a.v, b.v, take), select(select(a.c, a.c + b.c, tie), b.c, take));
 }
@@ -156,8 +163,8 @@ fn fold_lanes(a: Acc) -> vec2f {
     let c = vec4f(a.c)[k];
     if (!IS_MAX) {
       r.x += v;
-    } else if (r.x == r.x && c != 0.0) {
-      if (r.y == 0.0 || v != v || v > r.x) { r = vec2f(v, c); } else if (v == r.x) { r.y += c; }
+    } else if (!is_nan(r.x) && c != 0.0) {
+      if (r.y == 0.0 || is_nan(v) || v > r.x) { r = vec2f(v, c); } else if (v == r.x) { r.y += c; }
     }
   }
   return r;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { div, ELEMENTWISE, elementwise, hardSigmoid, mul, pow, sub, where, type ElementwiseName } from '../src/ops/elementwise.ts';
+import { div, ELEMENTWISE, elementwise, hardSigmoid, maximum, minimum, mul, pow, sub, where, type ElementwiseName } from '../src/ops/elementwise.ts';
 import { ELEMENTWISE_REF, elementwiseRef, erfRef } from '../src/reference/elementwise.ts';
 import { Rng, Tensor, tidy } from '../src/tensor/index.ts';
 import { numericGrads, randomArray, relError, runWithGrads, toGpu, useGpu } from './helpers.ts';
@@ -127,6 +127,17 @@ describe('elementwise table: number operands', () => {
     expect(out[1]).toBe(0);
     expect(out[2]).toBeNaN();
     expect(relError(out.slice(3), [-8, 2.25])).toBeLessThan(1e-6);
+  });
+
+  it('maximum and minimum propagate NaN, as torch (vec4 and scalar walks)', async () => {
+    for (const n of [4, 5]) {
+      const a = Float32Array.from({ length: n }, (_, i) => (i === 1 ? NaN : i));
+      const b = Float32Array.from({ length: n }, (_, i) => (i === 2 ? NaN : 2));
+      const [hi, lo] = await tidy(() => Promise.all([maximum(Tensor.from(a, [n]), Tensor.from(b, [n])).toArray(), minimum(Tensor.from(a, [n]), Tensor.from(b, [n])).toArray()]));
+      for (const out of [hi, lo]) expect([out[1], out[2]].every(Number.isNaN)).toBe(true);
+      expect(hi[0]).toBe(2);
+      expect(lo[3]).toBe(2);
+    }
   });
 
   it('numbers alone, or two of them, are refused', () => {

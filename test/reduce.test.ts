@@ -109,6 +109,16 @@ describe('reductions over axes: forward vs the float64 reference', () => {
     expect(tidy(() => sum(Tensor.zeros([0, 3]), { axes: 1 }).shape)).toEqual([0]);
   });
 
+  it('max propagates NaN, as torch.amax; -inf is a maximum like any other', async () => {
+    const x = Float32Array.of(1, NaN, 3, -Infinity, -Infinity, -Infinity, 2, 5, -1, 0, 4, 4);
+    const out = await tidy(() => max(Tensor.from(x, [4, 3]), { axes: 1 }).toArray());
+    expect(out[0]).toBeNaN();
+    expect([...out.slice(1)]).toEqual([-Infinity, 5, 4]);
+    const cols = await tidy(() => max(Tensor.from(x, [3, 4]), { axes: 0 }).toArray());
+    expect(cols[1]).toBeNaN();
+    expect([cols[0], cols[2], cols[3]]).toEqual([1, 4, 5]);
+  });
+
   it('bad axes are one line naming the op and the shape', () => {
     tidy(() => {
       const t = Tensor.zeros([2, 3]);

@@ -142,7 +142,7 @@ describe('tensor core', () => {
   it('reports a kernel that fails to compile by name', async () => {
     const gpu = getGpu();
     const out = keep(Tensor.zeros([4]));
-    const kernel = gpu.pipelines.get({ shader: 'elementwise', entry: 'main', bindings: ['write'], defines: { T: 'f32', BODY: 'out[i] = undefined_name;' } });
+    const kernel = gpu.pipelines.get({ shader: 'elementwise', entry: 'main', bindings: ['write'], defines: { T: 'f32', U: 'u32', BODY: 'out[i] = undefined_name;' } });
     gpu.dispatch({
       kernel,
       buffers: [out.buffer],

@@ -127,7 +127,7 @@ function launch(label: string, expr: string, names: readonly string[], operands:
       shader: 'elementwise',
       entry: 'main',
       bindings: ['write', ...tensors.map(() => 'read' as const)],
-      defines: { T: vec ? 'vec4<f32>' : 'f32', BODY: `${broadcast ? 'let pos = position(i); ' : ''}${loads.join(' ')} out[i] = ${expr};` },
+      defines: { T: vec ? 'vec4<f32>' : 'f32', U: vec ? 'vec4<u32>' : 'u32', BODY: `${broadcast ? 'let pos = position(i); ' : ''}${loads.join(' ')} out[i] = ${expr};` },
     },
     buffers: [out.buffer, ...tensors.map((t) => t.buffer)],
     params,

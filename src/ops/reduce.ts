@@ -113,7 +113,7 @@ function walkParams(w: ReduceWalk, lanes: number, slices: number, scale: number)
 }
 
 function kernelDefines(w: ReduceWalk) {
-  return { T: w.vec === 4 ? 'vec4<f32>' : 'f32', W: String(w.vec) };
+  return w.vec === 4 ? { T: 'vec4<f32>', U: 'vec4<u32>', W: '4' } : { T: 'f32', U: 'u32', W: '1' };
 }
 
 function workgroups(w: ReduceWalk, wg: number, lanes: number, slices: number): [number, number] {
