@@ -66,7 +66,7 @@ async function writeClasses(perClass: number, seed: number, name: (cls: string, 
 
 /** The common flags of a small, fast run: ResNet18 from scratch at 32 px, no augmentation. */
 const SMALL = ['--weights', 'none', '--arch', 'resnet18', '--size', '32', '--augment', 'none', '--lr', '0.01', '--workers', '1'];
-const RUN_FILES = ['best.onnx', 'history.csv', 'history.json', 'history.png', 'last.onnx', 'train-state.bin'];
+const RUN_FILES = ['best.onnx', 'history.csv', 'history.json', 'history.png', 'last.onnx', 'split.json', 'train-state.bin'];
 
 const historyOf = (dir: string): EpochRecord[] => JSON.parse(readFileSync(join(dir, 'history.json'), 'utf8'));
 const noStackTrace = (r: Run) => expect(r.stderr).not.toMatch(/\n\s+at /);
@@ -108,7 +108,8 @@ describe('gpunet train on generated image folders', () => {
     expect(history.map((h) => h.epoch)).toEqual([1, 2, 3, 4]);
     const best = Math.max(...history.map((h) => h.accuracy));
     expect(best).toBeGreaterThanOrEqual(0.95);
-    expect(r.stdout).toContain(`best valid accuracy ${(100 * best).toFixed(2)}%: ${join(out, 'best.onnx')}`);
+    const bestEpoch = history.find((h) => h.accuracy === best)!.epoch;
+    expect(r.stdout).toContain(`best valid accuracy ${(100 * best).toFixed(2)}% at epoch ${bestEpoch}: ${join(out, 'best.onnx')}`);
     const csv = readFileSync(join(out, 'history.csv'), 'utf8').trim().split('\n');
     expect(csv[0]).toBe('epoch,phase,trainLoss,validLoss,accuracy,macroF1,lr,seconds');
     expect(csv.slice(1).map((l) => Number(l.split(',')[4]))).toEqual(history.map((h) => h.accuracy));
@@ -211,6 +212,57 @@ describe('gpunet train on generated image folders', () => {
     expect(r.stdout).toMatch(/^data: 3 classes \(blue, green, red\), 18 train \/ 6 valid images$/m);
     expect(r.stdout).toMatch(/^epoch 1\/1 \(unfrozen\): train loss \d+\.\d+ .*accuracy \d+\.\d+%/m);
     expect(historyOf(out)).toHaveLength(1);
+  });
+
+  it('train/valid/test, imbalanced: warning, class weights, balanced sampler, early stopping; test/ scored; eval --run and --split; a finished run resumed, then extended', async () => {
+    const data = join(tmp, 'imbalanced');
+    let s = 11;
+    const next = () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32;
+    const counts: Record<string, Record<string, number>> = { train: { red: 12, green: 3, blue: 3 }, valid: { red: 3, green: 3, blue: 3 }, test: { red: 3, green: 3, blue: 3 } };
+    for (const [split, perClass] of Object.entries(counts)) {
+      for (const [cls, n] of Object.entries(perClass)) for (let i = 0; i < n; i++) await writeImage(join(data, split, cls, `${cls}_${i}.png`), CLASSES[cls], next);
+    }
+    const out = join(tmp, 'run-imbalanced');
+    const args = ['train', '--data', data, ...SMALL, '--epochs', '3', '--batch-size', '9', '--patience', '1', '--monitor', 'valid-loss', '--class-weights', 'auto', '--sampler', 'balanced', '--out', out];
+    const r = await gpunet(args);
+    expect(r.ours).toEqual([]);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain('warning: the classes are imbalanced: red has 12 training images, blue 3 (4.0x); consider --class-weights auto or --sampler balanced');
+    expect(r.stdout).toMatch(/^class weights: blue 2, green 2, red 0\.5$/m);
+    expect(r.stdout).toMatch(/^phase unfrozen, epochs 1-3 \(onecycle\): peak lr conv1…layer2 1\.00e-3, layer3…layer4 3\.16e-3, fc 1\.00e-2$/m);
+    const history = historyOf(out);
+    const best = history.reduce((a, b) => (b.validLoss < a.validLoss ? b : a));
+    const summary = `best valid loss ${best.validLoss.toFixed(4)} (accuracy ${(100 * best.accuracy).toFixed(2)}%) at epoch ${best.epoch}: ${join(out, 'best.onnx')}`;
+    if (history.length < 3) expect(r.stdout).toContain(`stopped early after epoch ${history.length}: valid loss has not improved for 1 epoch; ${summary}`);
+    else expect(r.stdout).toContain(`\n${summary}\n`);
+    const test = JSON.parse(readFileSync(join(out, 'test.json'), 'utf8')) as { accuracy: number; samples: number };
+    expect(test.samples).toBe(9);
+    expect(r.stdout).toContain(`test (best.onnx on the 9 images of test/): accuracy ${(100 * test.accuracy).toFixed(2)}%`);
+    const split = JSON.parse(readFileSync(join(out, 'split.json'), 'utf8')) as { classes: string[]; train: unknown[]; valid: [string, number][]; test: unknown[] };
+    expect([split.classes, split.train.length, split.valid.length, split.test.length]).toEqual([['blue', 'green', 'red'], 18, 9, 9]);
+    expect(split.valid[0]).toEqual(['valid/blue/blue_0.png', 0]);
+
+    // eval --run scores best.onnx on the run's validation files: the best epoch's accuracy; --data on the split folder takes test/
+    const byRun = await gpunet(['eval', '--run', out]);
+    expect(byRun.ours).toEqual([]);
+    expect(byRun.stdout).toContain(`evaluating ${join(out, 'best.onnx')} on 9 images of the valid split of ${out} (split.json)`);
+    expect(byRun.stdout).toContain(`accuracy: ${(100 * best.accuracy).toFixed(2)}%`);
+    const byData = await gpunet(['eval', '--data', data, '--checkpoint', join(out, 'best.onnx')]);
+    expect(byData.ours).toEqual([]);
+    expect(byData.stdout).toContain(`on 9 images of the test split of ${data} (${join(data, 'test')}; --split valid for the other)`);
+    expect(byData.stdout).toContain(`accuracy: ${(100 * test.accuracy).toFixed(2)}%`);
+
+    // resumed as it is: nothing to do, exit 0; with more epochs: a new cycle over them
+    const again = await gpunet([...args, '--resume']);
+    expect(again.ours).toEqual([]);
+    expect(again.status).toBe(0);
+    expect(again.stdout).not.toContain('resuming');
+    expect(again.stdout).toMatch(new RegExp(`^${out.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: the run (finished its 3 epochs|stopped early after epoch ${history.length} \\(--patience 1\\)); nothing to do`, 'm'));
+    const more = await gpunet([...args.map((x) => (x === '3' ? '5' : x)), '--resume', '--patience', '5']);
+    expect(more.ours).toEqual([]);
+    expect(more.status).toBe(0);
+    expect(more.stdout).toContain(`continuing after epoch ${history.length} with a new onecycle cycle over epochs ${history.length + 1}-5`);
+    expect(historyOf(out).map((h) => h.epoch)).toEqual([1, 2, 3, 4, 5]);
   });
 
   it('bad data folders: one line naming the folder, exit 1, no stack trace, nothing trained', async () => {

@@ -37,6 +37,21 @@ export function duplicateWarnings(root: string, d: DataSplit): string[] {
   return d.duplicates.map((g) => `the same image in two splits: ${printable(g.map((p) => shortPath(root, p)).join(' = '))} (validation scores count it as unseen: remove all copies but one)`);
 }
 
+
+/** Classes this many times apart in the training split get a warning. */
+const IMBALANCE = 3;
+
+/** A warning when the largest training class has more than 3x the images of the smallest. */
+export function imbalanceWarning(d: DataSplit): string | null {
+  const counts = d.classes.map((_, i) => d.train.filter((s) => s.label === i).length);
+  const [lo, hi] = [counts.indexOf(Math.min(...counts)), counts.indexOf(Math.max(...counts))];
+  if (!(counts[hi] > IMBALANCE * counts[lo])) return null;
+  return (
+    `warning: the classes are imbalanced: ${d.classes[hi]} has ${counts[hi]} training images, ${d.classes[lo]} ${counts[lo]} ` +
+    `(${(counts[hi] / Math.max(1, counts[lo])).toFixed(1)}x); consider --class-weights auto or --sampler balanced, and watch macro-F1 (--monitor macro-f1)`
+  );
+}
+
 /** The per-class counts table of a split, its skipped files and duplicates across splits. */
 export function describeData(root: string, d: DataSplit): string[] {
   const splits = (['train', 'valid', 'test'] as const).filter((s) => s === 'train' || d[s].length > 0);
@@ -69,6 +84,8 @@ and the files skipped (not images, empty, undecodable, or not matching --label-r
     console.log(`data: ${printable(root)}`);
     console.log(`layout: ${printable(describeSource(root, opts))}`);
     for (const line of describeData(root, data)) console.log(line);
+    const imbalance = imbalanceWarning(data);
+    if (imbalance) console.log(imbalance);
     console.log(`(every file's ${opts.verify === 'decode' ? 'data decoded' : 'header read'} in ${((Date.now() - t0) / 1000).toFixed(1)} s)`);
     return 0;
   },

@@ -1,26 +1,25 @@
-// `gpunet eval`: scores a checkpoint on labelled images (class folders, or a labels.tsv listing
-// file and class index) and reports accuracy, top-5, per-class precision/recall/F1, macro-F1, the
-// confusion matrix (table and heatmap) and the most-confused pairs.
+// `gpunet eval`: scores a checkpoint on labelled images (class folders, a train/valid/test folder's
+// split, the exact split a training run used, or a labels.tsv listing file and class index) and
+// reports accuracy, top-5, per-class precision/recall/F1, macro-F1, the confusion matrix (table and
+// heatmap) and the most-confused pairs.
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { ImageError, listImages } from '../data/image.ts';
 import { writeFileAtomic } from '../io/files.ts';
-import { classifyFiles } from '../train/inference.ts';
-import { argmaxRows, classificationMetrics, formatConfusion, formatMostConfused, formatReport } from '../train/metrics.ts';
+import { readSplitFile, SPLIT_FILE } from '../data/split-file.ts';
+import { evaluateFiles, type LabelledFile } from '../train/inference.ts';
+import { argmaxRows, formatConfusion, formatMostConfused, formatReport } from '../train/metrics.ts';
 import { confusionHeatmap, savePng } from '../report/plot.ts';
 import { ProgressBar } from '../report/progress.ts';
 import { defineCommand } from './command.ts';
 import { UsageError } from './errors.ts';
-import { str } from './options.ts';
+import { choice, str } from './options.ts';
 import { fittedBatchSize, INFERENCE_OPTIONS, openCheckpoint, pngPath, readCategoryNames, reportSkipped, resolvePreprocessing } from './predict.ts';
 
 /** The confusion table is printed up to this many classes (the heatmap and JSON hold any size). */
 const MAX_TABLE_CLASSES = 30;
 
-interface Sample {
-  file: string;
-  label: number;
-}
+type Sample = LabelledFile;
 
 function abbreviatedList(names: string[], max = 12): string {
   return names.length <= max ? names.join(', ') : `${names.slice(0, max).join(', ')}, ... (${names.length} classes)`;
@@ -83,14 +82,51 @@ function samplesFromTsv(tsv: string, dataDir: string | undefined, classes: numbe
   return samples;
 }
 
+const VALID_NAMES = ['valid', 'val'];
+
+/** A folder of train/ and valid/ (or val/) or test/ folders, rather than of class folders. */
+function splitFolder(dir: string, classes: string[], names: string[], split: 'valid' | 'test' | undefined): { folder: string; split: string } | null {
+  const has = (n: string) => {
+    try {
+      return statSync(join(dir, n)).isDirectory();
+    } catch {
+      return false;
+    }
+  };
+  const valid = VALID_NAMES.find(has);
+  const isSplit = split !== undefined || (has('train') && !classes.includes('train') && !names.includes('train') && (valid !== undefined || has('test')));
+  if (!isSplit) return null;
+  const which = split ?? (has('test') ? 'test' : 'valid');
+  const folder = which === 'test' ? 'test' : valid;
+  if (folder === undefined || !has(folder)) throw new UsageError(`--data ${dir}: no ${which === 'test' ? 'test/' : 'valid/ (or val/)'} folder to evaluate (--split ${which})`);
+  return { folder: join(dir, folder), split: which };
+}
+
+/** The samples of a run's recorded split, as classes of the checkpoint. */
+function samplesFromRun(run: string, split: 'valid' | 'test', classes: string[]): Sample[] {
+  const recorded = readSplitFile(join(run, SPLIT_FILE));
+  const samples = recorded[split];
+  if (samples.length === 0) throw new UsageError(`--run ${run}: the run's ${split} split is empty${split === 'test' ? ' (its data had no test/ folder)' : ''}`);
+  const index = recorded.classes.map((name) => classes.indexOf(name));
+  const missing = recorded.classes.filter((_, i) => index[i] < 0);
+  if (missing.length) throw new UsageError(`--run ${run}: the checkpoint has no class ${missing.map((m) => `'${m}'`).join(', ')} of the run's split`);
+  return samples.map((s) => ({ file: s.path, label: index[s.label] }));
+}
+
 export const evalCommand = defineCommand({
   name: 'eval',
   summary: 'evaluate a checkpoint on labelled images: accuracy, per-class F1, confusion matrix',
-  synopsis: '--data DIR --checkpoint model.onnx [options]',
+  synopsis: '--data DIR --checkpoint model.onnx [options] | --run runs/NAME [options]',
   description: `Evaluates a classifier on labelled images: accuracy, top-5 accuracy (5 classes or more), per-class
 precision / recall / F1, macro-F1, the confusion matrix and the most-confused pairs.`,
   options: {
-    data: str({ metavar: 'DIR', aliases: ['data_dir'], help: "a folder of class folders named after the checkpoint's classes" }),
+    data: str({
+      metavar: 'DIR',
+      aliases: ['data_dir'],
+      help: "class folders named after the checkpoint's classes, or a folder split into train/, valid/ (or val/) and test/ (then --split picks one)",
+    }),
+    run: str({ metavar: 'DIR', help: "a training run's folder: its best.onnx on exactly the images of its split (split.json), random or not" }),
+    split: choice(['valid', 'test'] as const, { defaultText: 'test if there is one, else valid; valid with --run', help: 'which split of --data or --run to score' }),
     labels: str({
       metavar: 'FILE.tsv',
       help: "instead of class folders: lines 'file<TAB>class index[<TAB>...]', files relative to --data (default: the .tsv's folder)",
@@ -98,26 +134,38 @@ precision / recall / F1, macro-F1, the confusion matrix and the most-confused pa
     json: str({ metavar: 'FILE', help: 'the full report as JSON' }),
     confusion: str({ metavar: 'FILE.png', help: 'the confusion matrix as a heatmap' }),
     ...INFERENCE_OPTIONS,
+    checkpoint: str({ metavar: 'FILE', defaultText: 'RUN/best.onnx with --run', help: "an ONNX checkpoint (gpunet's own, or a foreign classifier with the preprocessing options)" }),
   },
   async run(v) {
-    if (!v.data && !v.labels) throw new UsageError('--data DIR (class folders) or --labels FILE.tsv is required');
+    if (!v.data && !v.labels && !v.run) throw new UsageError('--data DIR (class folders), --run DIR (a training run) or --labels FILE.tsv is required');
+    if (v.run && (v.data || v.labels)) throw new UsageError('--run takes its images from the run\'s split: pass --run or --data/--labels, not both');
+    const checkpoint = v.checkpoint ?? (v.run ? join(v.run, 'best.onnx') : undefined);
+    if (!checkpoint) throw new UsageError('--checkpoint FILE is required (or --run DIR, a training run)');
     pngPath('--confusion', v.confusion);
-    const c = await openCheckpoint(v);
+    const c = await openCheckpoint({ checkpoint, device: v.device });
     const p = resolvePreprocessing(v, c.preprocessing, c.source);
     const names = v.categoryNames ? readCategoryNames(v.categoryNames, c.classes) : c.classes;
-    const samples = v.labels ? samplesFromTsv(v.labels, v.data, c.classes.length) : samplesFromFolders(v.data!, c.classes, names);
+    let samples: Sample[];
+    let what: string | null = null; // said when gpunet chose the images
+    if (v.run) {
+      const split = v.split ?? 'valid';
+      samples = samplesFromRun(v.run, split, c.classes);
+      what = `the ${split} split of ${v.run} (${SPLIT_FILE})`;
+    } else if (v.labels) {
+      samples = samplesFromTsv(v.labels, v.data, c.classes.length);
+    } else {
+      const layout = splitFolder(v.data!, c.classes, names, v.split);
+      samples = samplesFromFolders(layout?.folder ?? v.data!, c.classes, names);
+      if (layout) what = `the ${layout.split} split of ${v.data} (${layout.folder}${v.split ? '' : `; --split ${layout.split === 'test' ? 'valid' : 'test'} for the other`})`;
+    }
     if (samples.length === 0) throw new UsageError(`--data ${v.data}: no image files in its class folders`);
+    if (what) console.log(`evaluating ${checkpoint} on ${samples.length} images of ${what}`);
 
     const bar = new ProgressBar('eval', samples.length, 'images');
-    const files = samples.map((s) => s.file);
-    const { results, failed } = await classifyFiles(c, files, p, fittedBatchSize('eval', c, p, v.batchSize), (d) => bar.update(d));
+    const { metrics: m, results, failed } = await evaluateFiles(c, samples, p, fittedBatchSize('eval', c, p, v.batchSize), { classNames: names, onProgress: (d) => bar.update(d) });
     reportSkipped('eval', failed);
     if (results.length === 0) throw new UsageError(`no image could be read (${failed.length} files unreadable)`);
-    const labelOf = new Map(samples.map((s) => [s.file, s.label]));
     const k = c.classes.length;
-    const logits = new Float32Array(results.length * k);
-    results.forEach((r, i) => logits.set(r.logits, i * k));
-    const m = classificationMetrics(logits, results.map((r) => labelOf.get(r.file)!), k, { classNames: names, topK: [5] });
 
     console.log(formatReport(m));
     console.log('');
@@ -130,14 +178,15 @@ precision / recall / F1, macro-F1, the confusion matrix and the most-confused pa
     if (v.confusion) await savePng(confusionHeatmap(m.confusion, m.perClass.map((x) => x.name)), v.confusion);
     if (v.json) {
       const report = {
-        checkpoint: v.checkpoint,
+        checkpoint,
         data: v.data ?? null,
+        run: v.run ?? null,
         labelsFile: v.labels ?? null,
         preprocessing: p,
         ...m,
         predictions: results.map((r) => {
           const predicted = argmaxRows(r.logits, k)[0];
-          return { file: r.file, actual: names[labelOf.get(r.file)!], predicted: names[predicted], index: predicted, correct: predicted === labelOf.get(r.file) };
+          return { file: r.file, actual: names[r.label], predicted: names[predicted], index: predicted, correct: predicted === r.label };
         }),
         skipped: failed.map((e) => e.file),
       };

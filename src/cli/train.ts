@@ -5,19 +5,24 @@ import { basename, join } from 'node:path';
 import { DEFAULT_AUGMENT, type AugmentOptions } from '../data/augment.ts';
 import type { DataSplit } from '../data/dataset.ts';
 import { dataFingerprint } from '../data/folder.ts';
+import { SPLIT_FILE, writeSplitFile } from '../data/split-file.ts';
 import { getGpu, initGpu, type Profile } from '../gpu/index.ts';
+import { writeFileAtomic } from '../io/files.ts';
 import { printable } from '../io/printable.ts';
+import { loadClassifier } from '../onnx/load.ts';
+import { evaluateFiles } from '../train/inference.ts';
 import { IMAGENET_NORMALIZATION } from '../onnx/classifier.ts';
 import { SCHEDULES } from '../train/schedule.ts';
-import { buildModel, imageData, saveCheckpoint } from '../train/setup.ts';
-import { fit, RunFolderError, type TrainData } from '../train/trainer.ts';
+import { buildModel, imageData, inverseFrequencyWeights, saveCheckpoint } from '../train/setup.ts';
+import { type EpochRecord } from '../train/history.ts';
+import { fit, type FitResult, type Monitor, RunFolderError, type TrainData } from '../train/trainer.ts';
 import { type ModelSplit, splitModel } from '../train/transfer.ts';
 import type { Preprocessing } from '../onnx/classifier.ts';
 import { defineCommand } from './command.ts';
-import { duplicateWarnings, scanFromArgs } from './data.ts';
+import { duplicateWarnings, imbalanceWarning, scanFromArgs } from './data.ts';
 import { UsageError } from './errors.ts';
 import { choice, flag, grouped, int, kebab, num, str, type Values } from './options.ts';
-import { resolvePreprocessing, skipLine } from './predict.ts';
+import { readNamesFile, reportSkipped, resolvePreprocessing, skipLine } from './predict.ts';
 import { PROFILE, reportProfile } from './profile.ts';
 import { DATA_SOURCE, DEVICE, PREPROCESSING } from './shared-options.ts';
 
@@ -33,6 +38,10 @@ export const RUN_OPTIONS = {
       help: 'training augmentation: fastai (random-resized crop, flip, rotation, zoom, lighting), flip, none',
     }),
     workers: int({ min: 0, max: 32, defaultText: 'the core count, at most 4', help: 'image decoding threads (0: on the main thread)' }),
+    sampler: choice(['shuffle', 'balanced'] as const, {
+      default: 'shuffle',
+      help: "shuffle: each training image once per epoch; balanced: drawn with replacement so that every class is equally likely (torch's WeightedRandomSampler)",
+    }),
   }),
   ...grouped('model', {
     weights: str({
@@ -78,6 +87,8 @@ export async function prepareRun(v: RunValues, command: string): Promise<RunSetu
   if (dataset.valid.length === 0) throw new UsageError(`--data ${v.data}: no validation images (add a valid/ folder or use --valid-pct > 0)`);
   const n = dataset.classes.length;
   console.log(`data: ${n} classes (${printable(dataset.classes.slice(0, 8).join(', '))}${n > 8 ? ', ...' : ''}), ${dataset.train.length} train / ${dataset.valid.length} valid images`);
+  const imbalance = imbalanceWarning(dataset);
+  if (imbalance) console.log(imbalance);
 
   const pretrained = v.weights !== 'none';
   if (pretrained && !existsSync(v.weights)) throw new UsageError(`--weights ${v.weights}: no such file`);
@@ -86,11 +97,12 @@ export async function prepareRun(v: RunValues, command: string): Promise<RunSetu
   const preprocessing = { ...resolvePreprocessing(v, base ?? { size: 224, ...IMAGENET_NORMALIZATION, resize: 'crop' }, v.weights), resize: 'crop' as const };
   const { size, mean, std } = preprocessing;
   const { data, close } = imageData(dataset.train, dataset.valid, {
-    classes: dataset.classes, size, batchSize: v.batchSize, augment: AUGMENTS[v.augment], mean, std, seed: v.seed, workers: v.workers,
+    classes: dataset.classes, size, batchSize: v.batchSize, augment: AUGMENTS[v.augment], mean, std, seed: v.seed, workers: v.workers, balanced: v.sampler === 'balanced',
     onSkip: (f) => console.error(skipLine(command, f.path, f.reason)),
   });
   const classifier = { model, classes: dataset.classes, preprocessing, source: v.weights };
   const config = {
+    sampler: v.sampler,
     arch: pretrained ? null : v.arch, weights: pretrained ? basename(v.weights) : 'none', size, mean, std, augment: v.augment, classes: dataset.classes,
     data: dataFingerprint(v.data, dataset),
   };
@@ -106,7 +118,7 @@ function defaultOut(): string {
 
 /** The flag (or what the user controls) behind a setting the trainer saves with a run. */
 function settingName(key: string): string {
-  const names: Record<string, string> = { mean: '--means', std: '--stds', trainSize: 'the number of training images', classes: 'the classes' };
+  const names: Record<string, string> = { mean: '--means', std: '--stds', trainSize: 'the number of training images', classes: 'the classes', monitor: '--monitor' };
   return names[key] ?? `--${kebab(key)}`;
 }
 
@@ -115,6 +127,9 @@ function runFolderMessage(e: RunFolderError): string {
   if (e.kind === 'no-state') return `--resume: ${e.message} (--out names the run to continue)`;
   if (e.kind === 'exists') return `${e.folder} holds a run already: pass --resume to continue it, or another --out`;
   const s = e.setting!;
+  if (e.kind === 'unfinished') {
+    return `--resume: the run in ${e.folder} has done ${s.saved} of its epochs: finish it first (--resume with its --epochs), then give it more`;
+  }
   if (s.key === 'data') {
     const files = (d: unknown) => `${(d as { files?: unknown } | undefined)?.files} files`;
     return `--resume: the data folder holds other files than the saved run's (${files(s.saved)} then, ${files(s.now)} now): resume with the run's --data, or start a new run with another --out`;
@@ -125,6 +140,64 @@ function runFolderMessage(e: RunFolderError): string {
 /** --profile: steps untimed first, then the profiled ones */
 const PROFILE_WARMUP = 2;
 const PROFILE_STEPS = 3;
+
+/** --monitor's words and the trainer's metric names. */
+const MONITOR_FLAGS = { 'valid-loss': 'validLoss', accuracy: 'accuracy', 'macro-f1': 'macroF1' } as const satisfies Record<string, Monitor>;
+
+function describeMetric(r: EpochRecord, monitor: Monitor): string {
+  const acc = `${(100 * r.accuracy).toFixed(2)}%`;
+  if (monitor === 'accuracy') return `valid accuracy ${acc}`;
+  return monitor === 'validLoss' ? `valid loss ${r.validLoss.toFixed(4)} (accuracy ${acc})` : `macro-F1 ${r.macroF1.toFixed(4)} (accuracy ${acc})`;
+}
+
+/** The line after a run: its best epoch, where it is, why it stopped. */
+function summaryLine(res: FitResult, monitor: Monitor, out: string, epochs: number): string {
+  const best = res.best ? `best ${describeMetric(res.best, monitor)} at epoch ${res.best.epoch}: ${join(out, 'best.onnx')}` : 'no epoch done';
+  if (res.status === 'finished') {
+    const why = res.stoppedEarly ? `stopped early after epoch ${res.stoppedEarly.epoch} (--patience ${res.stoppedEarly.patience})` : `finished its ${epochs} epochs`;
+    return `${out}: the run ${why}; nothing to do (${best}). To train on, give a larger --epochs with --resume: the added epochs get a new cycle of the schedule`;
+  }
+  if (res.stoppedEarly) {
+    return `stopped early after epoch ${res.stoppedEarly.epoch}: ${monitor === 'validLoss' ? 'valid loss' : monitor === 'accuracy' ? 'accuracy' : 'macro-F1'} has not improved for ${res.stoppedEarly.patience} epoch${res.stoppedEarly.patience === 1 ? '' : 's'}; ${best} (the best epoch's weights, as Keras' restore_best_weights=True keeps them)`;
+  }
+  return best;
+}
+
+/** The best checkpoint on the data's test/ folder, after training: one line, and test.json in the run folder. */
+async function evaluateTest(run: RunSetup, out: string, batchSize: number): Promise<void> {
+  const test = run.dataset.test;
+  if (test.length === 0) return;
+  const c = await loadClassifier(join(out, 'best.onnx'));
+  try {
+    const { metrics: m, results, failed } = await evaluateFiles(c, test.map((s) => ({ file: s.path, label: s.label })), run.preprocessing, batchSize);
+    reportSkipped('train', failed);
+    if (results.length === 0) {
+      console.log(`test: none of the ${test.length} images of test/ could be read`);
+      return;
+    }
+    console.log(`test (best.onnx on the ${results.length} images of test/): accuracy ${(100 * m.accuracy).toFixed(2)}%  macro-F1 ${m.macroF1.toFixed(4)}  (${join(out, 'test.json')})`);
+    writeFileAtomic(join(out, 'test.json'), `${JSON.stringify({ checkpoint: join(out, 'best.onnx'), ...m, skipped: failed.map((e) => e.file) }, null, 2)}\n`);
+  } finally {
+    c.model.release();
+  }
+}
+
+/** --class-weights: 'auto' (inverse class frequency) or a file of one weight per class. */
+function classWeights(spec: string | undefined, dataset: DataSplit): number[] | undefined {
+  if (spec === undefined) return undefined;
+  const n = dataset.classes.length;
+  if (spec === 'auto') return inverseFrequencyWeights(dataset.train.map((s) => s.label), n);
+  const data = readNamesFile('--class-weights', spec);
+  const raw = Array.isArray(data) ? data : dataset.classes.map((c) => data[c]);
+  if (Array.isArray(data) && data.length !== n) throw new UsageError(`--class-weights ${spec}: ${data.length} weights for ${n} classes (${dataset.classes.join(', ')})`);
+  const weights = raw.map((w, i) => {
+    const x = typeof w === 'number' ? w : typeof w === 'string' && w.trim() !== '' ? Number(w) : NaN;
+    if (!(Number.isFinite(x) && x >= 0)) throw new UsageError(`--class-weights ${spec}: the weight of class '${dataset.classes[i]}' is ${JSON.stringify(w ?? null)}, not a number >= 0`);
+    return x;
+  });
+  if (!weights.some((w) => w > 0)) throw new UsageError(`--class-weights ${spec}: every weight is 0`);
+  return weights;
+}
 
 export const trainCommand = defineCommand({
   name: 'train',
@@ -139,11 +212,29 @@ continues exactly). Ctrl-C (or SIGTERM) finishes the current step, saves and exi
 it profiles training steps ${PROFILE_WARMUP + 1}-${PROFILE_WARMUP + PROFILE_STEPS}, prints the tables and stops, writing nothing.`,
   options: {
     ...grouped('training', {
-      epochs: int({ min: 1, max: 100_000, default: 5, help: 'epochs in all, frozen ones included' }),
+      epochs: int({
+        min: 1,
+        max: 100_000,
+        default: 5,
+        help: "epochs in all, frozen ones included. With --resume on a finished run, a larger value adds epochs, trained with a new cycle of the schedule over the added epochs alone (fastai's second fit_one_cycle)",
+      }),
       freezeEpochs: int({ min: 0, max: 100_000, defaultText: '1 with --weights, 0 without', help: 'epochs with the backbone frozen first' }),
       lr: num({ above: 0, max: 100, default: 1e-3, aliases: ['learning_rate'], help: "the head's peak learning rate" }),
       lrMult: num({ above: 0, max: 1000, default: 0.1, help: "the stem's rate is lr x lr-mult, the layer groups between geometric" }),
       schedule: choice(SCHEDULES, { default: 'onecycle', help: 'onecycle, cosine, step (x0.1 at 50% and 75%), constant' }),
+      monitor: choice(Object.keys(MONITOR_FLAGS) as (keyof typeof MONITOR_FLAGS)[], {
+        default: 'accuracy',
+        help: 'the validation metric best.onnx keeps the best epoch of, and --patience watches',
+      }),
+      patience: int({
+        min: 1,
+        max: 100_000,
+        help: "early stopping: stop once --monitor has not improved for N epochs (Keras' EarlyStopping(patience=N)); best.onnx then holds the best epoch's weights, as restore_best_weights=True leaves the model",
+      }),
+      classWeights: str({
+        metavar: 'auto|FILE',
+        help: "loss weight per class against imbalance (torch's weight=): auto, inverse class frequency n/(classes x n_c); or a file, JSON {\"class\": w} or one number per line in class order",
+      }),
       out: str({ metavar: 'DIR', aliases: ['save_dir'], defaultText: 'runs/train, runs/train2, ...', help: 'the run folder' }),
       resume: flag({ help: 'continue the run in --out' }),
     }),
@@ -180,11 +271,15 @@ it profiles training steps ${PROFILE_WARMUP + 1}-${PROFILE_WARMUP + PROFILE_STEP
     try {
       const what = run.pretrained ? `${run.config.weights} with a new ${run.dataset.classes.length}-class head` : `${v.arch} from scratch`;
       console.log(`training ${what} at ${run.preprocessing.size} px; ${out ? `run folder ${out}` : `profiling steps ${PROFILE_WARMUP + 1}-${PROFILE_WARMUP + PROFILE_STEPS}`}`);
+      const weights = classWeights(v.classWeights, run.dataset);
+      if (weights) console.log(`class weights: ${run.dataset.classes.map((c, i) => `${printable(c)} ${Number(weights[i].toPrecision(3))}`).join(', ')}`);
+      const monitor = MONITOR_FLAGS[v.monitor];
       const res = await fit(run.split, run.data, {
         epochs: v.epochs, freezeEpochs, lr: v.lr, lrMult: v.lrMult, schedule: v.schedule,
-        momentum: v.momentum, weightDecay: v.weightDecay, labelSmoothing: v.labelSmoothing,
+        momentum: v.momentum, weightDecay: v.weightDecay, labelSmoothing: v.labelSmoothing, classWeights: weights, monitor, patience: v.patience,
         seed: v.seed, out, resume: v.resume, exportModel: out ? run.exportModel : undefined, config: run.config, progress: true,
         shouldStop: () => (profiling && afterStep()) || stop,
+        onStart: () => out && writeSplitFile(join(out, SPLIT_FILE), v.data, run.dataset), // what `gpunet eval --run` scores later
       });
       if (profiling) {
         if (!timed) throw new UsageError(`--profile: the run ended after ${stepsDone} steps, before the ${PROFILE_WARMUP + PROFILE_STEPS} it profiles (more images, or a smaller --batch-size)`);
@@ -199,7 +294,8 @@ it profiles training steps ${PROFILE_WARMUP + 1}-${PROFILE_WARMUP + PROFILE_STEP
         const at = res.stoppedAt!;
         console.log(`stopped ${at.step ? `at epoch ${at.epoch + 1}, step ${at.step}/${at.stepsPerEpoch}` : `after epoch ${at.epoch}`}: saved; continue with --resume`);
       }
-      if (res.status === 'done') console.log(`best valid accuracy ${(100 * res.bestAccuracy).toFixed(2)}%: ${join(out!, 'best.onnx')}`);
+      if (res.status === 'done' || res.status === 'finished') console.log(summaryLine(res, monitor, out!, v.epochs));
+      if (res.status === 'done') await evaluateTest(run, out!, v.batchSize);
       return 0;
     } catch (e) {
       if (e instanceof RunFolderError) throw new UsageError(runFolderMessage(e));

@@ -15,6 +15,7 @@ import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { Rng } from '../tensor/random.ts';
 import { augmentImage, type AugmentOptions } from './augment.ts';
+import { weightedDraws } from './sampler.ts';
 import type { Batch, Sample, SkippedFile } from './dataset.ts';
 import { ImageError } from './image.ts';
 
@@ -36,6 +37,9 @@ export interface LoaderOptions {
   dropLast?: boolean;
   /** called once per file that fails to decode during an epoch */
   onSkip?: (file: SkippedFile) => void;
+  /** draw each epoch's samples with replacement by these weights (sampler.ts; balanced classes)
+   *  instead of visiting each once */
+  sampleWeights?: readonly number[];
 }
 
 /** One image to decode (main thread -> worker). */
@@ -171,7 +175,7 @@ interface Queued {
 export class ImageLoader {
   /** files that failed to decode during an epoch (each listed once) */
   readonly failed: SkippedFile[] = [];
-  private readonly opts: Required<Omit<LoaderOptions, 'onSkip'>> & Pick<LoaderOptions, 'onSkip'>;
+  private readonly opts: Required<Omit<LoaderOptions, 'onSkip' | 'sampleWeights'>> & Pick<LoaderOptions, 'onSkip' | 'sampleWeights'>;
   private executor: Executor | null = null;
   private queue: Queued[] = [];
   private running = 0;
@@ -189,6 +193,7 @@ export class ImageLoader {
     positiveInt('batchSize', opts.batchSize);
     const workers = opts.workers ?? Math.min(4, availableParallelism());
     if (!Number.isInteger(workers) || workers < 0) throw new Error(`ImageLoader: workers must be an integer >= 0, got ${workers}`);
+    if (opts.sampleWeights && opts.sampleWeights.length !== samples.length) throw new Error(`ImageLoader: ${opts.sampleWeights.length} sample weights for ${samples.length} samples`);
     const prefetch = opts.prefetch ?? 2;
     if (!Number.isInteger(prefetch) || prefetch < 0) throw new Error(`ImageLoader: prefetch must be an integer >= 0, got ${prefetch}`);
     this.opts = { ...opts, workers, prefetch, dropLast: opts.dropLast ?? false };
@@ -201,8 +206,10 @@ export class ImageLoader {
 
   /** The sample indices of epoch `index` in the order they are served. */
   order(index: number): number[] {
+    const rng = new Rng(orderSeed(this.opts.seed, index));
+    if (this.opts.sampleWeights) return weightedDraws(this.opts.sampleWeights, this.samples.length, rng);
     const order = this.samples.map((_, i) => i);
-    return this.opts.shuffle ? new Rng(orderSeed(this.opts.seed, index)).shuffle(order) : order;
+    return this.opts.shuffle ? rng.shuffle(order) : order;
   }
 
   /**
@@ -222,8 +229,12 @@ export class ImageLoader {
       for (let b = 0; b < nBatches; b++) {
         if (cancelled()) return; // close() or a newer epoch took over
         for (; submitted < nBatches && submitted <= b + prefetch; submitted++) {
-          const batch = order.slice(submitted * batchSize, (submitted + 1) * batchSize).filter((i) => !this.failedPaths.has(this.samples[i].path));
-          const p = Promise.all(batch.map(async (i) => ({ sample: this.samples[i], result: await this.submit(this.task(i, index), cancelled) })));
+          const first = submitted * batchSize;
+          const batch = order
+            .slice(first, first + batchSize)
+            .map((i, k) => ({ i, position: first + k }))
+            .filter(({ i }) => !this.failedPaths.has(this.samples[i].path));
+          const p = Promise.all(batch.map(async ({ i, position }) => ({ sample: this.samples[i], result: await this.submit(this.task(i, index, position), cancelled) })));
           p.catch(() => {}); // awaited below; an abandoned one must not be an unhandled rejection
           pending.push(p);
         }
@@ -264,9 +275,12 @@ export class ImageLoader {
     this.opts.onSkip?.(file);
   }
 
-  private task(sampleIndex: number, epoch: number): ImageTask {
+  /** The task of the sample at `position` of epoch `epoch`'s order; a sample drawn twice in an
+   *  epoch (sampleWeights) is augmented differently each time. */
+  private task(sampleIndex: number, epoch: number, position: number): ImageTask {
     const { size, augment, mean, std, seed } = this.opts;
-    return { id: this.nextId++, path: this.samples[sampleIndex].path, size, augment, mean, std, seed: sampleSeed(seed, epoch, sampleIndex) };
+    const taskSeed = sampleSeed(seed, epoch, sampleIndex) ^ (this.opts.sampleWeights ? mix32(position + 1) : 0);
+    return { id: this.nextId++, path: this.samples[sampleIndex].path, size, augment, mean, std, seed: taskSeed >>> 0 };
   }
 
   private submit(task: ImageTask, cancelled: () => boolean): Promise<ImageResult> {

@@ -15,12 +15,13 @@ export type { Batch } from '../data/dataset.ts';
 /** steps recorded between waits for the GPU (each wait busy-polls a core in Dawn's Node binding) */
 const SYNC_EVERY = 4;
 
-/** Splits an image array [n, ...item] into batches, shuffled when an rng is given. Paths are '#index'. */
-export function batches(images: Float32Array, labels: readonly number[], batchSize: number, rng?: Rng): Batch[] {
+/** Splits an image array [n, ...item] into batches: in the given order of indices, shuffled by an
+ *  rng, or as they are. Paths are '#index'. */
+export function batches(images: Float32Array, labels: readonly number[], batchSize: number, orderOrRng?: Rng | readonly number[]): Batch[] {
   const n = labels.length;
   const item = images.length / n;
-  const order = [...Array(n).keys()];
-  rng?.shuffle(order);
+  const order = Array.isArray(orderOrRng) ? orderOrRng : [...Array(n).keys()];
+  if (orderOrRng && !Array.isArray(orderOrRng)) (orderOrRng as Rng).shuffle(order);
   const out: Batch[] = [];
   for (let s = 0; s < n; s += batchSize) {
     const idx = order.slice(s, s + batchSize);
@@ -43,6 +44,8 @@ export interface TrainEpochOptions {
   /** stop at the first GPU wait that reads a NaN or infinite loss */
   stopOnNonFinite?: boolean;
   labelSmoothing?: number;
+  /** a loss weight per class (torch's weight=) */
+  classWeights?: readonly number[];
   /** leave the modules' train/eval modes as they are (a frozen backbone's batchnorm in eval mode) */
   keepMode?: boolean;
 }
@@ -78,7 +81,7 @@ export async function trainEpoch(
     o.beforeStep?.(step);
     tidy(() => {
       const x = Tensor.from(b.images, [b.labels.length, ...imageShape]);
-      const loss = softmaxCrossEntropy(model.forward(x), b.labels, { labelSmoothing: o.labelSmoothing });
+      const loss = softmaxCrossEntropy(model.forward(x), b.labels, { labelSmoothing: o.labelSmoothing, weight: o.classWeights });
       loss.backward();
       opt.step();
       opt.zeroGrad();

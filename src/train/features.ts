@@ -46,7 +46,7 @@ export async function computeFeatures(
   return { features, labels, dim };
 }
 
-/** Batches of cached features (shuffled when an rng is given), as the head's input. */
-export function featureBatches(set: FeatureSet, batchSize: number, rng?: Rng): Batch[] {
-  return batches(set.features, set.labels, batchSize, rng);
+/** Batches of cached features (in an order of indices, or shuffled by an rng), as the head's input. */
+export function featureBatches(set: FeatureSet, batchSize: number, orderOrRng?: Rng | readonly number[]): Batch[] {
+  return batches(set.features, set.labels, batchSize, orderOrRng);
 }

@@ -6,6 +6,7 @@ import type { Module } from '../nn/module.ts';
 import type { Classifier, Preprocessing } from '../onnx/classifier.ts';
 import { OnnxError } from '../onnx/read.ts';
 import { noGrad, Tensor, tidy } from '../tensor/index.ts';
+import { classificationMetrics, type Metrics } from './metrics.ts';
 
 export interface FileLogits {
   file: string;
@@ -79,6 +80,37 @@ export async function classifyFiles(
     onProgress?.(Math.min(files.length, start + batchSize));
   }
   return { results, failed };
+}
+
+export interface LabelledFile {
+  file: string;
+  /** class index of the classifier */
+  label: number;
+}
+
+export interface Evaluation {
+  metrics: Metrics;
+  /** the files read, in order, with their logits and labels */
+  results: (FileLogits & { label: number })[];
+  failed: ImageError[];
+}
+
+/** Scores a classifier on labelled files: accuracy, per-class precision/recall/F1, confusion, top-k. */
+export async function evaluateFiles(
+  c: Classifier,
+  samples: LabelledFile[],
+  p: Preprocessing,
+  batchSize: number,
+  o: { classNames?: string[]; topK?: number[]; onProgress?: (done: number) => void } = {},
+): Promise<Evaluation> {
+  const labelOf = new Map(samples.map((s) => [s.file, s.label]));
+  const { results, failed } = await classifyFiles(c, samples.map((s) => s.file), p, batchSize, o.onProgress);
+  const k = c.classes.length;
+  const logits = new Float32Array(results.length * k);
+  results.forEach((r, i) => logits.set(r.logits, i * k));
+  const labelled = results.map((r) => ({ ...r, label: labelOf.get(r.file)! }));
+  const metrics = classificationMetrics(logits, labelled.map((r) => r.label), k, { classNames: o.classNames ?? c.classes, topK: o.topK ?? [5] });
+  return { metrics, results: labelled, failed };
 }
 
 /** softmax of one row of logits, in float64 */

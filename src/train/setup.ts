@@ -1,10 +1,12 @@
 // What a training run starts from, built from a description: the model to fine-tune (a fresh
-// ResNet, or a pretrained ONNX classifier given a new n-class head) and the image loaders the
-// trainer reads (the training images augmented and shuffled; the validation images and the plain
-// training images, for feature caching, in a fixed order without augmentation).
+// ResNet, or a pretrained ONNX classifier given a new n-class head), the image loaders the
+// trainer reads (the training images augmented and shuffled, or drawn class-balanced; the
+// validation images and the plain training images, for feature caching, in a fixed order without
+// augmentation), and the class weights against imbalance.
 import type { AugmentOptions } from '../data/augment.ts';
 import type { Sample } from '../data/dataset.ts';
 import { ImageLoader, type LoaderOptions } from '../data/loader.ts';
+import { balancedWeights } from '../data/sampler.ts';
 import type { Module } from '../nn/module.ts';
 import { ResNet, type ResNetArch } from '../nn/resnet.ts';
 import type { Classifier, Preprocessing } from '../onnx/classifier.ts';
@@ -58,14 +60,16 @@ export async function saveCheckpoint(c: Classifier, path: string): Promise<void>
 /** The loader settings of a run (the training loader augments and shuffles; the others do not). */
 export interface ImageDataOptions extends Pick<LoaderOptions, 'size' | 'batchSize' | 'augment' | 'mean' | 'std' | 'seed' | 'workers' | 'onSkip'> {
   classes: readonly string[];
+  /** draw the training samples so that every class is equally likely (WeightedRandomSampler) */
+  balanced?: boolean;
 }
 
 /** The trainer's view of image files: epoch-addressable training batches, validation batches. */
 export function imageData(train: Sample[], valid: Sample[], o: ImageDataOptions): { data: TrainData; close: () => Promise<void> } {
   const { size, batchSize, mean, std, seed, workers, onSkip } = o;
-  const loader = (samples: Sample[], augment: AugmentOptions | null, shuffle: boolean) =>
-    new ImageLoader(samples, { size, batchSize, augment, mean, std, shuffle, seed, workers, onSkip });
-  const trainLoader = loader(train, o.augment, true);
+  const loader = (samples: Sample[], augment: AugmentOptions | null, shuffle: boolean, sampleWeights?: number[]) =>
+    new ImageLoader(samples, { size, batchSize, augment, mean, std, shuffle, seed, workers, onSkip, sampleWeights });
+  const trainLoader = loader(train, o.augment, true, o.balanced ? balancedWeights(train.map((x) => x.label)) : undefined);
   const validLoader = loader(valid, null, false);
   const plainLoader = loader(train, null, false);
   const data: TrainData = {
@@ -81,6 +85,15 @@ export function imageData(train: Sample[], valid: Sample[], o: ImageDataOptions)
     },
     valid: () => validLoader.epoch(0),
     trainPlain: () => plainLoader.epoch(0),
+    trainOrder: (epoch) => trainLoader.order(epoch),
   };
   return { data, close: async () => void (await Promise.all([trainLoader.close(), validLoader.close(), plainLoader.close()])) };
+}
+
+/** Inverse-frequency class weights, n / (classes x n_c) (sklearn's 'balanced', for torch's
+ *  weight=): a class with half the average count weighs 2. Needs every class present. */
+export function inverseFrequencyWeights(labels: readonly number[], classes: number): number[] {
+  const counts = new Array<number>(classes).fill(0);
+  for (const l of labels) counts[l]++;
+  return counts.map((c) => (c > 0 ? labels.length / (classes * c) : 0));
 }

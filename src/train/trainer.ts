@@ -7,10 +7,16 @@
 //                     trainable=False, batchnorm in eval mode): its features are computed once,
 //                     without augmentation, and each epoch trains only the head on them
 // Each phase runs its own schedule cycle over its steps (fastai fits each phase with its own
-// one-cycle). Weight decay skips batchnorm parameters and biases (their own parameter groups).
+// one-cycle). A finished run given more epochs continues with a new cycle over the added epochs
+// alone, in the phase it ended in (fastai's second fit_one_cycle). Weight decay skips batchnorm
+// parameters and biases (their own parameter groups); class weights scale each sample's loss
+// (torch's weight=; the validation loss stays unweighted).
 // After each epoch: validation (loss, accuracy, macro-F1), the history files, last.onnx and
-// best.onnx (through `exportModel`) and the training-state file, all written atomically, the state
-// last, so the state on disk never describes more than what the other files hold.
+// best.onnx (the best epoch by the monitored metric, through `exportModel`) and the training-state
+// file, all written atomically, the state last, so the state on disk never describes more than what
+// the other files hold. With a patience, the run stops once the monitored metric has not improved
+// for that many epochs of the current cycle (Keras' EarlyStopping; best.onnx holds the best
+// epoch's weights, as restore_best_weights=True leaves the model).
 // The data order and augmentation of epoch e depend only on (seed, e), so a run resumed from any
 // step — an epoch boundary or a Ctrl-C mid-epoch — replays exactly the batches it would have seen.
 import { existsSync } from 'node:fs';
@@ -49,6 +55,9 @@ export interface TrainData {
   valid(): Batch[] | AsyncIterable<Batch>;
   /** the training images without augmentation (feature caching) */
   trainPlain(): Batch[] | AsyncIterable<Batch>;
+  /** the training-sample indices of epoch `epoch` in the order train() serves them (cached
+   *  features follow it, so a weighted sampler applies to them too); default: a seeded shuffle */
+  trainOrder?(epoch: number): number[];
 }
 
 /** The generator seed of epoch `epoch`'s data order (a hash of the run's seed and the epoch). */
@@ -86,6 +95,12 @@ export interface FitOptions {
   momentum: number;
   weightDecay: number;
   labelSmoothing: number;
+  /** a loss weight per class (torch's weight=); none: all 1 */
+  classWeights?: readonly number[];
+  /** the validation metric best.onnx and early stopping follow (default accuracy) */
+  monitor?: Monitor;
+  /** stop once the monitored metric has not improved for this many epochs of the cycle */
+  patience?: number;
   seed: number;
   /** the run folder: history, checkpoints, training state (none: nothing is written) */
   out?: string;
@@ -101,6 +116,8 @@ export interface FitOptions {
   progress?: boolean;
   /** checked after every step: true saves and returns (Ctrl-C) */
   shouldStop?: () => boolean;
+  /** called once the run folder is accepted (a new run, or one to resume), before any training */
+  onStart?: () => void;
   /** replaces the state file's write(2) (tests simulate a failing disk) */
   stateWriter?: WriteChunk;
 }
@@ -108,21 +125,63 @@ export interface FitOptions {
 export interface FitResult {
   history: EpochRecord[];
   bestAccuracy: number;
-  /** 'done'; 'interrupted' (shouldStop: state saved); 'nonfinite' (nothing saved for the bad epoch) */
-  status: 'done' | 'interrupted' | 'nonfinite';
+  /** the best epoch by the monitored metric (null before the first epoch) */
+  best: EpochRecord | null;
+  /** 'done'; 'finished' (resumed a run that had nothing left to do); 'interrupted' (shouldStop:
+   *  state saved); 'nonfinite' (nothing saved for the bad epoch) */
+  status: 'done' | 'finished' | 'interrupted' | 'nonfinite';
+  /** for 'done' and 'finished': set when patience ended the run (after epoch `epoch`) */
+  stoppedEarly?: { epoch: number; patience: number };
+  /** the schedule cycles of the run: epochs [from, to) each (more than one: extended runs) */
+  cycles: Cycle[];
   /** for 'interrupted': epochs done and steps done in the next (0: stopped at an epoch's end) */
   stoppedAt?: { epoch: number; step: number; stepsPerEpoch: number };
   /** for 'nonfinite': the one-line reason, naming the step and rate */
   message?: string;
 }
 
+/** The metrics best.onnx and early stopping can follow, and which way is better. */
+export const MONITORS = { validLoss: 'min', accuracy: 'max', macroF1: 'max' } as const;
+export type Monitor = keyof typeof MONITORS;
+
+/** Is record a strictly better than b by the monitor (anything beats nothing)? */
+function better(a: EpochRecord, b: EpochRecord | null, monitor: Monitor): boolean {
+  if (!b) return true;
+  return MONITORS[monitor] === 'min' ? a[monitor] < b[monitor] : a[monitor] > b[monitor];
+}
+
+/** The best epoch of a history by the monitor, the earliest of equals. */
+export function bestEpoch(history: readonly EpochRecord[], monitor: Monitor): EpochRecord | null {
+  let best: EpochRecord | null = null;
+  for (const r of history) if (better(r, best, monitor)) best = r;
+  return best;
+}
+
+/** One schedule cycle: epochs [from, to) (0-based), planned when it began. */
+export interface Cycle {
+  from: number;
+  to: number;
+  /** set when patience ended the cycle, after this many epochs of the run */
+  stoppedAt?: number;
+  /** the patience that ended it */
+  patience?: number;
+}
+
+/** Has patience ended the cycle: `patience` epochs of it done since the last improvement? */
+function patienceSpent(history: readonly EpochRecord[], cycle: Cycle, monitor: Monitor, patience: number | undefined): boolean {
+  if (patience === undefined || history.length <= cycle.from) return false;
+  const best = bestEpoch(history, monitor)!;
+  return history.length - Math.max(best.epoch, cycle.from) >= patience;
+}
+
 /**
  * A run folder that cannot be used as asked: 'no-state' (resume without a state file), 'exists'
- * (a new run over a saved one), 'mismatch' (resume with a setting other than the saved run's).
+ * (a new run over a saved one), 'mismatch' (resume with a setting other than the saved run's),
+ * 'unfinished' (more epochs for a run that has not finished the ones it has).
  */
 export class RunFolderError extends RunError {
   constructor(
-    readonly kind: 'no-state' | 'exists' | 'mismatch',
+    readonly kind: 'no-state' | 'exists' | 'mismatch' | 'unfinished',
     readonly folder: string,
     readonly setting?: { key: string; saved: unknown; now: unknown },
   ) {
@@ -131,7 +190,9 @@ export class RunFolderError extends RunError {
         ? `${folder}: no ${STATE_FILE} to resume from`
         : kind === 'exists'
           ? `${folder} holds a run already`
-          : `${folder}: ${setting!.key} was ${JSON.stringify(setting!.saved)} in the saved run, now ${JSON.stringify(setting!.now)}`,
+          : kind === 'unfinished'
+            ? `${folder}: the run has done ${setting!.saved} of its epochs; it can be given more only once it has finished`
+            : `${folder}: ${setting!.key} was ${JSON.stringify(setting!.saved)} in the saved run, now ${JSON.stringify(setting!.now)}`,
     );
     this.name = 'RunFolderError';
   }
@@ -145,13 +206,46 @@ interface PhasePlan {
   epochs: number;
 }
 
-function plan(epochs: number, freezeEpochs: number): PhasePlan[] {
-  if (freezeEpochs >= epochs) return [{ phase: 'head', firstEpoch: 0, epochs }];
-  if (freezeEpochs <= 0) return [{ phase: 'unfrozen', firstEpoch: 0, epochs }];
-  return [
-    { phase: 'frozen', firstEpoch: 0, epochs: freezeEpochs },
-    { phase: 'unfrozen', firstEpoch: freezeEpochs, epochs: epochs - freezeEpochs },
-  ];
+/** The phases of the first cycle (fine_tune's frozen then unfrozen), then one per later cycle, in
+ *  the phase the previous one ended in. */
+function plan(cycles: readonly Cycle[], freezeEpochs: number): PhasePlan[] {
+  const epochs = cycles[0].to;
+  const phases: PhasePlan[] =
+    freezeEpochs >= epochs ? [{ phase: 'head', firstEpoch: 0, epochs }]
+    : freezeEpochs <= 0 ? [{ phase: 'unfrozen', firstEpoch: 0, epochs }]
+    : [
+        { phase: 'frozen', firstEpoch: 0, epochs: freezeEpochs },
+        { phase: 'unfrozen', firstEpoch: freezeEpochs, epochs: epochs - freezeEpochs },
+      ];
+  for (const c of cycles.slice(1)) {
+    const ended = phases.find((p) => c.from - 1 >= p.firstEpoch && c.from - 1 < p.firstEpoch + p.epochs)!;
+    phases.push({ phase: ended.phase, firstEpoch: c.from, epochs: c.to - c.from });
+  }
+  return phases;
+}
+
+/** The cycles a state file records, checked (a hostile file must not mislead the run). */
+function savedCycles(config: Record<string, unknown>, epochs: number, source: string): Cycle[] {
+  const c = config.cycles;
+  if (c === undefined) return [{ from: 0, to: epochs }]; // (states before cycles)
+  const ok =
+    Array.isArray(c) && c.length >= 1 && c[0]?.from === 0 && c[c.length - 1]?.to === epochs &&
+    c.every(
+      (x, i) =>
+        Number.isInteger(x?.from) && Number.isInteger(x?.to) && x.from < x.to && (i === 0 || (x.from > c[i - 1].from && x.from <= (c[i - 1].stoppedAt ?? c[i - 1].to))) &&
+        (x.stoppedAt === undefined || (Number.isInteger(x.stoppedAt) && x.stoppedAt > x.from && x.stoppedAt < x.to && Number.isInteger(x.patience) && x.patience >= 1)),
+    );
+  if (!ok) throw new RunError(`${source}: not a gpunet training state (config.cycles ${JSON.stringify(c)}); delete it or choose another run folder`);
+  return c as Cycle[];
+}
+
+/** 'conv1…layer2': the first and last top-level modules of a layer group's parameters. */
+function groupLabel(names: readonly string[], all: readonly string[][]): string {
+  const top = (n: string) => n.split('.')[0];
+  const [a, b] = [top(names[0]), top(names[names.length - 1])];
+  const label = a === b ? a : `${a}…${b}`;
+  const same = all.filter((g) => g.length && top(g[0]) === a && top(g[g.length - 1]) === b);
+  return same.length > 1 ? `${label} (part ${same.indexOf(names as string[]) + 1} of ${same.length})` : label;
 }
 
 /** Batchnorm parameters and biases (1-D) get no weight decay. */
@@ -209,21 +303,35 @@ async function collect(data: Batch[] | AsyncIterable<Batch>): Promise<Batch[]> {
   return out;
 }
 
+/** What each layer group trains at in a phase: its peak rate (or frozen), for the log. */
+function phaseRates(split: ModelSplit, phase: Phase, baseLrs: readonly number[]): string {
+  const last = split.groups.length - 1;
+  return split.groups
+    .map((names, i) => {
+      const label = groupLabel(names, split.groups);
+      const lr = baseLrs[2 * i].toExponential(2);
+      if (phase === 'unfrozen' || i === last) return `${label} ${lr}`;
+      if (phase === 'frozen' && names.some((n) => split.batchNormParams.has(n))) return `${label} batchnorm only ${lr}`;
+      return `${label} frozen`;
+    })
+    .join(', ');
+}
+
 /** Trains `split.model` on `data` (see the file comment). */
 export async function fit(split: ModelSplit, data: TrainData, o: FitOptions): Promise<FitResult> {
   const log = o.log ?? ((line: string) => console.log(line));
   if (!(Number.isInteger(o.epochs) && o.epochs >= 1)) throw new Error(`epochs must be a positive integer, got ${o.epochs}`);
-  const phases = plan(o.epochs, o.freezeEpochs);
+  const monitor = o.monitor ?? 'accuracy';
   const stepsPerEpoch = Math.ceil(data.trainSize / data.batchSize);
-  const schedules = new Map<Phase, Schedule>(phases.map((p) => [p.phase, makeSchedule(o.schedule, p.epochs * stepsPerEpoch)]));
   const { groups, baseLrs } = paramGroups(split, o.lr, o.lrMult, o.weightDecay);
   const opt = new SGD(groups, { lr: o.lr, momentum: o.momentum });
   const headGroup = groups.length - 2; // the head's decayed group: its rate is the one reported
-  const config = {
+  const config: Record<string, unknown> = {
     epochs: o.epochs, freezeEpochs: o.freezeEpochs, lr: o.lr, lrMult: o.lrMult, schedule: o.schedule, momentum: o.momentum,
     weightDecay: o.weightDecay, labelSmoothing: o.labelSmoothing, seed: o.seed, batchSize: data.batchSize, trainSize: data.trainSize,
-    classes: data.classes, ...o.config,
+    classes: data.classes, monitor, classWeights: o.classWeights ?? null, ...o.config,
   };
+  let cycles: Cycle[] = [{ from: 0, to: o.epochs }];
   const statePath = o.out ? join(o.out, STATE_FILE) : null;
 
   let epoch = 0;
@@ -240,17 +348,43 @@ export async function fit(split: ModelSplit, data: TrainData, o: FitOptions): Pr
   if (o.resume) {
     if (!statePath || !existsSync(statePath)) throw new RunFolderError('no-state', o.out ?? '(no run folder)');
     const s = loadTrainingState(statePath);
+    const savedEpochs = s.config.epochs as number;
+    cycles = savedCycles(s.config, savedEpochs, statePath);
     for (const [key, now] of Object.entries(config)) {
-      if (JSON.stringify(s.config[key]) === JSON.stringify(now) || (key === 'data' && s.config.data === undefined)) continue; // (states before data fingerprints)
+      if (key === 'epochs' || JSON.stringify(s.config[key]) === JSON.stringify(now)) continue;
+      // (states before data fingerprints, class weights and monitors: their defaults)
+      if (s.config[key] === undefined && ((key === 'data') || (key === 'classWeights' && now === null) || (key === 'monitor' && now === 'accuracy'))) continue;
       throw new RunFolderError('mismatch', o.out!, { key, saved: s.config[key], now });
+    }
+    const last = cycles[cycles.length - 1];
+    const finished = s.epoch >= savedEpochs || last.stoppedAt === s.epoch; // all its epochs, or stopped by its patience
+    if (o.epochs > savedEpochs && finished) {
+      cycles = [...cycles, { from: s.epoch, to: o.epochs }]; // a new cycle over the added epochs
+    } else if (o.epochs !== savedEpochs) {
+      throw new RunFolderError(o.epochs > savedEpochs ? 'unfinished' : 'mismatch', o.out!, { key: 'epochs', saved: o.epochs > savedEpochs ? s.epoch : savedEpochs, now: o.epochs });
+    } else if (finished) {
+      const early = last.stoppedAt !== undefined ? { epoch: s.epoch, patience: last.patience! } : undefined;
+      return { history: s.history, bestAccuracy: s.bestAccuracy, best: bestEpoch(s.history, monitor), status: 'finished', stoppedEarly: early, cycles };
     }
     split.model.loadStateDict(s.weights, { source: statePath });
     opt.loadState({ buffers: { momentum: s.momentum }, steps: s.momentum.map(() => 0) }); // SGD's steps count nothing
     ({ epoch, stepInEpoch, partialLosses, partialSeconds, bestAccuracy, history } = s);
-    log(`resuming at epoch ${epoch + 1}${stepInEpoch ? `, step ${stepInEpoch}/${stepsPerEpoch}` : ''}`);
+    const cycle = cycles[cycles.length - 1];
+    log(
+      cycle.from === epoch && stepInEpoch === 0 && cycles.length > 1
+        ? `continuing after epoch ${epoch} with a new ${o.schedule} cycle over epochs ${epoch + 1}-${o.epochs}`
+        : `resuming at epoch ${epoch + 1}${stepInEpoch ? `, step ${stepInEpoch}/${stepsPerEpoch}` : ''}`,
+    );
   } else if (statePath && existsSync(statePath)) {
     throw new RunFolderError('exists', o.out!);
   }
+  config.epochs = o.epochs;
+  config.cycles = cycles;
+  o.onStart?.();
+  const phases = plan(cycles, o.freezeEpochs);
+  const schedules = new Map<PhasePlan, Schedule>(phases.map((p) => [p, makeSchedule(o.schedule, p.epochs * stepsPerEpoch)]));
+  const cycle = cycles[cycles.length - 1];
+  let best = bestEpoch(history, monitor);
 
   /** Saves the state after `epochsDone` epochs and `steps` steps of the next. */
   const saveState = async (epochsDone: number, steps: number) => {
@@ -263,9 +397,9 @@ export async function fit(split: ModelSplit, data: TrainData, o: FitOptions): Pr
     saveTrainingState(statePath, state, o.stateWriter);
   };
 
-  // A whole-run frozen backbone: the features of the plain images, once.
+  // A frozen backbone for the rest of the run: the features of the plain images, once.
   let cached: { train: FeatureSet; valid: FeatureSet } | null = null;
-  if (phases[0].phase === 'head' && epoch < o.epochs) {
+  if (epoch < o.epochs && phases.find((p) => epoch >= p.firstEpoch && epoch < p.firstEpoch + p.epochs)!.phase === 'head') {
     const t0 = Date.now();
     const bar = o.progress ? new ProgressBar('features', data.trainSize + data.validSize, 'img') : null;
     let done = 0;
@@ -275,15 +409,25 @@ export async function fit(split: ModelSplit, data: TrainData, o: FitOptions): Pr
     cached = { train, valid };
     log(`cached the backbone's features of ${train.labels.length} + ${valid.labels.length} images (${train.dim} each) in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   }
+  /** The cached features' batches of an epoch, in the data's order when it has one for every image. */
+  const cachedBatches = (set: FeatureSet, e: number) => {
+    const order = data.trainOrder?.(e);
+    return order && set.labels.length === data.trainSize ? featureBatches(set, data.batchSize, order) : featureBatches(set, data.batchSize, new Rng(epochSeed(o.seed, e)));
+  };
 
+  let announced: PhasePlan | null = null;
   for (; epoch < o.epochs; epoch++) {
     const p = phases.find((q) => epoch >= q.firstEpoch && epoch < q.firstEpoch + q.epochs)!;
-    const schedule = schedules.get(p.phase)!;
+    const schedule = schedules.get(p)!;
+    if (announced !== p) {
+      const span = p.epochs === 1 ? `epoch ${p.firstEpoch + 1}` : `epochs ${p.firstEpoch + 1}-${p.firstEpoch + p.epochs}`;
+      log(`phase ${p.phase}, ${span} (${o.schedule}): peak lr ${phaseRates(split, p.phase, baseLrs)}`);
+      announced = p;
+    }
     setTrainable(split, p.phase);
     const model: Module = cached ? split.head : split.model;
-    const seed = epochSeed(o.seed, epoch);
     const from = stepInEpoch;
-    const source = cached ? featureBatches(cached.train, data.batchSize, new Rng(seed)).slice(from) : data.train(epoch, o.seed, from);
+    const source = cached ? cachedBatches(cached.train, epoch).slice(from) : data.train(epoch, o.seed, from);
     const shape = cached ? [cached.train.dim] : data.imageShape;
     const lrs: number[] = [];
     const bar = o.progress ? new ProgressBar(`epoch ${epoch + 1}/${o.epochs}`, data.trainSize, 'img') : null;
@@ -292,6 +436,7 @@ export async function fit(split: ModelSplit, data: TrainData, o: FitOptions): Pr
     const result = await trainEpoch(model, opt, source, shape, {
       steps: stepsPerEpoch - from,
       labelSmoothing: o.labelSmoothing,
+      classWeights: o.classWeights,
       stopOnNonFinite: true,
       beforeStep: (s) => {
         applySchedule(opt, schedule, baseLrs, o.momentum, (epoch - p.firstEpoch) * stepsPerEpoch + from + s);
@@ -310,7 +455,7 @@ export async function fit(split: ModelSplit, data: TrainData, o: FitOptions): Pr
       const message =
         `the loss became ${result.losses[bad]} at step ${epoch * stepsPerEpoch + from + bad + 1} (epoch ${epoch + 1}, step ${from + bad + 1}/${stepsPerEpoch}) ` +
         `with lr ${lrs[bad].toExponential(2)}: stopped; ${kept}`;
-      return { history, bestAccuracy, status: 'nonfinite', message };
+      return { history, bestAccuracy, best, status: 'nonfinite', message, cycles };
     }
     if (losses.length === 0 && !result.stopped) throw new RunError(`epoch ${epoch + 1}: none of the ${data.trainSize} training images could be decoded (each is listed above): fix or remove them; ${kept}`);
     stepInEpoch = from + result.steps;
@@ -320,7 +465,7 @@ export async function fit(split: ModelSplit, data: TrainData, o: FitOptions): Pr
       partialLosses = losses;
       await saveState(epoch, stepInEpoch);
       if (o.out && o.exportModel) await o.exportModel(join(o.out, 'last.onnx'));
-      return { history, bestAccuracy, status: 'interrupted', stoppedAt: { epoch, step: stepInEpoch, stepsPerEpoch } };
+      return { history, bestAccuracy, best, status: 'interrupted', stoppedAt: { epoch, step: stepInEpoch, stepsPerEpoch }, cycles };
     }
 
     const tValid = Date.now();
@@ -331,7 +476,7 @@ export async function fit(split: ModelSplit, data: TrainData, o: FitOptions): Pr
     // weights that became NaN or infinite without a non-finite loss (the last step's update)
     if (!logits.every(Number.isFinite)) {
       const message = `the weights became non-finite in epoch ${epoch + 1} (its last loss ${losses[losses.length - 1]} with lr ${lrs[lrs.length - 1]?.toExponential(2)}): stopped; ${kept}`;
-      return { history, bestAccuracy, status: 'nonfinite', message };
+      return { history, bestAccuracy, best, status: 'nonfinite', message, cycles };
     }
     const metrics = classificationMetrics(logits, labels, data.classes.length, { topK: [] });
     const record: EpochRecord = {
@@ -346,11 +491,14 @@ export async function fit(split: ModelSplit, data: TrainData, o: FitOptions): Pr
     };
     history = [...history, record];
     log(formatEpoch(record, o.epochs));
-    const improved = record.accuracy > bestAccuracy;
-    if (improved) bestAccuracy = record.accuracy;
+    const improved = better(record, best, monitor);
+    if (improved) best = record;
+    bestAccuracy = Math.max(bestAccuracy, record.accuracy);
     stepInEpoch = 0;
     partialLosses = [];
     partialSeconds = 0;
+    const stopEarly = patienceSpent(history, cycle, monitor, o.patience) && epoch + 1 < o.epochs;
+    if (stopEarly) Object.assign(cycle, { stoppedAt: epoch + 1, patience: o.patience }); // (saved: a resumed run knows it has finished)
     if (o.out) {
       if (o.exportModel) {
         await o.exportModel(join(o.out, 'last.onnx'));
@@ -359,7 +507,10 @@ export async function fit(split: ModelSplit, data: TrainData, o: FitOptions): Pr
       await writeHistory(o.out, history);
       await saveState(epoch + 1, 0);
     }
-    if (result.stopped) return { history, bestAccuracy, status: 'interrupted', stoppedAt: { epoch: epoch + 1, step: 0, stepsPerEpoch } };
+    if (stopEarly) {
+      return { history, bestAccuracy, best, status: 'done', stoppedEarly: { epoch: epoch + 1, patience: o.patience! }, cycles };
+    }
+    if (result.stopped) return { history, bestAccuracy, best, status: 'interrupted', stoppedAt: { epoch: epoch + 1, step: 0, stepsPerEpoch }, cycles };
   }
-  return { history, bestAccuracy, status: 'done' };
+  return { history, bestAccuracy, best, status: 'done', cycles };
 }
