@@ -47,7 +47,7 @@ export function imbalanceWarning(d: DataSplit): string | null {
   const [lo, hi] = [counts.indexOf(Math.min(...counts)), counts.indexOf(Math.max(...counts))];
   if (!(counts[hi] > IMBALANCE * counts[lo])) return null;
   return (
-    `warning: the classes are imbalanced: ${d.classes[hi]} has ${counts[hi]} training images, ${d.classes[lo]} ${counts[lo]} ` +
+    `warning: the classes are imbalanced: ${printable(d.classes[hi])} has ${counts[hi]} training images, ${printable(d.classes[lo])} ${counts[lo]} ` +
     `(${(counts[hi] / Math.max(1, counts[lo])).toFixed(1)}x); consider --class-weights auto or --sampler balanced, and watch macro-F1 (--monitor macro-f1)`
   );
 }

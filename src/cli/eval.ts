@@ -6,6 +6,7 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { ImageError, listImages } from '../data/image.ts';
 import { writeFileAtomic } from '../io/files.ts';
+import { printable } from '../io/printable.ts';
 import { readSplitFile, SPLIT_FILE } from '../data/split-file.ts';
 import { evaluateFiles, type LabelledFile } from '../train/inference.ts';
 import { argmaxRows, formatConfusion, formatMostConfused, formatReport } from '../train/metrics.ts';
@@ -159,7 +160,7 @@ precision / recall / F1, macro-F1, the confusion matrix and the most-confused pa
       if (layout) what = `the ${layout.split} split of ${v.data} (${layout.folder}${v.split ? '' : `; --split ${layout.split === 'test' ? 'valid' : 'test'} for the other`})`;
     }
     if (samples.length === 0) throw new UsageError(`--data ${v.data}: no image files in its class folders`);
-    if (what) console.log(`evaluating ${checkpoint} on ${samples.length} images of ${what}`);
+    if (what) console.log(`evaluating ${printable(checkpoint)} on ${samples.length} images of ${printable(what)}`);
 
     const bar = new ProgressBar('eval', samples.length, 'images');
     const { metrics: m, results, failed } = await evaluateFiles(c, samples, p, fittedBatchSize('eval', c, p, v.batchSize), { classNames: names, onProgress: (d) => bar.update(d) });

@@ -152,10 +152,10 @@ function describeMetric(r: EpochRecord, monitor: Monitor): string {
 
 /** The line after a run: its best epoch, where it is, why it stopped. */
 function summaryLine(res: FitResult, monitor: Monitor, out: string, epochs: number): string {
-  const best = res.best ? `best ${describeMetric(res.best, monitor)} at epoch ${res.best.epoch}: ${join(out, 'best.onnx')}` : 'no epoch done';
+  const best = res.best ? `best ${describeMetric(res.best, monitor)} at epoch ${res.best.epoch}: ${printable(join(out, 'best.onnx'))}` : 'no epoch done';
   if (res.status === 'finished') {
     const why = res.stoppedEarly ? `stopped early after epoch ${res.stoppedEarly.epoch} (--patience ${res.stoppedEarly.patience})` : `finished its ${epochs} epochs`;
-    return `${out}: the run ${why}; nothing to do (${best}). To train on, give a larger --epochs with --resume: the added epochs get a new cycle of the schedule`;
+    return `${printable(out)}: the run ${why}; nothing to do (${best}). To train on, give a larger --epochs with --resume: the added epochs get a new cycle of the schedule`;
   }
   if (res.stoppedEarly) {
     return `stopped early after epoch ${res.stoppedEarly.epoch}: ${monitor === 'validLoss' ? 'valid loss' : monitor === 'accuracy' ? 'accuracy' : 'macro-F1'} has not improved for ${res.stoppedEarly.patience} epoch${res.stoppedEarly.patience === 1 ? '' : 's'}; ${best} (the best epoch's weights, as Keras' restore_best_weights=True keeps them)`;
@@ -175,7 +175,7 @@ async function evaluateTest(run: RunSetup, out: string, batchSize: number): Prom
       console.log(`test: none of the ${test.length} images of test/ could be read`);
       return;
     }
-    console.log(`test (best.onnx on the ${results.length} images of test/): accuracy ${(100 * m.accuracy).toFixed(2)}%  macro-F1 ${m.macroF1.toFixed(4)}  (${join(out, 'test.json')})`);
+    console.log(`test (best.onnx on the ${results.length} images of test/): accuracy ${(100 * m.accuracy).toFixed(2)}%  macro-F1 ${m.macroF1.toFixed(4)}  (${printable(join(out, 'test.json'))})`);
     writeFileAtomic(join(out, 'test.json'), `${JSON.stringify({ checkpoint: join(out, 'best.onnx'), ...m, skipped: failed.map((e) => e.file) }, null, 2)}\n`);
   } finally {
     c.model.release();
