@@ -8,6 +8,8 @@
 //     loss_r = -sum_c q[c] * log softmax(x)[c] = Q * (m + log s) - sum_c q[c] * x[c],  Q = sum_c q[c]
 //     backward: dx[c] = (Q * softmax(x)[c] - q[c]) * g_r, g_r = dLoss (of the row, for 'none'),
 //     divided by the mean's divisor (the summed w[y] of the rows not ignored, or the row count).
+//     The forward's per-element sums need only w[c] (times the probability), a class index's
+//     (1-eps)*w[y] is added once per row: a plain loss costs little more than the softmax.
 //
 // Rows: the tensor is viewed as [outer, C, inner] around the axis, and row r = (o, i) is the C
 // elements x[o, :, i], `inner` apart (1 for the last axis, the usual case: contiguous rows).
@@ -19,6 +21,11 @@
 
 override WG: u32 = 256;          // invocations per workgroup, a power of two
 override ROW_THREADS: u32 = 32;  // invocations per row, a power of two <= WG
+// Pipeline constants, as they change the per-element loops (a branch there costs on lavapipe):
+override STRIDED: bool = false;  // rows are strided (inner > 1); contiguous rows load faster
+override LOG: bool = false;      // softmax kernels: log-softmax instead of softmax
+override SOFT: bool = false;     // cross-entropy: the target is probabilities [rows of C], not class indices [rows]
+override WEIGHTED: bool = false; // cross-entropy: class weights are given
 
 const LOWEST = -0x1.fffffep+127f; // the max of no elements: exp(LOWEST - m) is 0, unlike -inf - -inf
 
@@ -26,14 +33,12 @@ struct Params {
   rows: u32,        // outer * inner
   cols: u32,        // C, the axis
   inner: u32,       // distance between a row's elements
-  log: u32,         // softmax kernels: log-softmax instead of softmax
   smoothing: f32,   // cross-entropy: label smoothing eps
-  soft: u32,        // the target is probabilities [rows of C] rather than class indices [rows]
-  weighted: u32,    // class weights are given
   ignoring: u32,    // rows labelled ignoreIndex are left out
   ignoreIndex: i32,
   perRow: u32,      // backward: dLoss holds one gradient per row (reduction 'none')
-  mean: u32,        // backward: divide by the mean's divisor
+  mean: u32,        // backward: divide by the mean's divisor (the summed weights of the labels)
+  scale: f32,       // backward: multiplies dLoss (1/rows for a mean over rows)
   nan: f32,         // NaN, which no WGSL constant may be: the loss of a row whose label is no class
 }
 
@@ -71,7 +76,8 @@ fn rowSlot(wid: vec3u, nwg: vec3u, lid: u32) -> RowSlot {
 
 /** The index of column c of the row. */
 fn at(r: RowSlot, c: u32) -> u32 {
-  return r.base + c * p.inner;
+  if (STRIDED) { return r.base + c * p.inner; }
+  return r.base + c;
 }
 
 /** Combines (max, sum of exp(x - max), a, b) of two disjoint parts of a row. */
@@ -110,7 +116,7 @@ fn softmaxForward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw
   for (var c = r.lane; c < r.cols; c += ROW_THREADS) {
     let i = at(r, c);
     let shifted = x[i] - st.x;
-    out[i] = select(exp(shifted) / st.y, shifted - logS, p.log != 0u);
+    if (LOG) { out[i] = shifted - logS; } else { out[i] = exp(shifted) / st.y; }
   }
 }
 
@@ -118,17 +124,16 @@ fn softmaxForward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw
 @compute @workgroup_size(WG)
 fn softmaxBackward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let r = rowSlot(wid, nwg, lid);
-  let isLog = p.log != 0u;
   var dot = 0.0; // softmax: sum dy*y; log-softmax: sum dy
   for (var c = r.lane; c < r.cols; c += ROW_THREADS) {
     let i = at(r, c);
-    dot += dy[i] * select(y[i], 1.0, isLog);
+    if (LOG) { dot += dy[i]; } else { dot += dy[i] * y[i]; }
   }
   // the sum rides on the same tree: with both maxima 0, merge adds the second terms exactly
   let total = rowMerge(vec4f(0.0, dot, 0.0, 0.0), lid, r.lane).y;
   for (var c = r.lane; c < r.cols; c += ROW_THREADS) {
     let i = at(r, c);
-    out[i] = select(y[i] * (dy[i] - total), dy[i] - exp(y[i]) * total, isLog);
+    if (LOG) { out[i] = dy[i] - exp(y[i]) * total; } else { out[i] = y[i] * (dy[i] - total); }
   }
 }
 
@@ -141,7 +146,7 @@ struct Label {
 }
 
 fn rowLabel(r: RowSlot) -> Label {
-  if (p.soft != 0u || r.cols == 0u) { return Label(0u, 1.0); }
+  if (SOFT || r.cols == 0u) { return Label(0u, 1.0); }
   let v = targets[r.row];
   let y = i32(v);
   if (p.ignoring != 0u && y == p.ignoreIndex && f32(y) == v) { return Label(0u, 0.0); }
@@ -151,7 +156,7 @@ fn rowLabel(r: RowSlot) -> Label {
 }
 
 fn classWeight(c: u32) -> f32 {
-  if (p.weighted != 0u) { return weight[c]; }
+  if (WEIGHTED) { return weight[c]; }
   return 1.0;
 }
 
@@ -159,9 +164,17 @@ fn classWeight(c: u32) -> f32 {
  *  kernel reads only the buffers its target needs. */
 fn targetAt(r: RowSlot, l: Label, c: u32) -> f32 {
   var t = select(0.0, 1.0, c == l.index);
-  if (p.soft != 0u) { t = targets[at(r, c)]; }
+  if (SOFT) { t = targets[at(r, c)]; }
   let eps = p.smoothing;
   return l.scale * classWeight(c) * ((1.0 - eps) * t + eps / f32(p.cols));
+}
+
+/** q[c] without a class index's share: w[c] * ((1-eps)*t[c] + eps/C) for probabilities, w[c] for
+ *  a class index (whose q[c] is then eps/C times it, plus (1-eps)*w[y] at y, added once per row). */
+fn spreadAt(r: RowSlot, c: u32) -> f32 {
+  var u = classWeight(c);
+  if (SOFT) { u *= (1.0 - p.smoothing) * targets[at(r, c)] + p.smoothing / f32(p.cols); }
+  return u;
 }
 
 // x: logits [outer, C, inner], target: labels [rows] or probabilities like x, weight: [C]
@@ -173,28 +186,36 @@ fn crossEntropyForward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroup
   let l = rowLabel(r);
   let m = laneMax(r);
   var s = 0.0;
-  var q = 0.0;
-  var qx = 0.0;
+  var u = 0.0;   // sum of spreadAt
+  var ux = 0.0;  // sum of spreadAt * (x[c] - x0)
+  var x0 = 0.0;  // the row's first logit: large logits (1000 + x) then cancel exactly in the loss
   if (r.cols > 0u) {
-    // sum q[c] * (x[c] - x0), x0 = the row's first logit: large logits (1000 + x) then cancel
-    // exactly in the loss instead of after rounding
-    let x0 = x[at(r, 0u)];
+    x0 = x[at(r, 0u)];
     for (var c = r.lane; c < r.cols; c += ROW_THREADS) {
       let v = x[at(r, c)];
-      let t = targetAt(r, l, c);
+      let w = spreadAt(r, c);
       s += exp(v - m);
-      q += t;
-      qx += t * (v - x0);
+      u += w;
+      ux += w * (v - x0);
     }
   }
-  let st = rowMerge(vec4f(m, s, q, qx), lid, r.lane);
+  let st = rowMerge(vec4f(m, s, u, ux), lid, r.lane);
   if (r.lane == 0u && r.cols > 0u) {
     let logS = log(st.y);
-    out[r.row] = st.z * (st.x - x[at(r, 0u)] + logS) - st.w;
+    // Q = sum q[c] and sum q[c] * (x[c] - x0)
+    var q = st.z;
+    var qx = st.w;
+    if (!SOFT) {
+      let spread = p.smoothing / f32(p.cols);
+      let wy = (1.0 - p.smoothing) * classWeight(l.index);
+      q = l.scale * (wy + spread * q);
+      qx = l.scale * (wy * (x[at(r, l.index)] - x0) + spread * qx);
+    }
+    out[r.row] = q * (st.x - x0 + logS) - qx;
     statsOut[3u * r.row] = st.x;
     statsOut[3u * r.row + 1u] = logS;
-    statsOut[3u * r.row + 2u] = st.z;
-    divisorOut[r.row] = select(l.scale * classWeight(l.index), 1.0, p.soft != 0u);
+    statsOut[3u * r.row + 2u] = q;
+    divisorOut[r.row] = select(l.scale * classWeight(l.index), 1.0, SOFT);
   }
 }
 
@@ -208,7 +229,7 @@ fn crossEntropyBackward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgrou
   let m = stats[3u * r.row];
   let logS = stats[3u * r.row + 1u];
   let q = stats[3u * r.row + 2u];
-  let g = dLoss[select(0u, r.row, p.perRow != 0u)] / select(1.0, divisor[0], p.mean != 0u);
+  let g = dLoss[select(0u, r.row, p.perRow != 0u)] * p.scale / select(1.0, divisor[0], p.mean != 0u);
   for (var c = r.lane; c < r.cols; c += ROW_THREADS) {
     let i = at(r, c);
     out[i] = (q * exp(x[i] - m - logS) - targetAt(r, l, c)) * g;

@@ -56,13 +56,14 @@ export function rowLayout(cols: number): { WG: number; ROW_THREADS: number } {
 }
 
 /** The Params fields a kernel does not use. */
-const UNUSED = { log: false, smoothing: 0, soft: false, weighted: false, ignoring: false, ignoreIndex: 0, perRow: false, mean: false };
+const UNUSED = { smoothing: 0, ignoring: false, ignoreIndex: 0, perRow: false, mean: false, scale: 1 };
 
-/** Launches a kernel of softmax.wgsl over the rows of `g`; `params` overrides UNUSED's values. */
-function launchRows(entry: string, buffers: GPUBuffer[], access: Access[], g: Rows, params: Partial<typeof UNUSED>, label: string): void {
+/** Launches a kernel of softmax.wgsl over the rows of `g`; `params` overrides UNUSED's values,
+ *  `variant` gives the pipeline constants of the kernel's kind (LOG, SOFT, WEIGHTED). */
+function launchRows(entry: string, buffers: GPUBuffer[], access: Access[], g: Rows, params: Partial<typeof UNUSED>, label: string, variant: Record<string, number> = {}): void {
   const layout = rowLayout(g.cols);
   getGpu().dispatch({
-    kernel: { shader: 'softmax', entry, bindings: access, constants: layout },
+    kernel: { shader: 'softmax', entry, bindings: access, constants: { ...layout, ...variant, STRIDED: Number(g.inner > 1) } },
     buffers,
     params: { ...UNUSED, ...params, rows: g.rows, cols: g.cols, inner: g.inner, nan: NaN },
     workgroups: grid(g.rows, layout.WG / layout.ROW_THREADS),
@@ -72,13 +73,13 @@ function launchRows(entry: string, buffers: GPUBuffer[], access: Access[], g: Ro
 
 function softmaxAlong(op: 'softmax' | 'logSoftmax', x: Tensor, axis: number): Tensor {
   const g = rowsAlong(op, x, axis);
-  const log = op === 'logSoftmax';
+  const variant = { LOG: Number(op === 'logSoftmax') };
   const label = `${op} ${shapeStr(x.shape)} axis ${axis}`;
   const y = Tensor.empty(x.shape);
-  launchRows('softmaxForward', [y.buffer, x.buffer], ['write', 'read'], g, { log }, label);
+  launchRows('softmaxForward', [y.buffer, x.buffer], ['write', 'read'], g, {}, label, variant);
   return recordOp(op, [x], y, (dy) => {
     const dx = Tensor.empty(x.shape);
-    launchRows('softmaxBackward', [dx.buffer, y.buffer, dy.buffer], ['write', 'read', 'read'], g, { log }, `${label}.backward`);
+    launchRows('softmaxBackward', [dx.buffer, y.buffer, dy.buffer], ['write', 'read', 'read'], g, {}, `${label}.backward`, variant);
     return [dx];
   });
 }
@@ -159,21 +160,25 @@ export function softmaxCrossEntropy(logits: Tensor, target: ArrayLike<number> | 
     targetT = Tensor.from(labels, [g.rows]);
   }
   const weight = classWeights(op, opts.weight, C);
-  const flags = { smoothing: eps, soft, weighted: weight !== null, ignoring: ignoreIndex !== null, ignoreIndex: ignoreIndex ?? 0 };
+  const flags = { smoothing: eps, ignoring: ignoreIndex !== null, ignoreIndex: ignoreIndex ?? 0 };
+  const targetKind = { SOFT: Number(soft), WEIGHTED: Number(weight !== null) };
 
   const rowLoss = Tensor.empty(rowShape);
   const stats = Tensor.empty([g.rows, 3]);
   const rowDivisor = Tensor.empty([g.rows]);
   // without class weights, binding 4 is never read: the logits stand in
   const inputs = [logits.buffer, targetT.buffer, (weight ?? logits).buffer];
-  launchRows('crossEntropyForward', [rowLoss.buffer, ...inputs, stats.buffer, rowDivisor.buffer], ['write', 'read', 'read', 'read', 'write', 'write'], g, flags, desc);
+  launchRows('crossEntropyForward', [rowLoss.buffer, ...inputs, stats.buffer, rowDivisor.buffer], ['write', 'read', 'read', 'read', 'write', 'write'], g, flags, desc, targetKind);
+  // the mean's divisor is the row count unless class weights or ignored labels make it the data's
+  const meanOverRows = reduction === 'mean' && (soft || (weight === null && ignoreIndex === null));
+  const scale = meanOverRows ? 1 / g.rows : 1;
   let loss = rowLoss;
   let divisor: Tensor | null = null;
   if (reduction !== 'none') {
-    loss = reduceSum(rowLoss, 1, `${desc} ${reduction}`);
+    loss = reduceSum(rowLoss, scale, `${desc} ${reduction}`);
     rowLoss.release();
   }
-  if (reduction === 'mean') {
+  if (reduction === 'mean' && !meanOverRows) {
     const total = loss;
     divisor = reduceSum(rowDivisor, 1, `${desc} mean divisor`);
     loss = Tensor.empty([1]);
@@ -195,8 +200,9 @@ export function softmaxCrossEntropy(logits: Tensor, target: ArrayLike<number> | 
       [dx.buffer, ...inputs, stats.buffer, dy.buffer, (divisor ?? dy).buffer],
       ['write', 'read', 'read', 'read', 'read', 'read', 'read'],
       g,
-      { ...flags, perRow: reduction === 'none', mean: reduction === 'mean' },
+      { ...flags, perRow: reduction === 'none', mean: divisor !== null, scale },
       `${desc}.backward`,
+      targetKind,
     );
     return [dx, null, null];
   });
