@@ -5,3 +5,4 @@ export { DataError, describeSource, scanDataset, type SourceOptions } from './fo
 export { ImageError, isImageFile, listImages, loadImage } from './image.ts';
 export { ImageLoader, type LoaderOptions } from './loader.ts';
 export { syntheticImages, SYNTHETIC_CLASSES, type ImageSet } from './synthetic.ts';
+export { FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, FASHION_MNIST_NORMALIZATION, loadFashionMnist, readIdx, type FashionMnistOptions, type MnistSet } from './idx.ts';
