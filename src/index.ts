@@ -14,6 +14,7 @@ export { AdapterSelectError, GpuError, listAdapters, NoAdapterError, type Adapte
 export { full, keep, manualSeed, noGrad, ones, OpError, rand, randn, relError, Rng, tensor, Tensor, tidy, zeros } from './tensor/index.ts';
 export type { FromDataOptions, NestedArray, RandomOptions, Shape, TensorOptions } from './tensor/index.ts';
 export * as ops from './ops/index.ts';
+export { defineOp, gradcheck, type GradcheckResult, type GradcheckSpec, type Kernels } from './ops/index.ts';
 export * as nn from './nn/index.ts';
 export * as optim from './optim/index.ts';
 export * as onnx from './onnx/index.ts';

@@ -1,23 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { dropout } from '../src/ops/dropout.ts';
 import { OpError, Rng, Tensor, tidy } from '../src/tensor/index.ts';
+import { dropoutRef, keptRef } from '../src/reference/dropout.ts';
 import { numericGrads, randomArray, runWithGrads, toGpu, useGpu } from './helpers.ts';
 
 useGpu();
-
-// float64 reference: the shader's hash of (seed, index) in 32-bit integer arithmetic, and the op
-function pcg(v: number): number {
-  const state = (Math.imul(v, 747796405) + 2891336453) >>> 0;
-  const word = Math.imul(((state >>> ((state >>> 28) + 4)) ^ state) >>> 0, 277803737) >>> 0;
-  return ((word >>> 22) ^ word) >>> 0;
-}
-function keptRef(i: number, p: number, seed: number): boolean {
-  const h = pcg((pcg(i) ^ pcg(seed >>> 0)) >>> 0);
-  return h >>> 8 < Math.round((1 - p) * 2 ** 24);
-}
-function dropoutRef(x: Float64Array, p: number, seed: number): Float64Array {
-  return x.map((v, i) => (keptRef(i, p, seed) ? v / (1 - p) : 0));
-}
 
 async function run(x: Float64Array, p: number, training: boolean, seed: number): Promise<Float32Array> {
   return tidy(() => dropout(toGpu(x, [x.length]), p, training, seed).toArray());
@@ -80,7 +67,7 @@ describe('dropout', () => {
     const xs = randomArray(shape, rng);
     const dy = randomArray(shape, rng);
     const { grads } = await runWithGrads(([t]) => dropout(t, 0.5, true, 123), [{ data: xs, shape }], dy);
-    const [numeric] = numericGrads(([v]) => dropoutRef(v, 0.5, 123), [xs], dy);
+    const [numeric] = numericGrads(([v]) => dropoutRef(v, 0.5, true, 123), [xs], dy);
     expect(Array.from(grads[0]!)).toEqual(Array.from(numeric).map((g) => expect.closeTo(g, 5)));
   });
 

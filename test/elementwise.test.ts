@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { div, ELEMENTWISE, elementwise, hardSigmoid, maximum, minimum, mul, pow, sub, where, type ElementwiseName } from '../src/ops/elementwise.ts';
-import { ELEMENTWISE_REF, elementwiseRef, erfRef } from '../src/reference/elementwise.ts';
+import { div, ELEMENTWISE, elementwise, elementwiseSample as sample, hardSigmoid, maximum, minimum, mul, pow, sub, where, type ElementwiseName } from '../src/ops/elementwise.ts';
+import { gradcheck, gradcheckSpec } from '../src/ops/gradcheck.ts';
+import { ELEMENTWISE_REF, erfRef } from '../src/reference/elementwise.ts';
 import { Rng, Tensor, tidy } from '../src/tensor/index.ts';
 import { numericGrads, randomArray, relError, runWithGrads, toGpu, useGpu } from './helpers.ts';
 import { torchRun } from './torch.ts';
@@ -12,42 +13,12 @@ const ALPHA = 0.3;
 const BETA = 0.6;
 const scalars = (name: ElementwiseName): [number, number] => (name === 'clip' ? [-ALPHA, BETA] : [ALPHA, BETA]);
 
-/** Random inputs in each row's domain: positive where the function needs it, away from 0 where it divides. */
-function sample(name: ElementwiseName, input: number, shape: readonly number[], rng: Rng): Float64Array {
-  const x = randomArray(shape, rng);
-  const positive = () => x.map((v) => 0.2 + 1.8 * Math.abs(v));
-  if (name === 'log' || name === 'sqrt' || (name === 'pow' && input === 0)) return positive();
-  if (name === 'reciprocal' || (name === 'div' && input === 1)) return x.map((v) => Math.sign(v || 1) * (0.3 + Math.abs(v)));
-  if (name === 'pow') return x.map((v) => 2 * v);
-  // the pieces of the hard functions lie on [-3, 3] and beyond
-  if (name === 'hardSwish' || name === 'hardSigmoid') return x.map((v) => 4.5 * v);
-  if (name === 'where' && input === 0) return x.map((v) => (v > 0 ? 1 : 0));
-  return x;
-}
-
-const reference = (name: ElementwiseName, inputs: Float64Array[], shapes: number[][]) => {
-  const [a, b] = scalars(name);
-  return elementwiseRef((v) => ELEMENTWISE_REF[name](v, a, b), inputs, shapes);
-};
-
 /** Forward and every input's gradient against the reference and its finite differences. */
 async function checkRow(name: ElementwiseName, shapes: number[][], seed: number): Promise<void> {
-  const rng = new Rng(seed);
-  const inputs = shapes.map((s, k) => sample(name, k, s, rng));
-  const outShape = shapes.reduce((a, s) => (s.length > a.length ? s : a), [] as number[]).map((_, d, arr) =>
-    Math.max(...shapes.map((s) => s[d - (arr.length - s.length)] ?? 1)));
-  const dy = randomArray(outShape, rng);
-  // the condition of `where` takes no gradient
-  const withGrad = ELEMENTWISE[name].grads.map((g) => g !== null);
-  const { out, grads } = await runWithGrads(
-    (ts) => elementwise(name, ts, ...scalars(name)),
-    inputs.map((data, k) => ({ data, shape: shapes[k], grad: withGrad[k] })),
-    dy,
-  );
-  expect(relError(out, reference(name, inputs, shapes)), `${name} forward`).toBeLessThan(2e-6);
-  const which = withGrad.flatMap((w, k) => (w ? [k] : []));
-  const numeric = numericGrads((xs) => reference(name, xs, shapes), inputs, dy, which);
-  which.forEach((k, j) => expect(relError(grads[k]!, numeric[j]), `${name} grad ${k}`).toBeLessThan(1e-4));
+  // at the row's scalars of `scalars` (the spec's defaults)
+  const r = await gradcheck(gradcheckSpec(name.toLowerCase())!, { shapes, seed });
+  expect(r.forward.rel, `${name} forward`).toBeLessThan(2e-6);
+  for (const g of r.grads) expect(g.rel, `${name} grad ${g.input}`).toBeLessThan(1e-4);
 }
 
 describe('elementwise table: same shapes', () => {

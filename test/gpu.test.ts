@@ -32,7 +32,7 @@ describe('gpu layer', () => {
     const src = 'struct Params {\n  n: u32,   // elements, of T\n  offset: i32, scale: f32, // the rest\n}\n@group(0) @binding(0) var<uniform> p: Params;';
     expect(paramFields(src)).toEqual([{ name: 'n', type: 'u32' }, { name: 'offset', type: 'i32' }, { name: 'scale', type: 'f32' }]);
     expect(paramFields('fn main() {}')).toEqual([]);
-    expect(() => paramFields('struct Params { v: vec4<f32> }', 'bad')).toThrow(/bad.wgsl: Params field 'v: vec4<f32>' is not a u32, i32 or f32 scalar/);
+    expect(() => paramFields('struct Params { v: vec4<f32> }', 'bad.wgsl')).toThrow(/bad.wgsl: Params field 'v: vec4<f32>' is not a u32, i32 or f32 scalar/);
   });
 
   it('passes Params by name and refuses a missing, unknown or out-of-range value', async () => {

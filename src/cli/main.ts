@@ -17,6 +17,7 @@ import type { Command } from './command.ts';
 import { UsageError } from './errors.ts';
 import { dataCommand } from './data.ts';
 import { evalCommand } from './eval.ts';
+import { gradcheckCommand } from './gradcheck.ts';
 import { importCommand } from './import.ts';
 import { lrFindCommand } from './lr-find.ts';
 import { onnxTestCommand } from './onnx-test.ts';
@@ -28,7 +29,7 @@ import { trainCommand } from './train.ts';
 
 export type { Command } from './command.ts';
 
-const commands: Command[] = [trainCommand, lrFindCommand, dataCommand, showBatchCommand, predictCommand, evalCommand, summaryCommand, importCommand, onnxTestCommand, benchCommand, devicesCommand, demoCommand];
+const commands: Command[] = [trainCommand, lrFindCommand, dataCommand, showBatchCommand, predictCommand, evalCommand, summaryCommand, importCommand, onnxTestCommand, gradcheckCommand, benchCommand, devicesCommand, demoCommand];
 
 function help(): string {
   const width = Math.max(...commands.map((c) => c.name.length));

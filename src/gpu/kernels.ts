@@ -1,6 +1,6 @@
 // Shader loading and the pipeline cache.
 //
-// A kernel is one entry point of one `.wgsl` file in shaders/, plus
+// A kernel is one entry point of one `.wgsl` file in shaders/ (or of WGSL given as text: custom ops), plus
 //  - `constants`: WGSL `override` values (tile sizes, workgroup size) fixed at pipeline creation;
 //  - `defines`: `{{NAME}}` text substitutions, for generated code such as the elementwise table's
 //    expressions.
@@ -18,8 +18,10 @@ export const SHADER_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', '.
 export type Access = 'read' | 'write';
 
 export interface KernelSpec {
-  /** shader file stem in shaders/, e.g. 'conv2d' */
+  /** shader file stem in shaders/, e.g. 'conv2d'; with `source`, the name errors give the code */
   shader: string;
+  /** the WGSL itself, for kernels from outside shaders/ (custom ops) */
+  source?: string;
   /** entry point in that file */
   entry: string;
   /** access of storage bindings 1..n */
@@ -41,8 +43,14 @@ export interface Kernel {
 
 const sourceCache = new Map<string, string>();
 
-export function shaderSource(shader: string, defines?: Record<string, string>): string {
-  let src = sourceCache.get(shader);
+/** The name of a kernel's code in messages: the file in shaders/, or the name given with its source. */
+export function shaderFile(spec: Pick<KernelSpec, 'shader' | 'source'>): string {
+  return spec.source === undefined ? `${spec.shader}.wgsl` : spec.shader;
+}
+
+/** The WGSL of shaders/`shader`.wgsl (or `source`, when given) with `defines` substituted. */
+export function shaderSource(shader: string, defines?: Record<string, string>, source?: string): string {
+  let src = source ?? sourceCache.get(shader);
   if (src === undefined) {
     src = readFileSync(join(SHADER_DIR, `${shader}.wgsl`), 'utf8');
     sourceCache.set(shader, src);
@@ -51,7 +59,7 @@ export function shaderSource(shader: string, defines?: Record<string, string>): 
     for (const [k, v] of Object.entries(defines)) src = src.split(`{{${k}}}`).join(v);
   }
   const missing = /\{\{(\w+)\}\}/.exec(src);
-  if (missing) throw new Error(`shader ${shader}.wgsl: no value given for {{${missing[1]}}}`);
+  if (missing) throw new Error(`shader ${shaderFile({ shader, source })}: no value given for {{${missing[1]}}}`);
   return src;
 }
 
@@ -63,7 +71,7 @@ export interface ParamField {
 }
 
 /** The fields of `struct Params { ... }` in a shader's source (none when it declares no Params). */
-export function paramFields(source: string, shader = 'shader'): ParamField[] {
+export function paramFields(source: string, file = 'shader.wgsl'): ParamField[] {
   const m = /\bstruct\s+Params\s*\{([^}]*)\}/.exec(source.replace(/\/\/[^\n]*/g, ''));
   if (!m) return [];
   return m[1]
@@ -73,7 +81,7 @@ export function paramFields(source: string, shader = 'shader'): ParamField[] {
     .map((f) => {
       const field = /^(\w+)\s*:\s*(\w+)$/.exec(f);
       if (!field || !['u32', 'i32', 'f32'].includes(field[2])) {
-        throw new Error(`shader ${shader}.wgsl: Params field '${f}' is not a u32, i32 or f32 scalar`);
+        throw new Error(`shader ${file}: Params field '${f}' is not a u32, i32 or f32 scalar`);
       }
       return { name: field[1], type: field[2] as ParamType };
     });
@@ -106,7 +114,7 @@ export function packParams(fields: readonly ParamField[], values: Readonly<Recor
 }
 
 export function kernelKey(spec: KernelSpec): string {
-  return JSON.stringify([spec.shader, spec.entry, spec.bindings, spec.constants ?? {}, spec.defines ?? {}]);
+  return JSON.stringify([spec.shader, spec.entry, spec.bindings, spec.constants ?? {}, spec.defines ?? {}, spec.source ?? null]);
 }
 
 export class PipelineCache {
@@ -125,11 +133,12 @@ export class PipelineCache {
     let kernel = this.kernels.get(key);
     if (kernel) return kernel;
     const label = `${spec.shader}.${spec.entry}`;
-    const code = shaderSource(spec.shader, spec.defines);
+    const code = shaderSource(spec.shader, spec.defines, spec.source);
+    const file = shaderFile(spec);
     this.device.pushErrorScope('validation');
     let module = this.modules.get(code);
     if (!module) {
-      module = this.device.createShaderModule({ code, label: `${spec.shader}.wgsl` });
+      module = this.device.createShaderModule({ code, label: file });
       this.modules.set(code, module);
     }
     const entries: GPUBindGroupLayoutEntry[] = [
@@ -153,10 +162,10 @@ export class PipelineCache {
       const info = await module.getCompilationInfo();
       const lines = info.messages
         .filter((m) => m.type === 'error')
-        .map((m) => `${spec.shader}.wgsl:${m.lineNum}:${m.linePos}: ${m.message}`);
+        .map((m) => `${file}:${m.lineNum}:${m.linePos}: ${m.message}`);
       return `kernel ${label} failed to compile: ${lines.length ? lines.join('; ') : err.message.split('\n')[0]}`;
     });
-    kernel = { spec, label, params: paramFields(code, spec.shader), pipeline, layout, compiled };
+    kernel = { spec, label, params: paramFields(code, file), pipeline, layout, compiled };
     this.kernels.set(key, kernel);
     this.unchecked.push(kernel);
     return kernel;

@@ -6,7 +6,9 @@
 // coefficients, used for y and for dx alike.
 // Read first: the plain float64 loops in src/reference/batchnorm.ts; the kernels are in shaders/batchnorm.wgsl.
 import { getGpu, grid, type KernelSpec } from '../gpu/index.ts';
+import { batchNorm2dRef } from '../reference/batchnorm.ts';
 import { OpError, recordOp, shapeStr, Tensor } from '../tensor/index.ts';
+import { registerGradcheck } from './gradcheck.ts';
 
 export interface BatchNormOptions {
   training: boolean;
@@ -174,3 +176,14 @@ export function batchNorm2d(
   if (!y.node) saved.release(); // no backward will read it
   return y;
 }
+
+// ---- gradcheck (training: batch statistics; eval: running statistics 0.1 and 1.5) ------------
+
+registerGradcheck({
+  name: 'batchnorm2d',
+  inputs: ['x', 'weight', 'bias'],
+  shapes: ([x = [2, 3, 4, 5], w = [x[1]], b = [x[1]]]) => [x, w, b],
+  options: { training: true, momentum: 0.1, eps: 1e-5 },
+  run: ([x, w, b], o) => batchNorm2d(x, w, b, Tensor.full(w.shape, 0.1), Tensor.full(w.shape, 1.5), o),
+  reference: ([x, w, b], [shape, [C]], o) => batchNorm2dRef(x, shape, w, b, new Float64Array(C).fill(0.1), new Float64Array(C).fill(1.5), o),
+});

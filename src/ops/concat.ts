@@ -8,7 +8,9 @@
 //   padAxis: y = [c..c; x; c..c]               dx = narrow(dy, axis, before, size)
 // Read first: the plain float64 loops in src/reference/concat.ts; the kernels are in shaders/concat.wgsl.
 import { getGpu, grid } from '../gpu/index.ts';
+import { concatRef, narrowRef, padAxisRef } from '../reference/concat.ts';
 import { OpError, recordOp, type Shape, shapeSize, shapeStr, Tensor } from '../tensor/index.ts';
+import { registerGradcheck } from './gradcheck.ts';
 
 /** The axis in [0, rank), accepting negative axes as ONNX and torch do. */
 export function normAxis(op: string, axis: number, shape: Shape): number {
@@ -104,3 +106,32 @@ export function split(x: Tensor, sizes: number | readonly number[], axis = 0): T
     return piece;
   });
 }
+
+// ---- gradcheck ------------------------------------------------------------------------------
+
+registerGradcheck({
+  name: 'concat',
+  inputs: ['a', 'b'],
+  shapes: ([a = [2, 3, 4], b = a.map((d, i) => (i === 1 ? d + 2 : d))]) => [a, b],
+  options: { axis: 1 },
+  run: (xs, o) => concat(xs, o.axis),
+  reference: (xs, shapes, o) => concatRef(xs, shapes.map((s) => [...s]), normAxis('concat', o.axis, shapes[0])),
+});
+
+registerGradcheck({
+  name: 'narrow',
+  inputs: ['x'],
+  shapes: ([x = [2, 7, 3]]) => [x],
+  options: { axis: 1, start: 2, length: 4 },
+  run: ([x], o) => narrow(x, o.axis, o.start, o.length),
+  reference: ([x], [shape], o) => narrowRef(x, [...shape], normAxis('narrow', o.axis, shape), o.start, o.length),
+});
+
+registerGradcheck({
+  name: 'padaxis',
+  inputs: ['x'],
+  shapes: ([x = [2, 3, 4]]) => [x],
+  options: { axis: -1, before: 2, after: 1, value: 0.5 },
+  run: ([x], o) => padAxis(x, o.axis, o.before, o.after, o.value),
+  reference: ([x], [shape], o) => padAxisRef(x, [...shape], normAxis('padAxis', o.axis, shape), o.before, o.after, o.value),
+});

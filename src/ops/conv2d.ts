@@ -9,7 +9,9 @@
 // Only the gradients the tape asks for are computed (a frozen weight costs no dw kernel).
 // Read first: the plain float64 loops in src/reference/conv2d.ts; the kernels are in shaders/conv2d.wgsl.
 import { getGpu, grid, type KernelSpec } from '../gpu/index.ts';
+import { conv1dRef, conv2dRef } from '../reference/conv2d.ts';
 import { OpError, recordOp, type Shape, shapeStr, Tensor } from '../tensor/index.ts';
+import { registerGradcheck } from './gradcheck.ts';
 
 export interface Conv2dOptions {
   stride?: number | [number, number];
@@ -284,3 +286,33 @@ export function conv1d(x: Tensor, w: Tensor, bias: Tensor | null, opts: Conv1dOp
   const y = conv2d(x.reshape([N, C, 1, L]), w.reshape([OC, Cg, 1, K]), bias, { stride: [1, stride], padding: [0, padding], dilation: [1, dilation], groups });
   return y.reshape([N, OC, y.shape[3]]);
 }
+
+// ---- gradcheck (gpunet gradcheck conv2d --shape N,C,H,W --options '{"stride":2}') ------------
+
+registerGradcheck({
+  name: 'conv2d',
+  inputs: ['x', 'weight', 'bias'],
+  shapes: ([x = [2, 3, 7, 5], w, b], o) => {
+    const groups = o.groups ?? 1;
+    w ??= [4 * groups, x[1] / groups, 3, 3];
+    return [x, w, b ?? [w[0]]];
+  },
+  options: { stride: 1, padding: 1, dilation: 1, groups: 1 } as Conv2dOptions,
+  run: ([x, w, b], o) => conv2d(x, w, b, o),
+  reference: ([x, w, b], [xs, ws], o) => {
+    const { stride, padding, dilation, groups } = conv2dGeometry(xs, ws, null, o);
+    return conv2dRef(x, xs, w, ws, b, { stride, padding, dilation, groups }).y;
+  },
+});
+
+registerGradcheck({
+  name: 'conv1d',
+  inputs: ['x', 'weight', 'bias'],
+  shapes: ([x = [2, 3, 9], w, b], o) => {
+    w ??= [4 * o.groups, x[1] / o.groups, 3];
+    return [x, w, b ?? [w[0]]];
+  },
+  options: { stride: 1, padding: 1, dilation: 1, groups: 1 } as Required<Conv1dOptions>,
+  run: ([x, w, b], o) => conv1d(x, w, b, o),
+  reference: ([x, w, b], [xs, ws], o) => conv1dRef(x, xs, w, ws, b, o).y,
+});

@@ -2,8 +2,11 @@
 // with probability p and the kept ones are scaled by 1/(1-p); in eval it is the identity. The mask
 // is a hash of (seed, element index) computed in the shader, so the backward (dy masked and scaled
 // the same way: the op is linear in x) recomputes it from the seed instead of storing it.
+// Read first: the plain float64 version in src/reference/dropout.ts; the kernel is in shaders/dropout.wgsl.
 import { getGpu, stridedWorkgroups } from '../gpu/index.ts';
+import { dropoutRef } from '../reference/dropout.ts';
 import { OpError, recordOp, shapeStr, Tensor } from '../tensor/index.ts';
+import { registerGradcheck } from './gradcheck.ts';
 
 /** Applies the mask of (seed, p) to `x`, scaling the kept elements. */
 function applyMask(x: Tensor, p: number, seed: number, label: string): Tensor {
@@ -40,3 +43,14 @@ export function dropout(x: Tensor, p: number, training: boolean, seed: number): 
   const out = applyMask(x, p, seed, 'dropout');
   return recordOp('dropout', [x], out, (dy) => [applyMask(dy, p, seed, 'dropout.backward')]);
 }
+
+// ---- gradcheck (eval by default: the identity; --options '{"training":true}' checks the mask) --
+
+registerGradcheck({
+  name: 'dropout',
+  inputs: ['x'],
+  shapes: ([x = [2, 3, 7, 5]]) => [x],
+  options: { p: 0.5, training: false, seed: 1 },
+  run: ([x], o) => dropout(x, o.p, o.training, o.seed),
+  reference: ([x], _, o) => dropoutRef(x, o.p, o.training, o.seed),
+});

@@ -12,8 +12,10 @@
 // bound to alpha (the rows that have scalars of their own are unary, so never meet one).
 // Read first: the plain float64 rows in src/reference/elementwise.ts.
 import { getGpu, grid } from '../gpu/index.ts';
-import { OpError, recordOp, shapeStr, Tensor, type Shape } from '../tensor/index.ts';
+import { ELEMENTWISE_REF, elementwiseRef } from '../reference/elementwise.ts';
+import { OpError, recordOp, type Rng, shapeStr, Tensor, type Shape } from '../tensor/index.ts';
 import { broadcastAxes, broadcastShapes, broadcastStrides, coalesce, contiguousStrides } from '../tensor/layout.ts';
+import { randomArray, registerGradcheck } from './gradcheck.ts';
 import { reduceSumTo } from './reduce.ts';
 
 interface ElementwiseOp {
@@ -212,3 +214,36 @@ export const maximum = (a: Operand, b: Operand): Tensor => elementwise('maximum'
 export const minimum = (a: Operand, b: Operand): Tensor => elementwise('minimum', [a, b]);
 /** torch.where(cond != 0, a, b) */
 export const where = (cond: Tensor, a: Operand, b: Operand): Tensor => elementwise('where', [cond, a, b]);
+
+// ---- gradcheck: one entry per row (gpunet gradcheck sigmoid; --shape 2,3,5 --shape 3,1 broadcasts) --
+
+/** Random inputs in each row's domain: positive where the function needs it, away from 0 where it divides. */
+export function elementwiseSample(name: ElementwiseName, input: number, shape: Shape, rng: Rng): Float64Array {
+  const x = randomArray(shape, rng);
+  const positive = () => x.map((v) => 0.2 + 1.8 * Math.abs(v));
+  if (name === 'log' || name === 'sqrt' || (name === 'pow' && input === 0)) return positive();
+  if (name === 'reciprocal' || (name === 'div' && input === 1)) return x.map((v) => Math.sign(v || 1) * (0.3 + Math.abs(v)));
+  if (name === 'pow') return x.map((v) => 2 * v);
+  // the pieces of the hard functions lie on [-3, 3] and beyond
+  if (name === 'hardSwish' || name === 'hardSigmoid') return x.map((v) => 4.5 * v);
+  if (name === 'where' && input === 0) return x.map((v) => (v > 0 ? 1 : 0));
+  return x;
+}
+
+for (const name of Object.keys(ELEMENTWISE) as ElementwiseName[]) {
+  const row: ElementwiseOp = ELEMENTWISE[name];
+  registerGradcheck({
+    name: name.toLowerCase(),
+    inputs: row.inputs,
+    // every input the first one's shape unless given (inputs of other shapes broadcast)
+    shapes: (given) => row.inputs.map((_, i) => given[i] ?? given[0] ?? [2, 3, 5]),
+    // the row's scalars, where its expressions use them
+    options: Object.fromEntries(
+      (['alpha', 'beta'] as const).filter((k) => [row.forward, ...row.grads].some((e) => e !== null && uses(e, k))).map((k) => [k, k === 'alpha' && name === 'clip' ? -0.3 : k === 'alpha' ? 0.3 : 0.6]),
+    ) as { alpha?: number; beta?: number },
+    differentiable: row.grads.map((g) => g !== null),
+    sample: (i, shape, rng) => elementwiseSample(name, i, shape, rng),
+    run: (ts, o) => elementwise(name, ts, o.alpha ?? 0, o.beta ?? 0),
+    reference: (xs, shapes, o) => elementwiseRef((v) => ELEMENTWISE_REF[name](v, o.alpha ?? 0, o.beta ?? 0), xs, shapes),
+  });
+}

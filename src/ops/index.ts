@@ -2,11 +2,13 @@
 export { batchNorm2d, type BatchNormOptions } from './batchnorm.ts';
 export { concat, narrow, padAxis, split } from './concat.ts';
 export { conv1d, conv2d, type Conv1dOptions, type Conv2dOptions } from './conv2d.ts';
+export { defineOp, type KernelLaunch, type Kernels, type OpDefinition, type SavedCall } from './custom.ts';
 export { dropout } from './dropout.ts';
 export {
   abs, add, clip, div, elementwise, ELEMENTWISE, erf, exp, gelu, hardSigmoid, hardSwish, leakyRelu, log, maximum, minimum, mul, neg, pow,
   reciprocal, relu, scale, sigmoid, silu, sqrt, sub, tanh, where, type ElementwiseName, type Operand,
 } from './elementwise.ts';
+export { gradcheck, gradcheckSpec, gradcheckSpecs, type ErrorStats, type GradcheckOptions, type GradcheckResult, type GradcheckSpec } from './gradcheck.ts';
 export { layerNorm } from './layernorm.ts';
 export { expand, gather, pad, slice, sliceRanges, transpose, type PadMode, type SliceRange, type SliceSpec } from './layout.ts';
 export { gemm, linear, matmul } from './matmul.ts';

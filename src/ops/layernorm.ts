@@ -6,6 +6,8 @@
 // Read first: the plain float64 loops in src/reference/layernorm.ts.
 import { getGpu, grid } from '../gpu/index.ts';
 import { OpError, recordOp, shapeSize, shapeStr, Tensor } from '../tensor/index.ts';
+import { layerNormRef } from '../reference/layernorm.ts';
+import { registerGradcheck } from './gradcheck.ts';
 import { reduceSumTo } from './reduce.ts';
 import { rowLayout } from './softmax.ts';
 
@@ -96,3 +98,14 @@ export function layerNorm(x: Tensor, normalizedShape: number | readonly number[]
   if (!y.node) stats.release(); // no backward will read it
   return y;
 }
+
+// ---- gradcheck (over the last dimension; weight and bias of its size) ------------------------
+
+registerGradcheck({
+  name: 'layernorm',
+  inputs: ['x', 'weight', 'bias'],
+  shapes: ([x = [3, 4, 6], w = [x[x.length - 1]], b = w]) => [x, w, b],
+  options: { eps: 1e-5 },
+  run: ([x, w, b], o) => layerNorm(x, w.shape, w, b, o.eps),
+  reference: ([x, w, b], [, ws], o) => layerNormRef(x, shapeSize(ws), w, b, o.eps),
+});

@@ -7,8 +7,10 @@
 // Every gradient is one more GEMM with other transpose flags, computed only when asked for.
 // Read first: the plain float64 loops in src/reference/matmul.ts; the kernels are in shaders/matmul.wgsl.
 import { getGpu, type BufferRange, type Gpu } from '../gpu/index.ts';
+import { linearRef, matmulNdRef } from '../reference/matmul.ts';
 import { OpError, recordOp, type Shape, shapeSize, shapeStr, Tensor } from '../tensor/index.ts';
 import { broadcastShapes, broadcastStrides, coalesce } from '../tensor/layout.ts';
+import { registerGradcheck } from './gradcheck.ts';
 
 export interface GemmOptions {
   /** A is stored [K, M] */
@@ -410,3 +412,27 @@ export function linear(x: Tensor, w: Tensor, b: Tensor | null = null): Tensor {
     needs[2] ? columnSum(dy, 'linear.backwardB') : null,
   ]);
 }
+
+// ---- gradcheck ------------------------------------------------------------------------------
+
+registerGradcheck({
+  name: 'linear',
+  inputs: ['x', 'weight', 'bias'],
+  shapes: ([x = [3, 5], w = [4, x[1]], b = [w[0]]]) => [x, w, b],
+  options: {},
+  run: ([x, w, b]) => linear(x, w, b),
+  reference: ([x, w, b], [[n, inF], [outF]]) => linearRef(x, w, b, n, inF, outF),
+});
+
+registerGradcheck({
+  name: 'matmul',
+  inputs: ['a', 'b'],
+  // op(a) [..., M, K] times op(b) [..., K, N] (transposed when transA / transB); batch dims broadcast
+  shapes: ([a = [3, 5], b], o) => {
+    const K = a.length === 1 ? a[0] : o.transA ? a[a.length - 2] : a[a.length - 1];
+    return [a, b ?? (o.transB ? [4, K] : [K, 4])];
+  },
+  options: { transA: false, transB: false },
+  run: ([a, b], o) => matmul(a, b, o),
+  reference: ([a, b], [as, bs], o) => matmulNdRef(a, as, b, bs, o).y,
+});

@@ -7,7 +7,9 @@
 // window, and 1-D pooling over [N,C,L] is 2-D pooling of [N,C,1,L].
 // Read first: the plain float64 loops in src/reference/pool.ts; the kernels are in shaders/pool.wgsl.
 import { getGpu, grid, type Access } from '../gpu/index.ts';
+import { avgPool1dRef, avgPool2dRef, globalAvgPool2dRef, globalMaxPool2dRef, maxPool1dRef, maxPool2dRef, type PoolRefOptions } from '../reference/pool.ts';
 import { isGradEnabled, OpError, recordOp, shapeStr, Tensor } from '../tensor/index.ts';
+import { registerGradcheck } from './gradcheck.ts';
 
 export interface Pool2dOptions {
   kernel: number | [number, number];
@@ -247,3 +249,60 @@ export function avgPool1d(x: Tensor, opts: Pool1dOptions & { countIncludePad?: b
   const [x2d, o] = view1d('avgPool1d', x, opts);
   return squeeze1d(avgPool2d(x2d, { ...o, countIncludePad: opts.countIncludePad }));
 }
+
+// ---- gradcheck ------------------------------------------------------------------------------
+
+/** The reference's form of a 2-D pooling's options (pairs, defaults filled in). */
+function refOptions(op: string, o: MaxPool2dOptions & AvgPool2dOptions): PoolRefOptions {
+  return {
+    kernel: pair(op, 'kernel', o.kernel),
+    stride: pair(op, 'stride', o.stride ?? o.kernel),
+    padding: pair(op, 'padding', o.padding ?? 0),
+    dilation: pair(op, 'dilation', o.dilation ?? 1),
+    ceilMode: o.ceilMode ?? false,
+    countIncludePad: o.countIncludePad ?? true,
+  };
+}
+
+const image = ([x = [2, 3, 7, 5]]: readonly (readonly number[])[]) => [x];
+const signal = ([x = [2, 3, 11]]: readonly (readonly number[])[]) => [x];
+
+registerGradcheck({
+  name: 'maxpool2d',
+  inputs: ['x'],
+  shapes: image,
+  options: { kernel: 3, stride: 2, padding: 1, dilation: 1, ceilMode: false } as MaxPool2dOptions,
+  run: ([x], o) => maxPool2d(x, o),
+  reference: ([x], [shape], o) => maxPool2dRef(x, shape, refOptions('maxPool2d', o)).y,
+});
+
+registerGradcheck({
+  name: 'avgpool2d',
+  inputs: ['x'],
+  shapes: image,
+  options: { kernel: 3, stride: 2, padding: 1, ceilMode: false, countIncludePad: true } as AvgPool2dOptions,
+  run: ([x], o) => avgPool2d(x, o),
+  reference: ([x], [shape], o) => avgPool2dRef(x, shape, refOptions('avgPool2d', o)).y,
+});
+
+registerGradcheck({ name: 'globalavgpool2d', inputs: ['x'], shapes: image, options: {}, run: ([x]) => globalAvgPool2d(x), reference: ([x], [shape]) => globalAvgPool2dRef(x, shape) });
+
+registerGradcheck({ name: 'globalmaxpool2d', inputs: ['x'], shapes: image, options: {}, run: ([x]) => globalMaxPool2d(x), reference: ([x], [shape]) => globalMaxPool2dRef(x, shape) });
+
+registerGradcheck({
+  name: 'maxpool1d',
+  inputs: ['x'],
+  shapes: signal,
+  options: { kernel: 3, stride: 2, padding: 1, dilation: 1, ceilMode: false },
+  run: ([x], o) => maxPool1d(x, o),
+  reference: ([x], [shape], o) => maxPool1dRef(x, shape, o).y,
+});
+
+registerGradcheck({
+  name: 'avgpool1d',
+  inputs: ['x'],
+  shapes: signal,
+  options: { kernel: 3, stride: 2, padding: 1, ceilMode: false, countIncludePad: true },
+  run: ([x], o) => avgPool1d(x, o),
+  reference: ([x], [shape], o) => avgPool1dRef(x, shape, o).y,
+});

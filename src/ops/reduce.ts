@@ -7,6 +7,8 @@
 import { getGpu, grid } from '../gpu/index.ts';
 import { OpError, recordOp, shapeSize, shapeStr, Tensor, type Shape } from '../tensor/index.ts';
 import { coalesce, contiguousStrides } from '../tensor/layout.ts';
+import { maxRef, meanRef, sumRef } from '../reference/reduce.ts';
+import { registerGradcheck } from './gradcheck.ts';
 
 export interface ReduceOptions {
   /** the axes to reduce (negative counts from the end); all when omitted, none when empty */
@@ -214,4 +216,17 @@ export function reduceSumTo(x: Tensor, axes: readonly number[], shape: Shape, sc
  */
 export function reduceSum(x: Tensor, scale: number, label: string): Tensor {
   return reduceSumTo(x, x.shape.map((_, i) => i), [1], scale, label);
+}
+
+// ---- gradcheck (--options '{"axes":[1]}'; all axes by default) -------------------------------
+
+for (const [name, op, ref] of [['sum', sum, sumRef], ['mean', mean, meanRef], ['max', max, maxRef]] as const) {
+  registerGradcheck({
+    name,
+    inputs: ['x'],
+    shapes: ([x = [3, 4, 5]]) => [x],
+    options: { axes: null as number | number[] | null, keepdim: false },
+    run: ([x], o) => op(x, { axes: o.axes ?? undefined, keepdim: o.keepdim }),
+    reference: ([x], [shape], o) => ref(x, shape, normalizeAxes(name, shape, o.axes ?? undefined)),
+  });
 }

@@ -13,6 +13,8 @@
 // Read first: the plain float64 loops in src/reference/softmax.ts; the kernels are in shaders/softmax.wgsl.
 import { getGpu, grid, type Access } from '../gpu/index.ts';
 import { isGradEnabled, OpError, recordOp, shapeSize, shapeStr, Tensor } from '../tensor/index.ts';
+import { crossEntropyRef, logSoftmaxRef, softmaxRef } from '../reference/softmax.ts';
+import { registerGradcheck } from './gradcheck.ts';
 import { reduceSum } from './reduce.ts';
 
 export interface CrossEntropyOptions {
@@ -215,3 +217,38 @@ export function softmaxCrossEntropy(logits: Tensor, target: ArrayLike<number> | 
 
 /** The public name of softmaxCrossEntropy (torch's F.cross_entropy). */
 export const crossEntropy = softmaxCrossEntropy;
+
+// ---- gradcheck ------------------------------------------------------------------------------
+
+registerGradcheck({
+  name: 'softmax',
+  inputs: ['x'],
+  shapes: ([x = [3, 7]]) => [x],
+  options: { axis: -1 },
+  run: ([x], o) => softmax(x, o.axis),
+  reference: ([x], [shape], o) => softmaxRef(x, shape, o.axis),
+});
+
+registerGradcheck({
+  name: 'logsoftmax',
+  inputs: ['x'],
+  shapes: ([x = [3, 7]]) => [x],
+  options: { axis: -1 },
+  run: ([x], o) => logSoftmax(x, o.axis),
+  reference: ([x], [shape], o) => logSoftmaxRef(x, shape, o.axis),
+});
+
+/** Class indices for every row of logits [N, C, ...]: a fixed spread over the classes. */
+function gradcheckLabels(shape: readonly number[]): number[] {
+  const rows = shapeSize(shape) / shape[1];
+  return Array.from({ length: rows }, (_, r) => (r * 7 + 3) % shape[1]);
+}
+
+registerGradcheck({
+  name: 'softmax-cross-entropy',
+  inputs: ['logits'],
+  shapes: ([x = [4, 5]]) => [x],
+  options: { reduction: 'mean' as 'mean' | 'sum' | 'none', labelSmoothing: 0, weight: null as number[] | null, ignoreIndex: null as number | null },
+  run: ([x], o) => softmaxCrossEntropy(x, gradcheckLabels(x.shape), o),
+  reference: ([x], [shape], o) => crossEntropyRef(x, shape, { labels: gradcheckLabels(shape) }, o),
+});

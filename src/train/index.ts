@@ -1,8 +1,9 @@
 // Training: the fine-tuning loop the CLI runs, its schedules, checkpoints and metrics.
 export { accuracy, batches, predictLogits, trainEpoch, type EpochResult, type TrainEpochOptions } from './classifier.ts';
-export { classificationMetrics, confusionMatrix, formatReport, topKAccuracy, type ClassMetrics, type Metrics } from './metrics.ts';
-export { discriminativeLrs, makeSchedule, SCHEDULES, type OneCycleOptions, type Schedule, type ScheduleName } from './schedule.ts';
+export { argmaxRows, classificationMetrics, confusionMatrix, formatReport, topKAccuracy, type ClassMetrics, type Metrics } from './metrics.ts';
+export { applySchedule, discriminativeLrs, makeSchedule, SCHEDULES, type OneCycleOptions, type Schedule, type ScheduleName } from './schedule.ts';
 export { fit, memoryData, type FitOptions, type FitResult, type Phase, type TrainData } from './trainer.ts';
 export { lrFind, type LrFindOptions, type LrFindResult } from './lr-find.ts';
 export { splitModel, TransferModel, type ModelSplit } from './transfer.ts';
 export { readWeights, RunError } from './checkpoint.ts';
+export { buildModel, imageData, saveCheckpoint, type BuiltModel, type ImageDataOptions, type ModelRequest } from './setup.ts';
