@@ -14,7 +14,9 @@
 import { getGpu, grid } from '../gpu/index.ts';
 import { OpError, recordOp, type Shape, shapeSize, shapeStr, Tensor } from '../tensor/index.ts';
 import { broadcastAxes, broadcastShapes, broadcastStrides, coalesce, contiguousStrides } from '../tensor/layout.ts';
+import { expandRef, gatherRef, padRef, sliceRef, transposeRef } from '../reference/layout.ts';
 import { normAxis, padAxis } from './concat.ts';
+import { registerGradcheck } from './gradcheck.ts';
 import { reduceSumTo } from './reduce.ts';
 
 /** merged dims the strided kernels walk */
@@ -270,3 +272,51 @@ export function pad(x: Tensor, pads: readonly number[], mode: PadMode = 'constan
   });
   return y === x ? x.reshape(x.shape) : y;
 }
+
+// ---- gradcheck ------------------------------------------------------------------------------
+
+registerGradcheck({
+  name: 'transpose',
+  inputs: ['x'],
+  shapes: ([x = [2, 3, 4]]) => [x],
+  options: { perm: [2, 0, 1] },
+  run: ([x], o) => transpose(x, o.perm),
+  reference: ([x], [shape], o) => transposeRef(x, shape, o.perm),
+});
+
+registerGradcheck({
+  name: 'slice',
+  inputs: ['x'],
+  shapes: ([x = [4, 7, 3]]) => [x],
+  options: { starts: [1, -1], ends: [4, 0], axes: [0, 1], steps: [2, -2] } as SliceSpec,
+  run: ([x], o) => slice(x, o),
+  reference: ([x], [shape], o) => sliceRef(x, shape, sliceRanges('slice', shape, o)),
+});
+
+registerGradcheck({
+  name: 'gather',
+  inputs: ['x'],
+  shapes: ([x = [5, 3]]) => [x],
+  options: { indices: [4, 0, 2, 0], axis: 0 },
+  run: ([x], o) => gather(x, o.indices, o.axis),
+  reference: ([x], [shape], o) => gatherRef(x, shape, o.indices, normAxis('gather', o.axis, shape)),
+});
+
+registerGradcheck({
+  name: 'expand',
+  inputs: ['x'],
+  shapes: ([x = [3, 1]]) => [x],
+  options: { shape: [2, 3, 4] },
+  run: ([x], o) => expand(x, o.shape),
+  reference: ([x], [shape], o) => expandRef(x, shape, o.shape),
+});
+
+registerGradcheck({
+  name: 'pad',
+  inputs: ['x'],
+  shapes: ([x = [2, 5, 4]]) => [x],
+  // pads [before..., after...] over every axis
+  options: { pads: [0, 2, 1, 1, 3, 2], mode: 'reflect' as PadMode, value: 0 },
+  run: ([x], o) => pad(x, o.pads, o.mode, o.value),
+  reference: ([x], [shape], o) => padRef(x, shape, o.pads, o.mode, o.value),
+});
