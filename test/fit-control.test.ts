@@ -138,6 +138,28 @@ describe('resuming a finished run', () => {
   });
 });
 
+describe('Adam and AdamW', () => {
+  it('their moments and step counts are saved: a run stopped mid-epoch and resumed ends with the uninterrupted weights', async () => {
+    for (const optimizer of ['adam', 'adamw'] as const) {
+      const o = { epochs: 2, freezeEpochs: 1, lr: 1e-3, optimizer, weightDecay: 1e-2 };
+      const straight = await fitRecording({ ...o, out: tmp() });
+      const out = tmp();
+      let steps = 0;
+      const stopped = await fitRecording({ ...o, out, shouldStop: () => ++steps >= 8 });
+      expect(stopped.res.stoppedAt).toEqual({ epoch: 1, step: 2, stepsPerEpoch: STEPS });
+      const state = loadTrainingState(join(out, STATE_FILE));
+      expect(Object.keys(state.optimizer.buffers).sort()).toEqual(['expAvg', 'expAvgSq']);
+      // the head trained all 8 steps, the backbone's convolutions only the 2 unfrozen ones
+      expect(Math.max(...state.optimizer.steps)).toBe(8);
+      expect(Math.min(...state.optimizer.steps)).toBe(2);
+      await expect(fitRecording({ ...o, optimizer: 'sgd', out, resume: true })).rejects.toThrow(new RunFolderError('mismatch', out, { key: 'optimizer', saved: optimizer, now: 'sgd' }));
+      const resumed = await fitRecording({ ...o, out, resume: true }, 3);
+      expect(resumed.res.status).toBe('done');
+      for (const [name, w] of straight.weights) expect(relError(resumed.weights.get(name)!, w), `${optimizer} ${name}`).toBeLessThan(1e-6);
+    }
+  });
+});
+
 describe('class imbalance', () => {
   it('class weights scale each sample\'s loss as torch\'s weight= does', async () => {
     const rng = new Rng(4);

@@ -17,7 +17,7 @@ function state(): TrainingState {
     history: [record(1), record(2)],
     config: { epochs: 4, trainSize: 40, batchSize: 16, lr: 0.01 },
     weights: new Map([['conv.weight', values(12)], ['conv.bias', values(3)], ['bn.running_mean', values(3)]]),
-    momentum: [values(12), null],
+    optimizer: { buffers: { momentum: [values(12), null] }, steps: [3, 0] },
   };
 }
 
@@ -50,10 +50,17 @@ function refusal(bytes: Uint8Array): string {
 }
 
 describe('training-state file', () => {
-  it('round-trips a valid state', () => {
+  it('round-trips a valid state; a file of before optimizer buffers (SGD momentum only) still reads', () => {
     const s = state();
     const back = decodeTrainingState(encodeTrainingState(s), FILE);
     expect(back).toEqual(s);
+    const legacy = withHeader((h) => {
+      h.momentumCount = h.optimizerBuffers.momentum;
+      delete h.optimizerBuffers;
+      delete h.optimizerSteps;
+      for (const e of h.entries) if (e.kind === 'buffer') (e.kind = 'momentum'), delete e.buffer;
+    });
+    expect(decodeTrainingState(legacy, FILE)).toEqual({ ...s, optimizer: { buffers: s.optimizer.buffers, steps: [0, 0] } });
   });
 
   it('refuses each kind of damage with one line naming the file and the fix', () => {
@@ -66,12 +73,15 @@ describe('training-state file', () => {
       ['torn (the tail of the data missing)', good.subarray(0, good.length - 24), /its header describes \d+ bytes, the file has \d+: torn by a crash or a full disk/],
       ['torn mid-value', good.subarray(0, good.length - 2), /torn by a crash/],
       ['another version', withHeader((h) => (h.version = 2)), /version 2, expected 1/],
-      ['momentumCount 2^32-1', withHeader((h) => (h.momentumCount = 2 ** 32 - 1)), /momentumCount 4294967295 for 3 weights/],
+      ['a buffer count of 2^32-1', withHeader((h) => (h.optimizerBuffers.momentum = 2 ** 32 - 1)), /optimizer buffer 'momentum' counts 4294967295 for 3 weights/],
+      ['a hostile buffer name', withHeader((h) => (h.optimizerBuffers = JSON.parse('{"__proto__": 1}'))), /optimizer buffer '__proto__' counts 1/],
+      ['step counts that are not', withHeader((h) => (h.optimizerSteps = [-1, 0])), /optimizerSteps must be step counts/],
+      ['an array of an unknown buffer', withHeader((h) => (h.entries[3].buffer = 'expAvg')), /optimizer array 'momentum.0' has index 0 of 0/],
       ['an array beyond the data', withHeader((h) => (h.entries[1].offset = 28)), /array 'conv.bias' lies outside the file's 30 values/],
       ['a negative length', withHeader((h) => (h.entries[0].length = -5)), /array 'conv.weight' has length -5/],
       ['no entries', withHeader((h) => (h.entries = 'all of them')), /no list of arrays/],
       ['a weight twice', withHeader((h) => (h.entries[1].name = 'conv.weight')), /weight 'conv.weight' twice/],
-      ['a momentum index out of range', withHeader((h) => (h.entries[3].index = 7)), /momentum array 'momentum.0' has index 7 of 2/],
+      ['a momentum index out of range', withHeader((h) => (h.entries[3].index = 7)), /optimizer array 'momentum.0' has index 7 of 2/],
       ['epoch 100 of a 4-epoch run', withHeader((h) => (h.epoch = 100)), /epoch 100 of a 4-epoch run/],
       ['a step past the epoch', withHeader((h) => ((h.stepInEpoch = 3), (h.partialLosses = [1, 1, 1]))), /step 3 of 3 in epoch 3/],
       ['an inconsistent global step', withHeader((h) => (h.globalStep = 99)), /global step 99 is not epoch 2 x 3 \+ 1/],
@@ -95,7 +105,7 @@ describe('training-state file', () => {
     s.weights.get('conv.bias')![2] = NaN;
     expect(refusal(encodeTrainingState(s))).toBe(`${FILE}: 'conv.bias' holds NaN at index 2: the saved run diverged or the file is damaged; delete it or choose another --out`);
     const t = state();
-    t.momentum[0]![5] = -Infinity;
+    t.optimizer.buffers.momentum[0]![5] = -Infinity;
     expect(refusal(encodeTrainingState(t))).toMatch(/'momentum.0' holds -Infinity at index 5/);
   });
 });

@@ -81,7 +81,7 @@ describe('fit: fine-tune phases', () => {
     const state = loadTrainingState(join(out, STATE_FILE));
     expect(state.epoch).toBe(3);
     expect(state.stepInEpoch).toBe(0);
-    expect(state.momentum.filter(Boolean).length).toBe(split.model.parameters().length);
+    expect(state.optimizer.buffers.momentum.filter(Boolean).length).toBe(split.model.parameters().length);
     split.model.release();
   });
 

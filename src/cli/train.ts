@@ -15,7 +15,7 @@ import { IMAGENET_NORMALIZATION } from '../onnx/classifier.ts';
 import { SCHEDULES } from '../train/schedule.ts';
 import { buildModel, imageData, inverseFrequencyWeights, saveCheckpoint } from '../train/setup.ts';
 import { type EpochRecord } from '../train/history.ts';
-import { fit, type FitResult, type Monitor, RunFolderError, type TrainData } from '../train/trainer.ts';
+import { fit, type FitResult, type Monitor, OPTIMIZERS, RunFolderError, type TrainData } from '../train/trainer.ts';
 import { type ModelSplit, splitModel } from '../train/transfer.ts';
 import type { Preprocessing } from '../onnx/classifier.ts';
 import { defineCommand } from './command.ts';
@@ -55,8 +55,12 @@ export const RUN_OPTIONS = {
     stds: { ...PREPROCESSING.stds, defaultText: "the checkpoint's, else ImageNet's" },
   }),
   ...grouped('optimizer', {
-    momentum: num({ min: 0, below: 1, default: 0.9, help: 'SGD momentum (one-cycle cycles it 0.95-0.85-0.95 instead)' }),
-    weightDecay: num({ min: 0, max: 1, default: 1e-4, help: 'L2 on weights, not on batchnorm or biases' }),
+    opt: choice(OPTIMIZERS, {
+      default: 'sgd',
+      help: "sgd (torch.optim.SGD, L2 weight decay), adam (Adam, L2 decay) or adamw (AdamW, decoupled decay); its state is saved for --resume",
+    }),
+    momentum: num({ min: 0, below: 1, default: 0.9, help: "SGD's momentum, Adam's beta1 (one-cycle cycles it 0.95-0.85-0.95 instead)" }),
+    weightDecay: num({ min: 0, max: 1, defaultText: '1e-4; 1e-2 with --opt adamw', help: 'weight decay on weights, not on batchnorm or biases' }),
     labelSmoothing: num({ min: 0, max: 1, default: 0, help: 'the target mixes in this much of the uniform distribution' }),
   }),
   ...grouped('device', DEVICE),
@@ -116,9 +120,14 @@ function defaultOut(): string {
   }
 }
 
+/** --weight-decay, or its default for the optimizer (torch's AdamW decays 1e-2 by default). */
+export function weightDecay(v: { opt: string; weightDecay?: number }): number {
+  return v.weightDecay ?? (v.opt === 'adamw' ? 1e-2 : 1e-4);
+}
+
 /** The flag (or what the user controls) behind a setting the trainer saves with a run. */
 function settingName(key: string): string {
-  const names: Record<string, string> = { mean: '--means', std: '--stds', trainSize: 'the number of training images', classes: 'the classes', monitor: '--monitor' };
+  const names: Record<string, string> = { mean: '--means', std: '--stds', trainSize: 'the number of training images', classes: 'the classes', optimizer: '--opt' };
   return names[key] ?? `--${kebab(key)}`;
 }
 
@@ -276,7 +285,7 @@ it profiles training steps ${PROFILE_WARMUP + 1}-${PROFILE_WARMUP + PROFILE_STEP
       const monitor = MONITOR_FLAGS[v.monitor];
       const res = await fit(run.split, run.data, {
         epochs: v.epochs, freezeEpochs, lr: v.lr, lrMult: v.lrMult, schedule: v.schedule,
-        momentum: v.momentum, weightDecay: v.weightDecay, labelSmoothing: v.labelSmoothing, classWeights: weights, monitor, patience: v.patience,
+        optimizer: v.opt, momentum: v.momentum, weightDecay: weightDecay(v), labelSmoothing: v.labelSmoothing, classWeights: weights, monitor, patience: v.patience,
         seed: v.seed, out, resume: v.resume, exportModel: out ? run.exportModel : undefined, config: run.config, progress: true,
         shouldStop: () => (profiling && afterStep()) || stop,
         onStart: () => out && writeSplitFile(join(out, SPLIT_FILE), v.data, run.dataset), // what `gpunet eval --run` scores later

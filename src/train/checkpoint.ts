@@ -1,6 +1,6 @@
 // The training-state file beside best.onnx / last.onnx: everything `--resume` needs to continue a
-// run exactly as if it had never stopped — the weights and batchnorm statistics, SGD's momentum
-// buffers, the epoch and step reached (mid-epoch after Ctrl-C, with the losses of the steps done),
+// run exactly as if it had never stopped — the weights and batchnorm statistics, the optimizer's
+// per-parameter buffers and step counts (SGD's momentum, Adam's moments), the epoch and step reached (mid-epoch after Ctrl-C, with the losses of the steps done),
 // the seed and generator state the data order derives from, the history and the best accuracy.
 // Layout: 'GPUNETTS', u32 header length, the JSON header (padded to 4 bytes), then the float32
 // arrays the header lists by offset. It is written atomically (src/io/files.ts), so a crash at any
@@ -8,7 +8,7 @@
 import { readFileSync } from 'node:fs';
 import { type WriteChunk, writeFileAtomic } from '../io/files.ts';
 import type { Module } from '../nn/module.ts';
-import type { SGD } from '../optim/sgd.ts';
+import type { Optimizer, OptimizerState } from '../optim/optimizer.ts';
 import type { EpochRecord } from './history.ts';
 
 const MAGIC = 'GPUNETTS';
@@ -34,18 +34,24 @@ export interface TrainingState {
   config: Record<string, unknown>;
   /** the model's state dict */
   weights: Map<string, Float32Array>;
-  /** SGD.state().buffers.momentum */
-  momentum: (Float32Array | null)[];
+  /** the optimizer's state(): buffers by name, one per parameter (null: none yet), and step counts */
+  optimizer: OptimizerState;
 }
 
 interface Entry {
   name: string;
-  kind: 'weight' | 'momentum';
-  /** index of the momentum buffer */
+  /** 'momentum': an SGD momentum buffer, as files before optimizer buffers had them */
+  kind: 'weight' | 'buffer' | 'momentum';
+  /** the optimizer buffer's name (kind 'buffer') */
+  buffer?: string;
+  /** the parameter's index in the optimizer's order */
   index?: number;
   offset: number;
   length: number;
 }
+
+/** An optimizer buffer name: a letter, then letters or digits (expAvg, momentum). */
+const BUFFER_NAME = /^[A-Za-z][A-Za-z0-9]{0,31}$/;
 
 export function encodeTrainingState(s: TrainingState): Uint8Array {
   const arrays: Float32Array[] = [];
@@ -57,9 +63,11 @@ export function encodeTrainingState(s: TrainingState): Uint8Array {
     offset += a.length;
   };
   for (const [name, a] of s.weights) add({ name, kind: 'weight' }, a);
-  s.momentum.forEach((a, index) => a && add({ name: `momentum.${index}`, kind: 'momentum', index }, a));
-  const { weights, momentum, ...rest } = s;
-  const header = new TextEncoder().encode(JSON.stringify({ version: VERSION, ...rest, momentumCount: momentum.length, entries }));
+  const buffers = s.optimizer.buffers;
+  for (const [buffer, list] of Object.entries(buffers)) list.forEach((a, index) => a && add({ name: `${buffer}.${index}`, kind: 'buffer', buffer, index }, a));
+  const { weights, optimizer, ...rest } = s;
+  const counts = Object.fromEntries(Object.entries(buffers).map(([n, list]) => [n, list.length]));
+  const header = new TextEncoder().encode(JSON.stringify({ version: VERSION, ...rest, optimizerBuffers: counts, optimizerSteps: optimizer.steps, entries }));
   const headerBytes = 8 + 4 + Math.ceil(header.length / 4) * 4;
   const out = new Uint8Array(headerBytes + offset * 4);
   out.set(new TextEncoder().encode(MAGIC), 0);
@@ -125,18 +133,28 @@ export function decodeTrainingState(bytes: Uint8Array, source = 'training state'
     check(ok, `history record ${i + 1}`);
   });
 
-  // the arrays: each within the body, weights named once, momentum buffers indexed once
+  // the arrays: each within the body, weights named once, optimizer buffers indexed once
   const bodyBytes = bytes.length - headerBytes;
   const floats = Math.floor(bodyBytes / 4);
   check(Array.isArray(h.entries), 'no list of arrays');
   const entries = h.entries as Entry[];
   const weightCount = entries.filter((e) => e?.kind === 'weight').length;
-  check(isInt(h.momentumCount, 0, weightCount), `momentumCount ${JSON.stringify(h.momentumCount)} for ${weightCount} weights`);
-  const momentumCount = h.momentumCount as number;
+  // the optimizer's buffers: named counts, or (files before them) SGD's momentumCount
+  const counts: Record<string, unknown> = h.optimizerBuffers !== undefined ? (h.optimizerBuffers as Record<string, unknown>) : { momentum: h.momentumCount };
+  check(counts && typeof counts === 'object' && !Array.isArray(counts), 'optimizerBuffers');
+  for (const [name, n] of Object.entries(counts)) {
+    check(BUFFER_NAME.test(name) && isInt(n, 0, weightCount), `optimizer buffer '${name}' counts ${JSON.stringify(n)} for ${weightCount} weights`);
+  }
+  const paramCount = Math.max(0, ...Object.values(counts).map(Number));
+  const steps = h.optimizerSteps ?? Array(paramCount).fill(0);
+  check(Array.isArray(steps) && steps.length <= weightCount && steps.every((n) => isInt(n)), 'optimizerSteps must be step counts, one per parameter');
   for (const e of entries) {
-    check(e && typeof e.name === 'string' && (e.kind === 'weight' || e.kind === 'momentum'), 'an array without name or kind');
+    check(e && typeof e.name === 'string' && ['weight', 'buffer', 'momentum'].includes(e.kind), 'an array without name or kind');
     check(isInt(e.length), `array '${e.name}' has length ${JSON.stringify(e.length)}`);
-    check(e.kind === 'weight' || isInt(e.index, 0, momentumCount - 1), `momentum array '${e.name}' has index ${JSON.stringify(e.index)} of ${momentumCount}`);
+    if (e.kind === 'momentum') e.buffer = 'momentum';
+    if (e.kind === 'weight') continue;
+    const n = typeof e.buffer === 'string' && Object.hasOwn(counts, e.buffer) ? (counts[e.buffer] as number) : 0;
+    check(isInt(e.index, 0, n - 1), `optimizer array '${e.name}' has index ${JSON.stringify(e.index)} of ${n}`);
   }
   const total = entries.reduce((n, e) => n + e.length, 0);
   check(total === floats, `its header describes ${headerBytes + 4 * total} bytes, the file has ${bytes.length}: torn by a crash or a full disk`);
@@ -147,7 +165,7 @@ export function decodeTrainingState(bytes: Uint8Array, source = 'training state'
   body.set(bytes.subarray(headerBytes));
   const values = new Float32Array(body.buffer);
   const weights = new Map<string, Float32Array>();
-  const momentum: (Float32Array | null)[] = Array.from({ length: momentumCount }, () => null);
+  const buffers: Record<string, (Float32Array | null)[]> = Object.fromEntries(Object.entries(counts).map(([name, n]) => [name, Array.from({ length: n as number }, () => null)]));
   for (const e of entries) {
     const a = values.slice(e.offset, e.offset + e.length);
     const bad = a.findIndex((v) => !Number.isFinite(v));
@@ -156,14 +174,14 @@ export function decodeTrainingState(bytes: Uint8Array, source = 'training state'
       check(!weights.has(e.name), `weight '${e.name}' twice`);
       weights.set(e.name, a);
     } else {
-      check(momentum[e.index!] === null, `momentum buffer ${e.index} twice`);
-      momentum[e.index!] = a;
+      check(buffers[e.buffer!][e.index!] === null, `optimizer buffer ${e.buffer} ${e.index} twice`);
+      buffers[e.buffer!][e.index!] = a;
     }
   }
   return {
     epoch, stepInEpoch: h.stepInEpoch as number, globalStep: h.globalStep as number, partialLosses: h.partialLosses as number[],
     partialSeconds: h.partialSeconds as number, seed: h.seed as number, rngState: h.rngState as number, bestAccuracy: h.bestAccuracy as number,
-    history: h.history as EpochRecord[], config, weights, momentum,
+    history: h.history as EpochRecord[], config, weights, optimizer: { buffers, steps: steps as number[] },
   };
 }
 
@@ -183,6 +201,6 @@ export async function readWeights(model: Module): Promise<Map<string, Float32Arr
 }
 
 /** The full state to save, from the live model and optimizer. */
-export async function captureState(model: Module, opt: SGD, rest: Omit<TrainingState, 'weights' | 'momentum'>): Promise<TrainingState> {
-  return { ...rest, weights: await readWeights(model), momentum: (await opt.state()).buffers.momentum };
+export async function captureState(model: Module, opt: Optimizer, rest: Omit<TrainingState, 'weights' | 'optimizer'>): Promise<TrainingState> {
+  return { ...rest, weights: await readWeights(model), optimizer: await opt.state() };
 }

@@ -1,12 +1,12 @@
 // The core of classifier training, shared by the trainer, the demo and the tests: one pass over
-// batches with SGD, and evaluation. Per-step losses stay on the GPU (copied into a small log
+// batches with an optimizer, and evaluation. Per-step losses stay on the GPU (copied into a small log
 // buffer) and are read back once per epoch, so a step never waits for the GPU; the CPU waits for
 // the GPU every few steps only, and those waits read the latest loss (progress, NaN stop) for free.
 import type { Batch } from '../data/dataset.ts';
 import { getGpu } from '../gpu/index.ts';
 import { softmaxCrossEntropy } from '../ops/softmax.ts';
 import type { Module } from '../nn/module.ts';
-import type { SGD } from '../optim/sgd.ts';
+import type { Optimizer } from '../optim/index.ts';
 import { keep, noGrad, type Rng, Tensor, tidy } from '../tensor/index.ts';
 import { argmaxRows } from './metrics.ts';
 
@@ -60,10 +60,10 @@ export interface EpochResult {
   stopped: boolean;
 }
 
-/** One epoch (or what remains of one) of SGD on cross-entropy. `imageShape` is [C, H, W] (or [F]). */
+/** One epoch (or what remains of one) of an optimizer on cross-entropy. `imageShape` is [C, H, W] (or [F]). */
 export async function trainEpoch(
   model: Module,
-  opt: SGD,
+  opt: Optimizer,
   data: Batch[] | AsyncIterable<Batch>,
   imageShape: readonly number[],
   options: TrainEpochOptions | ((step: number) => void) = {},

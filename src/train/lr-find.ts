@@ -5,12 +5,11 @@
 //   valley  the longest stretch of decreasing loss, 1/2 of the way along it (fastai's default)
 //   steep   where the loss falls fastest per unit of log rate
 import type { Batch } from '../data/dataset.ts';
-import { SGD } from '../optim/sgd.ts';
 import { Rng } from '../tensor/index.ts';
 import { RunError } from './checkpoint.ts';
 import { trainEpoch } from './classifier.ts';
 import { computeFeatures, featureBatches } from './features.ts';
-import { epochSeed, paramGroups, setTrainable, type TrainData } from './trainer.ts';
+import { epochSeed, makeOptimizer, type OptimizerName, paramGroups, setTrainable, type TrainData } from './trainer.ts';
 import type { ModelSplit } from './transfer.ts';
 
 export interface LrFindOptions {
@@ -20,7 +19,10 @@ export interface LrFindOptions {
   /** 'frozen': head and batchnorm train (a fine-tune's first phase); 'unfrozen': all;
    *  'head': cached features of a fixed backbone, only the head */
   phase: 'frozen' | 'unfrozen' | 'head';
+  /** SGD's momentum or Adam's beta1 */
   momentum: number;
+  /** default sgd */
+  optimizer?: OptimizerName;
   weightDecay: number;
   labelSmoothing?: number;
   seed: number;
@@ -93,7 +95,7 @@ export async function lrFind(split: ModelSplit, data: TrainData, o: LrFindOption
   const steps = o.steps ?? 100;
   const [start, end] = [o.startLr ?? 1e-7, o.endLr ?? 10];
   const { groups } = paramGroups(split, start, 1, o.weightDecay);
-  const opt = new SGD(groups, { lr: start, momentum: o.momentum });
+  const opt = makeOptimizer(o.optimizer ?? 'sgd', groups, start, o.momentum);
   setTrainable(split, o.phase);
   let model = split.model;
   let shape = data.imageShape;

@@ -8,7 +8,7 @@
 //   cosine    CosineAnnealingLR(T_max = steps, eta_min = 0)
 //   step      MultiStepLR(milestones = [50%, 75%] of the steps, gamma = 0.1)
 //   constant  the base rate throughout
-import type { SGD } from '../optim/sgd.ts';
+import type { Optimizer } from '../optim/index.ts';
 
 export const SCHEDULES = ['onecycle', 'cosine', 'step', 'constant'] as const;
 export type ScheduleName = (typeof SCHEDULES)[number];
@@ -96,13 +96,16 @@ export function discriminativeLrs(lr: number, mult: number, groups: number): num
   return Array.from({ length: groups }, (_, i) => (i === groups - 1 ? lr : lo * ratio ** i));
 }
 
-/** Sets every SGD group's rate (its base times the schedule's factor) and momentum for `step`. */
-export function applySchedule(opt: SGD, schedule: Schedule, baseLrs: readonly number[], baseMomentum: number, step: number): void {
+/** Sets every group's rate (its base times the schedule's factor) and momentum (SGD's momentum,
+ *  Adam's beta1, as fastai cycles it) for `step`. */
+export function applySchedule(opt: Optimizer, schedule: Schedule, baseLrs: readonly number[], baseMomentum: number, step: number): void {
   if (baseLrs.length !== opt.groups.length) throw new Error(`${baseLrs.length} base rates for ${opt.groups.length} parameter groups`);
   const f = schedule.lrFactor(step);
   const m = schedule.momentum(step, baseMomentum);
-  opt.groups.forEach((g, i) => {
+  opt.groups.forEach((group, i) => {
+    const g = group as typeof group & { momentum?: number; betas?: [number, number] };
     g.lr = baseLrs[i] * f;
-    g.momentum = m;
+    if (g.betas) g.betas = [m, g.betas[1]];
+    else g.momentum = m;
   });
 }

@@ -7,7 +7,7 @@
 //                     trainable=False, batchnorm in eval mode): its features are computed once,
 //                     without augmentation, and each epoch trains only the head on them
 // Each phase runs its own schedule cycle over its steps (fastai fits each phase with its own
-// one-cycle). A finished run given more epochs continues with a new cycle over the added epochs
+// one-cycle), with SGD, Adam or AdamW. A finished run given more epochs continues with a new cycle over the added epochs
 // alone, in the phase it ended in (fastai's second fit_one_cycle). Weight decay skips batchnorm
 // parameters and biases (their own parameter groups); class weights scale each sample's loss
 // (torch's weight=; the validation loss stays unweighted).
@@ -26,7 +26,7 @@ import type { ImageSet } from '../data/synthetic.ts';
 import { ensureDir, sweepStaleTemps, type WriteChunk } from '../io/files.ts';
 import { ProgressBar } from '../report/progress.ts';
 import type { Module } from '../nn/module.ts';
-import { type ParamGroup, SGD } from '../optim/sgd.ts';
+import { Adam, AdamW, type Optimizer, type ParamGroup, SGD } from '../optim/index.ts';
 import { Rng, type Tensor } from '../tensor/index.ts';
 import { classificationMetrics } from './metrics.ts';
 import { captureState, loadTrainingState, RunError, saveTrainingState } from './checkpoint.ts';
@@ -91,8 +91,10 @@ export interface FitOptions {
   /** the stem's rate is lr * lrMult, groups between geometric (1: one rate for all) */
   lrMult: number;
   schedule: ScheduleName;
-  /** SGD momentum (one-cycle cycles it 0.95 -> 0.85 -> 0.95 instead) */
+  /** SGD's momentum, Adam's beta1 (one-cycle cycles it 0.95 -> 0.85 -> 0.95 instead) */
   momentum: number;
+  /** default sgd */
+  optimizer?: OptimizerName;
   weightDecay: number;
   labelSmoothing: number;
   /** a loss weight per class (torch's weight=); none: all 1 */
@@ -253,8 +255,19 @@ export function isNoDecay(name: string, t: Tensor, split: ModelSplit): boolean {
   return split.batchNormParams.has(name) || t.ndim <= 1;
 }
 
+export const OPTIMIZERS = ['sgd', 'adam', 'adamw'] as const;
+export type OptimizerName = (typeof OPTIMIZERS)[number];
+
+/** torch.optim.SGD, Adam (L2 decay) or AdamW (decoupled decay) over the groups; `momentum` is SGD's
+ *  momentum or Adam's beta1 (beta2 0.999, eps 1e-8, as torch). */
+export function makeOptimizer(name: OptimizerName, groups: ParamGroup[], lr: number, momentum: number): Optimizer {
+  if (name === 'sgd') return new SGD(groups, { lr, momentum });
+  const adam = { lr, betas: [momentum, 0.999] as [number, number] };
+  return name === 'adam' ? new Adam(groups, adam) : new AdamW(groups, adam);
+}
+
 /**
- * SGD parameter groups: per layer group (stem first, head last), one with weight decay and one
+ * Optimizer parameter groups: per layer group (stem first, head last), one with weight decay and one
  * without (batchnorm, biases), each at the layer group's base rate. Returns the groups and each
  * one's base rate.
  */
@@ -324,12 +337,13 @@ export async function fit(split: ModelSplit, data: TrainData, o: FitOptions): Pr
   const monitor = o.monitor ?? 'accuracy';
   const stepsPerEpoch = Math.ceil(data.trainSize / data.batchSize);
   const { groups, baseLrs } = paramGroups(split, o.lr, o.lrMult, o.weightDecay);
-  const opt = new SGD(groups, { lr: o.lr, momentum: o.momentum });
+  const optimizer = o.optimizer ?? 'sgd';
+  const opt = makeOptimizer(optimizer, groups, o.lr, o.momentum);
   const headGroup = groups.length - 2; // the head's decayed group: its rate is the one reported
   const config: Record<string, unknown> = {
     epochs: o.epochs, freezeEpochs: o.freezeEpochs, lr: o.lr, lrMult: o.lrMult, schedule: o.schedule, momentum: o.momentum,
     weightDecay: o.weightDecay, labelSmoothing: o.labelSmoothing, seed: o.seed, batchSize: data.batchSize, trainSize: data.trainSize,
-    classes: data.classes, monitor, classWeights: o.classWeights ?? null, ...o.config,
+    classes: data.classes, monitor, classWeights: o.classWeights ?? null, optimizer, ...o.config,
   };
   let cycles: Cycle[] = [{ from: 0, to: o.epochs }];
   const statePath = o.out ? join(o.out, STATE_FILE) : null;
@@ -353,7 +367,8 @@ export async function fit(split: ModelSplit, data: TrainData, o: FitOptions): Pr
     for (const [key, now] of Object.entries(config)) {
       if (key === 'epochs' || JSON.stringify(s.config[key]) === JSON.stringify(now)) continue;
       // (states before data fingerprints, class weights and monitors: their defaults)
-      if (s.config[key] === undefined && ((key === 'data') || (key === 'classWeights' && now === null) || (key === 'monitor' && now === 'accuracy'))) continue;
+      const defaults: Record<string, unknown> = { classWeights: null, monitor: 'accuracy', optimizer: 'sgd' };
+      if (s.config[key] === undefined && (key === 'data' || (key in defaults && defaults[key] === now))) continue;
       throw new RunFolderError('mismatch', o.out!, { key, saved: s.config[key], now });
     }
     const last = cycles[cycles.length - 1];
@@ -367,7 +382,11 @@ export async function fit(split: ModelSplit, data: TrainData, o: FitOptions): Pr
       return { history: s.history, bestAccuracy: s.bestAccuracy, best: bestEpoch(s.history, monitor), status: 'finished', stoppedEarly: early, cycles };
     }
     split.model.loadStateDict(s.weights, { source: statePath });
-    opt.loadState({ buffers: { momentum: s.momentum }, steps: s.momentum.map(() => 0) }); // SGD's steps count nothing
+    try {
+      opt.loadState(s.optimizer);
+    } catch (e) {
+      throw new RunError(`${statePath}: its ${optimizer} state does not fit the model (${(e as Error).message}); delete it or choose another run folder`);
+    }
     ({ epoch, stepInEpoch, partialLosses, partialSeconds, bestAccuracy, history } = s);
     const cycle = cycles[cycles.length - 1];
     log(
