@@ -14,7 +14,7 @@ import Benchmark from 'benchmark';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { getGpu, initGpu, type Gpu } from '../src/gpu/index.ts';
-import { relError, Rng, Tensor, tidy } from '../src/tensor/index.ts';
+import { relError, Rng, Tensor, tidy, type Shape } from '../src/tensor/index.ts';
 
 export interface BenchCase {
   name: string;
@@ -175,6 +175,23 @@ export function backwardOnly(y: Tensor, rng: Rng): { run: () => void; dispose: (
     dispose: () => {
       y.release();
       dy.release();
+    },
+  };
+}
+
+/** A case running `f` on inputs of `shapes` (random), forward only or with the backward too. */
+export function opCase(name: string, shapes: Shape[], f: (ts: Tensor[]) => Tensor, bytes: number, opts: { backward?: boolean; quick?: boolean } = {}): BenchCase {
+  return {
+    name: `${name}${opts.backward ? ' bwd' : ''}`,
+    bytes,
+    quick: opts.quick,
+    setup() {
+      const rng = new Rng(1);
+      const ts = shapes.map((s) => Tensor.randn(s, rng));
+      if (!opts.backward) return { run: () => void f(ts), dispose: () => ts.forEach((t) => t.release()) };
+      for (const t of ts) t.requiresGrad = true;
+      const { run, dispose } = backwardOnly(f(ts), rng);
+      return { run, dispose: () => (dispose(), ts.forEach((t) => t.release())) };
     },
   };
 }

@@ -9,6 +9,7 @@
 import * as batchnorm from './batchnorm.ts';
 import * as conv2d from './conv2d.ts';
 import { parseCli, runFamilies, type BenchFamily } from './harness.ts';
+import * as layout from './layout.ts';
 import * as matmul from './matmul.ts';
 import * as pool from './pool.ts';
 import * as reduce from './reduce.ts';
@@ -17,7 +18,7 @@ import * as sgd from './sgd.ts';
 import * as softmax from './softmax.ts';
 
 const cli = parseCli();
-const families: BenchFamily[] = [conv2d, batchnorm, pool, matmul, softmax, reduce, sgd, ...(cli.model ? [resnet18] : [])];
+const families: BenchFamily[] = [conv2d, batchnorm, pool, matmul, softmax, reduce, layout, sgd, ...(cli.model ? [resnet18] : [])];
 const t0 = performance.now();
 const ok = await runFamilies(families, cli);
 console.log(`\n${ok ? 'done, no floor failed' : 'a floor FAILED'} (${((performance.now() - t0) / 1e3).toFixed(0)} s)`);

@@ -1,12 +1,13 @@
-// GEMM throughput: the 1024^3 matmul in its four transpose layouts, and the GEMMs of ResNet18's fc
-// layer (batch 16, 512 -> 1000) forward and backward. validate() checks every layout against the
-// float64 reference (the 1024^3 ones at 256^3: the same kernel variants). The floor this project
+// GEMM throughput: the 1024^3 matmul in its four transpose layouts, the GEMMs of ResNet18's fc
+// layer (batch 16, 512 -> 1000) forward and backward, and ViT-B/16's batched attention products
+// (batch 16, 12 heads, 197 tokens of 64). validate() checks every layout against the float64
+// reference (the 1024^3 ones at 256^3, the attention ones at 2 x 3 heads: the same kernel variants). The floor this project
 // holds the kernel to: the plain 1024^3 matmul at >= 6 GFLOP/s on lavapipe.
 //   npx tsx bench/matmul.ts [filter] [--quick]
 //   GPUNET_GEMM_TILING='{"wgN":8,"wgM":8,"blocksM":2,"blocksN":1}' npx tsx bench/matmul.ts   (another tiling)
-import { gemm, gemmTiling, type GemmTiling } from '../src/ops/matmul.ts';
-import { Rng } from '../src/tensor/index.ts';
-import { matmulRef } from '../src/reference/matmul.ts';
+import { gemm, gemmTiling, matmul, type GemmTiling } from '../src/ops/matmul.ts';
+import { Rng, Tensor } from '../src/tensor/index.ts';
+import { matmulNdRef, matmulRef } from '../src/reference/matmul.ts';
 import { expectClose, isMain, randomValues, readBack, runFamilies, toTensor, type BenchCase, type Floor } from './harness.ts';
 
 const TILING_ENV = process.env.GPUNET_GEMM_TILING;
@@ -42,6 +43,28 @@ const SHAPES: GemmShape[] = [
   { name: 'fc backward dw = dy^T x', M: 1000, N: 512, K: 16, transA: true, quick: true },
 ];
 
+/** Batched products: stacks a x b (transB: b's last two dims transposed). */
+interface BatchedShape {
+  name: string;
+  a: number[];
+  b: number[];
+  transB?: boolean;
+  quick?: boolean;
+}
+
+const ATTENTION: BatchedShape[] = [
+  // scores = q k^T: q, k [16,12,197,64]
+  { name: 'attention scores q k^T [16,12,197,64]', a: [16, 12, 197, 64], b: [16, 12, 197, 64], transB: true, quick: true },
+  // out = softmax(scores) v: [16,12,197,197] x [16,12,197,64]
+  { name: 'attention output p v [16,12,197,197] x [16,12,197,64]', a: [16, 12, 197, 197], b: [16, 12, 197, 64] },
+];
+
+const batchedFlops = (s: BatchedShape) => {
+  const [M, K] = s.a.slice(-2);
+  const N = s.transB ? s.b[s.b.length - 2] : s.b[s.b.length - 1];
+  return 2 * (s.a.slice(0, -2).reduce((p, d) => p * d, 1)) * M * N * K;
+};
+
 /** Random operands of shape s as float64 (what the reference reads) and their GPU tensors. */
 function operands(s: GemmShape, rng: Rng) {
   const { M, N, K, transA = false, transB = false } = s;
@@ -66,9 +89,17 @@ export async function validate(): Promise<void> {
     });
     expectClose(`${full.name} at [${s.M},${s.N},${s.K}]`, got, matmulRef(a, b, s.M, s.N, s.K, { transA: s.transA, transB: s.transB, bias }));
   }
+  for (const full of ATTENTION) {
+    const small = (shape: number[]) => [2, 3, ...shape.slice(2)];
+    const [aShape, bShape] = [small(full.a), small(full.b)];
+    const rng = new Rng(aShape[2]);
+    const [a, b] = [aShape, bShape].map((s) => randomValues(s.reduce((p, d) => p * d, 1), rng));
+    const [got] = await readBack(() => [matmul(toTensor(a, aShape), toTensor(b, bShape), { transB: full.transB })]);
+    expectClose(`${full.name} at [${aShape}]`, got, matmulNdRef(a, aShape, b, bShape, { transB: full.transB }).y);
+  }
 }
 
-export const cases: BenchCase[] = SHAPES.map((s) => ({
+const gemmCases: BenchCase[] = SHAPES.map((s) => ({
   name: s.name,
   flops: 2 * s.M * s.N * s.K,
   bytes: 4 * (s.M * s.K + s.K * s.N + s.M * s.N),
@@ -82,6 +113,20 @@ export const cases: BenchCase[] = SHAPES.map((s) => ({
     };
   },
 }));
+
+const attentionCases: BenchCase[] = ATTENTION.map((s) => ({
+  name: s.name,
+  flops: batchedFlops(s),
+  bytes: 4 * (s.a.reduce((p, d) => p * d, 1) + s.b.reduce((p, d) => p * d, 1) + batchedFlops(s) / (2 * s.a[s.a.length - 1])),
+  quick: s.quick,
+  setup() {
+    const rng = new Rng(1);
+    const [a, b] = [Tensor.randn(s.a, rng), Tensor.randn(s.b, rng)];
+    return { run: () => void matmul(a, b, { transB: s.transB }), dispose: () => [a, b].forEach((x) => x.release()) };
+  },
+}));
+
+export const cases: BenchCase[] = [...gemmCases, ...attentionCases];
 
 export const floors: Floor[] = [{ what: 'matmul 1024^3', cases: cases.slice(0, 1), gflops: 6 }];
 

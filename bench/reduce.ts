@@ -11,7 +11,7 @@ import { ELEMENTWISE_REF, elementwiseRef } from '../src/reference/elementwise.ts
 import { layerNormRef } from '../src/reference/layernorm.ts';
 import { maxRef, meanRef, sumRef } from '../src/reference/reduce.ts';
 import { Rng, Tensor, type Shape } from '../src/tensor/index.ts';
-import { backwardOnly, expectClose, isMain, randomValues, readBack, runFamilies, toTensor, type BenchCase } from './harness.ts';
+import { expectClose, isMain, opCase, randomValues, readBack, runFamilies, toTensor, type BenchCase } from './harness.ts';
 
 export const title = 'reductions, broadcasting, layerNorm';
 
@@ -33,23 +33,6 @@ export async function validate(): Promise<void> {
   const [w, bias] = [randomValues(8, rng), randomValues(8, rng)];
   const [ln] = await readBack(() => [layerNorm(toTensor(x, shape), [8], toTensor(w, [8]), toTensor(bias, [8]))]);
   expectClose('layerNorm [3,6,20,8] over [8]', ln, layerNormRef(x, 8, w, bias, 1e-5));
-}
-
-/** A case running `f` on inputs of `shapes` (random), forward only or with the backward too. */
-function opCase(name: string, shapes: Shape[], f: (ts: Tensor[]) => Tensor, bytes: number, opts: { backward?: boolean; quick?: boolean } = {}): BenchCase {
-  return {
-    name: `${name}${opts.backward ? ' bwd' : ''}`,
-    bytes,
-    quick: opts.quick,
-    setup() {
-      const rng = new Rng(1);
-      const ts = shapes.map((s) => Tensor.randn(s, rng));
-      if (!opts.backward) return { run: () => void f(ts), dispose: () => ts.forEach((t) => t.release()) };
-      for (const t of ts) t.requiresGrad = true;
-      const { run, dispose } = backwardOnly(f(ts), rng);
-      return { run, dispose: () => (dispose(), ts.forEach((t) => t.release())) };
-    },
-  };
 }
 
 const reduceCase = (name: string, op: (x: Tensor, o: ReduceOptions) => Tensor, shape: Shape, axes: number[], quick = false, backward = false): BenchCase =>
