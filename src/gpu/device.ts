@@ -39,6 +39,12 @@ export class AdapterSelectError extends Error {
 
 let gpuRoot: GPU | null = null; // keeps Dawn's instance alive for the life of the process
 
+/** The Dawn GPU object (navigator.gpu's equivalent) gpunet's device comes from: benchmarks hand it
+ *  to peers (TF.js, ONNX Runtime Web) as navigator.gpu so that they run on the same adapter. */
+export function webgpuInstance(): GPU {
+  return instance();
+}
+
 function instance(backend?: string): GPU {
   if (gpuRoot) return gpuRoot;
   if (!process.env.XDG_RUNTIME_DIR) process.env.XDG_RUNTIME_DIR = '/tmp'; // silences Dawn's warning

@@ -23,17 +23,14 @@ export interface ModelBenchOptions {
   steps?: number;
   /** profile the timed steps (timestamp queries) and return the profile */
   profile?: boolean;
+  /** stop timing once this much time is spent (at least one timed step) */
+  budgetMs?: number;
   seed?: number;
 }
 
-export interface ModelBenchResult {
+export interface ModelBenchResult extends StepTimes {
   /** images per second of the median step */
   imagesPerSec: number;
-  medianMs: number;
-  minMs: number;
-  maxMs: number;
-  /** every timed step, ms */
-  stepsMs: number[];
   profile?: Profile;
 }
 
@@ -41,6 +38,30 @@ export function median(xs: readonly number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+export interface StepTimes {
+  medianMs: number;
+  minMs: number;
+  maxMs: number;
+  /** every timed step, ms */
+  stepsMs: number[];
+}
+
+/** Runs `step` `warmup` times untimed, then `steps` times timed (fewer once `budgetMs` is spent,
+ *  but at least one): the timing loop of every model benchmark, gpunet's and its peers'. */
+export async function timeSteps(step: () => Promise<void>, warmup: number, steps: number, o: { budgetMs?: number; beforeTimed?: () => void } = {}): Promise<StepTimes> {
+  const budgetMs = o.budgetMs ?? Infinity;
+  for (let i = 0; i < warmup; i++) await step();
+  o.beforeTimed?.();
+  const stepsMs: number[] = [];
+  const start = performance.now();
+  while (stepsMs.length < steps && (stepsMs.length === 0 || performance.now() - start < budgetMs)) {
+    const t0 = performance.now();
+    await step();
+    stepsMs.push(performance.now() - t0);
+  }
+  return { medianMs: median(stepsMs), minMs: Math.min(...stepsMs), maxMs: Math.max(...stepsMs), stepsMs };
 }
 
 /** Times `model` on random inputs of the given shape. The model's mode is restored afterwards. */
@@ -69,17 +90,10 @@ export async function benchmarkModel(model: Module, o: ModelBenchOptions): Promi
     });
   };
   try {
-    for (let i = 0; i < warmup; i++) await step();
-    if (o.profile) gpu.startProfiling();
-    const stepsMs: number[] = [];
-    for (let i = 0; i < steps; i++) {
-      const t0 = performance.now();
-      await step();
-      stepsMs.push(performance.now() - t0);
-    }
+    const beforeTimed = o.profile ? () => gpu.startProfiling() : undefined;
+    const times = await timeSteps(step, warmup, steps, { budgetMs: o.budgetMs, beforeTimed });
     const profile = o.profile ? await gpu.stopProfiling() : undefined;
-    const medianMs = median(stepsMs);
-    return { imagesPerSec: (1000 * batch) / medianMs, medianMs, minMs: Math.min(...stepsMs), maxMs: Math.max(...stepsMs), stepsMs, profile };
+    return { imagesPerSec: (1000 * batch) / times.medianMs, ...times, profile };
   } finally {
     opt?.release();
     x.release();
