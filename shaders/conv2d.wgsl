@@ -30,6 +30,10 @@ struct Params {
   PH: u32, PW: u32,                    // zero padding
   DH: u32, DW: u32,                    // dilation
   hasBias: u32,
+  // forward's inference epilogue (conv2dFused): y = relu(a*(acc + bias - m) + c + residual)
+  hasAffine: u32,                      // per output channel (_, a, c, m) coefficients (eval batchnorm)
+  hasResidual: u32,                    // add residual: [N,OC,OH,OW]
+  relu: u32,
   // backwardInput and transposeWeight work on one phase at a time (see backwardInput):
   ihs: u32, iws: u32,                  // first input row, column of the phase
   Hr: u32, Wr: u32,                    // its rows, columns (every SH-th, SW-th)
@@ -47,6 +51,8 @@ struct Params {
 @group(0) @binding(2) var<storage, read> b: array<f32>;           // operand B source (x or dy)
 @group(0) @binding(3) var<storage, read> a: array<{{A_ELEM}}>;   // operand A (rows private to lanes)
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
+@group(0) @binding(5) var<storage, read> affine: array<vec4f>;   // forward epilogue only
+@group(0) @binding(6) var<storage, read> residual: array<f32>;
 
 override SG: u32 = 8u;   // lanes per workgroup = subgroup size = k per shared chunk
 override TM: u32 = 2u;   // rows per lane
@@ -110,7 +116,9 @@ fn tapOf(k: u32, taps: u32, cols: u32, invTaps: f32, invCols: f32) -> Tap {
   return Tap(ch, th, t - th * cols);
 }
 
-// y: [N,OC,OH,OW] = conv(x: [N,C,H,W], w: [OC,Cg,KH,KW]) + bias: [OC]; A = w, B = x
+// y: [N,OC,OH,OW] = conv(x: [N,C,H,W], w: [OC,Cg,KH,KW]) + bias: [OC]; A = w, B = x. For inference
+// the epilogue may go on (conv2dFused): an eval batchnorm's affine map affine: [OC] (one pass over y
+// saved, and its dispatch), a residual: [N,OC,OH,OW] added, a ReLU.
 @compute @workgroup_size(SG)
 fn forward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lane: u32) {
   let rowTiles = (p.OCg + SG * TM - 1u) / (SG * TM);
@@ -157,11 +165,17 @@ fn forward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3
     if (row0 + i >= p.OCg) { break; }
     let oc = g * p.OCg + row0 + i;
     let bv = select(0.0, bias[oc], p.hasBias != 0u);
+    var coef = vec4f(0.0, 1.0, 0.0, 0.0);  // identity: 1 * (v - 0) + 0
+    if (p.hasAffine != 0u) { coef = affine[oc]; }
     for (var j = 0u; j < TN; j++) {
       let pix = pix0 + j;
       if (pix < P) {
         let n = pix / OHW;
-        out[(n * p.OC + oc) * OHW + pix - n * OHW] = acc[i][j] + bv;
+        let at = (n * p.OC + oc) * OHW + pix - n * OHW;
+        var v = coef.y * (acc[i][j] + bv - coef.w) + coef.z;
+        if (p.hasResidual != 0u) { v += residual[at]; }
+        if (p.relu != 0u) { v = max(v, 0.0); }
+        out[at] = v;
       }
     }
   }

@@ -1,7 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { getGpu } from '../src/gpu/index.ts';
-import { conv2d, conv2dGeometry, setConv2dTiling, type Conv2dOptions } from '../src/ops/conv2d.ts';
-import { OpError, Rng, tidy } from '../src/tensor/index.ts';
+import { batchNormEvalCoefficients } from '../src/ops/batchnorm.ts';
+import { conv2d, conv2dFused, conv2dGeometry, setConv2dTiling, type Conv2dOptions } from '../src/ops/conv2d.ts';
+import { noGrad, OpError, Rng, Tensor, tidy } from '../src/tensor/index.ts';
+import { batchNorm2dRef } from '../src/reference/batchnorm.ts';
 import { numericGrads, randomArray, relError, runWithGrads, shapeSize, toGpu, useGpu } from './helpers.ts';
 import { conv2dRef, type ConvGeometry } from '../src/reference/conv2d.ts';
 import { torchRun, type TorchInput } from './torch.ts';
@@ -122,6 +124,49 @@ describe('conv2d without subgroups (workgroup-memory sharing)', () => {
       }
     });
   }
+});
+
+describe('conv2dFused (inference epilogue: eval batchnorm, residual, ReLU) vs the float64 reference', () => {
+  for (const c of [cases[0], cases[4], cases[5], cases[11], largeCases[1]]) {
+    for (const residual of [false, true]) {
+      it(`${c.name}${residual ? ' + residual' : ''}, relu`, async () => {
+        const rng = new Rng(shapeSize(c.w) + 3);
+        const inp = inputsOf(c, shapeSize(c.x) + 1);
+        const OC = c.w[0];
+        const gamma = randomArray([OC], rng);
+        const beta = randomArray([OC], rng);
+        const mean = randomArray([OC], rng);
+        const variance = randomArray([OC], rng, 0.2, 2);
+        const res = residual ? randomArray(outShape(c), rng) : null;
+        const conv = conv2dRef(inp.x, c.x, inp.w, c.w, inp.b, refGeometry(c.opts)).y;
+        const bn = batchNorm2dRef(conv, outShape(c), gamma, beta, Float64Array.from(mean), Float64Array.from(variance), { training: false, momentum: 0.1, eps: 1e-5 });
+        const ref = bn.map((v, i) => Math.max(0, v + (res ? res[i] : 0)));
+        const got = await tidy(() =>
+          noGrad(() => {
+            const affine = batchNormEvalCoefficients(toGpu(gamma, [OC]), toGpu(beta, [OC]), toGpu(mean, [OC]), toGpu(variance, [OC]), 1e-5);
+            const y = conv2dFused(toGpu(inp.x, c.x), toGpu(inp.w, c.w), inp.b ? toGpu(inp.b, [OC]) : null, c.opts, {
+              affine, residual: res ? toGpu(res, outShape(c)) : null, relu: true,
+            });
+            return y.toArray();
+          }),
+        );
+        expect(ref.some((v) => v === 0) && ref.some((v) => v > 0)).toBe(true); // the ReLU bites
+        expect(relError(got, ref)).toBeLessThan(1e-4);
+      });
+    }
+  }
+
+  it('refuses inputs that want a gradient, and a wrong affine or residual shape', () => {
+    tidy(() => {
+      const x = Tensor.ones([1, 2, 4, 4]);
+      const w = Tensor.ones([3, 2, 3, 3]);
+      w.requiresGrad = true;
+      expect(() => conv2dFused(x, w, null, {}, { relu: true })).toThrow(/inference only/);
+      w.requiresGrad = false;
+      expect(() => conv2dFused(x, w, null, {}, { affine: Tensor.ones([2, 4]) })).toThrow(/affine must be \[3,4\]/);
+      expect(() => conv2dFused(x, w, null, {}, { residual: Tensor.ones([1, 3, 4, 4]) })).toThrow(/residual must be \[1,3,2,2\]/);
+    });
+  });
 });
 
 describe('conv2d matches PyTorch', () => {

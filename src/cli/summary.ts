@@ -4,7 +4,7 @@
 // graph lists the nodes that run, with the shapes its plan knows before anything runs).
 import { initGpu } from '../gpu/index.ts';
 import type { Module } from '../nn/module.ts';
-import { RESNET_BLOCKS, ResNet, type ResNetArch } from '../nn/resnet.ts';
+import { BasicBlock, RESNET_BLOCKS, ResNet, type ResNetArch } from '../nn/resnet.ts';
 import { GraphModule } from '../onnx/graph.ts';
 import { loadClassifier } from '../onnx/load.ts';
 import { noGrad, Tensor, tidy } from '../tensor/index.ts';
@@ -41,12 +41,16 @@ export async function moduleLayers(model: Module, inputSize: number): Promise<La
     };
     wrapped.push(m);
   }
+  // fused inference kernels would skip the layers' own forwards
+  const fused = model.namedModules().map(([, m]) => m).filter((m): m is ResNet | BasicBlock => (m instanceof ResNet || m instanceof BasicBlock) && m.fuse);
   try {
     model.eval();
+    for (const m of fused) m.fuse = false;
     await noGrad(() => tidy(() => model.forward(Tensor.zeros([1, 3, inputSize, inputSize])).toArray()));
   } finally {
     // drop the instance wrappers: the prototype's forward shows through again
     for (const m of wrapped) delete (m as { forward?: unknown }).forward;
+    for (const m of fused) m.fuse = true;
   }
   return rows;
 }

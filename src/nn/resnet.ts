@@ -3,8 +3,13 @@
 //   conv1 7x7/2 - bn1 - relu - maxpool 3x3/2 - layer1..layer4 (BasicBlocks) - avgpool - fc
 // A BasicBlock is relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x)), the shortcut being a 1x1
 // strided conv + bn ('downsample') where the shape changes.
+// For inference (batchnorm in eval mode, no gradient wanted) each conv-bn(-add)(-relu) runs as one
+// fused kernel (conv2dFused: the batchnorm, the residual add and the ReLU in the conv's epilogue).
+import { getGpu } from '../gpu/index.ts';
+import { batchNormEvalCoefficients } from '../ops/batchnorm.ts';
+import { conv2dFused, type ConvEpilogue } from '../ops/conv2d.ts';
 import { add, relu } from '../ops/elementwise.ts';
-import { defaultRng, type Rng, Tensor } from '../tensor/index.ts';
+import { defaultRng, isGradEnabled, type Rng, Tensor } from '../tensor/index.ts';
 import { BatchNorm2d, Conv2d, Flatten, GlobalAvgPool2d, type InitOptions, Linear, MaxPool2d, ReLU, Sequential } from './layers.ts';
 import { Module, runLayers } from './module.ts';
 
@@ -22,7 +27,26 @@ function kaimingConv(inC: number, outC: number, k: number, stride: number, paddi
 
 const RELU = new ReLU();
 
+/** conv -> bn pairs may run fused: every bn in eval mode, and no tape needed (no gradient wanted,
+ *  or nothing that would take one). */
+function canFuse(x: Tensor, pairs: readonly (readonly [Conv2d, BatchNorm2d])[]): boolean {
+  const needsGrad = isGradEnabled() && (x.requiresGrad || pairs.some(([c, bn]) => [c.weight, c.bias, bn.weight, bn.bias].some((t) => t?.requiresGrad)));
+  return !needsGrad && pairs.every(([, bn]) => !bn.training);
+}
+
+/** relu?(bn(conv(x)) + residual?) in one kernel (its dispatches attributed to the conv's layer). */
+function convBn(conv: Conv2d, bn: BatchNorm2d, x: Tensor, epilogue: Omit<ConvEpilogue, 'affine'>): Tensor {
+  return getGpu().withScope(conv.path, () => {
+    const affine = batchNormEvalCoefficients(bn.weight, bn.bias, bn.runningMean, bn.runningVar, bn.eps);
+    const y = conv2dFused(x, conv.weight, conv.bias, conv.opts, { ...epilogue, affine });
+    affine.release();
+    return y;
+  });
+}
+
 export class BasicBlock extends Module {
+  /** run conv-bn(-add)-relu fused when inference allows it (false: every layer's own forward) */
+  fuse = true;
   readonly conv1: Conv2d;
   readonly bn1: BatchNorm2d;
   readonly conv2: Conv2d;
@@ -40,6 +64,15 @@ export class BasicBlock extends Module {
   }
 
   forward(x: Tensor): Tensor {
+    const down = this.downsample ? ([this.downsample.getChild('0'), this.downsample.getChild('1')] as [Conv2d, BatchNorm2d]) : null;
+    if (this.fuse && canFuse(x, [[this.conv1, this.bn1], [this.conv2, this.bn2], ...(down ? [down] : [])])) {
+      const h = convBn(this.conv1, this.bn1, x, { relu: true });
+      const shortcut = down ? convBn(down[0], down[1], x, {}) : x;
+      const y = convBn(this.conv2, this.bn2, h, { residual: shortcut, relu: true });
+      h.discard();
+      if (shortcut !== x) shortcut.discard();
+      return y;
+    }
     const main = runLayers([this.conv1, this.bn1, RELU, this.conv2, this.bn2], x);
     const shortcut = this.downsample ? this.downsample.forward(x) : x;
     const sum = add(main, shortcut);
@@ -57,6 +90,9 @@ export interface ResNetOptions extends InitOptions {
 }
 
 export class ResNet extends Module {
+  /** run the stem's conv1-bn1-relu fused when inference allows it (the blocks have their own switch) */
+  fuse = true;
+
   constructor(readonly arch: ResNetArch, opts: ResNetOptions = {}) {
     super();
     const rng = opts.rng ?? defaultRng();
@@ -87,7 +123,16 @@ export class ResNet extends Module {
   }
 
   forward(x: Tensor): Tensor {
-    return runLayers(this.children().map(([, m]) => m), x);
+    const layers = this.children().map(([, m]) => m);
+    const [conv1, bn1] = layers as [Conv2d, BatchNorm2d];
+    if (this.fuse && canFuse(x, [[conv1, bn1]])) {
+      // the stem's conv1 - bn1 - relu as one kernel, then maxpool onwards
+      const stem = convBn(conv1, bn1, x, { relu: true });
+      const y = runLayers(layers.slice(3), stem);
+      stem.discard();
+      return y;
+    }
+    return runLayers(layers, x);
   }
 }
 

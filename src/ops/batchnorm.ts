@@ -61,6 +61,37 @@ function layout(shape: readonly number[], eps: number, momentum: number) {
   return { slices, partials: [C, slices, wg, 4], spec, params, channelGroups: grid(C, 1), affineGroups: grid(total, wg * AFFINE_PER) };
 }
 
+/** stats_finalize: saved (mean, invstd) and coef (the channel_affine coefficients of y) from the
+ *  partial moments (training, running stats updated) or the running stats (eval). */
+function finalize(
+  geo: ReturnType<typeof layout>, flags: Partial<BatchNormFlags>, out: [saved: Tensor, coef: Tensor, runningMean: Tensor, runningVar: Tensor],
+  partials: Tensor | null, weight: Tensor | null, bias: Tensor | null, standIn: Tensor, label: string,
+): void {
+  getGpu().dispatch({
+    kernel: geo.spec('stats_finalize', ['write', 'write', 'write', 'write', 'read', 'read', 'read']),
+    buffers: [...out.map((t) => t.buffer), (partials ?? standIn).buffer, (weight ?? standIn).buffer, (bias ?? standIn).buffer],
+    ...geo.params(flags),
+    workgroups: geo.channelGroups,
+    label: `${label}.finalize`,
+  });
+}
+
+/**
+ * An eval-mode batchnorm as per-channel coefficients [C,4] (_, a, c, m), y = a*(x - m) + c with
+ * a = gamma / sqrt(running var + eps), c = beta, m = the running mean: what conv2dFused applies in
+ * the convolution's epilogue instead of a pass of its own (not on the tape).
+ */
+export function batchNormEvalCoefficients(weight: Tensor | null, bias: Tensor | null, runningMean: Tensor, runningVar: Tensor, eps = 1e-5): Tensor {
+  const C = runningMean.shape[0];
+  const saved = Tensor.empty([C, 2], 'batchnorm mean, invstd');
+  const coef = Tensor.empty([C, 4], 'batchnorm coefficients');
+  const unread = Tensor.empty([4], 'batchnorm unused'); // stands in for the partials (a read binding no write binding may share)
+  finalize(layout([1, C, 1, 1], eps, 0), { hasGamma: weight !== null, hasBeta: bias !== null, training: false }, [saved, coef, runningMean, runningVar], null, weight, bias, unread, `batchNorm2d.eval [${C}]`);
+  saved.release();
+  unread.release();
+  return coef;
+}
+
 export function batchNorm2d(
   x: Tensor,
   weight: Tensor | null,
@@ -104,13 +135,7 @@ export function batchNorm2d(
       work: { bytes: 4 * x.size },
     });
   }
-  gpu.dispatch({
-    kernel: geo.spec('stats_finalize', ['write', 'write', 'write', 'write', 'read', 'read', 'read']),
-    buffers: [saved.buffer, coef.buffer, runningMean.buffer, runningVar.buffer, (partials ?? x).buffer, (weight ?? x).buffer, (bias ?? x).buffer],
-    ...geo.params(modeFlags),
-    workgroups: geo.channelGroups,
-    label: `${label}.finalize`,
-  });
+  finalize(geo, modeFlags, [saved, coef, runningMean, runningVar], partials, weight, bias, x, label);
   partials?.release();
   const out = Tensor.empty(x.shape);
   gpu.dispatch({

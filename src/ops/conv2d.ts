@@ -10,7 +10,7 @@
 // Read first: the plain float64 loops in src/reference/conv2d.ts; the kernels are in shaders/conv2d.wgsl.
 import { getGpu, grid, type KernelSpec } from '../gpu/index.ts';
 import { conv1dRef, conv2dRef } from '../reference/conv2d.ts';
-import { OpError, recordOp, type Shape, shapeStr, Tensor } from '../tensor/index.ts';
+import { isGradEnabled, OpError, recordOp, type Shape, shapeStr, Tensor } from '../tensor/index.ts';
 import { registerGradcheck } from './gradcheck.ts';
 
 export interface Conv2dOptions {
@@ -160,13 +160,14 @@ function axisPhases(size: number, k: number, s: number, pad: number, d: number):
 }
 
 const NO_PHASE: AxisPhase = { first: 0, count: 0, q0: 0, k0: 0, kStep: 0, nk: 0, a0: 0, aStep: 0 };
+const NO_EPILOGUE = { hasAffine: false, hasResidual: false, relu: false };
 
 /** The shader's Params; `phase` (rows, columns, wT offset) only for backwardInput and transposeWeight. */
-function params(geo: Conv2dGeometry, hasBias = false, phase?: [AxisPhase, AxisPhase, number]) {
+function params(geo: Conv2dGeometry, hasBias = false, phase?: [AxisPhase, AxisPhase, number], epilogue: { hasAffine: boolean; hasResidual: boolean; relu: boolean } = NO_EPILOGUE) {
   const [h, w, wTOffset] = phase ?? [NO_PHASE, NO_PHASE, 0];
   return {
     N: geo.N, C: geo.C, H: geo.H, W: geo.W, OC: geo.OC, OH: geo.OH, OW: geo.OW, Cg: geo.Cg, OCg: geo.OCg, KH: geo.KH, KW: geo.KW,
-    SH: geo.stride[0], SW: geo.stride[1], PH: geo.padding[0], PW: geo.padding[1], DH: geo.dilation[0], DW: geo.dilation[1], hasBias,
+    SH: geo.stride[0], SW: geo.stride[1], PH: geo.padding[0], PW: geo.padding[1], DH: geo.dilation[0], DW: geo.dilation[1], hasBias, ...epilogue,
     ihs: h.first, iws: w.first, Hr: h.count, Wr: w.count, qh0: h.q0, qw0: w.q0, kh0: h.k0, kw0: w.k0,
     khStep: h.kStep, kwStep: w.kStep, nkh: h.nk, nkw: w.nk, ah0: h.a0, aw0: w.a0, ahStep: h.aStep, awStep: w.aStep, wTOffset,
   };
@@ -192,11 +193,23 @@ function launchGemm(entry: string, out: Tensor, inputs: Tensor[], aVec4: boolean
   });
 }
 
-/** y: [N,OC,OH,OW] = conv(x: [N,C,H,W], w: [OC,C/groups,KH,KW]) + bias: [OC] */
-export function conv2dForward(x: Tensor, w: Tensor, bias: Tensor | null, geo: Conv2dGeometry): Tensor {
+/** What conv2dFused does after the convolution, for inference. */
+export interface ConvEpilogue {
+  /** [OC,4] per-channel (_, a, c, m): y = a*(y - m) + c, an eval batchnorm (batchNormEvalCoefficients) */
+  affine?: Tensor | null;
+  /** [N,OC,OH,OW] added after the affine map (a residual connection) */
+  residual?: Tensor | null;
+  relu?: boolean;
+}
+
+/** y: [N,OC,OH,OW] = conv(x: [N,C,H,W], w: [OC,C/groups,KH,KW]) + bias: [OC], then the epilogue */
+export function conv2dForward(x: Tensor, w: Tensor, bias: Tensor | null, geo: Conv2dGeometry, epilogue: ConvEpilogue = {}): Tensor {
   const y = Tensor.empty([geo.N, geo.OC, geo.OH, geo.OW]);
   const K = geo.Cg * geo.KH * geo.KW;
-  launchGemm('forward', y, bias ? [x, w, bias] : [x, w, w], K % 4 === 0, geo.OCg, geo.N * geo.OH * geo.OW, K, geo, params(geo, bias !== null));
+  const { affine = null, residual = null, relu = false } = epilogue;
+  // bindings the flags leave unread are given w
+  launchGemm('forward', y, [x, w, bias ?? w, affine ?? w, residual ?? w], K % 4 === 0, geo.OCg, geo.N * geo.OH * geo.OW, K, geo,
+    params(geo, bias !== null, undefined, { hasAffine: affine !== null, hasResidual: residual !== null, relu }));
   return y;
 }
 
@@ -253,6 +266,27 @@ export function conv2dBackwardBias(dy: Tensor, geo: Conv2dGeometry): Tensor {
     label: `conv2d.backwardBias ${describe(geo)}`,
   });
   return db;
+}
+
+/**
+ * Inference only (nothing recorded on the tape): relu(affine(conv2d(x, w, bias)) + residual) in
+ * one kernel, the convolution's epilogue doing what would be three more passes over y (an eval
+ * batchnorm, the residual add, the ReLU) and their dispatches.
+ */
+export function conv2dFused(x: Tensor, w: Tensor, bias: Tensor | null, opts: Conv2dOptions, epilogue: ConvEpilogue): Tensor {
+  const geo = conv2dGeometry(x.shape, w.shape, bias ? bias.shape : null, opts);
+  const { affine, residual } = epilogue;
+  if (isGradEnabled() && [x, w, bias, affine, residual].some((t) => t?.requiresGrad)) {
+    throw new OpError('conv2dFused', 'has no gradient (inference only): an input requires one; use conv2d, batchNorm2d and relu, or noGrad');
+  }
+  if (affine && (affine.shape.length !== 2 || affine.shape[0] !== geo.OC || affine.shape[1] !== 4)) {
+    throw new OpError('conv2dFused', `affine must be [${geo.OC},4], got ${shapeStr(affine.shape)}`);
+  }
+  const yShape = [geo.N, geo.OC, geo.OH, geo.OW];
+  if (residual && shapeStr(residual.shape) !== shapeStr(yShape)) {
+    throw new OpError('conv2dFused', `residual must be ${shapeStr(yShape)}, got ${shapeStr(residual.shape)}`);
+  }
+  return conv2dForward(x, w, bias, geo, epilogue);
 }
 
 /** torch.nn.functional.conv2d: x: [N,C,H,W], w: [OC,C/groups,KH,KW], bias: [OC] or null -> [N,OC,OH,OW] */
