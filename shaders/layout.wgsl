@@ -1,5 +1,7 @@
-// Data movement (src/ops/layout.ts): each kernel copies elements to other positions, one
-// invocation per element written, so no two invocations write one element and none needs atomics.
+// Data movement (src/ops/layout.ts): each kernel copies elements to other positions, every element
+// written by one invocation, so none needs atomics. An invocation writes RUN consecutive elements:
+// it finds the first one's position by division and steps to the next ones as an odometer does,
+// as integer division is dear on lavapipe (a loop of scalar divides per lane).
 //   strided:        out[i] = x[offset + sum_d pos_d(i) * stride_d], pos(i) the position of i over
 //                   the output's dims merged where the walk allows (src/tensor/layout.ts, coalesce),
 //                   at most 6, innermost first: transpose (x's strides permuted), slice (offset at the
@@ -44,99 +46,178 @@ struct Params {
 @group(0) @binding(3) var<storage, read> index: array<u32>;   // gather_rows; gather_rows_backward: first
 @group(0) @binding(4) var<storage, read> list: array<u32>;    // gather_rows_backward
 
-fn flat(wid: vec3u, nwg: vec3u, lid: u32) -> u32 {
-  return (wid.x + wid.y * nwg.x) * 256u + lid;
+const RUN = 8u; // elements per invocation
+
+// The first of the invocation's run of elements.
+fn run_start(wid: vec3u, nwg: vec3u, lid: u32) -> u32 {
+  return ((wid.x + wid.y * nwg.x) * 256u + lid) * RUN;
 }
 
-// offset + sum_d pos_d(i) * s_d over the merged dims
-fn strided_index(i: u32) -> u32 {
+// ---- strided ----------------------------------------------------------------------------------
+
+// A position over the merged dims (innermost first) and the element it reads or writes.
+struct Walk {
+  pos: array<u32, 6>,
+  at: i32,
+}
+
+fn walk_at(i: u32) -> Walk {
   let q0 = i / p.d0;
   let q1 = q0 / p.d1;
   let q2 = q1 / p.d2;
   let q3 = q2 / p.d3;
   let q4 = q3 / p.d4;
-  let at = p.offset + i32(i - q0 * p.d0) * p.s0 + i32(q0 - q1 * p.d1) * p.s1 + i32(q1 - q2 * p.d2) * p.s2
-    + i32(q2 - q3 * p.d3) * p.s3 + i32(q3 - q4 * p.d4) * p.s4 + i32(q4) * p.s5;
-  return u32(at);
+  let pos = array<u32, 6>(i - q0 * p.d0, q0 - q1 * p.d1, q1 - q2 * p.d2, q2 - q3 * p.d3, q3 - q4 * p.d4, q4);
+  let at = p.offset + i32(pos[0]) * p.s0 + i32(pos[1]) * p.s1 + i32(pos[2]) * p.s2 + i32(pos[3]) * p.s3 + i32(pos[4]) * p.s4 + i32(pos[5]) * p.s5;
+  return Walk(pos, at);
+}
+
+// The next position: dim 0 advances, and carries into the dims above it when it wraps.
+fn walk_next(w: ptr<function, Walk>) {
+  (*w).pos[0] += 1u;
+  (*w).at += p.s0;
+  if ((*w).pos[0] < p.d0) { return; }
+  (*w).pos[0] = 0u;
+  (*w).pos[1] += 1u;
+  (*w).at += p.s1 - i32(p.d0) * p.s0;
+  if ((*w).pos[1] < p.d1) { return; }
+  (*w).pos[1] = 0u;
+  (*w).pos[2] += 1u;
+  (*w).at += p.s2 - i32(p.d1) * p.s1;
+  if ((*w).pos[2] < p.d2) { return; }
+  (*w).pos[2] = 0u;
+  (*w).pos[3] += 1u;
+  (*w).at += p.s3 - i32(p.d2) * p.s2;
+  if ((*w).pos[3] < p.d3) { return; }
+  (*w).pos[3] = 0u;
+  (*w).pos[4] += 1u;
+  (*w).at += p.s4 - i32(p.d3) * p.s3;
+  if ((*w).pos[4] < p.d4) { return; }
+  (*w).pos[4] = 0u;
+  (*w).pos[5] += 1u;
+  (*w).at += p.s5 - i32(p.d4) * p.s4;
 }
 
 // out: [n] (the output, flattened); x: read through the strides
 @compute @workgroup_size(256)
 fn strided(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let i = flat(wid, nwg, lid);
-  if (i < p.n) { out[i] = x[strided_index(i)]; }
+  let first = run_start(wid, nwg, lid);
+  if (first >= p.n) { return; }
+  var w = walk_at(first);
+  for (var i = first; i < min(first + RUN, p.n); i++) {
+    out[i] = x[u32(w.at)];
+    walk_next(&w);
+  }
 }
 
 // out: written through the strides (zero-filled before); x: [n]
 @compute @workgroup_size(256)
 fn scatter(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let i = flat(wid, nwg, lid);
-  if (i < p.n) { out[strided_index(i)] = x[i]; }
+  let first = run_start(wid, nwg, lid);
+  if (first >= p.n) { return; }
+  var w = walk_at(first);
+  for (var i = first; i < min(first + RUN, p.n); i++) {
+    out[u32(w.at)] = x[i];
+    walk_next(&w);
+  }
+}
+
+// ---- rows along one axis ----------------------------------------------------------------------
+
+// A position (o, j, i) in a tensor viewed as [outer, mid, inner].
+struct Row {
+  o: u32,
+  j: u32,
+  i: u32,
+}
+
+fn row_at(e: u32, mid: u32) -> Row {
+  let r = e / p.inner;
+  let o = r / mid;
+  return Row(o, r - o * mid, e - r * p.inner);
+}
+
+fn row_next(r: ptr<function, Row>, mid: u32) {
+  (*r).i += 1u;
+  if ((*r).i < p.inner) { return; }
+  (*r).i = 0u;
+  (*r).j += 1u;
+  if ((*r).j < mid) { return; }
+  (*r).j = 0u;
+  (*r).o += 1u;
 }
 
 // out: [outer, picks, inner]; x: [outer, rows, inner]; index: [picks]
 @compute @workgroup_size(256)
 fn gather_rows(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let e = flat(wid, nwg, lid);
-  if (e >= p.n) { return; }
-  let i = e % p.inner;
-  let row = e / p.inner;  // o * picks + j
-  let o = row / p.picks;
-  out[e] = x[(o * p.rows + index[row - o * p.picks]) * p.inner + i];
+  let first = run_start(wid, nwg, lid);
+  if (first >= p.n) { return; }
+  var r = row_at(first, p.picks);
+  for (var e = first; e < min(first + RUN, p.n); e++) {
+    out[e] = x[(r.o * p.rows + index[r.j]) * p.inner + r.i];
+    row_next(&r, p.picks);
+  }
 }
 
 // out: dx [outer, rows, inner]; x: dy [outer, picks, inner]; index: first [rows + 1]; list: [picks]
 @compute @workgroup_size(256)
 fn gather_rows_backward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let e = flat(wid, nwg, lid);
-  if (e >= p.n) { return; }
-  let i = e % p.inner;
-  let row = e / p.inner;  // o * rows + k
-  let o = row / p.rows;
-  let k = row - o * p.rows;
-  var sum = 0.0;
-  for (var t = index[k]; t < index[k + 1u]; t++) { sum += x[(o * p.picks + list[t]) * p.inner + i]; }
-  out[e] = sum;
+  let first = run_start(wid, nwg, lid);
+  if (first >= p.n) { return; }
+  var r = row_at(first, p.rows);
+  for (var e = first; e < min(first + RUN, p.n); e++) {
+    var sum = 0.0;
+    for (var t = index[r.j]; t < index[r.j + 1u]; t++) { sum += x[(r.o * p.picks + list[t]) * p.inner + r.i]; }
+    out[e] = sum;
+    row_next(&r, p.rows);
+  }
 }
 
-// out: [outer, picks, inner] (picks = before + rows + after); x: [outer, rows, inner]
-@compute @workgroup_size(256)
-fn pad_rows(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let e = flat(wid, nwg, lid);
-  if (e >= p.n) { return; }
-  let i = e % p.inner;
-  let row = e / p.inner;
-  let o = row / p.picks;
+// The row of x that output row j of a padded axis reads.
+fn pad_source(j: u32) -> u32 {
   let last = i32(p.rows) - 1;
-  var src = i32(row - o * p.picks) - i32(p.before);
+  var src = i32(j) - i32(p.before);
   if (p.reflect != 0u) {
     src = select(src, -src, src < 0);
     src = select(src, 2 * last - src, src > last);
   } else {
     src = clamp(src, 0, last);
   }
-  out[e] = x[(o * p.rows + u32(src)) * p.inner + i];
+  return u32(src);
+}
+
+// out: [outer, picks, inner] (picks = before + rows + after); x: [outer, rows, inner]
+@compute @workgroup_size(256)
+fn pad_rows(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let first = run_start(wid, nwg, lid);
+  if (first >= p.n) { return; }
+  var r = row_at(first, p.picks);
+  for (var e = first; e < min(first + RUN, p.n); e++) {
+    out[e] = x[(r.o * p.rows + pad_source(r.j)) * p.inner + r.i];
+    row_next(&r, p.picks);
+  }
 }
 
 // out: dx [outer, rows, inner]; x: dy [outer, picks, inner]
 @compute @workgroup_size(256)
 fn pad_rows_backward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let e = flat(wid, nwg, lid);
-  if (e >= p.n) { return; }
-  let i = e % p.inner;
-  let row = e / p.inner;
-  let o = row / p.rows;
-  let k = row - o * p.rows;
+  let first = run_start(wid, nwg, lid);
+  if (first >= p.n) { return; }
   let after = p.picks - p.before - p.rows;
-  let base = o * p.picks;
-  var sum = x[(base + k + p.before) * p.inner + i];
-  if (p.reflect != 0u) {
-    // left mirror: padding row before - k reads k (1 <= k <= before); right: row before + 2(rows-1) - k
-    if (k >= 1u && k <= p.before) { sum += x[(base + p.before - k) * p.inner + i]; }
-    if (k + 2u <= p.rows && k + 1u + after >= p.rows) { sum += x[(base + p.before + 2u * (p.rows - 1u) - k) * p.inner + i]; }
-  } else {
-    if (k == 0u) { for (var j = 0u; j < p.before; j++) { sum += x[(base + j) * p.inner + i]; } }
-    if (k + 1u == p.rows) { for (var j = p.before + p.rows; j < p.picks; j++) { sum += x[(base + j) * p.inner + i]; } }
+  var r = row_at(first, p.rows);
+  for (var e = first; e < min(first + RUN, p.n); e++) {
+    let k = r.j;
+    let base = r.o * p.picks;
+    var sum = x[(base + k + p.before) * p.inner + r.i];
+    if (p.reflect != 0u) {
+      // left mirror: padding row before - k reads k (1 <= k <= before); right: row before + 2(rows-1) - k
+      if (k >= 1u && k <= p.before) { sum += x[(base + p.before - k) * p.inner + r.i]; }
+      if (k + 2u <= p.rows && k + 1u + after >= p.rows) { sum += x[(base + p.before + 2u * (p.rows - 1u) - k) * p.inner + r.i]; }
+    } else {
+      if (k == 0u) { for (var j = 0u; j < p.before; j++) { sum += x[(base + j) * p.inner + r.i]; } }
+      if (k + 1u == p.rows) { for (var j = p.before + p.rows; j < p.picks; j++) { sum += x[(base + j) * p.inner + r.i]; } }
+    }
+    out[e] = sum;
+    row_next(&r, p.rows);
   }
-  out[e] = sum;
 }

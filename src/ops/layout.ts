@@ -21,6 +21,8 @@ import { reduceSumTo } from './reduce.ts';
 
 /** merged dims the strided kernels walk */
 const MAX_DIMS = 6;
+/** elements each invocation writes (RUN in shaders/layout.wgsl) */
+const RUN = 8;
 
 function checkTensor(op: string, x: Tensor): void {
   if (!(x instanceof Tensor)) throw new OpError(op, `expected a tensor, got ${typeof x}`);
@@ -44,7 +46,7 @@ function launchStrided(entry: 'strided' | 'scatter', out: Tensor, x: Tensor, sha
     kernel: { shader: 'layout', entry, bindings: ['write', 'read'] },
     buffers: [out.buffer, x.buffer],
     params,
-    workgroups: grid(n, 256),
+    workgroups: grid(Math.ceil(n / RUN), 256),
     label,
     work: { bytes: 8 * n },
   });
@@ -63,7 +65,7 @@ function launchRows(entry: string, out: Tensor, inputs: Tensor[], p: { rows: num
     kernel: { shader: 'layout', entry, bindings: ['write', ...inputs.map(() => 'read' as const)] },
     buffers: [out.buffer, ...inputs.map((t) => t.buffer)],
     params,
-    workgroups: grid(n, 256),
+    workgroups: grid(Math.ceil(n / RUN), 256),
     label,
     work: { bytes: 8 * n },
   });
