@@ -2,7 +2,6 @@
 // here (one solid colour per class with per-pixel noise, odd sizes, written as PNG with sharp).
 // Covers a run that learns its classes, what the run folder holds, predict/eval on its checkpoint,
 // a real Ctrl-C (SIGINT) followed by --resume, the regex labeller, and one-line errors for bad folders.
-import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
@@ -10,38 +9,7 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadTrainingState } from '../src/train/checkpoint.ts';
 import type { EpochRecord } from '../src/train/history.ts';
-
-const BIN = join(import.meta.dirname, '..', 'bin', 'gpunet.mjs');
-
-interface Run {
-  status: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-  /** stderr lines of ours (Dawn and the Vulkan loader print their own warnings there) */
-  ours: string[];
-}
-
-/**
- * Runs `gpunet args` to its end. `onStdout` sees the output so far after each chunk and may signal
- * the child (the Ctrl-C test).
- */
-function gpunet(args: string[], onStdout?: (soFar: string, child: ReturnType<typeof spawn>) => void): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (s: string) => {
-      stdout += s;
-      onStdout?.(stdout, child);
-    });
-    child.stderr.setEncoding('utf8').on('data', (s: string) => void (stderr += s));
-    child.on('error', reject);
-    child.on('close', (status, signal) => {
-      resolve({ status, signal, stdout, stderr, ours: stderr.split('\n').filter((l) => l.startsWith('gpunet')) });
-    });
-  });
-}
+import { gpunet, type Run } from './binary.ts';
 
 const CLASSES: Record<string, [number, number, number]> = { red: [210, 50, 40], green: [50, 190, 70], blue: [40, 70, 210] };
 

@@ -163,7 +163,7 @@ precision / recall / F1, macro-F1, the confusion matrix and the most-confused pa
     if (what) console.log(`evaluating ${printable(checkpoint)} on ${samples.length} images of ${printable(what)}`);
 
     const bar = new ProgressBar('eval', samples.length, 'images');
-    const { metrics: m, results, failed } = await evaluateFiles(c, samples, p, fittedBatchSize('eval', c, p, v.batchSize), { classNames: names, onProgress: (d) => bar.update(d) });
+    const { metrics: m, results, failed } = await evaluateFiles(c, samples, p, fittedBatchSize('eval', c, p, Math.min(v.batchSize, samples.length)), { classNames: names, onProgress: (d) => bar.update(d) });
     reportSkipped('eval', failed);
     if (results.length === 0) throw new UsageError(`no image could be read (${failed.length} files unreadable)`);
     const k = c.classes.length;

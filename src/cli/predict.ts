@@ -147,7 +147,7 @@ be decoded are reported and skipped; the exit status is non-zero only if no imag
     const p = resolvePreprocessing(v, c.preprocessing, c.source);
     const names = v.categoryNames ? readCategoryNames(v.categoryNames, c.classes) : c.classes;
 
-    const batchSize = fittedBatchSize('predict', c, p, v.batchSize);
+    const batchSize = fittedBatchSize('predict', c, p, Math.max(1, Math.min(v.batchSize, files.length)));
     const bar = files.length > batchSize ? new ProgressBar('predict', files.length, 'images') : null;
     const profiling = v.profile !== undefined;
     if (profiling) getGpu().startProfiling();
