@@ -25,11 +25,12 @@ import { nearest } from './options.ts';
 import { predictCommand } from './predict.ts';
 import { showBatchCommand } from './show-batch.ts';
 import { summaryCommand } from './summary.ts';
+import { traceCommand } from './trace.ts';
 import { trainCommand } from './train.ts';
 
 export type { Command } from './command.ts';
 
-const commands: Command[] = [trainCommand, lrFindCommand, dataCommand, showBatchCommand, predictCommand, evalCommand, summaryCommand, importCommand, onnxTestCommand, gradcheckCommand, benchCommand, devicesCommand, demoCommand];
+const commands: Command[] = [trainCommand, lrFindCommand, dataCommand, showBatchCommand, predictCommand, evalCommand, summaryCommand, importCommand, onnxTestCommand, gradcheckCommand, traceCommand, benchCommand, devicesCommand, demoCommand];
 
 function help(): string {
   const width = Math.max(...commands.map((c) => c.name.length));

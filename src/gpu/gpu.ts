@@ -254,6 +254,11 @@ export class Gpu {
     this.device.destroy();
   }
 
+  /** whether a dryRun() is under way (its ops compute no values) */
+  get dryRunning(): boolean {
+    return this.dry;
+  }
+
   /**
    * Runs `fn` (synchronous) with nothing reaching the device: buffers are placeholders that only
    * know their size, and dispatches, uploads and copies only check their arguments. Ops still

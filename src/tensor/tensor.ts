@@ -330,6 +330,27 @@ export function noGrad<T>(fn: () => T): T {
   }
 }
 
+/** What observeOps() is told of each op: its name, its inputs and its output. */
+export type OpObserver = (op: string, inputs: readonly (Tensor | null)[], out: Tensor) => void;
+
+let opObserver: OpObserver | null = null;
+
+/**
+ * Runs `fn` (synchronous) telling `observer` of every op that reaches recordOp, recorded or not
+ * (`gpunet trace` lists a forward pass this way). An op that returns early without a tape entry
+ * (max pooling of an input that needs no gradient keeps no argmax) is seen only when its input
+ * requires a gradient.
+ */
+export function observeOps<T>(observer: OpObserver, fn: () => T): T {
+  const prev = opObserver;
+  opObserver = observer;
+  try {
+    return fn();
+  } finally {
+    opObserver = prev;
+  }
+}
+
 /**
  * Records `out = op(inputs)` on the tape when grad is enabled and some input requires a gradient.
  * `backward(dy, needs)` returns the gradient of each input; it must return null where
@@ -341,6 +362,7 @@ export function recordOp(
   out: Tensor,
   backward: (dy: Tensor, needs: readonly boolean[]) => (Tensor | null)[],
 ): Tensor {
+  opObserver?.(op, inputs, out);
   if (!gradEnabled) return out;
   const needs = inputs.map((t) => t !== null && t.requiresGrad);
   if (!needs.some(Boolean)) return out;
