@@ -135,3 +135,19 @@ registerGradcheck({
   run: ([x], o) => padAxis(x, o.axis, o.before, o.after, o.value),
   reference: ([x], [shape], o) => padAxisRef(x, [...shape], normAxis('padAxis', o.axis, shape), o.before, o.after, o.value),
 });
+
+registerGradcheck({
+  name: 'split',
+  inputs: ['x'],
+  shapes: ([x = [2, 7, 3]]) => [x],
+  // one piece of the split (each piece's gradient flows back on its own)
+  options: { sizes: [2, 4, 1] as number | number[], axis: 1, piece: 1 },
+  run: ([x], o) => split(x, o.sizes, o.axis)[o.piece],
+  reference: ([x], [shape], o) => {
+    const a = normAxis('split', o.axis, shape);
+    const n = shape[a];
+    const sizes = typeof o.sizes === 'number' ? Array.from({ length: Math.ceil(n / o.sizes) }, (_, i) => Math.min(o.sizes as number, n - i * (o.sizes as number))) : o.sizes;
+    const start = sizes.slice(0, o.piece).reduce((t, v) => t + v, 0);
+    return narrowRef(x, [...shape], a, start, sizes[o.piece]);
+  },
+});

@@ -252,3 +252,18 @@ registerGradcheck({
   run: ([x], o) => softmaxCrossEntropy(x, gradcheckLabels(x.shape), o),
   reference: ([x], [shape], o) => crossEntropyRef(x, shape, { labels: gradcheckLabels(shape) }, o),
 });
+
+registerGradcheck({
+  name: 'softmax-cross-entropy-soft',
+  inputs: ['logits', 'probs'],
+  shapes: ([x = [4, 5], t = x]) => [x, t],
+  options: { reduction: 'mean' as 'mean' | 'sum' | 'none', labelSmoothing: 0, weight: null as number[] | null },
+  differentiable: [true, false],
+  // the target: a distribution over the classes of every row (positive values normalised along axis 1)
+  sample: (i, shape, rng) => {
+    const v = Float64Array.from({ length: shapeSize(shape) }, () => rng.uniform(i === 0 ? -1 : 0.05, 1));
+    return i === 0 ? v : softmaxRef(v.map(Math.log), shape, 1);
+  },
+  run: ([x, t], o) => softmaxCrossEntropy(x, t, o),
+  reference: ([x, t], [shape], o) => crossEntropyRef(x, shape, { probs: t }, o),
+});
