@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { getGpu } from '../src/gpu/index.ts';
 import { batchNormEvalCoefficients } from '../src/ops/batchnorm.ts';
-import { conv2d, conv2dFused, conv2dGeometry, setConv2dTiling, type Conv2dOptions } from '../src/ops/conv2d.ts';
+import { CONV2D_CANDIDATES, conv2d, conv2dFused, conv2dGeometry, setConv2dTiling, type Conv2dOptions } from '../src/ops/conv2d.ts';
 import { noGrad, OpError, Rng, Tensor, tidy } from '../src/tensor/index.ts';
 import { batchNorm2dRef } from '../src/reference/batchnorm.ts';
 import { numericGrads, randomArray, relError, runWithGrads, shapeSize, toGpu, useGpu } from './helpers.ts';
@@ -166,6 +166,27 @@ describe('conv2dFused (inference epilogue: eval batchnorm, residual, ReLU) vs th
       expect(() => conv2dFused(x, w, null, {}, { affine: Tensor.ones([2, 4]) })).toThrow(/affine must be \[3,4\]/);
       expect(() => conv2dFused(x, w, null, {}, { residual: Tensor.ones([1, 3, 4, 4]) })).toThrow(/residual must be \[1,3,2,2\]/);
     });
+  });
+});
+
+describe('conv2d: every tuning candidate (tile shape) is correct', () => {
+  // the tuner may pick any of them for any shape: each must match the float64 reference (one
+  // ragged case: channel and pixel tails, stride-2 phases; every candidate is 3 pipelines to compile)
+  const c = cases[4];
+  it(`${c.name}: forward, dx and dw at all ${CONV2D_CANDIDATES.length} tilings`, async () => {
+    const inp = inputsOf(c, 17);
+    const ref = conv2dRef(inp.x, c.x, inp.w, c.w, inp.b, refGeometry(c.opts)).y;
+    const expected = await runGpu(c, inp); // the default tiling, whose gradients are checked above
+    for (const tiles of CONV2D_CANDIDATES) {
+      setConv2dTiling(tiles);
+      try {
+        const got = await runGpu(c, inp);
+        expect(relError(got.out, ref), `forward ${JSON.stringify(tiles)}`).toBeLessThan(1e-4);
+        got.grads.forEach((g, i) => expect(relError(g!, expected.grads[i]!), `grad ${i} ${JSON.stringify(tiles)}`).toBeLessThan(1e-5));
+      } finally {
+        setConv2dTiling(null);
+      }
+    }
   });
 });
 

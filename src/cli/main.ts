@@ -11,6 +11,7 @@ import { OnnxError } from '../onnx/read.ts';
 import { OpError } from '../tensor/index.ts';
 import { RunError } from '../train/checkpoint.ts';
 import { benchCommand } from './bench.ts';
+import { tuneCommand } from './tune.ts';
 import { demoCommand } from './demo.ts';
 import { devicesCommand } from './devices.ts';
 import type { Command } from './command.ts';
@@ -30,7 +31,7 @@ import { trainCommand } from './train.ts';
 
 export type { Command } from './command.ts';
 
-const commands: Command[] = [trainCommand, lrFindCommand, dataCommand, showBatchCommand, predictCommand, evalCommand, summaryCommand, importCommand, onnxTestCommand, gradcheckCommand, traceCommand, benchCommand, devicesCommand, demoCommand];
+const commands: Command[] = [trainCommand, lrFindCommand, dataCommand, showBatchCommand, predictCommand, evalCommand, summaryCommand, importCommand, onnxTestCommand, gradcheckCommand, traceCommand, benchCommand, tuneCommand, devicesCommand, demoCommand];
 
 function help(): string {
   const width = Math.max(...commands.map((c) => c.name.length));

@@ -6,3 +6,4 @@ export { BufferPool, sizeClass, type PoolStats } from './pool.ts';
 export { type DispatchInfo, type DispatchWork, type ProfileEvent } from './profiler.ts';
 export { quietly, threadCpuMs } from './wait.ts';
 export { measureCeilings, type Ceilings } from './ceilings.ts';
+export { tuneCache, TuneCache, type TuneChoice, type TuneConfig, type TuneTask } from './tuning.ts';

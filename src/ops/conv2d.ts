@@ -8,7 +8,7 @@
 //   db = dy summed over the batch and output positions.
 // Only the gradients the tape asks for are computed (a frozen weight costs no dw kernel).
 // Read first: the plain float64 loops in src/reference/conv2d.ts; the kernels are in shaders/conv2d.wgsl.
-import { getGpu, grid, type KernelSpec } from '../gpu/index.ts';
+import { getGpu, grid, tuneCache, type KernelSpec, type TuneTask } from '../gpu/index.ts';
 import { conv1dRef, conv2dRef } from '../reference/conv2d.ts';
 import { isGradEnabled, OpError, recordOp, type Shape, shapeStr, Tensor } from '../tensor/index.ts';
 import { registerGradcheck } from './gradcheck.ts';
@@ -89,21 +89,67 @@ export interface ConvTiling {
 const tilings = new WeakMap<GPUDevice, ConvTiling>();
 let forced: Partial<ConvTiling> | null = null;
 
-/** Tile sizes for the current adapter. TM=2, TN=12 was fastest on lavapipe (bench/conv2d.ts): every
- *  storage load there is a per-lane scalar loop, so what counts is loads per multiply-add,
- *  (TM + TN/SG) / (TM * TN) per lane, against the ~32 vector registers the tile must fit in.
- *  Without the subgroups feature, lanes share B through workgroup memory and barriers. */
-export function conv2dTiling(): ConvTiling {
+/** The knobs the tuner searches (src/gpu/tuning.ts), every one a correct kernel (the tests run them
+ *  all): rows per lane x columns per workgroup. Few columns suit small images (layer4's 7x7: a
+ *  12-wide tile leaves lanes idle), more rows per lane amortise the shared B loads; TM = 1 never
+ *  won on lavapipe and costs compile time, so it is not a candidate. */
+export const CONV2D_CANDIDATES: readonly { TM: number; TN: number }[] = [2, 4].flatMap((TM) => [4, 8, 12, 16].map((TN) => ({ TM, TN })));
+const DEFAULT_TILES = { TM: 2, TN: 12 };
+
+/** Tile sizes for the current adapter, for the kernel and shape `key` when given: what the tuner
+ *  chose for it if the adapter's tuning cache has it (gpunet tune), else the default. TM=2, TN=12
+ *  was fastest on lavapipe overall (bench/conv2d.ts): every storage load there is a per-lane scalar
+ *  loop, so what counts is loads per multiply-add, (TM + TN/SG) / (TM * TN) per lane, against the
+ *  ~32 vector registers the tile must fit in. Without the subgroups feature, lanes share B through
+ *  workgroup memory and barriers. */
+export function conv2dTiling(key?: string): ConvTiling {
   const gpu = getGpu();
   let t = tilings.get(gpu.device);
   if (!t) {
     const sg = gpu.device.adapterInfo?.subgroupMinSize ?? 0;
     // the shuffle scheme needs the whole workgroup in one subgroup, in chunks of 4 (vec4 loads)
     const subgroups = gpu.features.has('subgroups') && sg >= 4 && sg <= 64 && sg % 4 === 0;
-    t = { SG: subgroups ? sg : 8, TM: 2, TN: 12, subgroups };
+    t = { SG: subgroups ? sg : 8, ...DEFAULT_TILES, subgroups };
     tilings.set(gpu.device, t);
   }
-  return forced ? { ...t, ...forced } : t;
+  if (forced) return { ...t, ...forced };
+  const tuned = key ? tuneCache(gpu).lookup('conv2d', key) : null;
+  return tuned ? { ...t, TM: Number(tuned.TM), TN: Number(tuned.TN) } : t;
+}
+
+/** Runs `fn` with the tiling forced to `tiles` (the tuner's candidates). */
+function withTiles<T>(tiles: Partial<ConvTiling>, fn: () => T): T {
+  const prev = forced;
+  forced = { ...prev, ...tiles };
+  try {
+    return fn();
+  } finally {
+    forced = prev;
+  }
+}
+
+/** The tuner's task for kernel `entry` at geometry `geo`: operands of that shape, one launch per candidate. */
+function tuneTask(entry: string, key: string, geo: Conv2dGeometry): TuneTask {
+  return {
+    family: 'conv2d',
+    key,
+    candidates: CONV2D_CANDIDATES,
+    defaultConfig: DEFAULT_TILES,
+    setup: () => {
+      const x = Tensor.zeros([geo.N, geo.C, geo.H, geo.W]);
+      const w = Tensor.zeros([geo.OC, geo.Cg, geo.KH, geo.KW]);
+      const dy = Tensor.zeros([geo.N, geo.OC, geo.OH, geo.OW]);
+      const run = {
+        forward: () => conv2dForward(x, w, null, geo),
+        backwardInput: () => conv2dBackwardInput(dy, w, geo),
+        backwardWeight: () => conv2dBackwardWeight(dy, x, geo),
+      }[entry]!;
+      return {
+        launch: (config) => withTiles({ TM: Number(config.TM), TN: Number(config.TN) }, () => run().release()),
+        dispose: () => [x, w, dy].forEach((t) => t.release()),
+      };
+    },
+  };
 }
 
 /** Overrides the tiling (benchmarks, and tests of the path without subgroups); null restores it. */
@@ -118,8 +164,7 @@ export function setConv2dTiling(t: Partial<ConvTiling> | null): void {
 const GEMM_ENTRIES = new Set(['forward', 'backwardInput', 'backwardWeight']);
 
 /** A kernel of shaders/conv2d.wgsl: out, then `bindings - 1` inputs; `aVec4` reads operand A as vec4. */
-function kernel(entry: string, bindings: number, aVec4: boolean): KernelSpec {
-  const t = conv2dTiling();
+function kernel(entry: string, bindings: number, aVec4: boolean, t = conv2dTiling()): KernelSpec {
   return {
     shader: 'conv2d',
     entry,
@@ -181,10 +226,13 @@ function describe(geo: Conv2dGeometry): string {
 /** Launches one of the three GEMM kernels: `rows` channels per group (TM per lane, SG lanes),
  *  `cols` columns (TN per workgroup). */
 function launchGemm(entry: string, out: Tensor, inputs: Tensor[], aVec4: boolean, rows: number, cols: number, depth: number, geo: Conv2dGeometry, shaderParams: ReturnType<typeof params>, what = ''): void {
-  const t = conv2dTiling();
+  const gpu = getGpu();
+  const key = `${entry} ${describe(geo)}`;
+  const t = conv2dTiling(key);
+  if (!forced && !tuneCache(gpu).lookup('conv2d', key)) tuneCache(gpu).notePending(tuneTask(entry, key, geo));
   const [gx, gy] = grid(cols, t.TN);
-  getGpu().dispatch({
-    kernel: kernel(entry, inputs.length + 1, aVec4),
+  gpu.dispatch({
+    kernel: kernel(entry, inputs.length + 1, aVec4, t),
     buffers: [out.buffer, ...inputs.map((x) => x.buffer)],
     params: shaderParams,
     workgroups: [gx, gy, Math.ceil(rows / (t.SG * t.TM)) * geo.groups],

@@ -1,0 +1,43 @@
+// Autotuning: shapes run without a cached choice are noted, tuning times every candidate and writes
+// the adapter's cache file, later launches use the choice, a fresh cache object reads it back.
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { tuneCommand } from '../src/cli/tune.ts';
+import { getGpu, TuneCache, tuneCache } from '../src/gpu/index.ts';
+import { CONV2D_CANDIDATES, conv2d, conv2dTiling } from '../src/ops/conv2d.ts';
+import { noGrad, Tensor, tidy } from '../src/tensor/index.ts';
+import { runCommand, useGpu } from './helpers.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'gpunet-tune-'));
+process.env.GPUNET_CACHE_DIR = dir; // before the first tuneCache(): this file's process only
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+useGpu();
+
+describe('the tuning cache', () => {
+  it('notes untuned shapes, tunes them over every candidate, saves, and launches use the choice', async () => {
+    const cache = tuneCache(getGpu());
+    tidy(() => noGrad(() => void conv2d(Tensor.ones([1, 8, 6, 6]), Tensor.ones([16, 8, 3, 3]), null, { padding: 1 })));
+    const pending = cache.pending().filter((t) => t.key.includes('x[1,8,6,6]'));
+    expect(pending.map((t) => t.key)).toEqual(['forward x[1,8,6,6] w[16,8,3,3] s1x1 p1x1 d1x1 g1']);
+    expect(pending[0].candidates).toBe(CONV2D_CANDIDATES);
+    const choice = await cache.tune(pending[0], 1);
+    expect(CONV2D_CANDIDATES.some((c) => c.TM === choice.config.TM && c.TN === choice.config.TN) || choice.config === pending[0].defaultConfig).toBe(true);
+    expect(choice.ms).toBeLessThanOrEqual(choice.defaultMs);
+    expect(cache.pending().some((t) => t.key === pending[0].key)).toBe(false);
+    cache.save();
+    const saved = JSON.parse(readFileSync(cache.file, 'utf8'));
+    expect(saved.adapter.name).toBe(getGpu().adapter.name);
+    expect(saved.choices[`conv2d ${pending[0].key}`].config).toEqual(choice.config);
+    expect(conv2dTiling(pending[0].key)).toMatchObject({ TM: choice.config.TM, TN: choice.config.TN });
+    // a new process (here: a new cache object) reads it back
+    expect(new TuneCache(getGpu()).lookup('conv2d', pending[0].key)).toEqual(choice.config);
+  });
+
+  it('gpunet tune: bad options are one line', async () => {
+    await expect(runCommand(tuneCommand, ['--arch', 'resnet18', '--checkpoint', 'm.onnx'])).rejects.toThrow(/not both/);
+    await expect(runCommand(tuneCommand, ['--batch', '0'])).rejects.toThrow(/^--batch must be an integer in 1\.\.4096, got '0'$/);
+  });
+});
