@@ -178,3 +178,52 @@ describe('nn modules', () => {
     });
   });
 });
+
+describe('defineOp: an op with its own WGSL', () => {
+  const WGSL = `
+struct Params { n: u32, k: f32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read> x: array<f32>;
+// x: [n] -> out: [n] = k * x * x
+@compute @workgroup_size(64)
+fn forward(@builtin(global_invocation_id) id: vec3u) {
+  if (id.x < p.n) { out[id.x] = p.k * x[id.x] * x[id.x]; }
+}`;
+  // k x^2, its gradient 2 k x dy composed of built-in ops
+  const scaledSquare = gpunet.defineOp({
+    name: 'scaled-square',
+    wgsl: WGSL,
+    forward: (k, x: gpunet.Tensor, scale: number) => k.run('forward', { output: x.shape, inputs: [x], params: { n: x.size, k: scale }, workgroups: [Math.ceil(x.size / 64)] }),
+    backward: (_, dy, { args: [x, scale] }) => [ops.mul(dy, x.mul(2 * scale))],
+  });
+
+  it('is recorded on the tape, takes non-tensor arguments, and tidy frees what it makes', async () => {
+    const pool = getGpu().pool;
+    const before = pool.stats().liveBuffers;
+    const x = gpunet.tensor([1, -2, 3], { requiresGrad: true });
+    const y = await gpunet.tidy(async () => {
+      const out = scaledSquare(x, 0.5);
+      out.sum().backward();
+      return out.toArray();
+    });
+    expect(Array.from(y)).toEqual([0.5, 2, 4.5]);
+    expect(Array.from(await x.grad!.toArray())).toEqual([1, -2, 3]);
+    x.grad!.release();
+    x.release();
+    expect(pool.stats().liveBuffers).toBe(before);
+  });
+
+  it('names the op in its errors: a WGSL compile error with its line, a bad backward', async () => {
+    const broken = gpunet.defineOp({
+      name: 'broken',
+      wgsl: WGSL.replace('p.k * x[id.x]', 'p.k * y[id.x]'),
+      forward: (k, x: gpunet.Tensor) => k.run('forward', { output: x.shape, inputs: [x], params: { n: x.size, k: 1 }, workgroups: [1] }),
+      backward: () => [],
+    });
+    await expect(gpunet.tidy(() => broken(gpunet.tensor([1])).toArray())).rejects.toThrow(/kernel broken \(custom op\)\.forward failed to compile: broken \(custom op\):9:\d+: .*y/);
+    const noGrads = gpunet.defineOp({ name: 'no-grads', wgsl: WGSL, forward: (k, x: gpunet.Tensor) => scaledSquare(x, 1), backward: () => [] });
+    expect(() => gpunet.tidy(() => noGrads(gpunet.tensor([1], { requiresGrad: true })).sum().backward())).toThrow(/no-grads: backward must return one gradient \(or null\) per tensor input, 1, got 0/);
+    expect(() => gpunet.defineOp({ name: 'a b', wgsl: WGSL, forward: (k, x: gpunet.Tensor) => x, backward: () => [] })).toThrow(/defineOp: an op needs a name/);
+  });
+});
