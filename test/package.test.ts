@@ -72,12 +72,13 @@ function run(cmd: string, args: string[], cwd: string): string {
   return execFileSync(cmd, args, { cwd, env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 }
 
-/** A fresh folder with `pkg` installed from npm's cache, and the script beside it. */
+/** A fresh folder with `pkg` installed from npm's cache, and the script beside it. Installing the
+ *  checkout's folder would run its `prepare` (npm run build) again: beforeAll just ran it. */
 function install(name: string, pkg: string): string {
   const dir = join(work, name);
   mkdirSync(dir);
   writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: `try-${name}`, private: true, type: 'module' }));
-  run('npm', ['install', pkg, '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error'], dir);
+  run('npm', ['install', pkg, '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error', '--ignore-scripts'], dir);
   writeFileSync(join(dir, 'script.mjs'), SCRIPT);
   return dir;
 }
