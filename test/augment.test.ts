@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { augmentImage, DEFAULT_AUGMENT, type AugmentOptions, type FillMode } from '../src/data/augment.ts';
 import { ImageError, loadImage } from '../src/data/image.ts';
 import { Rng } from '../src/tensor/random.ts';
+import { torchRun } from './torch.ts';
 
 let dir: string;
 beforeAll(() => {
@@ -51,16 +52,18 @@ function refTap(i: number, n: number, fill: FillMode): number {
  * Reference of the geometric augmentation without random-resized crop: the window is the centred
  * square of side s = min(w, h), stretched over size x size. An output pixel centre p (relative to the
  * output centre) samples the source at C + (s / size) (R(theta) Shear(phi) zoom Flip p + t), bilinearly.
- * The random draws, in the documented order: flip, rotation, zoom, shift x, shift y, shear.
+ * The random draws, in the documented order: flip, rotation, zoom, shift x, shift y, shear, vertical flip.
  */
 function referenceAffine(px: Uint8Array, w: number, h: number, size: number, aug: AugmentOptions, seed: number): Float64Array {
   const rng = new Rng(seed);
   const flip = aug.flip && rng.next() < 0.5 ? -1 : 1;
   const theta = aug.rotate ? (rng.uniform(-aug.rotate, aug.rotate) * Math.PI) / 180 : 0;
-  const zoom = aug.zoom ? rng.uniform(1 - aug.zoom, 1 + aug.zoom) : 1;
+  const [zLo, zHi] = typeof aug.zoom === 'number' ? [1 - aug.zoom, 1 + aug.zoom] : (aug.zoom ?? [1, 1]);
+  const zoom = zLo !== 1 || zHi !== 1 ? rng.uniform(zLo, zHi) : 1;
   const tx = aug.shift ? rng.uniform(-aug.shift, aug.shift) * size : 0;
   const ty = aug.shift ? rng.uniform(-aug.shift, aug.shift) * size : 0;
   const phi = aug.shear ? (rng.uniform(-aug.shear, aug.shear) * Math.PI) / 180 : 0;
+  const flipV = aug.flipVertical && rng.next() < 0.5 ? -1 : 1;
   const mul = (a: number[][], b: number[][]) => a.map((row) => [0, 1].map((j) => row[0] * b[0][j] + row[1] * b[1][j]));
   const R = [
     [Math.cos(theta), -Math.sin(theta)],
@@ -70,7 +73,7 @@ function referenceAffine(px: Uint8Array, w: number, h: number, size: number, aug
     [1, -Math.sin(phi)],
     [0, Math.cos(phi)],
   ];
-  const M = mul(mul(mul(R, Sh), [[zoom, 0], [0, zoom]]), [[flip, 0], [0, 1]]);
+  const M = mul(mul(mul(R, Sh), [[zoom, 0], [0, zoom]]), [[flip, 0], [0, flipV]]);
   const s = Math.min(w, h);
   const out = new Float64Array(3 * size * size);
   for (let v = 0; v < size; v++) {
@@ -114,6 +117,8 @@ describe('augmentImage geometry', () => {
       { flip: true, zoom: 0.5 },
       { rotate: 45, shear: 20 },
       { flip: true, rotate: 30, zoom: 0.3, shift: 0.2, shear: 10 },
+      { flipVertical: true, zoom: [0.7, 1.1] },
+      { flip: true, flipVertical: true, rotate: 15, zoom: [1.2, 1.3], shear: 5 },
     ];
     for (const base of cases) {
       for (const fill of ['constant', 'nearest', 'reflect'] as const) {
@@ -137,6 +142,14 @@ describe('augmentImage geometry', () => {
       seen.add(kind);
     }
     expect([...seen].sort()).toEqual(['mirror', 'plain']);
+    // vertical: the image or its upside-down copy
+    const upsideDown = plain.map((_, i) => plain[i - (i % 64) + 8 * (7 - Math.floor((i % 64) / 8)) + (i % 8)]);
+    const seenV = new Set<string>();
+    for (let seed = 0; seed < 8; seed++) {
+      const x = await augmentImage(file, 8, { flipVertical: true }, ...RAW, new Rng(seed));
+      seenV.add(maxAbsDiff(x, plain) < 1e-6 ? 'plain' : maxAbsDiff(x, upsideDown) < 1e-6 ? 'upside down' : 'other');
+    }
+    expect([...seenV].sort()).toEqual(['plain', 'upside down']);
   });
 
   it('random-resized crop: scale 1 and ratio 1 is the whole image; windows stay inside it', async () => {
@@ -193,6 +206,42 @@ describe('augmentImage colour and normalisation', () => {
     const y = await augmentImage(file, 8, { colorJitter: { saturation: 1, brightness: 0.9, contrast: 0.9 } }, ...RAW, new Rng(9));
     expect(Math.min(...y)).toBeGreaterThanOrEqual(0);
     expect(Math.max(...y)).toBeLessThanOrEqual(1);
+  });
+
+  it("hue turns the colour wheel as torchvision's adjust_hue does", async () => {
+    const { file } = await noisePng('hue.png', 7, 5, 11);
+    const plain = await augmentImage(file, 5, {}, ...RAW, new Rng(0));
+    const seeds = [1, 2, 3];
+    const shifts = seeds.map((seed) => new Rng(seed).uniform(-0.4, 0.4)); // hue is the only draw
+    const ours = await Promise.all(seeds.map((seed) => augmentImage(file, 5, { colorJitter: { hue: 0.4 } }, ...RAW, new Rng(seed))));
+    const theirs = torchRun(
+      shifts.map((h) => ({ inputs: { x: { shape: [3, 5, 5], data: plain } }, prelude: 'import torchvision.transforms.functional as TF', expr: `TF.adjust_hue(x, ${h})`, dtype: 'float32' as const })),
+    );
+    ours.forEach((x, i) => expect(maxAbsDiff(x, theirs[i].out), `shift ${shifts[i]}`).toBeLessThan(1e-5));
+    expect(maxAbsDiff(ours[0], plain)).toBeGreaterThan(0.05);
+  });
+
+  it('random erasing sets one rectangle of 2-33% of the image to 0 (the mean colour), with its probability', async () => {
+    const flat = join(dir, 'erase.png');
+    await sharp({ create: { width: 20, height: 20, channels: 3, background: { r: 200, g: 100, b: 50 } } }).png().toFile(flat);
+    const mean: [number, number, number] = [0.1, 0.2, 0.3];
+    let erased = 0;
+    for (let seed = 0; seed < 20; seed++) {
+      const x = await augmentImage(flat, 20, { randomErasing: 0.5 }, mean, [1, 1, 1], new Rng(seed));
+      const zeros = [...x.subarray(0, 400)].map((v, i) => (v === 0 ? i : -1)).filter((i) => i >= 0);
+      for (const c of [1, 2]) expect(x.subarray(c * 400, (c + 1) * 400).filter((v) => v === 0).length).toBe(zeros.length);
+      if (zeros.length === 0) continue;
+      erased++;
+      // one axis-aligned rectangle: its bounding box is full
+      const rows = zeros.map((i) => Math.floor(i / 20));
+      const cols = zeros.map((i) => i % 20);
+      const box = (Math.max(...rows) - Math.min(...rows) + 1) * (Math.max(...cols) - Math.min(...cols) + 1);
+      expect(box).toBe(zeros.length);
+      expect(zeros.length / 400).toBeGreaterThanOrEqual(0.015);
+      expect(zeros.length / 400).toBeLessThanOrEqual(0.35);
+    }
+    expect(erased).toBeGreaterThan(4);
+    expect(erased).toBeLessThan(16);
   });
 
   it('(x - mean) / std per channel', async () => {

@@ -7,6 +7,7 @@ import { defineCommand } from './command.ts';
 import { UsageError } from './errors.ts';
 import { choice, grouped, int, num, str } from './options.ts';
 import { pngPath } from './predict.ts';
+import { mixFrom } from './augment-options.ts';
 import { prepareRun, RUN_OPTIONS, weightDecay } from './train.ts';
 
 export const lrFindCommand = defineCommand({
@@ -39,7 +40,7 @@ The weights are not saved.`,
       const bar = new ProgressBar('lr-find', v.steps, 'steps');
       const res = await lrFind(run.split, run.data, {
         phase, steps: v.steps, startLr: v.startLr, endLr: v.endLr, seed: v.seed,
-        optimizer: v.opt, momentum: v.momentum, weightDecay: weightDecay(v), labelSmoothing: v.labelSmoothing,
+        optimizer: v.opt, mix: mixFrom(v), momentum: v.momentum, weightDecay: weightDecay(v), labelSmoothing: v.labelSmoothing,
         onStep: (done, _total, loss) => bar.update(done, loss === undefined ? {} : { loss }),
       });
       bar.update(v.steps);

@@ -2,7 +2,6 @@
 // command line), and the set-up it shares with `gpunet lr-find`: data, model, loaders.
 import { existsSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { DEFAULT_AUGMENT, type AugmentOptions } from '../data/augment.ts';
 import type { DataSplit } from '../data/dataset.ts';
 import { dataFingerprint } from '../data/folder.ts';
 import { SPLIT_FILE, writeSplitFile } from '../data/split-file.ts';
@@ -24,25 +23,21 @@ import { UsageError } from './errors.ts';
 import { choice, flag, grouped, int, kebab, num, str, type Values } from './options.ts';
 import { readNamesFile, reportSkipped, resolvePreprocessing, skipLine } from './predict.ts';
 import { PROFILE, reportProfile } from './profile.ts';
+import { augmentFlags, augmentFrom, augmentOptions, mixFrom } from './augment-options.ts';
 import { DATA_SOURCE, DEVICE, PREPROCESSING } from './shared-options.ts';
-
-const AUGMENTS: Record<string, AugmentOptions | null> = { fastai: DEFAULT_AUGMENT, flip: { flip: true }, none: null };
 
 /** The data, the model and the loader: what train and lr-find both start from. */
 export const RUN_OPTIONS = {
   ...grouped('data', {
     ...DATA_SOURCE,
     batchSize: int({ min: 1, max: 4096, default: 16, help: 'images per step' }),
-    augment: choice(['fastai', 'flip', 'none'] as const, {
-      default: 'fastai',
-      help: 'training augmentation: fastai (random-resized crop, flip, rotation, zoom, lighting), flip, none',
-    }),
     workers: int({ min: 0, max: 32, defaultText: 'the core count, at most 4', help: 'image decoding threads (0: on the main thread)' }),
     sampler: choice(['shuffle', 'balanced'] as const, {
       default: 'shuffle',
       help: "shuffle: each training image once per epoch; balanced: drawn with replacement so that every class is equally likely (torch's WeightedRandomSampler)",
     }),
   }),
+  ...augmentOptions('fastai'),
   ...grouped('model', {
     weights: str({
       metavar: 'FILE|none',
@@ -100,14 +95,15 @@ export async function prepareRun(v: RunValues, command: string): Promise<RunSetu
   const { model, base } = await buildModel({ classes: n, weights: pretrained ? v.weights : undefined, arch: v.arch, size: v.size, seed: v.seed });
   const preprocessing = { ...resolvePreprocessing(v, base ?? { size: 224, ...IMAGENET_NORMALIZATION, resize: 'crop' }, v.weights), resize: 'crop' as const };
   const { size, mean, std } = preprocessing;
+  const augment = augmentFrom(v);
   const { data, close } = imageData(dataset.train, dataset.valid, {
-    classes: dataset.classes, size, batchSize: v.batchSize, augment: AUGMENTS[v.augment], mean, std, seed: v.seed, workers: v.workers, balanced: v.sampler === 'balanced',
+    classes: dataset.classes, size, batchSize: v.batchSize, augment, mean, std, seed: v.seed, workers: v.workers, balanced: v.sampler === 'balanced',
     onSkip: (f) => console.error(skipLine(command, f.path, f.reason)),
   });
   const classifier = { model, classes: dataset.classes, preprocessing, source: v.weights };
   const config = {
     sampler: v.sampler,
-    arch: pretrained ? null : v.arch, weights: pretrained ? basename(v.weights) : 'none', size, mean, std, augment: v.augment, classes: dataset.classes,
+    arch: pretrained ? null : v.arch, weights: pretrained ? basename(v.weights) : 'none', size, mean, std, augment: v.augment, augmentation: augmentFlags(augment), classes: dataset.classes,
     data: dataFingerprint(v.data, dataset),
   };
   return { split: splitModel(model), data, dataset, preprocessing, pretrained, exportModel: (path) => saveCheckpoint(classifier, path), config, close };
@@ -283,9 +279,11 @@ it profiles training steps ${PROFILE_WARMUP + 1}-${PROFILE_WARMUP + PROFILE_STEP
       const weights = classWeights(v.classWeights, run.dataset);
       if (weights) console.log(`class weights: ${run.dataset.classes.map((c, i) => `${printable(c)} ${Number(weights[i].toPrecision(3))}`).join(', ')}`);
       const monitor = MONITOR_FLAGS[v.monitor];
+      const mix = mixFrom(v);
+      console.log(`augmentation: ${run.config.augmentation}${mix?.mixup ? `, mixup ${mix.mixup}` : ''}${mix?.cutmix ? `, cutmix ${mix.cutmix}` : ''}`);
       const res = await fit(run.split, run.data, {
         epochs: v.epochs, freezeEpochs, lr: v.lr, lrMult: v.lrMult, schedule: v.schedule,
-        optimizer: v.opt, momentum: v.momentum, weightDecay: weightDecay(v), labelSmoothing: v.labelSmoothing, classWeights: weights, monitor, patience: v.patience,
+        optimizer: v.opt, momentum: v.momentum, weightDecay: weightDecay(v), labelSmoothing: v.labelSmoothing, classWeights: weights, mix, monitor, patience: v.patience,
         seed: v.seed, out, resume: v.resume, exportModel: out ? run.exportModel : undefined, config: run.config, progress: true,
         shouldStop: () => (profiling && afterStep()) || stop,
         onStart: () => out && writeSplitFile(join(out, SPLIT_FILE), v.data, run.dataset), // what `gpunet eval --run` scores later

@@ -7,8 +7,9 @@
 // into one affine map from output pixels to source pixels and applied in a single bilinear pass, so
 // the image is interpolated once (as fastai does on the GPU), with a fill mode for pixels that fall
 // outside the source ('constant' black as Keras' cval=0, 'nearest' edge, 'reflect' mirror). Then
-// optional colour jitter (brightness, contrast, saturation, torchvision's definitions, in that
-// order) and (x - mean) / std.
+// optional colour jitter (brightness, contrast, saturation, hue, torchvision's definitions, in that
+// order), (x - mean) / std, and random erasing (torchvision's RandomErasing: a rectangle of the
+// normalised image set to 0, the mean colour).
 //
 // All randomness comes from the Rng passed in, drawn in a fixed order, so a seed gives the same
 // tensor wherever it is computed (main thread or any worker).
@@ -29,18 +30,23 @@ export interface AugmentOptions {
   randomResizedCrop?: { scale: [number, number]; ratio?: [number, number] };
   /** random horizontal flip with probability 1/2 */
   flip?: boolean;
+  /** random vertical flip with probability 1/2 */
+  flipVertical?: boolean;
   /** rotation uniform in [-rotate, rotate] degrees */
   rotate?: number;
-  /** scale of the sampled window uniform in [1 - zoom, 1 + zoom] (Keras: > 1 zooms out) */
-  zoom?: number;
+  /** scale of the sampled window uniform in [1 - zoom, 1 + zoom], or in [lo, hi] (Keras' zoom_range:
+   *  > 1 zooms out) */
+  zoom?: number | [number, number];
   /** translation uniform in [-shift, shift] x size, per axis */
   shift?: number;
   /** shear angle uniform in [-shear, shear] degrees */
   shear?: number;
   /** pixels sampled outside the image (default 'reflect') */
   fill?: FillMode;
-  /** factors uniform in [1 - v, 1 + v] */
-  colorJitter?: { brightness?: number; contrast?: number; saturation?: number };
+  /** factors uniform in [1 - v, 1 + v]; hue: a shift uniform in [-hue, hue] of the colour wheel (<= 0.5) */
+  colorJitter?: { brightness?: number; contrast?: number; saturation?: number; hue?: number };
+  /** probability of erasing a random rectangle (2-33% of the area, aspect 0.3-3.3) */
+  randomErasing?: number;
 }
 
 /** fastai's aug_transforms defaults, roughly: random-resized crop from 35%, flips, 10 degrees of
@@ -174,20 +180,22 @@ function sampleAffine(w: number, h: number, size: number, aug: AugmentOptions, r
     : { left: (w - Math.min(w, h)) / 2, top: (h - Math.min(w, h)) / 2, width: Math.min(w, h), height: Math.min(w, h) };
   const flip = aug.flip && rng.next() < 0.5 ? -1 : 1;
   const theta = ((aug.rotate ? rng.uniform(-aug.rotate, aug.rotate) : 0) * Math.PI) / 180;
-  const zoom = aug.zoom ? rng.uniform(1 - aug.zoom, 1 + aug.zoom) : 1;
+  const [zoomLo, zoomHi] = typeof aug.zoom === 'number' ? [1 - aug.zoom, 1 + aug.zoom] : (aug.zoom ?? [1, 1]);
+  const zoom = zoomLo !== 1 || zoomHi !== 1 ? rng.uniform(zoomLo, zoomHi) : 1;
   const tx = aug.shift ? rng.uniform(-aug.shift, aug.shift) * size : 0;
   const ty = aug.shift ? rng.uniform(-aug.shift, aug.shift) * size : 0;
   const phi = ((aug.shear ? rng.uniform(-aug.shear, aug.shear) : 0) * Math.PI) / 180;
+  const flipV = aug.flipVertical && rng.next() < 0.5 ? -1 : 1;
   // q = R(theta) . Shear(phi) . zoom . Flip . p  (p: output pixel relative to the centre), Keras' order
   const cos = Math.cos(theta);
   const sin = Math.sin(theta);
-  // Shear(phi) = [[1, -sin phi], [0, cos phi]]
+  // Shear(phi) = [[1, -sin phi], [0, cos phi]]; Flip = diag(flip, flipV)
   const s01 = -Math.sin(phi);
   const s11 = Math.cos(phi);
   const m00 = cos * zoom * flip;
-  const m01 = (cos * s01 - sin * s11) * zoom;
+  const m01 = (cos * s01 - sin * s11) * zoom * flipV;
   const m10 = sin * zoom * flip;
-  const m11 = (sin * s01 + cos * s11) * zoom;
+  const m11 = (sin * s01 + cos * s11) * zoom * flipV;
   // source = centre + S . (q + t), S = window size / output size per axis; p = (u - size/2, v - size/2)
   const sx = win.width / size;
   const sy = win.height / size;
@@ -204,10 +212,45 @@ function sampleAffine(w: number, h: number, size: number, aug: AugmentOptions, r
   ];
 }
 
-/** Colour jitter factors (1: unchanged), drawn in the order brightness, contrast, saturation. */
-function jitterFactors(jitter: AugmentOptions['colorJitter'], rng: Rng): [number, number, number] {
+/** Colour jitter factors (1: unchanged; hue 0), drawn in the order brightness, contrast, saturation, hue. */
+function jitterFactors(jitter: AugmentOptions['colorJitter'], rng: Rng): [number, number, number, number] {
   const factor = (v: number | undefined) => (v ? rng.uniform(Math.max(0, 1 - v), 1 + v) : 1);
-  return jitter ? [factor(jitter.brightness), factor(jitter.contrast), factor(jitter.saturation)] : [1, 1, 1];
+  if (!jitter) return [1, 1, 1, 0];
+  return [factor(jitter.brightness), factor(jitter.contrast), factor(jitter.saturation), jitter.hue ? rng.uniform(-jitter.hue, jitter.hue) : 0];
+}
+
+/** torchvision's adjust_hue on one pixel: to HSV, the hue turned by `shift` (a fraction of the wheel), back. */
+function shiftHue(r: number, g: number, b: number, shift: number): [number, number, number] {
+  const max = Math.max(r, g, b);
+  const min = Math.min(r, g, b);
+  const chroma = max - min;
+  if (chroma === 0) return [r, g, b]; // grey has no hue
+  let h = max === r ? ((g - b) / chroma) % 6 : max === g ? (b - r) / chroma + 2 : (r - g) / chroma + 4;
+  h = (((h / 6 + shift) % 1) + 1) % 1;
+  const s = chroma / max;
+  const i = Math.floor(h * 6);
+  const f = h * 6 - i;
+  const [p, q, t] = [max * (1 - s), max * (1 - s * f), max * (1 - s * (1 - f))];
+  return ([[max, t, p], [q, max, p], [p, max, t], [p, q, max], [t, p, max], [max, p, q]] as const)[i % 6] as [number, number, number];
+}
+
+/** torchvision's RandomErasing(p, scale=(0.02, 0.33), ratio=(0.3, 3.3), value=0) on a normalised CHW
+ *  image: with probability p, a rectangle set to 0 (the mean colour); 10 tries to fit one. */
+function randomErase(x: Float32Array, size: number, p: number, rng: Rng): void {
+  if (!(rng.next() < p)) return;
+  const logRatio = [Math.log(0.3), Math.log(3.3)];
+  for (let attempt = 0; attempt < 10; attempt++) {
+    const area = size * size * rng.uniform(0.02, 0.33);
+    const aspect = Math.exp(rng.uniform(logRatio[0], logRatio[1]));
+    const h = Math.round(Math.sqrt(area * aspect));
+    const w = Math.round(Math.sqrt(area / aspect));
+    if (!(h < size && w < size && h > 0 && w > 0)) continue;
+    const top = rng.int(size - h + 1);
+    const left = rng.int(size - w + 1);
+    const plane = size * size;
+    for (let c = 0; c < 3; c++) for (let y = top; y < top + h; y++) x.fill(0, c * plane + y * size + left, c * plane + y * size + left + w);
+    return;
+  }
 }
 
 const clamp01 = (v: number) => (v < 0 ? 0 : v > 1 ? 1 : v);
@@ -217,7 +260,7 @@ const clamp01 = (v: number) => (v < 0 ? 0 : v > 1 ? 1 : v);
  * clamped to [0, 1]: brightness (x * b), contrast (blend with the mean grey of the image, m + c (x - m)),
  * saturation (blend with the pixel's grey, g + s (x - g)); grey = 0.299 r + 0.587 g + 0.114 b.
  */
-function toNormalisedChw(hwc: Float32Array, [b, c, s]: [number, number, number], mean: readonly number[], std: readonly number[]): Float32Array {
+function toNormalisedChw(hwc: Float32Array, [b, c, s, hue]: [number, number, number, number], mean: readonly number[], std: readonly number[]): Float32Array {
   const plane = hwc.length / 3;
   let m = 0; // mean grey after brightness, for contrast
   if (c !== 1) {
@@ -227,7 +270,7 @@ function toNormalisedChw(hwc: Float32Array, [b, c, s]: [number, number, number],
   const x = new Float32Array(3 * plane);
   const [s0, s1, s2] = [1 / std[0], 1 / std[1], 1 / std[2]];
   const [t0, t1, t2] = [mean[0] / std[0], mean[1] / std[1], mean[2] / std[2]];
-  const jitter = b !== 1 || c !== 1 || s !== 1;
+  const jitter = b !== 1 || c !== 1 || s !== 1 || hue !== 0;
   for (let p = 0; p < plane; p++) {
     let r = hwc[3 * p];
     let g = hwc[3 * p + 1];
@@ -242,6 +285,7 @@ function toNormalisedChw(hwc: Float32Array, [b, c, s]: [number, number, number],
         g = clamp01(grey + s * (g - grey));
         bl = clamp01(grey + s * (bl - grey));
       }
+      if (hue !== 0) [r, g, bl] = shiftHue(r, g, bl, hue);
     }
     x[p] = r * s0 - t0;
     x[plane + p] = g * s1 - t1;
@@ -265,5 +309,7 @@ export async function augmentImage(
   if (!aug) return loadImage(path, { size, mean: [...mean], std: [...std], resize: 'crop' });
   const src = await decodePresized(path, aug.presize ?? Math.round(1.5 * size));
   const hwc = warpAffine(src, size, sampleAffine(src.width, src.height, size, aug, rng), aug.fill ?? 'reflect');
-  return toNormalisedChw(hwc, jitterFactors(aug.colorJitter, rng), mean, std);
+  const x = toNormalisedChw(hwc, jitterFactors(aug.colorJitter, rng), mean, std);
+  if (aug.randomErasing) randomErase(x, size, aug.randomErasing, rng);
+  return x;
 }

@@ -29,4 +29,6 @@ export interface Batch {
   images: Float32Array;
   labels: number[];
   paths: string[];
+  /** soft targets [B, classes], probabilities per class (mixup, cutmix); absent: the labels */
+  targets?: Float32Array;
 }

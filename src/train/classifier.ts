@@ -81,7 +81,9 @@ export async function trainEpoch(
     o.beforeStep?.(step);
     tidy(() => {
       const x = Tensor.from(b.images, [b.labels.length, ...imageShape]);
-      const loss = softmaxCrossEntropy(model.forward(x), b.labels, { labelSmoothing: o.labelSmoothing, weight: o.classWeights });
+      const logits = model.forward(x);
+      const target = b.targets ? Tensor.from(b.targets, [b.labels.length, b.targets.length / b.labels.length]) : b.labels;
+      const loss = softmaxCrossEntropy(logits, target, { labelSmoothing: o.labelSmoothing, weight: o.classWeights });
       loss.backward();
       opt.step();
       opt.zeroGrad();

@@ -5,6 +5,7 @@
 //   valley  the longest stretch of decreasing loss, 1/2 of the way along it (fastai's default)
 //   steep   where the loss falls fastest per unit of log rate
 import type { Batch } from '../data/dataset.ts';
+import { mixBatch, type MixOptions, mixSeed } from '../data/mix.ts';
 import { Rng } from '../tensor/index.ts';
 import { RunError } from './checkpoint.ts';
 import { trainEpoch } from './classifier.ts';
@@ -23,6 +24,8 @@ export interface LrFindOptions {
   momentum: number;
   /** default sgd */
   optimizer?: OptimizerName;
+  /** mixup / cutmix of the images, as training does */
+  mix?: MixOptions;
   weightDecay: number;
   labelSmoothing?: number;
   seed: number;
@@ -109,7 +112,10 @@ export async function lrFind(split: ModelSplit, data: TrainData, o: LrFindOption
     })();
   } else {
     source = (async function* () {
-      for (let e = 0; ; e++) yield* data.train(e, o.seed, 0);
+      for (let e = 0; ; e++) {
+        let k = 0;
+        for await (const b of data.train(e, o.seed, 0)) yield o.mix ? mixBatch(b, data.classes.length, data.imageShape[1], o.mix, new Rng(mixSeed(o.seed, e, k++))) : b;
+      }
     })();
   }
   let minSeen = Infinity;

@@ -23,6 +23,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Batch } from '../data/dataset.ts';
 import type { ImageSet } from '../data/synthetic.ts';
+import { mixBatch, type MixOptions, mixSeed } from '../data/mix.ts';
 import { ensureDir, sweepStaleTemps, type WriteChunk } from '../io/files.ts';
 import { ProgressBar } from '../report/progress.ts';
 import type { Module } from '../nn/module.ts';
@@ -99,6 +100,8 @@ export interface FitOptions {
   labelSmoothing: number;
   /** a loss weight per class (torch's weight=); none: all 1 */
   classWeights?: readonly number[];
+  /** mixup / cutmix of the training images (soft targets; not applied to cached features) */
+  mix?: MixOptions;
   /** the validation metric best.onnx and early stopping follow (default accuracy) */
   monitor?: Monitor;
   /** stop once the monitored metric has not improved for this many epochs of the cycle */
@@ -338,12 +341,13 @@ export async function fit(split: ModelSplit, data: TrainData, o: FitOptions): Pr
   const stepsPerEpoch = Math.ceil(data.trainSize / data.batchSize);
   const { groups, baseLrs } = paramGroups(split, o.lr, o.lrMult, o.weightDecay);
   const optimizer = o.optimizer ?? 'sgd';
+  const mixing = !!(o.mix?.mixup || o.mix?.cutmix);
   const opt = makeOptimizer(optimizer, groups, o.lr, o.momentum);
   const headGroup = groups.length - 2; // the head's decayed group: its rate is the one reported
   const config: Record<string, unknown> = {
     epochs: o.epochs, freezeEpochs: o.freezeEpochs, lr: o.lr, lrMult: o.lrMult, schedule: o.schedule, momentum: o.momentum,
     weightDecay: o.weightDecay, labelSmoothing: o.labelSmoothing, seed: o.seed, batchSize: data.batchSize, trainSize: data.trainSize,
-    classes: data.classes, monitor, classWeights: o.classWeights ?? null, optimizer, ...o.config,
+    classes: data.classes, monitor, classWeights: o.classWeights ?? null, optimizer, mix: mixing ? o.mix : null, ...o.config,
   };
   let cycles: Cycle[] = [{ from: 0, to: o.epochs }];
   const statePath = o.out ? join(o.out, STATE_FILE) : null;
@@ -366,9 +370,9 @@ export async function fit(split: ModelSplit, data: TrainData, o: FitOptions): Pr
     cycles = savedCycles(s.config, savedEpochs, statePath);
     for (const [key, now] of Object.entries(config)) {
       if (key === 'epochs' || JSON.stringify(s.config[key]) === JSON.stringify(now)) continue;
-      // (states before data fingerprints, class weights and monitors: their defaults)
-      const defaults: Record<string, unknown> = { classWeights: null, monitor: 'accuracy', optimizer: 'sgd' };
-      if (s.config[key] === undefined && (key === 'data' || (key in defaults && defaults[key] === now))) continue;
+      const defaults: Record<string, unknown> = { classWeights: null, monitor: 'accuracy', optimizer: 'sgd', mix: null };
+      // (a setting the caller's config adds that the saved run predates, or a trainer setting at its default)
+      if (s.config[key] === undefined && ((o.config !== undefined && key in o.config) || (key in defaults && defaults[key] === now))) continue;
       throw new RunFolderError('mismatch', o.out!, { key, saved: s.config[key], now });
     }
     const last = cycles[cycles.length - 1];
@@ -427,6 +431,12 @@ export async function fit(split: ModelSplit, data: TrainData, o: FitOptions): Pr
     const valid = await computeFeatures(split, data.valid(), data.imageShape, onBatch);
     cached = { train, valid };
     log(`cached the backbone's features of ${train.labels.length} + ${valid.labels.length} images (${train.dim} each) in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    if (mixing) log('note: mixup and cutmix mix images, not the cached features of a frozen backbone: they are off for these epochs');
+  }
+  /** Epoch `e`'s batches from batch `from` on, mixed (mixup, cutmix) when asked: each batch by its own seed. */
+  async function* mixed(source: Batch[] | AsyncIterable<Batch>, e: number, from: number): AsyncGenerator<Batch> {
+    let k = from;
+    for await (const b of source) yield mixBatch(b, data.classes.length, data.imageShape[1], o.mix!, new Rng(mixSeed(o.seed, e, k++)));
   }
   /** The cached features' batches of an epoch, in the data's order when it has one for every image. */
   const cachedBatches = (set: FeatureSet, e: number) => {
@@ -446,7 +456,8 @@ export async function fit(split: ModelSplit, data: TrainData, o: FitOptions): Pr
     setTrainable(split, p.phase);
     const model: Module = cached ? split.head : split.model;
     const from = stepInEpoch;
-    const source = cached ? cachedBatches(cached.train, epoch).slice(from) : data.train(epoch, o.seed, from);
+    const images = cached ? null : data.train(epoch, o.seed, from);
+    const source = cached ? cachedBatches(cached.train, epoch).slice(from) : mixing ? mixed(images!, epoch, from) : images!;
     const shape = cached ? [cached.train.dim] : data.imageShape;
     const lrs: number[] = [];
     const bar = o.progress ? new ProgressBar(`epoch ${epoch + 1}/${o.epochs}`, data.trainSize, 'img') : null;
