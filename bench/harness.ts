@@ -13,7 +13,8 @@
 import Benchmark from 'benchmark';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { getGpu, initGpu, type Gpu } from '../src/gpu/index.ts';
+import { getGpu, initGpu, measureCeilings, type Ceilings, type Gpu } from '../src/gpu/index.ts';
+import { gemm } from '../src/ops/matmul.ts';
 import { relError, Rng, Tensor, tidy, type Shape } from '../src/tensor/index.ts';
 
 export interface BenchCase {
@@ -257,13 +258,43 @@ interface Columns {
 
 const num = (v: number | undefined, digits: number, width: number) => (v !== undefined ? v.toFixed(digits) : '').padStart(width);
 
+/** What the rows' shares are of, measured at the start of the run (measureReferences). */
+let references: (Ceilings & { gemmGflops: number }) | null = null;
+
+/** The adapter's FMA and vec4-load ceilings (src/gpu/ceilings.ts) and gpunet's best GEMM: the
+ *  1024^3 matmul, the fastest of a few launches (timestamp queries). */
+export async function measureReferences(gpu: Gpu): Promise<typeof references> {
+  const ceilings = await measureCeilings(gpu);
+  const n = 1024;
+  const [a, b] = [Tensor.randn([n, n], new Rng(1)), Tensor.randn([n, n], new Rng(2))];
+  tidy(() => void gemm(a, b)); // compiles, untimed
+  await gpu.sync();
+  gpu.startProfiling();
+  for (let r = 0; r < 3; r++) {
+    tidy(() => void gemm(a, b));
+    gpu.flush();
+  }
+  const { events } = await gpu.stopProfiling();
+  a.release();
+  b.release();
+  const fastest = Math.min(...events.map((e) => e.endNs - e.beginNs)) / 1e9;
+  references = { ...ceilings, gemmGflops: (2 * n ** 3) / fastest / 1e9 };
+  console.log(
+    `references: FMA ceiling ${ceilings.fmaGflops.toFixed(1)} GFLOP/s, vec4 loads ${ceilings.loadGbs.toFixed(2)} GB/s, ` +
+      `gpunet's best GEMM (1024^3 matmul) ${references.gemmGflops.toFixed(1)} GFLOP/s; "% FMA" and "% GEMM" are each row's mean GFLOP/s against them`,
+  );
+  return references;
+}
+
 function header(cols: Columns): string {
-  return `${'kernel'.padEnd(cols.nameWidth)}  ${'ms'.padStart(9)}  ${'±%'.padStart(5)}  ${'best ms'.padStart(9)}  ${'GFLOP/s'.padStart(8)}  ${'GB/s'.padStart(7)}${cols.perItem ? `  ${'ms/item'.padStart(9)}` : ''}`;
+  return `${'kernel'.padEnd(cols.nameWidth)}  ${'ms'.padStart(9)}  ${'±%'.padStart(5)}  ${'best ms'.padStart(9)}  ${'GFLOP/s'.padStart(8)}  ${'GB/s'.padStart(7)}  ${'% FMA'.padStart(5)}  ${'% GEMM'.padStart(6)}${cols.perItem ? `  ${'ms/item'.padStart(9)}` : ''}`;
 }
 
 function formatRow(r: BenchRow, cols: Columns): string {
+  const share = (of: number | undefined, width: number) => num(r.gflops !== undefined && of ? (100 * r.gflops) / of : undefined, 0, width);
   return (
     `${r.name.padEnd(cols.nameWidth)}  ${num(r.ms, 3, 9)}  ${r.total ? ''.padStart(5) : num(r.rme, 1, 5)}  ${num(r.bestMs, 3, 9)}  ${num(r.gflops, 2, 8)}  ${num(r.gbs, 2, 7)}` +
+    `  ${share(references?.fmaGflops, 5)}  ${share(references?.gemmGflops, 6)}` +
     (cols.perItem ? `  ${num(r.msPerItem, 2, 9)}` : '')
   );
 }
@@ -334,7 +365,7 @@ export async function openGpu(): Promise<Gpu> {
  * floors. Returns false when a floor fails (a validation failure throws).
  */
 export async function runFamilies(families: BenchFamily[], cli: CliOptions = parseCli()): Promise<boolean> {
-  await openGpu();
+  await measureReferences(await openGpu());
   const opts: BenchOptions = { filter: cli.filter, quick: cli.quick, maxTime: cli.quick ? 0.25 : DEFAULT_SECONDS };
   const active = families.filter((f) => selectCases(f.title, f.cases, opts).length > 0);
   if (!active.length) throw new Error(`no benchmark case matches${cli.filter ? ` '${cli.filter}'` : ''}${cli.quick ? ' in --quick' : ''}`);

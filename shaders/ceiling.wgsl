@@ -27,12 +27,16 @@ fn fmaPeak(@builtin(global_invocation_id) gid: vec3u) {
   out[gid.x] = a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7;
 }
 
-// out: [invocations]; src: [n] vec4s, each invocation summing its grid-strided share (adjacent
-// invocations read adjacent vec4s)
+// src: [n] vec4s, PER_LOAD consecutive ones per invocation (as an elementwise kernel walks its input);
+// out is written only if the sum is the sentinel (it never is), so that only loads are timed
+const PER_LOAD = 4u;
 @compute @workgroup_size(64)
-fn loadPeak(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let stride = nwg.x * 64u;
+fn loadPeak(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let first = ((wid.x + wid.y * nwg.x) * 64u) * PER_LOAD + lid;
   var s = vec4f(0.0);
-  for (var i = gid.x; i < p.n; i += stride) { s += src[i]; }
-  out[gid.x] = s;
+  for (var k = 0u; k < PER_LOAD; k++) {
+    let i = first + k * 64u;
+    if (i < p.n) { s += src[i]; }
+  }
+  if (s.x == 1234.5) { out[lid] = s; }
 }

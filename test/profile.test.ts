@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { benchCommand } from '../src/cli/bench.ts';
 import { predictCommand } from '../src/cli/predict.ts';
+import { traceCommand } from '../src/cli/trace.ts';
 import { parseOptions } from '../src/cli/options.ts';
 import { getGpu, measureCeilings } from '../src/gpu/index.ts';
 import { smallCnn } from '../src/nn/smallcnn.ts';
@@ -105,6 +106,16 @@ describe('gpunet bench and --profile', () => {
     await expect(run(benchCommand, ['--batch', '0'])).rejects.toThrow(/^--batch must be an integer in 1\.\.4096, got '0'$/);
     await expect(run(benchCommand, ['--arch', 'vgg'])).rejects.toThrow(/^--arch must be one of resnet18, resnet34, got 'vgg'$/);
     await expect(run(benchCommand, ['--arch', 'resnet18', '--checkpoint', 'x.onnx'])).rejects.toThrow(/not both/);
+  });
+
+  it('trace --profile prints the tables after the trace and writes the trace file', async () => {
+    const file = join(dir, 'trace.json');
+    const samoyed = join(import.meta.dirname, '..', '..', 'shared', 'data', 'imagenet', 'samoyed.jpg');
+    const r = await run(traceCommand, ['--arch', 'resnet18', '--classes', '10', '--size', '32', '--input', samoyed, '--profile', file]);
+    expect(r.code).toBe(0);
+    expect(r.out.join('\n')).toMatch(/^profile of 1 step, per step: GPU [\d.]+ ms in \d+ dispatches/m);
+    expect(r.out.join('\n')).toMatch(/^layer1\.0\.conv1 /m);
+    expect(JSON.parse(readFileSync(file, 'utf8')).traceEvents.filter((e: { ph: string }) => e.ph === 'X').length).toBeGreaterThan(40);
   });
 
   it('predict --profile prints the tables after the predictions (Samoyed is ImageNet class 258)', async () => {

@@ -11,6 +11,7 @@ import { Rng, shapeStr, tensor, tidy } from '../tensor/index.ts';
 import { formatTable } from '../train/metrics.ts';
 import { traceModel, type Trace } from '../train/trace.ts';
 import { defineCommand } from './command.ts';
+import { PROFILE, reportProfile } from './profile.ts';
 import { UsageError } from './errors.ts';
 import { choice, flag, grouped, int, str } from './options.ts';
 import { resolvePreprocessing } from './predict.ts';
@@ -67,6 +68,7 @@ and the gradient norm of every parameter is printed.`,
     label: int({ min: 0, help: "the class the backward's loss targets (default: the top class)" }),
     classes: int({ min: 1, max: 100_000, default: 1000, help: 'with --arch: its number of classes' }),
     json: flag({ help: 'the trace as one JSON object' }),
+    ...PROFILE,
     seed: seedOption('with --arch: the seed of its initial weights'),
     ...grouped('preprocessing (default: the checkpoint\'s; with --arch, ImageNet\'s at 224 px)', PREPROCESSING),
     ...DEVICE,
@@ -87,8 +89,10 @@ and the gradient norm of every parameter is printed.`,
       const p = resolvePreprocessing(v, c.preprocessing, c.source);
       const image = await loadImage(v.input, p);
       const t = await tidy(() => traceModel(c.model, tensor(image, { shape: [1, 3, p.size, p.size] }), { backward: v.backward, label: v.label }));
-      if (v.json) console.log(JSON.stringify({ ...t, logits: Array.from(t.logits) }));
+      const { profile, ...trace } = t;
+      if (v.json) console.log(JSON.stringify({ ...trace, logits: Array.from(t.logits) }));
       else printTrace(t, c.classes);
+      if (v.profile !== undefined && profile) await reportProfile(v.profile, profile, 1, v.json);
       return 0;
     } finally {
       c.model.release();

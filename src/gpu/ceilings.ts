@@ -2,7 +2,7 @@
 // kernel and GB/s of streaming vec4 loads. The profiler and the benchmarks report each kernel's
 // share of them. Timed with timestamp queries (the fastest of a few runs: other jobs on a shared
 // machine only ever add time), once per device.
-import type { Gpu } from './gpu.ts';
+import { grid, type Gpu } from './gpu.ts';
 
 export interface Ceilings {
   /** GFLOP/s of the pure-FMA kernel (a multiply-add counts 2) */
@@ -33,7 +33,7 @@ export async function measureCeilings(gpu: Gpu): Promise<Ceilings> {
           kernel: { shader: 'ceiling', entry, bindings: ['write', 'read'] },
           buffers: [out, src],
           params: { iters: FMA_ITERS, n: LOAD_BYTES / 16, m: 0.9999 },
-          workgroups: [WORKGROUPS],
+          workgroups: entry === 'fmaPeak' ? [WORKGROUPS] : grid(LOAD_BYTES / 16, 64 * 4),
           label: `ceiling.${entry}`,
         });
       }

@@ -7,7 +7,7 @@
 // (observeOps sees it) and keeps its output alive on the tape until the statistics are read; the
 // dispatches an op launched are those counted between the previous op's report and its own, and
 // the profiler times each of them.
-import { getGpu } from '../gpu/index.ts';
+import { getGpu, type Profile } from '../gpu/index.ts';
 import type { Module } from '../nn/module.ts';
 import { crossEntropy } from '../ops/softmax.ts';
 import { observeOps, type Shape, Tensor } from '../tensor/index.ts';
@@ -47,6 +47,8 @@ export interface GradNorm {
 }
 
 export interface Trace {
+  /** every dispatch of the forward, timed (none without timestamp queries): what --profile reports */
+  profile?: Profile;
   rows: TraceRow[];
   logits: Float32Array;
   /** the backward's class and loss, and the gradient norms by parameter */
@@ -106,7 +108,8 @@ export async function traceModel(model: Module, x: Tensor, opts: TraceOptions = 
     },
     () => model.forward(input),
   );
-  const events = timed ? (await gpu.stopProfiling()).events : [];
+  const profile = timed ? await gpu.stopProfiling() : undefined;
+  const events = profile?.events ?? [];
   let from = first;
   const rows: TraceRow[] = [];
   for (const s of seen) {
@@ -129,7 +132,7 @@ export async function traceModel(model: Module, x: Tensor, opts: TraceOptions = 
     });
   }
   const logits = await logitsT.toArray();
-  if (!opts.backward) return { rows, logits };
+  if (!opts.backward) return { rows, logits, profile };
 
   const classes = logits.length;
   const label = opts.label ?? argmaxRows(logits, classes)[0];
@@ -149,5 +152,5 @@ export async function traceModel(model: Module, x: Tensor, opts: TraceOptions = 
     t.grad.release();
     t.grad = null;
   }
-  return { rows, logits, backward: { label, loss: await loss.item(), grads } };
+  return { rows, logits, profile, backward: { label, loss: await loss.item(), grads } };
 }
