@@ -1,12 +1,13 @@
 // The atomic file writer every file gpunet writes goes through (src/io/files.ts): whole files or
 // the previous one, never a torn one; short writes continued; a full disk, a folder in the way or
-// a missing folder as one line naming the path; temporary files of killed processes swept.
+// a missing folder as one line naming the path; temporary files of killed processes swept; reads
+// that refuse FIFOs and devices.
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ensureDir, FileError, fileError, sweepStaleTemps, type WriteChunk, writeFileAtomic } from '../src/io/files.ts';
+import { ensureDir, FileError, fileError, readRegularFile, sweepStaleTemps, type WriteChunk, writeFileAtomic } from '../src/io/files.ts';
 
 const tmp = () => mkdtempSync(join(tmpdir(), 'gpunet-files-'));
 
@@ -76,10 +77,29 @@ describe('writeFileAtomic', () => {
     expect(readdirSync(dir).sort()).toEqual(['out.png', 'run']);
   });
 
+  it('a folder or file that cannot be made (in /proc) is one line, not a hang', () => {
+    // (Node's recursive mkdir loops forever there)
+    expect(() => ensureDir('/proc/gpunet-test/run')).toThrow(new FileError('/proc/gpunet-test/run', 'no folder can be created in /proc: write elsewhere'));
+    expect(() => writeFileAtomic('/proc/gpunet-test.png', 'x')).toThrow(new FileError('/proc/gpunet-test.png', 'no file can be created in /proc: write elsewhere'));
+  });
+
   it('read-only and forbidden folders name the path and the fix', () => {
     // (as root, permissions are not enforced: the mapping is checked on the error codes themselves)
     expect(fileError('/r/x.png', Object.assign(new Error(), { code: 'EROFS' })).message).toBe('/r/x.png: the file system is read-only: write elsewhere; nothing was replaced');
     expect(fileError('/r/x.png', Object.assign(new Error(), { code: 'EACCES' })).message).toBe('/r/x.png: permission denied: write elsewhere, or make /r writable; nothing was replaced');
+  });
+});
+
+describe('readRegularFile', () => {
+  it('reads files; a FIFO, a device or a folder (a read would block or never end) and a missing file are one line', () => {
+    const dir = tmp();
+    writeFileSync(join(dir, 'names.txt'), 'ant\nbee\n');
+    expect(readRegularFile(join(dir, 'names.txt')).toString()).toBe('ant\nbee\n');
+    spawnSync('mkfifo', [join(dir, 'pipe.tsv')]);
+    expect(() => readRegularFile(join(dir, 'pipe.tsv'))).toThrow(`${join(dir, 'pipe.tsv')}: not a regular file (a FIFO, socket or device): name a file`);
+    expect(() => readRegularFile('/dev/zero')).toThrow('/dev/zero: not a regular file (a FIFO, socket or device): name a file');
+    expect(() => readRegularFile(dir)).toThrow(`${dir}: is a folder: name a file`);
+    expect(() => readRegularFile(join(dir, 'missing.onnx'))).toThrow(new FileError(join(dir, 'missing.onnx'), 'no such file'));
   });
 });
 

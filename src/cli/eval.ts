@@ -2,10 +2,10 @@
 // split, the exact split a training run used, or a labels.tsv listing file and class index) and
 // reports accuracy, top-5, per-class precision/recall/F1, macro-F1, the confusion matrix (table and
 // heatmap) and the most-confused pairs.
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { readdirSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { ImageError, listImages } from '../data/image.ts';
-import { writeFileAtomic } from '../io/files.ts';
+import { type FileError, readRegularFile, writeFileAtomic } from '../io/files.ts';
 import { printable } from '../io/printable.ts';
 import { readSplitFile, SPLIT_FILE } from '../data/split-file.ts';
 import { evaluateFiles, type LabelledFile } from '../train/inference.ts';
@@ -57,9 +57,9 @@ function samplesFromFolders(dir: string, classes: string[], names: string[]): Sa
 function samplesFromTsv(tsv: string, dataDir: string | undefined, classes: number): Sample[] {
   let text: string;
   try {
-    text = readFileSync(tsv, 'utf8');
-  } catch {
-    throw new UsageError(`--labels ${tsv}: no such file`);
+    text = readRegularFile(tsv).toString('utf8');
+  } catch (e) {
+    throw new UsageError(`--labels ${tsv}: ${(e as FileError).reason}`);
   }
   const base = dataDir ?? dirname(tsv);
   const samples: Sample[] = [];

@@ -1,11 +1,11 @@
 // `gpunet predict`: classifies image files with a checkpoint and prints the top-k classes of each,
 // as the seeds' predict.py does. Also home of what predict and eval share: the checkpoint and
 // preprocessing options, class-name files.
-import { readFileSync } from 'node:fs';
 import { basename, extname } from 'node:path';
 import { getGpu, initGpu } from '../gpu/index.ts';
 import { ImageError, listImages } from '../data/image.ts';
 import type { Classifier, Preprocessing } from '../onnx/classifier.ts';
+import { type FileError, readRegularFile } from '../io/files.ts';
 import { printable } from '../io/printable.ts';
 import { loadClassifier } from '../onnx/load.ts';
 import { classifyFiles, fittingBatchSize, softmaxRow, topIndices } from '../train/inference.ts';
@@ -47,9 +47,9 @@ export function resolvePreprocessing(v: PreprocessingValues, base: Preprocessing
 export function readNamesFile(flag: string, file: string): string[] | Record<string, unknown> {
   let text: string;
   try {
-    text = readFileSync(file, 'utf8');
+    text = readRegularFile(file).toString('utf8');
   } catch (e) {
-    throw new UsageError(`${flag} ${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
+    throw new UsageError(`${flag} ${file}: ${(e as FileError).reason}`);
   }
   if (extname(file).toLowerCase() !== '.json') {
     const lines = text.split(/\r?\n/).map((l) => l.trim());

@@ -2,9 +2,10 @@
 // (two zero bytes, a type code, the number of dimensions, each dimension as a u32) and the values,
 // gzipped or not. Debian's `dataset-fashion-mnist` installs Fashion-MNIST under
 // /usr/share/datasets/fashion-mnist/ as {train,t10k}-{images-idx3,labels-idx1}-ubyte.gz.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
+import { type FileError, readRegularFile } from '../io/files.ts';
 import { DataError } from './folder.ts';
 
 export const FASHION_MNIST_DIR = '/usr/share/datasets/fashion-mnist';
@@ -18,8 +19,12 @@ const UNSIGNED_BYTE = 0x08;
 
 /** The dimensions and bytes of an IDX file of unsigned bytes (the only type MNIST sets use). */
 export function readIdx(path: string): { dims: number[]; data: Uint8Array } {
-  if (!existsSync(path)) throw new DataError(path, 'no such file');
-  let bytes: Uint8Array = readFileSync(path);
+  let bytes: Uint8Array;
+  try {
+    bytes = readRegularFile(path);
+  } catch (e) {
+    throw new DataError(path, (e as FileError).reason);
+  }
   if (bytes[0] === 0x1f && bytes[1] === 0x8b) {
     try {
       bytes = gunzipSync(bytes);

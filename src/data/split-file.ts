@@ -2,9 +2,8 @@
 // file (relative to the root) with its class. A random split is a function of the seed and the
 // folder's contents at the time; this file keeps the exact lists, so that `gpunet eval --run`
 // scores the very validation (or test) images of that run later, whatever the folder holds then.
-import { readFileSync } from 'node:fs';
 import { isAbsolute, join, normalize, relative, resolve, sep } from 'node:path';
-import { writeFileAtomic } from '../io/files.ts';
+import { FileError, readRegularFile, writeFileAtomic } from '../io/files.ts';
 import type { DataSplit, Sample } from './dataset.ts';
 import { DataError } from './folder.ts';
 
@@ -35,9 +34,10 @@ export function readSplitFile(path: string): { root: string; classes: string[] }
   const bad = (why: string) => new DataError(path, `not a gpunet split file (${why})`);
   let j: SplitJson;
   try {
-    j = JSON.parse(readFileSync(path, 'utf8'));
+    j = JSON.parse(readRegularFile(path).toString('utf8'));
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new DataError(path, 'no such file: the run folder has no split record (runs before gpunet 0.2 wrote none); use --data');
+    if (e instanceof FileError && e.reason === 'no such file') throw new DataError(path, 'no such file: the run folder has no split record (runs before gpunet 0.2 wrote none); use --data');
+    if (e instanceof FileError) throw new DataError(path, e.reason);
     throw bad((e as Error).message.split('\n')[0]);
   }
   if (!j || typeof j.root !== 'string' || !isAbsolute(j.root) || !Array.isArray(j.classes) || !j.classes.every((c) => typeof c === 'string')) throw bad('root or classes');

@@ -5,13 +5,14 @@
 // file as it was, and the temporary file is removed — or, after a kill, swept by the next process
 // that writes into that folder (sweepStaleTemps). Failures users can fix (full disk, read-only or
 // forbidden folder, a folder where a file should be) are a FileError: one line naming the path and
-// the fix. This file knows nothing of tensors: every layer may use it.
+// the fix. Files gpunet reads go through readRegularFile, which refuses FIFOs and devices (a read
+// would block forever). This file knows nothing of tensors: every layer may use it.
 import * as fs from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 
 /** A file or folder that cannot be written as asked; the message is one line naming it and the fix. */
 export class FileError extends Error {
-  constructor(readonly path: string, reason: string) {
+  constructor(readonly path: string, readonly reason: string) {
     super(`${path}: ${reason}`);
     this.name = 'FileError';
   }
@@ -112,7 +113,9 @@ export function fileError(path: string, e: unknown, bytes?: number): FileError {
       return new FileError(path, `${file ?? 'a part of the path'} is a file, not a folder: choose another path, or move that file away`);
     }
     case 'ENOENT':
-      return new FileError(path, `the folder ${dirname(path)} does not exist: create it, or write elsewhere`);
+      return fs.existsSync(dirname(path))
+        ? new FileError(path, `no file can be created in ${dirname(path)}: write elsewhere`) // (/proc, /sys)
+        : new FileError(path, `the folder ${dirname(path)} does not exist: create it, or write elsewhere`);
     case 'ENAMETOOLONG':
       return new FileError(path, 'the name is too long for the file system: choose a shorter one');
     default:
@@ -120,14 +123,55 @@ export function fileError(path: string, e: unknown, bytes?: number): FileError {
   }
 }
 
+/**
+ * The bytes of the regular file `path`. A FIFO, socket, device or folder (a read would block on it
+ * forever, or never end) and a missing or unreadable file are a FileError naming it.
+ */
+export function readRegularFile(path: string): Buffer {
+  const failed = (e: unknown) => {
+    const code = (e as NodeJS.ErrnoException)?.code;
+    return new FileError(path, code === 'ENOENT' ? 'no such file' : code === 'EACCES' || code === 'EPERM' ? 'permission denied' : `cannot read (${code ?? (e as Error)?.message})`);
+  };
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(path);
+  } catch (e) {
+    throw failed(e);
+  }
+  if (st.isDirectory()) throw new FileError(path, 'is a folder: name a file');
+  if (!st.isFile()) throw new FileError(path, 'not a regular file (a FIFO, socket or device): name a file');
+  try {
+    return fs.readFileSync(path);
+  } catch (e) {
+    throw failed(e);
+  }
+}
+
 /** Creates `dir` (and its parents) if missing; FileError if it cannot be a folder. */
 export function ensureDir(dir: string): void {
-  try {
-    fs.mkdirSync(dir, { recursive: true });
-  } catch (e) {
-    throw fileError(dir, e);
+  // one level at a time: Node's recursive mkdir loops forever where mkdir fails with ENOENT inside
+  // an existing folder (/proc)
+  const stat = (p: string) => {
+    try {
+      return fs.statSync(p);
+    } catch {
+      return undefined; // missing, or below a file
+    }
+  };
+  const missing: string[] = [];
+  let p = resolve(dir);
+  for (; !stat(p); p = dirname(p)) missing.unshift(p);
+  if (!stat(p)!.isDirectory()) throw fileError(dir, Object.assign(new Error(), { code: 'ENOTDIR' }));
+  for (const m of missing) {
+    try {
+      fs.mkdirSync(m);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'EEXIST' && stat(m)?.isDirectory()) continue; // made meanwhile
+      if (code === 'ENOENT') throw new FileError(dir, `no folder can be created in ${dirname(m)}: write elsewhere`);
+      throw fileError(dir, e);
+    }
   }
-  if (!fs.statSync(dir).isDirectory()) throw fileError(dir, Object.assign(new Error(), { code: 'ENOTDIR' }));
 }
 
 /**

@@ -2,7 +2,8 @@
 // test_data_set_*/input_*.pb, output_*.pb. runBackendCase runs the model on every data set with
 // GraphModule and compares each output with the expected one by relative error
 // (max |actual - expected| / max |expected|), the measure gpunet's own tests use.
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { readRegularFile } from '../io/files.ts';
 import { basename, join } from 'node:path';
 import { noGrad, OpError, relError, Tensor, tidy } from '../tensor/index.ts';
 import { checkSupported, GraphModule, UnsupportedError } from './graph.ts';
@@ -40,7 +41,7 @@ export function findBackendCases(path: string): string[] {
 function readTensors(dir: string, prefix: 'input' | 'output'): OnnxTensor[] {
   const files = readdirSync(dir).filter((f) => new RegExp(`^${prefix}_\\d+\\.pb$`).test(f));
   files.sort((a, b) => Number(a.match(/\d+/)![0]) - Number(b.match(/\d+/)![0]));
-  return files.map((f) => parseTensor(readFileSync(join(dir, f)), { source: join(dir, f) }));
+  return files.map((f) => parseTensor(readRegularFile(join(dir, f)), { source: join(dir, f) }));
 }
 
 const numbers = (t: OnnxTensor): Float64Array => Float64Array.from(t.data as ArrayLike<number | bigint>, Number);

@@ -9,6 +9,7 @@
 // Every problem is an OnnxError whose message is one line naming the file and what is wrong.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { type FileError, readRegularFile } from '../io/files.ts';
 import type { AttrValue, OnnxModel, OnnxNode, OnnxTensor, TensorData, ValueInfo } from './ir.ts';
 import { DataType } from './ir.ts';
 import {
@@ -76,9 +77,9 @@ const utf8 = new TextDecoder();
 export function readOnnx(file: string): OnnxModel {
   let bytes: Uint8Array;
   try {
-    bytes = fs.readFileSync(file);
+    bytes = readRegularFile(file);
   } catch (e) {
-    throw new OnnxError(file, `cannot read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    throw new OnnxError(file, (e as FileError).reason);
   }
   return parseOnnx(bytes, { baseDir: path.dirname(path.resolve(file)), source: file });
 }
@@ -207,6 +208,8 @@ function readExternal(t: TensorProto, source: string, baseDir: string | undefine
   let real: string;
   try {
     real = fs.realpathSync(path.resolve(baseDir, location));
+    // (opening a FIFO blocks until someone writes to it)
+    if (!fs.statSync(real).isFile()) throw Object.assign(new Error('not a regular file'), { code: 'not a regular file' });
     fd = fs.openSync(real, 'r');
   } catch (e) {
     throw new OnnxError(source, `${what}: cannot open external data '${location}' (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);

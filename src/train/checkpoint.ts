@@ -5,8 +5,7 @@
 // Layout: 'GPUNETTS', u32 header length, the JSON header (padded to 4 bytes), then the float32
 // arrays the header lists by offset. It is written atomically (src/io/files.ts), so a crash at any
 // moment leaves either the previous file or the new one, never a torn one.
-import { readFileSync } from 'node:fs';
-import { type WriteChunk, writeFileAtomic } from '../io/files.ts';
+import { readRegularFile, type WriteChunk, writeFileAtomic } from '../io/files.ts';
 import type { Module } from '../nn/module.ts';
 import type { Optimizer, OptimizerState } from '../optim/optimizer.ts';
 import type { EpochRecord } from './history.ts';
@@ -190,7 +189,7 @@ export function saveTrainingState(path: string, s: TrainingState, write?: WriteC
 }
 
 export function loadTrainingState(path: string): TrainingState {
-  return decodeTrainingState(readFileSync(path), path);
+  return decodeTrainingState(readRegularFile(path), path);
 }
 
 /** The model's parameters and buffers by state-dict name, read back from the GPU. */
