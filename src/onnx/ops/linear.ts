@@ -1,4 +1,4 @@
-// Matrix products: Gemm (y = alpha op(A) op(B) + beta C) and MatMul.
+// Matrix products: Gemm (y = alpha op(A) op(B) + beta C) and MatMul (batched, broadcasting).
 import { add, scale } from '../../ops/elementwise.ts';
 import { linear, matmul } from '../../ops/matmul.ts';
 import { OpError, shapeStr, Tensor } from '../../tensor/index.ts';
@@ -35,12 +35,6 @@ function gemm(c: NodeContext): Tensor {
 
 export const LINEAR_OPS: Record<string, OnnxOp> = {
   Gemm: { params: [0, 1, 2], run: (c) => [gemm(c)] },
-  MatMul: {
-    params: [0, 1],
-    run: (c) => {
-      const [p, q] = [c.gpu(0), c.gpu(1)];
-      if (p.ndim !== 2 || q.ndim !== 2) throw new OpError(c.op, `only 2-D MatMul is supported, got ${shapeStr(p.shape)} x ${shapeStr(q.shape)}`);
-      return [matmul(p, q)];
-    },
-  },
+  // numpy's matmul: vectors, matrices and stacks of them whose batch dimensions broadcast (attention)
+  MatMul: { params: [0, 1], run: (c) => [matmul(c.gpu(0), c.gpu(1))] },
 };
