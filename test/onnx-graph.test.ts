@@ -229,14 +229,15 @@ describe('unsupported ops are refused before anything runs', () => {
   });
 
   it('reports a shape the graph cannot run in one line naming the node, the op and the opset, before anything runs', () => {
-    const m = model([node('MatMul', ['x', 'w'], ['y'], {}, 'mm')], [floatTensor('w', [2, 4, 3], new Rng(1))], { name: 'x', shape: [2, 3, 4] }, 'y');
-    const line = "mm.onnx: node 'mm' (MatMul, opset 13): only 2-D MatMul is supported, got [2,3,4] x [2,4,3]";
+    // a 3-D convolution
+    const m = model([node('Conv', ['x', 'w'], ['y'], {}, 'conv3d')], [floatTensor('w', [2, 1, 1, 1, 1], new Rng(1))], { name: 'x', shape: [1, 1, 2, 3, 3] }, 'y');
+    const line = "c3.onnx: node 'conv3d' (Conv, opset 13): only 1-D and 2-D Conv are supported, got x[1,1,2,3,3]";
     // planned at load for a given input shape, or at the first run with a new one
-    expect(() => new GraphModule(m, { source: 'mm.onnx', inputShapes: { x: [2, 3, 4] } })).toThrow(line);
-    const net = new GraphModule(m, { source: 'mm.onnx' });
+    expect(() => new GraphModule(m, { source: 'c3.onnx', inputShapes: { x: [1, 1, 2, 3, 3] } })).toThrow(line);
+    const net = new GraphModule(m, { source: 'c3.onnx' });
     try {
       tidy(() => {
-        const x = Tensor.zeros([2, 3, 4]);
+        const x = Tensor.zeros([1, 1, 2, 3, 3]);
         const dispatches = getGpu().dispatchCount;
         expect(() => net.forward(x)).toThrow(OnnxError);
         expect(() => net.forward(x)).toThrow(line);

@@ -16,7 +16,7 @@ import { classifyFiles } from '../src/train/inference.ts';
 import { summaryCommand } from '../src/cli/summary.ts';
 import { loadImage } from '../src/data/image.ts';
 import { smallCnn } from '../src/nn/smallcnn.ts';
-import type { Classifier, Preprocessing } from '../src/onnx/classifier.ts';
+import type { Preprocessing } from '../src/onnx/classifier.ts';
 import { META } from '../src/onnx/classifier.ts';
 import { readOnnx } from '../src/onnx/read.ts';
 import { noGrad, Rng, Tensor, tidy } from '../src/tensor/index.ts';
@@ -55,7 +55,7 @@ describe('inference on an in-process model', () => {
     const broken = join(dir, 'broken.png');
     writeFileSync(broken, 'not a png');
     const p: Preprocessing = { size: 16, mean: [0.5, 0.4, 0.3], std: [0.2, 0.25, 0.3], resize: 'crop' };
-    const c: Classifier = { model: smallCnn(3, { rng: new Rng(1) }), classes: ['a', 'b', 'c'], preprocessing: p, source: 'in-process' };
+    const c = { model: smallCnn(3, { rng: new Rng(1) }), classes: ['a', 'b', 'c'], preprocessing: p, source: 'in-process' };
     const progress: number[] = [];
     const { results, failed } = await classifyFiles(c, [files[0], broken, ...files.slice(1)], p, 2, (d) => progress.push(d));
     expect(failed.map((e) => e.file)).toEqual([broken]);

@@ -11,7 +11,6 @@ import { Rng } from '../src/tensor/index.ts';
 import type { WriteChunk } from '../src/io/files.ts';
 import { loadTrainingState, readWeights } from '../src/train/checkpoint.ts';
 import { type FitOptions, fit, memoryData, RunFolderError, STATE_FILE } from '../src/train/trainer.ts';
-import { splitModel } from '../src/train/transfer.ts';
 import { relError, useGpu } from './helpers.ts';
 
 useGpu();
@@ -24,7 +23,7 @@ const tmp = () => mkdtempSync(join(tmpdir(), 'gpunet-resume-'));
 function setup(modelSeed: number) {
   const rng = new Rng(9);
   const data = memoryData(syntheticImages(96, SIZE, rng), syntheticImages(32, SIZE, rng), 16);
-  return { split: splitModel(smallCnn(4, { rng: new Rng(modelSeed) })), data };
+  return { split: smallCnn(4, { rng: new Rng(modelSeed) }).split(), data };
 }
 
 const OPTS: FitOptions = {

@@ -11,8 +11,10 @@ import { smallCnn } from '../src/nn/smallcnn.ts';
 import { noGrad, Rng, Tensor } from '../src/tensor/index.ts';
 import { loadTrainingState, readWeights, RunError } from '../src/train/checkpoint.ts';
 import { type FitOptions, fit, memoryData, paramGroups, STATE_FILE, type TrainData } from '../src/train/trainer.ts';
-import { exportTransferGraph, splitModel, transferFromGraph } from '../src/train/transfer.ts';
+import * as ort from 'onnxruntime-node';
 import { GraphModule } from '../src/onnx/graph.ts';
+import { encodeOnnx } from '../src/onnx/write.ts';
+import type { TransferModel } from '../src/onnx/transfer.ts';
 import { DataType, type OnnxModel } from '../src/onnx/ir.ts';
 import { lrFind, suggestLrs } from '../src/train/lr-find.ts';
 import { relError, useGpu } from './helpers.ts';
@@ -27,7 +29,7 @@ function setup(seed = 3) {
   const train = syntheticImages(128, SIZE, rng);
   const valid = syntheticImages(64, SIZE, rng);
   const model = smallCnn(4, { rng });
-  return { split: splitModel(model), data: memoryData(train, valid, 16) };
+  return { split: model.split(), data: memoryData(train, valid, 16) };
 }
 
 const BASE: FitOptions = {
@@ -205,33 +207,55 @@ describe('lr-find', () => {
 });
 
 describe('transfer from any ONNX classifier', () => {
-  it('cuts before the last weighted layer, adds a fresh n-class head, and exports one graph computing the same', async () => {
-    const rng = new Rng(4);
+  /** conv 3x3 - relu - conv 1x1 (the 5-class top) - global pool - flatten: darknet's shape, declared at 16 px */
+  function tinyGraph(rng: Rng): OnnxModel {
     const t = (name: string, dims: number[]) => ({ name, dims, dataType: DataType.FLOAT, data: Float32Array.from({ length: dims.reduce((a, b) => a * b, 1) }, () => rng.uniform(-0.5, 0.5)) });
     const node = (opType: string, inputs: string[], output: string, attrs = {}) => ({ name: output, opType, domain: '', inputs, outputs: [output], attrs });
-    // conv 3x3 - relu - conv 1x1 (the 5-class top) - global pool - flatten: darknet's shape
-    const onnx: OnnxModel = {
+    return {
       irVersion: 7, opset: 13, producerName: 'test', metadata: {},
       graph: {
         name: 'tiny',
         nodes: [node('Conv', ['x', 'w1', 'b1'], 'c1', { pads: [1, 1, 1, 1] }), node('Relu', ['c1'], 'r1'), node('Conv', ['r1', 'w2', 'b2'], 'c2'), node('GlobalAveragePool', ['c2'], 'p'), node('Flatten', ['p'], 'logits', { axis: 1 })],
         initializers: new Map([t('w1', [4, 3, 3, 3]), t('b1', [4]), t('w2', [5, 4, 1, 1]), t('b2', [5])].map((x) => [x.name, x])),
-        inputs: [{ name: 'x', elemType: DataType.FLOAT, shape: ['batch', 3, 8, 8] }],
+        inputs: [{ name: 'x', elemType: DataType.FLOAT, shape: ['batch', 3, 16, 16] }],
         outputs: [{ name: 'logits', elemType: DataType.FLOAT, shape: ['batch', 5] }],
       },
     };
-    const model = transferFromGraph(onnx, 2, 8, rng, 'tiny.onnx');
-    const split = splitModel(model);
+  }
+
+  it('cuts before the last weighted layer, adds a fresh n-class head, and exports one graph computing the same at the new size', async () => {
+    const rng = new Rng(4);
+    const model = new GraphModule(tinyGraph(rng), { source: 'tiny.onnx' }).withNewHead(2, { rng, size: 8 }) as TransferModel;
+    const split = model.split();
     expect(model.namedParameters().map(([n]) => n)).toEqual(['backbone.w1', 'backbone.b1', 'head.weight', 'head.bias']);
     expect(split.groups.at(-1)).toEqual(['head.weight', 'head.bias']);
     expect(model.head.weight.shape).toEqual([2, 4]);
     const x = Tensor.from(Float32Array.from({ length: 2 * 3 * 8 * 8 }, () => rng.normal()), [2, 3, 8, 8]);
     const ours = await noGrad(() => model.forward(x).toArray());
-    const exported = new GraphModule(await exportTransferGraph(model, {}));
-    const theirs = await noGrad(() => exported.forward(x).toArray());
+    const file = await model.toOnnx({ size: 8, metadata: {} });
+    // the exported graph declares the size it was fine-tuned at, so other runtimes take it there
+    expect(file.graph.inputs[0].shape).toEqual(['batch', 3, 8, 8]);
+    const session = await ort.InferenceSession.create(encodeOnnx(file));
+    const theirs = (await session.run({ x: new ort.Tensor('float32', await x.toArray(), [2, 3, 8, 8]) })).logits.data as Float32Array;
+    await session.release();
     expect(ours.length).toBe(4);
-    expect(relError(theirs, ours)).toBeLessThan(1e-6);
+    expect(relError(theirs, ours)).toBeLessThan(1e-5);
     model.release();
-    exported.release();
+  });
+
+  it("splits a graph as it is: its backbone's features, then its own top on them", async () => {
+    const rng = new Rng(5);
+    const net = new GraphModule(tinyGraph(rng), { source: 'tiny.onnx' });
+    const split = net.split();
+    expect(split.groups).toEqual([['w1'], ['b1'], ['w2', 'b2']]);
+    const x = Tensor.from(Float32Array.from({ length: 2 * 3 * 8 * 8 }, () => rng.normal()), [2, 3, 8, 8]);
+    const whole = await noGrad(() => net.forward(x).toArray());
+    const parts = await noGrad(() => {
+      const f = split.features(x);
+      expect(f.shape).toEqual([2, 4, 8, 8]); // the 1x1 conv's input
+      return split.head.forward(f).toArray();
+    });
+    expect(relError(parts, whole)).toBeLessThan(1e-6);
+    net.release();
   });
 });

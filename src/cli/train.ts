@@ -8,14 +8,14 @@ import { SPLIT_FILE, writeSplitFile } from '../data/split-file.ts';
 import { getGpu, initGpu, type Profile } from '../gpu/index.ts';
 import { writeFileAtomic } from '../io/files.ts';
 import { printable } from '../io/printable.ts';
-import { loadClassifier } from '../onnx/load.ts';
+import { loadClassifier, saveClassifier } from '../onnx/load.ts';
 import { evaluateFiles } from '../train/inference.ts';
 import { IMAGENET_NORMALIZATION } from '../onnx/classifier.ts';
 import { SCHEDULES } from '../train/schedule.ts';
-import { buildModel, imageData, inverseFrequencyWeights, saveCheckpoint } from '../train/setup.ts';
+import { buildModel, imageData, inverseFrequencyWeights } from '../train/setup.ts';
 import { type EpochRecord } from '../train/history.ts';
 import { fit, type FitResult, type Monitor, OPTIMIZERS, RunFolderError, type TrainData } from '../train/trainer.ts';
-import { type ModelSplit, splitModel } from '../train/transfer.ts';
+import type { ModelSplit } from '../nn/split.ts';
 import type { Preprocessing } from '../onnx/classifier.ts';
 import { defineCommand } from './command.ts';
 import { duplicateWarnings, imbalanceWarning, scanFromArgs } from './data.ts';
@@ -106,7 +106,7 @@ export async function prepareRun(v: RunValues, command: string): Promise<RunSetu
     arch: pretrained ? null : v.arch, weights: pretrained ? basename(v.weights) : 'none', size, mean, std, augment: v.augment, augmentation: augmentFlags(augment), classes: dataset.classes,
     data: dataFingerprint(v.data, dataset),
   };
-  return { split: splitModel(model), data, dataset, preprocessing, pretrained, exportModel: (path) => saveCheckpoint(classifier, path), config, close };
+  return { split: model.split(), data, dataset, preprocessing, pretrained, exportModel: (path) => saveClassifier(classifier, path), config, close };
 }
 
 function defaultOut(): string {

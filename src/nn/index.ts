@@ -4,3 +4,4 @@ export type { BatchNorm2dOptions, Conv2dConfig, InitOptions, LinearOptions } fro
 export { Module, runLayers, type LoadStateDictOptions, type StateDict } from './module.ts';
 export { BasicBlock, ResNet, resnet18, resnet34, RESNET_BLOCKS, type ResNetArch, type ResNetOptions } from './resnet.ts';
 export { smallCnn, type SmallCnnOptions } from './smallcnn.ts';
+export { moduleLayers, type LayerRow, type ModelSplit } from './split.ts';

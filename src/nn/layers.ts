@@ -11,6 +11,7 @@ import { linear } from '../ops/matmul.ts';
 import { avgPool2d, globalAvgPool2d, maxPool2d, type AvgPool2dOptions, type Pool2dOptions } from '../ops/pool.ts';
 import { defaultRng, type Rng, Tensor } from '../tensor/index.ts';
 import { Module, runLayers } from './module.ts';
+import { childrenSplit, halves, type ModelSplit } from './split.ts';
 
 const pair = (v: number | [number, number]): [number, number] => (typeof v === 'number' ? [v, v] : v);
 
@@ -82,6 +83,10 @@ export class BatchNorm2d extends Module {
     this.bias = this.param('bias', Tensor.zeros([channels]));
     this.runningMean = this.buffer('running_mean', Tensor.zeros([channels]));
     this.runningVar = this.buffer('running_var', Tensor.ones([channels]));
+  }
+
+  protected override ownNormParameters(): string[] {
+    return ['weight', 'bias'];
   }
 
   forward(x: Tensor): Tensor {
@@ -190,6 +195,12 @@ export class Sequential extends Module {
   constructor(...layers: Module[]) {
     super();
     layers.forEach((m, i) => this.child(String(i), m));
+  }
+
+  /** The last child is the head; the backbone's parameters form two groups (first and second half). */
+  split(): ModelSplit {
+    const children = this.children();
+    return childrenSplit(this, children[children.length - 1][0], halves, this.normParameterNames());
   }
 
   forward(x: Tensor): Tensor {

@@ -154,6 +154,19 @@ export abstract class Module {
     return this.setTrainable(prefixes, true);
   }
 
+  /** Names of the normalization layers' scales and shifts: they keep training while the backbone
+   *  is frozen (fastai's train_bn). */
+  normParameterNames(): Set<string> {
+    const out = new Set<string>();
+    for (const [prefix, m] of this.namedModules()) for (const n of m.ownNormParameters()) out.add(prefix ? `${prefix}.${n}` : n);
+    return out;
+  }
+
+  /** This module's own normalization parameters (BatchNorm2d: weight and bias). */
+  protected ownNormParameters(): string[] {
+    return [];
+  }
+
   /** Parameter counts, as Keras' summary reports them. */
   countParameters(): { total: number; trainable: number; frozen: number } {
     let total = 0;

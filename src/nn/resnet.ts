@@ -12,6 +12,7 @@ import { add, relu } from '../ops/elementwise.ts';
 import { defaultRng, isGradEnabled, type Rng, Tensor } from '../tensor/index.ts';
 import { BatchNorm2d, Conv2d, Flatten, GlobalAvgPool2d, type InitOptions, Linear, MaxPool2d, ReLU, Sequential } from './layers.ts';
 import { Module, runLayers } from './module.ts';
+import { childrenSplit, type ModelSplit, underPrefix } from './split.ts';
 
 export type ResNetArch = 'resnet18' | 'resnet34';
 
@@ -115,6 +116,13 @@ export class ResNet extends Module {
 
   get numClasses(): number {
     return (this.getChild('fc') as Linear).outFeatures;
+  }
+
+  /** Backbone conv1..avgpool, head fc; groups as fastai's resnet split: [stem, layer1, layer2],
+   *  [layer3, layer4], [fc]. */
+  split(): ModelSplit {
+    const late = ['layer3', 'layer4'];
+    return childrenSplit(this, 'fc', (names) => [names.filter((n) => !underPrefix(n, late)), names.filter((n) => underPrefix(n, late))], this.normParameterNames());
   }
 
   /** Swaps the head for a fresh `classes`-way linear layer (transfer learning). */

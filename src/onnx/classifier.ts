@@ -1,6 +1,6 @@
 // What a checkpoint carries besides the network: how to preprocess an image for it and what its
 // outputs mean. Stored in the ONNX file's metadata_props under the keys of META.
-import type { Module } from '../nn/module.ts';
+import type { Network } from './network.ts';
 
 export type ResizeMode = 'crop' | 'fill';
 
@@ -26,9 +26,9 @@ export const META = {
   arch: 'gpunet.arch', // 'resnet18' | 'resnet34' | 'graph'
 } as const;
 
-/** A network ready to classify: a Module taking [N,3,size,size] to logits [N,classes]. */
+/** A network ready to classify: [N,3,size,size] to logits [N,classes]. */
 export interface Classifier {
-  model: Module;
+  model: Network;
   /** class names, index order of the logits (default: '0', '1', ...) */
   classes: string[];
   /** null for a foreign ONNX file whose metadata does not say (the caller must be told via flags) */

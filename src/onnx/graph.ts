@@ -19,13 +19,18 @@
 // folded shapes, and inputs an op reads as settings: Reshape's shape, Clip's bounds, labels).
 import { getGpu, GpuError } from '../gpu/index.ts';
 import { Module } from '../nn/module.ts';
-import { noGrad, OpError, shapeStr, Tensor, tidy } from '../tensor/index.ts';
+import { halves, type LayerRow, type ModelSplit } from '../nn/split.ts';
+import { noGrad, OpError, type Rng, shapeStr, Tensor, tidy } from '../tensor/index.ts';
+import { META } from './classifier.ts';
 import { fuseLayerNorms } from './fuse.ts';
-import { DataType, type OnnxGraph, type OnnxModel, type OnnxNode, type OnnxTensor } from './ir.ts';
+import { DataType, type OnnxGraph, type OnnxModel, type OnnxNode, type OnnxTensor, type ValueInfo } from './ir.ts';
+import type { Network } from './network.ts';
 import { NodeContext, ONNX_OPS, supportedOpsText, type OnnxOp, type Value, type ValueSource } from './ops/index.ts';
 import { floats, isFloat } from './ops/op.ts';
 import { typeName } from './ops/host.ts';
 import { OnnxError } from './read.ts';
+import { TransferModel } from './transfer.ts';
+import { irVersionFor } from './write.ts';
 
 /** A refusal: the model is valid ONNX, but uses an op, a feature or a type gpunet does not run. */
 export class UnsupportedError extends OnnxError {
@@ -103,6 +108,17 @@ export function checkSupported(model: OnnxModel, source = '<onnx model>'): void 
   for (const t of g.initializers.values()) notFloat32(t, t.dataType, 'initializer');
   for (const v of g.inputs) notFloat32(v, v.elemType, 'input');
   for (const v of g.outputs) notFloat32(v, v.elemType, 'output');
+}
+
+/** Refuses float initializers holding NaN or infinity (a corrupt or diverged file), naming the first. */
+export function checkFinite(graph: OnnxGraph, source: string): void {
+  for (const t of graph.initializers.values()) {
+    if (t.dataType !== DataType.FLOAT) continue;
+    const data = t.data as Float32Array;
+    for (let i = 0; i < data.length; i++) {
+      if (!Number.isFinite(data[i])) throw new OnnxError(source, `initializer '${t.name}' holds ${data[i]} at element ${i}: the file is corrupt or its weights diverged`);
+    }
+  }
 }
 
 /** The order, and the values of the nodes whose inputs are all constants (initializers or folded
@@ -220,12 +236,14 @@ export interface GraphModuleOptions {
   /** the input shapes to plan for at load (a classifier's [1, 3, size, size]), so that refusals
    *  come with the model; without, the first run with each input signature plans it */
   inputShapes?: Record<string, number[]>;
+  /** a module whose weights of the same names this one uses (a part of its graph), not copies */
+  weightsFrom?: GraphModule;
 }
 
 /** How many input signatures keep their plan (training sees two batch sizes, eval a third). */
 const PLAN_CACHE = 8;
 
-export class GraphModule extends Module {
+export class GraphModule extends Module implements Network {
   /** the graph as loaded: constant subgraphs folded into initializers */
   readonly graph: OnnxGraph;
   readonly opset: number;
@@ -243,6 +261,7 @@ export class GraphModule extends Module {
     super();
     this.source = opts.source ?? (model.graph.name || '<onnx model>');
     checkSupported(model, this.source);
+    if (!opts.weightsFrom) checkFinite(model.graph, this.source);
     this.opset = model.opset;
     this.graph = ownBuffers(foldConstants(model, this.source));
     this.order = fuseLayerNorms({ ...this.graph, outputs: new Set(this.graph.outputs.map((v) => v.name)), opset: this.opset });
@@ -253,8 +272,11 @@ export class GraphModule extends Module {
         const init = this.graph.initializers.get(name);
         const role = weightRole(def, slot, init);
         if (!role || this.weights.has(name)) return;
-        const t = Tensor.from(init!.data as Float32Array, init!.dims);
+        const shared = opts.weightsFrom?.weights.get(name);
+        const t = shared ?? Tensor.from(init!.data as Float32Array, init!.dims);
+        const trainable = t.requiresGrad;
         this.weights.set(name, role === 'param' ? this.param(name, t) : this.buffer(name, t));
+        if (shared) t.requiresGrad = trainable; // sharing does not unfreeze
       });
     }
     try {
@@ -325,6 +347,91 @@ export class GraphModule extends Module {
     }
     const inputs = inputShape ? this.graph.inputs.map((v, i) => (i === 0 ? { ...v, shape: inputShape } : v)) : this.graph.inputs;
     return { ...this.graph, initializers, inputs };
+  }
+
+  /** The classes of a classifier graph: its first output's last dimension, when fixed. */
+  get numClasses(): number | undefined {
+    const d = this.graph.outputs[0]?.shape.at(-1);
+    return typeof d === 'number' && d > 0 ? d : undefined;
+  }
+
+  /** The graph with its current weights, for inputs [batch, 3, size, size]. */
+  async toOnnx(opts: { size?: number; metadata: Record<string, string> }): Promise<OnnxModel> {
+    const graph = await this.exportGraph(opts.size === undefined ? undefined : ['batch', 3, opts.size, opts.size]);
+    return { irVersion: irVersionFor(this.opset), opset: this.opset, producerName: 'gpunet', graph, metadata: { ...opts.metadata, [META.arch]: 'graph' } };
+  }
+
+  /**
+   * Backbone: the graph up to the input of its last weighted layer; head: the rest, fed with that
+   * activation (both share this module's weights).
+   */
+  split(): ModelSplit {
+    const { cut } = this.headCut();
+    const backbone = this.subgraph(this.graph.inputs, [cut]);
+    const head = this.subgraph([{ name: cut, elemType: DataType.FLOAT, shape: [] }], this.graph.outputs.map((v) => v.name));
+    const names = this.namedParameters().map(([n]) => n);
+    const groups = [...halves(names.filter((n) => !head.weights.has(n))), names.filter((n) => head.weights.has(n))];
+    return { model: this, head, features: (x) => backbone.forward(x), groups, batchNormParams: this.normParameterNames() };
+  }
+
+  /** The backbone (cut before the last weighted layer) with a fresh `classes`-way linear head; this module is consumed. */
+  withNewHead(classes: number, opts: { rng: Rng; size: number }): Network {
+    const { node, cut } = this.headCut();
+    const backbone = this.subgraph(this.graph.inputs, [cut]);
+    const shape = backbone.describe({ [this.graph.inputs[0].name]: [1, 3, opts.size, opts.size] }).shapes.get(cut)!;
+    if (shape.length !== 2 && shape.length !== 4) throw new OnnxError(this.source, `the features before '${node.name}' have shape [${shape}], not [N, F] or [N, C, H, W]`);
+    for (const [name, t] of this.weights) if (!backbone.weights.has(name)) t.release(); // the old head's
+    return new TransferModel(backbone, cut, shape, classes, opts.rng);
+  }
+
+  /** The nodes that run (constants and shape arithmetic folded), with their first output's shape
+   *  and the parameters they read first, from the plan for [1, 3, size, size]: nothing runs. */
+  layers(size: number): LayerRow[] {
+    const paramSize = new Map(this.namedParameters().map(([n, t]) => [n, t.size]));
+    const seen = new Set<string>();
+    const { steps, shapes } = this.describe({ [this.graph.inputs[0].name]: [1, 3, size, size] });
+    return steps.map((n) => {
+      const params = n.inputs.reduce((s, x) => s + (seen.has(x) ? 0 : (seen.add(x), paramSize.get(x) ?? 0)), 0);
+      return { name: n.name || n.outputs[0], type: n.opType, outputShape: shapes.get(n.outputs[0])!.slice(1), params };
+    });
+  }
+
+  /** The scales and shifts of BatchNormalization and LayerNormalization nodes. */
+  protected override ownNormParameters(): string[] {
+    return this.order.filter((n) => n.opType === 'BatchNormalization' || n.opType === 'LayerNormalization').flatMap((n) => [n.inputs[1], n.inputs[2]].filter((x) => x && this.weights.has(x)));
+  }
+
+  /** The last weighted layer (Conv, Gemm, MatMul with a weight) and the activation it reads: where a classifier's top begins. */
+  private headCut(): { node: OnnxNode; cut: string } {
+    const node = [...this.order].reverse().find((n) => ['Conv', 'Gemm', 'MatMul'].includes(n.opType) && n.inputs.some((i) => this.weights.has(i)));
+    if (!node) throw new OnnxError(this.source, 'no weighted layer (Conv, Gemm, MatMul) to replace with a new head');
+    const cut = node.inputs.find((i) => i !== '' && !this.weights.has(i) && !this.graph.initializers.has(i));
+    if (!cut || this.graph.inputs.some((v) => v.name === cut)) throw new OnnxError(this.source, `the last weighted layer '${node.name}' reads the graph input: nothing left to transfer`);
+    return { node, cut };
+  }
+
+  /** The part of the graph computing `outputs` from `inputs` (the nodes it needs, their
+   *  initializers), as a GraphModule sharing this one's weights. */
+  subgraph(inputs: ValueInfo[], outputs: string[]): GraphModule {
+    const g = this.graph;
+    const producer = new Map<string, OnnxNode>();
+    for (const n of g.nodes) for (const o of n.outputs) producer.set(o, n);
+    const stop = new Set(inputs.map((v) => v.name));
+    const needed = new Set<OnnxNode>();
+    const stack = [...outputs];
+    while (stack.length) {
+      const name = stack.pop()!;
+      const n = stop.has(name) ? undefined : producer.get(name);
+      if (!n || needed.has(n)) continue;
+      needed.add(n);
+      stack.push(...n.inputs.filter((i) => i !== ''));
+    }
+    const nodes = g.nodes.filter((n) => needed.has(n));
+    const used = new Set(nodes.flatMap((n) => n.inputs));
+    const initializers = new Map([...g.initializers].filter(([name]) => used.has(name)));
+    const outputInfo = outputs.map((name) => g.outputs.find((v) => v.name === name) ?? { name, elemType: DataType.FLOAT, shape: [] });
+    const model: OnnxModel = { irVersion: irVersionFor(this.opset), opset: this.opset, producerName: 'gpunet', metadata: {}, graph: { ...g, nodes, initializers, inputs, outputs: outputInfo } };
+    return new GraphModule(model, { source: this.source, weightsFrom: this });
   }
 
   /** The plan for inputs (values, or just shapes for float inputs), made once per signature. */

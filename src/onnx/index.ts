@@ -6,4 +6,6 @@ export { ONNX_OPS, SUPPORTED_OPS, type OnnxOp } from './ops/index.ts';
 export { OnnxError, parseOnnx, readOnnx } from './read.ts';
 export { encodeOnnx, saveOnnx } from './write.ts';
 export { exportResNet, importResNet } from './resnet.ts';
+export { TransferModel } from './transfer.ts';
+export type { Network } from './network.ts';
 export type { OnnxGraph, OnnxModel, OnnxNode, OnnxTensor } from './ir.ts';

@@ -1,29 +1,40 @@
 // Classifier checkpoints: an ONNX file is both what users bring (a torchvision export, any graph of
 // supported ops) and what gpunet writes back (with class names and preprocessing in metadata_props).
 // A graph that is a torchvision ResNet18/34 loads into the ResNet module (trainable like one built
-// here); anything else runs as a generic GraphModule.
-import { ResNet } from '../nn/resnet.ts';
+// here); anything else runs as a generic GraphModule. Either is a Network (src/onnx/network.ts).
 import { META, type Classifier, type Preprocessing, type ResizeMode } from './classifier.ts';
-import { GraphModule } from './graph.ts';
-import type { OnnxModel } from './ir.ts';
+import { checkFinite, GraphModule, UnsupportedError } from './graph.ts';
+import { DataType, type OnnxModel } from './ir.ts';
+import { typeName } from './ops/host.ts';
 import { OnnxError, readOnnx } from './read.ts';
-import { exportResNet, importResNet } from './resnet.ts';
+import { importResNet } from './resnet.ts';
 import { saveOnnx } from './write.ts';
+
+/** Metadata a checkpoint may carry, within reason (an input_size of 100000 would make the image
+ *  decoder allocate tens of GB before anything else could refuse it). */
+const LIMITS = { size: 4096, classes: 1_000_000, normalization: 1e3, minStd: 1e-6 };
 
 export interface LoadOptions {
   /** the number of classes the caller needs (e.g. the data set's): another count is an error */
   expectClasses?: number;
+  /** the input side the caller will use (its --size), when the checkpoint does not record one */
+  size?: number;
 }
 
-/** Reads a checkpoint: the network (in eval mode), its class names and preprocessing. */
+/** Reads a checkpoint: the network (in eval mode, planned for its input size), its class names and preprocessing. */
 export async function loadClassifier(path: string, opts: LoadOptions = {}): Promise<Classifier> {
   const onnx = readOnnx(path);
   const meta = onnx.metadata;
   const classNames = parseClasses(meta, path);
   const preprocessing = parsePreprocessing(meta, path);
-  const model = importResNet(onnx) ?? new GraphModule(onnx, { source: path });
+  const size = opts.size ?? preprocessing?.size ?? declaredSize(onnx, path) ?? 224;
+  const input = onnx.graph.inputs[0].name;
+  const resnet = importResNet(onnx);
+  const model = resnet ?? new GraphModule(onnx, { source: path, inputShapes: { [input]: [1, 3, size, size] } });
   try {
-    const count = model instanceof ResNet ? model.numClasses : graphClasses(onnx) ?? classNames?.length;
+    if (resnet) checkFinite(onnx.graph, path); // (GraphModule checks its own)
+    const planned = model instanceof GraphModule ? model.describe({ [input]: [1, 3, size, size] }).shapes.get(onnx.graph.outputs[0].name)?.at(-1) : undefined;
+    const count = model.numClasses ?? planned ?? classNames?.length;
     if (count === undefined) {
       throw new OnnxError(path, `cannot tell the number of classes (output '${onnx.graph.outputs[0]?.name}' has no fixed last dimension and no '${META.classes}' metadata)`);
     }
@@ -41,22 +52,27 @@ export async function loadClassifier(path: string, opts: LoadOptions = {}): Prom
 }
 
 /**
- * Writes a checkpoint (atomically): a ResNet as a fresh opset-13 graph with BatchNormalization kept,
- * a GraphModule as its own graph with the current weights; class names and preprocessing in
- * metadata_props.
+ * The input side a classifier graph declares: its one input must be float [N, 3, H, W] (sides
+ * unknown or equal); null when they are symbolic.
+ */
+function declaredSize(onnx: OnnxModel, path: string): number | null {
+  const inputs = onnx.graph.inputs;
+  if (inputs.length !== 1) throw new OnnxError(path, `a classifier takes one input (images), this graph has ${inputs.length}: ${inputs.map((v) => `'${v.name}'`).join(', ') || 'none'}`);
+  const v = inputs[0];
+  if (v.elemType !== DataType.FLOAT && v.elemType !== 0) throw new UnsupportedError(path, `input '${v.name}' is ${typeName(v.elemType)}: a classifier takes float images [N, 3, H, W]`);
+  if (v.shape.length !== 0 && v.shape.length !== 4) throw new OnnxError(path, `input '${v.name}' has rank ${v.shape.length} (${JSON.stringify(v.shape)}): a classifier takes images [N, 3, H, W]`);
+  const [, c, h, w] = v.shape;
+  if (typeof c === 'number' && c !== 3) throw new OnnxError(path, `input '${v.name}' has ${c} channels: a classifier takes RGB images [N, 3, H, W]`);
+  return typeof h === 'number' && h === w ? h : null;
+}
+
+/**
+ * Writes a checkpoint (atomically): the network as ONNX (a ResNet as a fresh opset-13 graph with
+ * BatchNormalization kept, a graph with its current weights) for inputs of the preprocessing's
+ * size; class names and preprocessing in metadata_props.
  */
 export async function saveClassifier(c: Classifier, path: string): Promise<void> {
-  const metadata = classifierMetadata(c);
-  let model: OnnxModel;
-  if (c.model instanceof ResNet) {
-    model = await exportResNet(c.model, { metadata, size: c.preprocessing?.size });
-  } else if (c.model instanceof GraphModule) {
-    const opset = c.model.opset;
-    model = { irVersion: irVersionFor(opset), opset, producerName: 'gpunet', graph: await c.model.exportGraph(), metadata: { ...metadata, [META.arch]: 'graph' } };
-  } else {
-    throw new Error(`saveClassifier: a ${c.model.constructor.name} has no ONNX export (ResNet or GraphModule only)`);
-  }
-  saveOnnx(model, path);
+  saveOnnx(await c.model.toOnnx({ size: c.preprocessing?.size, metadata: classifierMetadata(c) }), path);
 }
 
 /** The metadata_props entries of a classifier (META keys). */
@@ -72,18 +88,6 @@ export function classifierMetadata(c: Classifier): Record<string, string> {
   return m;
 }
 
-/** The lowest IR version that can carry an opset (onnx/helper.py's VERSION_TABLE). */
-function irVersionFor(opset: number): number {
-  const table: [number, number][] = [[21, 10], [19, 9], [15, 8], [12, 7], [11, 6], [10, 5], [9, 4]];
-  return table.find(([o]) => opset >= o)?.[1] ?? 3;
-}
-
-/** The last dimension of the graph's first output, when fixed. */
-function graphClasses(onnx: OnnxModel): number | undefined {
-  const d = onnx.graph.outputs[0]?.shape.at(-1);
-  return typeof d === 'number' && d > 0 ? d : undefined;
-}
-
 function parseJson(meta: Record<string, string>, key: string, path: string, valid: (v: unknown) => boolean, what: string): unknown {
   let v: unknown;
   try {
@@ -97,8 +101,8 @@ function parseJson(meta: Record<string, string>, key: string, path: string, vali
 
 function parseClasses(meta: Record<string, string>, path: string): string[] | null {
   if (meta[META.classes] === undefined) return null;
-  const isNames = (v: unknown) => Array.isArray(v) && v.length > 0 && v.every((s) => typeof s === 'string');
-  return parseJson(meta, META.classes, path, isNames, 'a JSON array of class names') as string[];
+  const isNames = (v: unknown) => Array.isArray(v) && v.length > 0 && v.length <= LIMITS.classes && v.every((s) => typeof s === 'string');
+  return parseJson(meta, META.classes, path, isNames, `a JSON array of 1 to ${LIMITS.classes} class names`) as string[];
 }
 
 /** Preprocessing from metadata: null when the file says nothing (a foreign ONNX file). */
@@ -108,10 +112,11 @@ function parsePreprocessing(meta: Record<string, string>, path: string): Preproc
   if (missing.length === keys.length) return null;
   if (missing.length > 0) throw new OnnxError(path, `incomplete preprocessing metadata: '${missing.join("', '")}' missing`);
   const size = Number(meta[META.size]);
-  if (!Number.isInteger(size) || size <= 0) throw new OnnxError(path, `metadata '${META.size}' is not a positive integer: ${meta[META.size]}`);
-  const isTriple = (v: unknown) => Array.isArray(v) && v.length === 3 && v.every((x) => typeof x === 'number' && Number.isFinite(x));
-  const mean = parseJson(meta, META.mean, path, isTriple, 'a JSON array of 3 numbers') as [number, number, number];
-  const std = parseJson(meta, META.std, path, (v) => isTriple(v) && (v as number[]).every((x) => x > 0), 'a JSON array of 3 positive numbers') as [number, number, number];
+  if (!Number.isInteger(size) || size <= 0 || size > LIMITS.size) throw new OnnxError(path, `metadata '${META.size}' is not an image side from 1 to ${LIMITS.size}: ${meta[META.size].slice(0, 60)}`);
+  const { normalization: n, minStd } = LIMITS;
+  const isTriple = (v: unknown) => Array.isArray(v) && v.length === 3 && v.every((x) => typeof x === 'number' && Number.isFinite(x) && Math.abs(x) <= n);
+  const mean = parseJson(meta, META.mean, path, isTriple, `a JSON array of 3 numbers in [-${n}, ${n}]`) as [number, number, number];
+  const std = parseJson(meta, META.std, path, (v) => isTriple(v) && (v as number[]).every((x) => x > minStd), `a JSON array of 3 numbers in (${minStd}, ${n}]`) as [number, number, number];
   const resize = (meta[META.resize] ?? 'crop') as ResizeMode;
   if (resize !== 'crop' && resize !== 'fill') throw new OnnxError(path, `metadata '${META.resize}' is '${resize}', not 'crop' or 'fill'`);
   return { size, mean, std, resize };

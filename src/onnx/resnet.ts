@@ -17,10 +17,12 @@
 // rounds to exactly 1: invstd = 1 and the eval-mode BN computes exactly x + convBias (the test
 // checks this bit for bit).
 import { BatchNorm2d, Conv2d, Linear } from '../nn/layers.ts';
-import { RESNET_BLOCKS, ResNet, type ResNetArch } from '../nn/resnet.ts';
+import { BasicBlock, RESNET_BLOCKS, ResNet, type ResNetArch } from '../nn/resnet.ts';
+import { type LayerRow, moduleLayers } from '../nn/split.ts';
 import { Rng } from '../tensor/index.ts';
 import { META } from './classifier.ts';
 import { DataType, type AttrValue, type OnnxModel, type OnnxNode, type OnnxTensor } from './ir.ts';
+import type { Network } from './network.ts';
 
 /** A conv as the graph has it: its weight, its bias (zeros when it has none) and its batchnorm
  *  node's parameters (null when folded). */
@@ -361,3 +363,30 @@ export async function exportResNet(net: ResNet, opts: ResNetExportOptions = {}):
     metadata: { ...opts.metadata, [META.arch]: net.arch },
   };
 }
+
+// ResNet as a Network (src/onnx/network.ts). The module lives below the ONNX layer, so the methods
+// that write ONNX are attached here, as src/ops/methods.ts attaches the tensor methods.
+declare module '../nn/resnet.ts' {
+  interface ResNet extends Network {}
+}
+
+Object.assign(ResNet.prototype, {
+  /** the same ResNet with a fresh fc of `classes` outputs */
+  withNewHead(this: ResNet, classes: number, opts: { rng: Rng }): Network {
+    this.replaceHead(classes, { rng: opts.rng });
+    return this;
+  },
+  toOnnx(this: ResNet, opts: { size?: number; metadata: Record<string, string> }): Promise<OnnxModel> {
+    return exportResNet(this, opts);
+  },
+  layers(this: ResNet, size: number): LayerRow[] {
+    // the fused inference kernels would skip the layers' own forwards, which the summary watches
+    const fusing = this.namedModules().map(([, m]) => m).filter((m): m is ResNet | BasicBlock => (m instanceof ResNet || m instanceof BasicBlock) && m.fuse);
+    for (const m of fusing) m.fuse = false;
+    try {
+      return moduleLayers(this, [1, 3, size, size]);
+    } finally {
+      for (const m of fusing) m.fuse = true;
+    }
+  },
+});

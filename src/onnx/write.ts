@@ -26,6 +26,12 @@ function isFloatAttr(opType: string, name: string): boolean {
   return FLOAT_ATTRS.has(name) || (name === 'seed' && FLOAT_SEED_OPS.has(opType));
 }
 
+/** The lowest IR version that can carry an opset (onnx/helper.py's VERSION_TABLE). */
+export function irVersionFor(opset: number): number {
+  const table: [number, number][] = [[21, 10], [19, 9], [15, 8], [12, 7], [11, 6], [10, 5], [9, 4]];
+  return table.find(([o]) => opset >= o)?.[1] ?? 3;
+}
+
 /** Serializes a model to ONNX protobuf bytes. */
 export function encodeOnnx(model: OnnxModel): Uint8Array {
   const g = model.graph;

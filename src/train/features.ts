@@ -5,12 +5,15 @@
 import type { Batch } from '../data/dataset.ts';
 import { noGrad, type Rng, Tensor, tidy } from '../tensor/index.ts';
 import { batches } from './classifier.ts';
-import type { ModelSplit } from './transfer.ts';
+import type { ModelSplit } from '../nn/split.ts';
 
 export interface FeatureSet {
-  /** [n, dim] */
+  /** [n, ...shape] */
   features: Float32Array;
   labels: number[];
+  /** one image's features: [F] (pooled), or [C, H, W] for a head that starts with a convolution */
+  shape: number[];
+  /** elements per image */
   dim: number;
 }
 
@@ -24,12 +27,12 @@ export async function computeFeatures(
   split.model.eval();
   const parts: Float32Array[] = [];
   const labels: number[] = [];
-  let dim = 0;
+  let shape: number[] = [];
   for await (const b of data) {
     const f = await noGrad(() =>
       tidy(() => {
         const y = split.features(Tensor.from(b.images, [b.labels.length, ...imageShape]));
-        dim = y.size / b.labels.length;
+        shape = y.shape.slice(1);
         return y.toArray();
       }),
     );
@@ -37,13 +40,14 @@ export async function computeFeatures(
     labels.push(...b.labels);
     onBatch?.(b.labels.length);
   }
+  const dim = shape.reduce((a, b) => a * b, 1);
   const features = new Float32Array(labels.length * dim);
   let offset = 0;
   for (const p of parts) {
     features.set(p, offset);
     offset += p.length;
   }
-  return { features, labels, dim };
+  return { features, labels, shape, dim };
 }
 
 /** Batches of cached features (in an order of indices, or shuffled by an rng), as the head's input. */

@@ -4,6 +4,5 @@ export { argmaxRows, classificationMetrics, confusionMatrix, formatReport, topKA
 export { applySchedule, discriminativeLrs, makeSchedule, SCHEDULES, type OneCycleOptions, type Schedule, type ScheduleName } from './schedule.ts';
 export { fit, memoryData, type FitOptions, type FitResult, type Phase, type TrainData } from './trainer.ts';
 export { lrFind, type LrFindOptions, type LrFindResult } from './lr-find.ts';
-export { splitModel, TransferModel, type ModelSplit } from './transfer.ts';
 export { readWeights, RunError } from './checkpoint.ts';
 export { buildModel, imageData, saveCheckpoint, type BuiltModel, type ImageDataOptions, type ModelRequest } from './setup.ts';

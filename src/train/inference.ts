@@ -36,7 +36,7 @@ export function fittingBatchSize(model: Module, itemShape: readonly number[], re
  * GPU works on this one). Files that cannot be decoded are returned in `failed`, not thrown.
  */
 export async function classifyFiles(
-  c: Classifier,
+  c: Pick<Classifier, 'classes' | 'source'> & { model: Module },
   files: string[],
   p: Preprocessing,
   batchSize: number,

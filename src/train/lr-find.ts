@@ -11,7 +11,7 @@ import { RunError } from './checkpoint.ts';
 import { trainEpoch } from './classifier.ts';
 import { computeFeatures, featureBatches } from './features.ts';
 import { epochSeed, makeOptimizer, type OptimizerName, paramGroups, setTrainable, type TrainData } from './trainer.ts';
-import type { ModelSplit } from './transfer.ts';
+import type { ModelSplit } from '../nn/split.ts';
 
 export interface LrFindOptions {
   startLr?: number;
@@ -106,7 +106,7 @@ export async function lrFind(split: ModelSplit, data: TrainData, o: LrFindOption
   if (o.phase === 'head') {
     const set = await computeFeatures(split, data.trainPlain(), data.imageShape);
     model = split.head;
-    shape = [set.dim];
+    shape = set.shape;
     source = (async function* () {
       for (let e = 0; ; e++) yield* featureBatches(set, data.batchSize, new Rng(epochSeed(o.seed, e)));
     })();

@@ -7,15 +7,12 @@ import type { AugmentOptions } from '../data/augment.ts';
 import type { Sample } from '../data/dataset.ts';
 import { ImageLoader, type LoaderOptions } from '../data/loader.ts';
 import { balancedWeights } from '../data/sampler.ts';
-import type { Module } from '../nn/module.ts';
 import { ResNet, type ResNetArch } from '../nn/resnet.ts';
-import type { Classifier, Preprocessing } from '../onnx/classifier.ts';
-import { classifierMetadata, loadClassifier, saveClassifier } from '../onnx/load.ts';
-import { readOnnx } from '../onnx/read.ts';
-import { saveOnnx } from '../onnx/write.ts';
+import type { Preprocessing } from '../onnx/classifier.ts';
+import { loadClassifier } from '../onnx/load.ts';
+import type { Network } from '../onnx/network.ts';
 import { Rng } from '../tensor/index.ts';
 import type { TrainData } from './trainer.ts';
-import { exportTransferGraph, TransferModel, transferFromGraph } from './transfer.ts';
 
 export interface ModelRequest {
   /** the number of classes of the new head */
@@ -29,32 +26,21 @@ export interface ModelRequest {
 }
 
 export interface BuiltModel {
-  model: Module;
+  model: Network;
   /** the preprocessing the pretrained checkpoint records (null: none recorded, or no checkpoint) */
   base: Preprocessing | null;
 }
 
 /**
- * A model with a fresh `classes`-way head: a new ResNet, or the classifier in `weights` (a ResNet
- * gets a new fc; any other graph is cut before its last weighted layer, see transfer.ts).
+ * A model with a fresh `classes`-way head: a new ResNet, or the classifier in `weights` with a new
+ * head (Network.withNewHead: a ResNet gets a new fc; any other graph is cut before its last
+ * weighted layer, see src/onnx/transfer.ts).
  */
 export async function buildModel(r: ModelRequest): Promise<BuiltModel> {
   if (r.weights === undefined) return { model: new ResNet(r.arch, { numClasses: r.classes, rng: new Rng(r.seed) }), base: null };
-  const rng = new Rng(r.seed);
-  const c = await loadClassifier(r.weights);
-  if (c.model instanceof ResNet) {
-    c.model.replaceHead(r.classes, { rng });
-    return { model: c.model, base: c.preprocessing };
-  }
-  c.model.release();
+  const c = await loadClassifier(r.weights, { size: r.size });
   const size = r.size ?? c.preprocessing?.size ?? 224;
-  return { model: transferFromGraph(readOnnx(r.weights), r.classes, size, rng, r.weights), base: c.preprocessing };
-}
-
-/** Writes a classifier as an ONNX checkpoint, whatever its model (a transfer model as one graph). */
-export async function saveCheckpoint(c: Classifier, path: string): Promise<void> {
-  if (c.model instanceof TransferModel) saveOnnx(await exportTransferGraph(c.model, classifierMetadata(c)), path);
-  else await saveClassifier(c, path);
+  return { model: c.model.withNewHead(r.classes, { rng: new Rng(r.seed), size }), base: c.preprocessing };
 }
 
 /** The loader settings of a run (the training loader augments and shuffles; the others do not). */

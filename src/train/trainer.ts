@@ -35,7 +35,7 @@ import { batches, crossEntropy, predictLogits, trainEpoch } from './classifier.t
 import { computeFeatures, featureBatches, type FeatureSet } from './features.ts';
 import { type EpochRecord, formatEpoch, writeHistory } from './history.ts';
 import { applySchedule, discriminativeLrs, makeSchedule, type Schedule, type ScheduleName } from './schedule.ts';
-import type { ModelSplit } from './transfer.ts';
+import type { ModelSplit } from '../nn/split.ts';
 
 export const STATE_FILE = 'train-state.bin';
 
@@ -458,7 +458,7 @@ export async function fit(split: ModelSplit, data: TrainData, o: FitOptions): Pr
     const from = stepInEpoch;
     const images = cached ? null : data.train(epoch, o.seed, from);
     const source = cached ? cachedBatches(cached.train, epoch).slice(from) : mixing ? mixed(images!, epoch, from) : images!;
-    const shape = cached ? [cached.train.dim] : data.imageShape;
+    const shape = cached ? cached.train.shape : data.imageShape;
     const lrs: number[] = [];
     const bar = o.progress ? new ProgressBar(`epoch ${epoch + 1}/${o.epochs}`, data.trainSize, 'img') : null;
     const t0 = Date.now();
