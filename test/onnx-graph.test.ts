@@ -1,4 +1,5 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import sharp from 'sharp';
@@ -8,7 +9,8 @@ import { checkSupported, GraphModule } from '../src/onnx/graph.ts';
 import { supportedOpsText } from '../src/onnx/ops/index.ts';
 import { DataType, type OnnxModel, type OnnxNode, type OnnxTensor } from '../src/onnx/ir.ts';
 import { OnnxError, readOnnx } from '../src/onnx/read.ts';
-import { encodeOnnx } from '../src/onnx/write.ts';
+import { loadClassifier } from '../src/onnx/load.ts';
+import { encodeOnnx, saveOnnx } from '../src/onnx/write.ts';
 import { noGrad, Rng, Tensor, tidy } from '../src/tensor/index.ts';
 import { relError, useGpu } from './helpers.ts';
 
@@ -261,6 +263,64 @@ async function loadImage(file: string): Promise<Float32Array> {
 function topK(logits: Float32Array, k: number): number[] {
   return Array.from(logits.keys()).sort((a, b) => logits[b] - logits[a]).slice(0, k);
 }
+
+describe('hostile or broken classifier files give one line naming the file, before anything is uploaded', () => {
+  /** a valid little classifier: conv, global pool, flatten, gemm over [N,3,8,8] */
+  function classifier(): OnnxModel {
+    const rng = new Rng(7);
+    const m = model(
+      [node('Conv', ['x', 'w'], ['c'], { kernel_shape: [3, 3] }), node('GlobalAveragePool', ['c'], ['g']), node('Flatten', ['g'], ['f']), node('Gemm', ['f', 'fw', 'fb'], ['y'], { transB: 1 })],
+      [floatTensor('w', [4, 3, 3, 3], rng), floatTensor('fw', [2, 4], rng), floatTensor('fb', [2], rng)],
+      { name: 'x', shape: [1, 3, 8, 8] }, 'y', 13, [1, 2],
+    );
+    return m;
+  }
+
+  const cases: [string, (m: OnnxModel) => void, string][] = [
+    ['no outputs', (m) => void (m.graph.outputs = []), 'the graph has no outputs'],
+    ['a value produced twice', (m) => void m.graph.nodes.push(node('Relu', ['f'], ['g'], {}, 'again')), "node 'again' (Relu, opset 13) writes 'g', which an input, an initializer or another node provides already"],
+    ['a missing initializer', (m) => void m.graph.initializers.delete('fw'), "node 'y' (Gemm, opset 13) reads 'fw', which no input, initializer or node provides (a missing initializer, or a cycle)"],
+    ['a rank-3 input', (m) => void (m.graph.inputs[0].shape = [3, 8, 8]), "input 'x' has rank 3 ([3,8,8]): a classifier takes images [N, 3, H, W]"],
+    ['a uint8 input', (m) => void (m.graph.inputs[0].elemType = DataType.UINT8), "input 'x' is uint8: a classifier takes float images [N, 3, H, W]"],
+    ['a NaN weight', (m) => void ((m.graph.initializers.get('fw')!.data as Float32Array)[5] = NaN), "initializer 'fw' holds NaN at element 5: the file is corrupt or its weights diverged"],
+    ['an infinite weight', (m) => void ((m.graph.initializers.get('w')!.data as Float32Array)[0] = -Infinity), "initializer 'w' holds -Infinity at element 0: the file is corrupt or its weights diverged"],
+    ['an absurd input size', (m) => void Object.assign(m.metadata, { 'gpunet.input_size': '100000', 'gpunet.mean': '[0,0,0]', 'gpunet.std': '[1,1,1]' }), "metadata 'gpunet.input_size' is not an image side from 1 to 4096: 100000"],
+    ['a zero std', (m) => void Object.assign(m.metadata, { 'gpunet.input_size': '8', 'gpunet.mean': '[0,0,0]', 'gpunet.std': '[1,0,1]' }), "metadata 'gpunet.std' is not a JSON array of 3 numbers in (0.000001, 1000]: [1,0,1]"],
+    ['a non-finite mean', (m) => void Object.assign(m.metadata, { 'gpunet.input_size': '8', 'gpunet.mean': '[0,1e999,0]', 'gpunet.std': '[1,1,1]' }), "metadata 'gpunet.mean' is not a JSON array of 3 numbers in [-1000, 1000]: [0,1e999,0]"],
+    ['a wrong class count', (m) => void (m.metadata['gpunet.classes'] = '["a","b","c"]'), "metadata 'gpunet.classes' names 3 classes, the network outputs 2"],
+  ];
+
+  it('loads the valid file', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gpunet-hostile-'));
+    try {
+      saveOnnx(classifier(), join(dir, 'ok.onnx'));
+      const c = await loadClassifier(join(dir, 'ok.onnx'));
+      expect(c.classes).toEqual(['0', '1']);
+      c.model.release();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  for (const [what, spoil, problem] of cases) {
+    it(what, async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'gpunet-hostile-'));
+      try {
+        const m = classifier();
+        spoil(m);
+        const file = join(dir, 'bad.onnx');
+        saveOnnx(m, file);
+        await getGpu().sync();
+        const live = getGpu().pool.stats().liveBuffers;
+        await expect(loadClassifier(file)).rejects.toThrow(OnnxError);
+        await expect(loadClassifier(file)).rejects.toThrow(`${file}: ${problem}`);
+        expect(getGpu().pool.stats().liveBuffers).toBe(live);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+  }
+});
 
 describe('Darknet-tiny (a real ImageNet classifier exported by PyTorch) through the generic graph path', () => {
   it('agrees with onnxruntime on the check photos and calls the samoyed a Samoyed', async () => {

@@ -27,13 +27,16 @@ export async function loadClassifier(path: string, opts: LoadOptions = {}): Prom
   const meta = onnx.metadata;
   const classNames = parseClasses(meta, path);
   const preprocessing = parsePreprocessing(meta, path);
-  const size = opts.size ?? preprocessing?.size ?? declaredSize(onnx, path) ?? 224;
+  const declared = declaredInput(onnx, path);
+  const size = opts.size ?? preprocessing?.size ?? declared.size ?? 224;
   const input = onnx.graph.inputs[0].name;
+  // images are planned for at their size now, so that refusals come before anything runs
+  const inputShapes = declared.images ? { [input]: [1, 3, size, size] } : undefined;
   const resnet = importResNet(onnx);
-  const model = resnet ?? new GraphModule(onnx, { source: path, inputShapes: { [input]: [1, 3, size, size] } });
+  const model = resnet ?? new GraphModule(onnx, { source: path, inputShapes });
   try {
     if (resnet) checkFinite(onnx.graph, path); // (GraphModule checks its own)
-    const planned = model instanceof GraphModule ? model.describe({ [input]: [1, 3, size, size] }).shapes.get(onnx.graph.outputs[0].name)?.at(-1) : undefined;
+    const planned = model instanceof GraphModule && inputShapes ? model.describe(inputShapes).shapes.get(onnx.graph.outputs[0].name)?.at(-1) : undefined;
     const count = model.numClasses ?? planned ?? classNames?.length;
     if (count === undefined) {
       throw new OnnxError(path, `cannot tell the number of classes (output '${onnx.graph.outputs[0]?.name}' has no fixed last dimension and no '${META.classes}' metadata)`);
@@ -52,18 +55,19 @@ export async function loadClassifier(path: string, opts: LoadOptions = {}): Prom
 }
 
 /**
- * The input side a classifier graph declares: its one input must be float [N, 3, H, W] (sides
- * unknown or equal); null when they are symbolic.
+ * What a classifier graph's one input declares: float images [N, 3, H, W] (`images`, with their
+ * side when fixed and square), or feature vectors [N, F]; anything else is refused.
  */
-function declaredSize(onnx: OnnxModel, path: string): number | null {
+function declaredInput(onnx: OnnxModel, path: string): { images: boolean; size: number | null } {
   const inputs = onnx.graph.inputs;
   if (inputs.length !== 1) throw new OnnxError(path, `a classifier takes one input (images), this graph has ${inputs.length}: ${inputs.map((v) => `'${v.name}'`).join(', ') || 'none'}`);
   const v = inputs[0];
   if (v.elemType !== DataType.FLOAT && v.elemType !== 0) throw new UnsupportedError(path, `input '${v.name}' is ${typeName(v.elemType)}: a classifier takes float images [N, 3, H, W]`);
+  if (v.shape.length === 2) return { images: false, size: null };
   if (v.shape.length !== 0 && v.shape.length !== 4) throw new OnnxError(path, `input '${v.name}' has rank ${v.shape.length} (${JSON.stringify(v.shape)}): a classifier takes images [N, 3, H, W]`);
   const [, c, h, w] = v.shape;
   if (typeof c === 'number' && c !== 3) throw new OnnxError(path, `input '${v.name}' has ${c} channels: a classifier takes RGB images [N, 3, H, W]`);
-  return typeof h === 'number' && h === w ? h : null;
+  return { images: true, size: typeof h === 'number' && h === w ? h : null };
 }
 
 /**
