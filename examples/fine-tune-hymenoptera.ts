@@ -40,12 +40,12 @@ const { data, close } = gpunet.train.imageData(trainSet, validSet, { classes: sp
 // the backbone frozen for the whole run (freezeEpochs >= epochs): its features are computed once,
 // and each epoch trains only the head
 const epochs = Number(args.epochs);
-const result = await gpunet.train.fit(gpunet.train.splitModel(model), data, {
+const result = await gpunet.train.fit(model.split(), data, {
   epochs, freezeEpochs: epochs, lr: 0.01, lrMult: 1, schedule: 'constant', momentum: 0.9, weightDecay: 1e-4, labelSmoothing: 0, seed: 0,
 });
 await close();
 console.log(`best validation accuracy: ${(100 * result.bestAccuracy).toFixed(1)}%`);
 if (args.out) {
-  await gpunet.train.saveCheckpoint({ model, classes: split.classes, preprocessing, source: args.weights }, args.out);
+  await gpunet.onnx.save({ model, classes: split.classes, preprocessing, source: args.weights }, args.out);
   console.log(`wrote ${args.out}: try gpunet predict --checkpoint ${args.out} --input some-bee.jpg`);
 }

@@ -18,7 +18,6 @@ import { batches, predictLogits, trainEpoch } from '../src/train/classifier.ts';
 import { makeSchedule } from '../src/train/schedule.ts';
 import { inverseFrequencyWeights } from '../src/train/setup.ts';
 import { type FitOptions, fit, memoryData, RunFolderError, STATE_FILE } from '../src/train/trainer.ts';
-import { splitModel } from '../src/train/transfer.ts';
 import { SGD } from '../src/optim/sgd.ts';
 import { relError, useGpu } from './helpers.ts';
 
@@ -31,7 +30,7 @@ const tmp = () => mkdtempSync(join(tmpdir(), 'gpunet-fit-control-'));
 function setup(modelSeed = 1) {
   const rng = new Rng(9);
   const data = memoryData(syntheticImages(96, SIZE, rng), syntheticImages(32, SIZE, rng), 16);
-  return { split: splitModel(smallCnn(4, { rng: new Rng(modelSeed) })), data };
+  return { split: smallCnn(4, { rng: new Rng(modelSeed) }).split(), data };
 }
 
 const OPTS: FitOptions = { epochs: 2, freezeEpochs: 0, lr: 0.05, lrMult: 0.1, schedule: 'onecycle', momentum: 0.9, weightDecay: 1e-4, labelSmoothing: 0, seed: 7, log: () => {} };

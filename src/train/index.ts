@@ -5,4 +5,4 @@ export { applySchedule, discriminativeLrs, makeSchedule, SCHEDULES, type OneCycl
 export { fit, memoryData, type FitOptions, type FitResult, type Phase, type TrainData } from './trainer.ts';
 export { lrFind, type LrFindOptions, type LrFindResult } from './lr-find.ts';
 export { readWeights, RunError } from './checkpoint.ts';
-export { buildModel, imageData, saveCheckpoint, type BuiltModel, type ImageDataOptions, type ModelRequest } from './setup.ts';
+export { buildModel, imageData, type BuiltModel, type ImageDataOptions, type ModelRequest } from './setup.ts';
