@@ -2,8 +2,10 @@
 // to ONNX by PyTorch itself (tools/export_block.py: seeded weights, opset 14), run as GraphModules
 // with a tape. Output, parameter gradients (by state-dict name) and the input's gradient match
 // PyTorch's for the same dy: EfficientNet's MBConv (SiLU, Sigmoid, squeeze-excitation), MobileNetV3's
-// inverted residual (HardSwish, HardSigmoid) and a LayerNorm written out by the exporter (fused
-// into one op) with GELU through Erf.
+// inverted residual (HardSwish, HardSigmoid), a LayerNorm written out by the exporter (fused into
+// one op) with GELU through Erf, ConvNeXt's CNBlock (Transpose, the fused LayerNorm, MatMul on 4-D,
+// layer scale) and ViT's encoder block (attention: batched MatMul, Softmax along the last axis,
+// reshapes whose shape arithmetic folds, slices of the fused in-projection weight).
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,6 +24,8 @@ const BLOCKS = [
   { block: 'layernorm', fused: 1 },
   { block: 'mbconv', fused: 0 },
   { block: 'mobilenet_v3', fused: 0 },
+  { block: 'convnext', fused: 1 },
+  { block: 'vit', fused: 2 },
 ];
 
 const dir = mkdtempSync(join(tmpdir(), 'gpunet-onnx-blocks-'));

@@ -3,9 +3,8 @@
 // pass. The list is every case of node/, pytorch-converted/, pytorch-operator/ and simple/ that
 // `gpunet onnx-test` passes; the others use ops or features gpunet refuses (with a one-line
 // reason: `gpunet onnx-test DIR` prints it): 3-D convolution and pooling, MaxPool's Indices output,
-// 3-D and 4-D MatMul, Transpose, Expand, gathers of several indices and stepped slices of GPU
-// tensors, ops gpunet computes only on constants (Floor, Equal, ...), types other than float32 on
-// the GPU (double, float16, uint8, ...), training-mode Dropout's random masks (onnx's own random
+// ops gpunet computes only on constants (Floor, Equal, ...), types other than float32 on the GPU
+// (double, float16, uint8, ...), training-mode Dropout's random masks (onnx's own random
 // numbers), sequences and optionals. Where the expected output is NaN (sqrt of a negative), the
 // case asks for NaN.
 import { join } from 'node:path';
@@ -41,11 +40,12 @@ const CASES = {
     'test_conv_with_strides_padding', 'test_div', 'test_div_bcast', 'test_div_example', 'test_div_uint8',
     'test_dropout_default', 'test_dropout_default_old', 'test_dropout_default_ratio',
     'test_dropout_random_old', 'test_equal', 'test_equal_bcast', 'test_erf', 'test_exp',
-    'test_exp_example', 'test_flatten_axis0', 'test_flatten_axis1', 'test_flatten_axis2',
-    'test_flatten_axis3', 'test_flatten_default_axis', 'test_flatten_negative_axis1',
-    'test_flatten_negative_axis2', 'test_flatten_negative_axis3', 'test_flatten_negative_axis4',
-    'test_gemm_all_attributes', 'test_gemm_alpha', 'test_gemm_beta', 'test_gemm_default_matrix_bias',
-    'test_gemm_default_no_bias', 'test_gemm_default_scalar_bias',
+    'test_exp_example', 'test_expand_dim_changed', 'test_expand_dim_unchanged', 'test_flatten_axis0',
+    'test_flatten_axis1', 'test_flatten_axis2', 'test_flatten_axis3', 'test_flatten_default_axis',
+    'test_flatten_negative_axis1', 'test_flatten_negative_axis2', 'test_flatten_negative_axis3',
+    'test_flatten_negative_axis4', 'test_gather_0', 'test_gather_1', 'test_gather_2d_indices',
+    'test_gather_negative_indices', 'test_gemm_all_attributes', 'test_gemm_alpha', 'test_gemm_beta',
+    'test_gemm_default_matrix_bias', 'test_gemm_default_no_bias', 'test_gemm_default_scalar_bias',
     'test_gemm_default_single_elem_vector_bias', 'test_gemm_default_vector_bias',
     'test_gemm_default_zero_bias', 'test_gemm_transposeA', 'test_gemm_transposeB',
     'test_globalaveragepool', 'test_globalaveragepool_precomputed', 'test_globalmaxpool',
@@ -73,14 +73,14 @@ const CASES = {
     'test_logsoftmax_default_axis_expanded', 'test_logsoftmax_example_1',
     'test_logsoftmax_example_1_expanded', 'test_logsoftmax_large_number',
     'test_logsoftmax_large_number_expanded', 'test_logsoftmax_negative_axis',
-    'test_logsoftmax_negative_axis_expanded', 'test_matmul_2d', 'test_max_example', 'test_max_float32',
-    'test_max_int32', 'test_max_int64', 'test_max_int8', 'test_max_one_input', 'test_max_two_inputs',
-    'test_max_uint8', 'test_maxpool_1d_default', 'test_maxpool_2d_ceil', 'test_maxpool_2d_default',
-    'test_maxpool_2d_dilations', 'test_maxpool_2d_pads', 'test_maxpool_2d_precomputed_pads',
-    'test_maxpool_2d_precomputed_same_upper', 'test_maxpool_2d_precomputed_strides',
-    'test_maxpool_2d_same_lower', 'test_maxpool_2d_same_upper', 'test_maxpool_2d_strides',
-    'test_min_example', 'test_min_float32', 'test_min_int32', 'test_min_int64', 'test_min_int8',
-    'test_min_one_input', 'test_min_two_inputs', 'test_min_uint8', 'test_mod_broadcast',
+    'test_logsoftmax_negative_axis_expanded', 'test_matmul_2d', 'test_matmul_3d', 'test_matmul_4d',
+    'test_max_example', 'test_max_float32', 'test_max_int32', 'test_max_int64', 'test_max_int8',
+    'test_max_one_input', 'test_max_two_inputs', 'test_max_uint8', 'test_maxpool_1d_default',
+    'test_maxpool_2d_ceil', 'test_maxpool_2d_default', 'test_maxpool_2d_dilations', 'test_maxpool_2d_pads',
+    'test_maxpool_2d_precomputed_pads', 'test_maxpool_2d_precomputed_same_upper',
+    'test_maxpool_2d_precomputed_strides', 'test_maxpool_2d_same_lower', 'test_maxpool_2d_same_upper',
+    'test_maxpool_2d_strides', 'test_min_example', 'test_min_float32', 'test_min_int32', 'test_min_int64',
+    'test_min_int8', 'test_min_one_input', 'test_min_two_inputs', 'test_min_uint8', 'test_mod_broadcast',
     'test_mod_int64_fmod', 'test_mod_mixed_sign_int32', 'test_mod_mixed_sign_int64',
     'test_mod_mixed_sign_int8', 'test_mod_uint8', 'test_mul', 'test_mul_bcast', 'test_mul_example',
     'test_mul_uint8', 'test_mvn_expanded', 'test_neg', 'test_neg_example', 'test_not_2d', 'test_not_3d',
@@ -124,7 +124,7 @@ const CASES = {
     'test_shape_example', 'test_shape_start_1', 'test_shape_start_1_end_2',
     'test_shape_start_1_end_negative_1', 'test_shape_start_negative_1', 'test_sigmoid',
     'test_sigmoid_example', 'test_size', 'test_size_example', 'test_slice', 'test_slice_default_axes',
-    'test_slice_default_steps', 'test_slice_end_out_of_bounds', 'test_slice_neg',
+    'test_slice_default_steps', 'test_slice_end_out_of_bounds', 'test_slice_neg', 'test_slice_neg_steps',
     'test_slice_negative_axes', 'test_slice_start_out_of_bounds', 'test_softmax_axis_0',
     'test_softmax_axis_0_expanded', 'test_softmax_axis_1', 'test_softmax_axis_1_expanded',
     'test_softmax_axis_2', 'test_softmax_axis_2_expanded', 'test_softmax_default_axis',
@@ -135,8 +135,11 @@ const CASES = {
     'test_split_variable_parts_default_axis', 'test_split_zero_size_splits', 'test_sqrt',
     'test_sqrt_example', 'test_squeeze', 'test_squeeze_negative_axes', 'test_sub', 'test_sub_bcast',
     'test_sub_example', 'test_sub_uint8', 'test_sum_example', 'test_sum_one_input', 'test_sum_two_inputs',
-    'test_tanh', 'test_tanh_example', 'test_training_dropout_zero_ratio', 'test_unsqueeze_axis_0',
-    'test_unsqueeze_axis_1', 'test_unsqueeze_axis_2', 'test_unsqueeze_axis_3',
+    'test_tanh', 'test_tanh_example', 'test_training_dropout_zero_ratio',
+    'test_transpose_all_permutations_0', 'test_transpose_all_permutations_1',
+    'test_transpose_all_permutations_2', 'test_transpose_all_permutations_3',
+    'test_transpose_all_permutations_4', 'test_transpose_all_permutations_5', 'test_transpose_default',
+    'test_unsqueeze_axis_0', 'test_unsqueeze_axis_1', 'test_unsqueeze_axis_2', 'test_unsqueeze_axis_3',
     'test_unsqueeze_negative_axes', 'test_unsqueeze_three_axes', 'test_unsqueeze_two_axes',
     'test_unsqueeze_unsorted_axes', 'test_where_example', 'test_where_long_example', 'test_xor2d',
     'test_xor3d', 'test_xor4d', 'test_xor_bcast3v1d', 'test_xor_bcast3v2d', 'test_xor_bcast4v2d',
@@ -150,24 +153,26 @@ const CASES = {
     'test_Conv2d_depthwise', 'test_Conv2d_depthwise_padded', 'test_Conv2d_depthwise_strided',
     'test_Conv2d_depthwise_with_multiplier', 'test_Conv2d_dilated', 'test_Conv2d_groups',
     'test_Conv2d_groups_thnn', 'test_Conv2d_no_bias', 'test_Conv2d_padding', 'test_Conv2d_strided',
-    'test_GLU', 'test_GLU_dim', 'test_LeakyReLU', 'test_LeakyReLU_with_negval', 'test_Linear',
-    'test_Linear_no_bias', 'test_LogSoftmax', 'test_MaxPool1d', 'test_MaxPool1d_stride',
-    'test_MaxPool1d_stride_padding_dilation', 'test_MaxPool2d', 'test_MaxPool2d_stride_padding_dilation',
-    'test_PoissonNLLLLoss_no_reduce', 'test_ReLU', 'test_Sigmoid', 'test_Softmax', 'test_Softmin',
-    'test_Softsign', 'test_Tanh', 'test_ZeroPad2d', 'test_log_softmax_dim3', 'test_log_softmax_lastdim',
-    'test_softmax_functional_dim3', 'test_softmax_lastdim',
+    'test_Embedding', 'test_Embedding_sparse', 'test_GLU', 'test_GLU_dim', 'test_LeakyReLU',
+    'test_LeakyReLU_with_negval', 'test_Linear', 'test_Linear_no_bias', 'test_LogSoftmax',
+    'test_MaxPool1d', 'test_MaxPool1d_stride', 'test_MaxPool1d_stride_padding_dilation', 'test_MaxPool2d',
+    'test_MaxPool2d_stride_padding_dilation', 'test_PixelShuffle', 'test_PoissonNLLLLoss_no_reduce',
+    'test_ReLU', 'test_ReflectionPad2d', 'test_ReplicationPad2d', 'test_Sigmoid', 'test_Softmax',
+    'test_Softmin', 'test_Softsign', 'test_Tanh', 'test_ZeroPad2d', 'test_log_softmax_dim3',
+    'test_log_softmax_lastdim', 'test_softmax_functional_dim3', 'test_softmax_lastdim',
   ],
   'pytorch-operator': [
     'test_operator_addmm', 'test_operator_basic', 'test_operator_chunk', 'test_operator_clip',
     'test_operator_concat2', 'test_operator_conv', 'test_operator_exp', 'test_operator_flatten',
     'test_operator_index', 'test_operator_max', 'test_operator_maxpool', 'test_operator_min',
-    'test_operator_mm', 'test_operator_non_float_params', 'test_operator_params', 'test_operator_pow',
-    'test_operator_reduced_mean', 'test_operator_reduced_mean_keepdim', 'test_operator_reduced_sum',
-    'test_operator_reduced_sum_keepdim', 'test_operator_sqrt', 'test_operator_symbolic_override_nested',
-    'test_operator_view',
+    'test_operator_mm', 'test_operator_non_float_params', 'test_operator_pad', 'test_operator_params',
+    'test_operator_permute2', 'test_operator_pow', 'test_operator_reduced_mean',
+    'test_operator_reduced_mean_keepdim', 'test_operator_reduced_sum', 'test_operator_reduced_sum_keepdim',
+    'test_operator_sqrt', 'test_operator_symbolic_override_nested', 'test_operator_view',
   ],
   'simple': [
-    'test_single_relu_model',
+    'test_expand_shape_model1', 'test_expand_shape_model2', 'test_expand_shape_model3',
+    'test_expand_shape_model4', 'test_single_relu_model',
   ],
 };
 
@@ -180,4 +185,13 @@ describe('ONNX backend conformance cases', () => {
       expect(r.maxRelError).toBeLessThan(1e-4);
     });
   }
+});
+
+describe('cases gpunet refuses', () => {
+  it('a model of double tensors is refused in one line, not run in float32 (pytorch-operator/test_operator_add_broadcast)', async () => {
+    const dir = join(DATA, 'pytorch-operator', 'test_operator_add_broadcast');
+    const r = await runBackendCase(dir, 1e-4);
+    expect(r.status).toBe('unsupported');
+    expect(r.message).toBe(`${join(dir, 'model.onnx')}: input '0' is double: gpunet computes in float32 only (export the model in float32, e.g. model.float() in PyTorch)`);
+  });
 });

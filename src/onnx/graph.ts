@@ -318,7 +318,7 @@ export class GraphModule extends Module implements Network {
     const gpu = getGpu();
     plan.steps.forEach((node, k) => {
       const results = atNode(node, this.opset, this.source, () => gpu.withScope(node.name || node.outputs[0], () => entry(node).run!(new NodeContext(node, env))));
-      node.outputs.forEach((o, j) => o !== '' && env.values.set(o, results[j]));
+      node.outputs.forEach((o, j) => o !== '' && env.values.set(o, ownTensor(results[j], node, env)));
       for (const name of new Set(node.inputs)) {
         if (plan.lastUse.get(name) !== k || keep.has(name)) continue;
         const v = env.values.get(name);
@@ -500,6 +500,12 @@ export class GraphModule extends Module implements Network {
     steps.forEach((n, k) => n.inputs.forEach((x) => lastUse.set(x, k)));
     return { constants, steps, lastUse, shapes };
   }
+}
+
+/** An op's result, as a tensor object of its own when the op handed an input back (a no-op pad):
+ *  the input is discarded at its last use, which must not take the output with it. */
+function ownTensor(v: Value, node: OnnxNode, env: Env): Value {
+  return v instanceof Tensor && node.inputs.some((x) => env.value(x) === v) ? v.reshape(v.shape) : v;
 }
 
 /** An input's part of a plan's key: a float input's shape, another input's values. */

@@ -162,23 +162,8 @@ export function gatherHost(t: OnnxTensor, indices: OnnxTensor, axis: number, nam
   return pick(t, name, [...t.dims.slice(0, a), ...indices.dims, ...t.dims.slice(a + 1)], index);
 }
 
-/** ONNX Slice's resolved range per axis of `dims`: start, step and count (clamped as the spec says). */
-export function sliceRanges(dims: readonly number[], starts: number[], ends: number[], axes: number[], steps: number[]): { start: number; step: number; count: number }[] {
-  const ranges = dims.map((d) => ({ start: 0, step: 1, count: d }));
-  axes.forEach((ax, i) => {
-    const a = normAxis('Slice', ax, dims.length);
-    const d = dims[a];
-    const step = steps[i] ?? 1;
-    if (!Number.isInteger(step) || step === 0) throw new OpError('Slice', `step ${step} on axis ${a}`);
-    const clamp = (v: number, lo: number, hi: number) => Math.min(Math.max(v < 0 ? v + d : v, lo), hi);
-    const start = step > 0 ? clamp(starts[i], 0, d) : clamp(starts[i], -1, d - 1);
-    const end = step > 0 ? clamp(ends[i], 0, d) : clamp(ends[i], -1, d - 1);
-    ranges[a] = { start, step, count: Math.max(0, Math.ceil((end - start) / step)) };
-  });
-  return ranges;
-}
-
-export function sliceHost(t: OnnxTensor, ranges: { start: number; step: number; count: number }[], name: string): OnnxTensor {
+/** The elements of `ranges` (a first index, a step and a count per axis: ONNX Slice's, resolved). */
+export function sliceHost(t: OnnxTensor, ranges: readonly { start: number; step: number; count: number }[], name: string): OnnxTensor {
   const dims = ranges.map((r) => r.count);
   const s = strides(t.dims);
   const index = new Int32Array(shapeSize(dims));

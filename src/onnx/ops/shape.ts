@@ -2,12 +2,13 @@
 // Gather, Slice, Split, Pad, Cast, ConstantOfShape, Range, ScatterND, Expand, Transpose.
 // Exporters compute shapes with these (x.size(0) becomes Shape -> Gather -> Unsqueeze -> Concat ->
 // Reshape), so each folds on the host when its inputs are known; on the GPU, reshapes are views
-// and slices, gathers of one index and splits are block copies (narrow).
-import { concat, narrow, padAxis } from '../../ops/concat.ts';
+// and the others the engine's data movement ops (src/ops/layout.ts, src/ops/concat.ts).
+import { concat, split } from '../../ops/concat.ts';
 import { dropout } from '../../ops/dropout.ts';
+import { expand, gather, pad, type PadMode, slice, sliceRanges, type SliceSpec, transpose } from '../../ops/layout.ts';
 import { OpError, shapeSize, shapeStr, Tensor } from '../../tensor/index.ts';
 import { DataType, type OnnxTensor } from '../ir.ts';
-import { concatHost, gatherHost, hostTensor, int64Tensor, normAxis, scatterNDHost, sliceHost, sliceRanges, transposeHost, expandHost, typeName, values } from './host.ts';
+import { concatHost, expandHost, gatherHost, hostTensor, int64Tensor, normAxis, scatterNDHost, sliceHost, transposeHost, typeName, values } from './host.ts';
 import { type NodeContext, type OnnxOp, type Value } from './op.ts';
 
 /** A view of x with another shape (same memory; the gradient flows back through the view). */
@@ -77,28 +78,10 @@ const reshapeLike = (target: (c: NodeContext) => number[]): OnnxOp => ({
   run: (c) => [reshaped(c, target(c))],
 });
 
-/** Slice's ranges per axis: attributes before opset 10, inputs from it. */
-function sliceOf(c: NodeContext): { start: number; step: number; count: number }[] {
-  const s = c.shape(0);
-  if (c.opset < 10) {
-    const starts = c.ints('starts');
-    return sliceRanges(s, starts, c.ints('ends'), c.attr('axes') === undefined ? starts.map((_, i) => i) : c.ints('axes'), []);
-  }
-  const starts = c.numbers(1);
-  const axes = c.has(3) ? c.numbers(3) : starts.map((_, i) => i);
-  return sliceRanges(s, starts, c.numbers(2), axes, c.has(4) ? c.numbers(4) : []);
-}
-
-/** Consecutive rows along each axis, as block copies (the intermediate of each step released). */
-function narrowAll(x: Tensor, ranges: { start: number; count: number }[]): Tensor {
-  let y = x;
-  ranges.forEach((r, axis) => {
-    if (r.start === 0 && r.count === x.shape[axis]) return;
-    const next = narrow(y, axis, r.start, r.count);
-    if (y !== x) y.discard();
-    y = next;
-  });
-  return y === x ? view(x, x.shape) : y;
+/** Slice's starts, ends, axes and steps: attributes before opset 10, inputs from it. */
+function sliceOf(c: NodeContext): SliceSpec {
+  if (c.opset < 10) return { starts: c.ints('starts'), ends: c.ints('ends'), axes: c.attr('axes') === undefined ? undefined : c.ints('axes') };
+  return { starts: c.numbers(1), ends: c.numbers(2), axes: c.has(3) ? c.numbers(3) : undefined, steps: c.has(4) ? c.numbers(4) : undefined };
 }
 
 /** Split's part sizes along the axis: input 1 (opset 13+), the split attribute, num_outputs or equal parts. */
@@ -164,29 +147,25 @@ export const SHAPE_OPS: Record<string, OnnxOp> = {
     run: (c) => [concat(c.node.inputs.flatMap((n, i) => (n === '' ? [] : [c.gpu(i)])), c.int('axis'))],
   },
   Gather: {
+    // a gather from a weight (an embedding, Swin's relative position bias table) trains it
     params: [0],
     fold: (c) => [gatherHost(c.host(0), c.host(1), c.int('axis', 0), c.output())],
     run: (c) => {
-      // one index: a block copy along the axis (x[:, 0] of a class token), the axis dropped for a scalar
       const s = c.shape(0);
       const axis = normAxis(c.op, c.int('axis', 0), s.length);
-      const idx = c.numbers(1);
-      if (idx.length !== 1) throw new OpError(c.op, `gathering ${idx.length} indices from a GPU tensor is not supported yet (only one)`);
-      const i = idx[0] < 0 ? idx[0] + s[axis] : idx[0];
-      const y = narrow(c.gpu(0), axis, i, 1);
-      const dims = c.host(1).dims;
-      return [dims.length === 0 ? view(y, s.filter((_, d) => d !== axis)) : y];
+      const indices = c.host(1);
+      if (indices.dims.length === 0) return [gather(c.gpu(0), c.scalar(1), axis)]; // the axis dropped (x[:, 0])
+      const y = gather(c.gpu(0), values(indices), axis);
+      if (indices.dims.length === 1) return [y];
+      const out = y.reshape([...s.slice(0, axis), ...indices.dims, ...s.slice(axis + 1)]);
+      y.discard();
+      return [out];
     },
   },
   Slice: {
     params: [0],
-    fold: (c) => [sliceHost(c.host(0), sliceOf(c), c.output())],
-    run: (c) => {
-      const ranges = sliceOf(c);
-      const stepped = ranges.findIndex((r) => r.step !== 1);
-      if (stepped >= 0) throw new OpError(c.op, `slicing a GPU tensor with step ${ranges[stepped].step} (axis ${stepped}) is not supported yet (only step 1)`);
-      return [narrowAll(c.gpu(0), ranges)];
-    },
+    fold: (c) => [sliceHost(c.host(0), sliceRanges(c.op, c.shape(0), sliceOf(c)), c.output())],
+    run: (c) => [slice(c.gpu(0), sliceOf(c))],
   },
   Split: {
     fold: (c) => {
@@ -195,13 +174,13 @@ export const SHAPE_OPS: Record<string, OnnxOp> = {
       return sizes.map((n, k) => sliceHost(c.host(0), s.map((d, a) => (a === axis ? { start: offsets[k], step: 1, count: n } : { start: 0, step: 1, count: d })), c.output(k)));
     },
     run: (c) => {
-      const { axis, sizes, offsets } = splitAt(c);
-      return sizes.map((n, k) => narrow(c.gpu(0), axis, offsets[k], n));
+      const { axis, sizes } = splitAt(c);
+      return split(c.gpu(0), sizes, axis);
     },
   },
   Pad: {
-    refuse: (node) => (node.attrs.mode !== undefined && node.attrs.mode !== 'constant' ? `mode '${node.attrs.mode}'` : null),
-    run: (c) => [pad(c)],
+    refuse: (node) => (node.attrs.mode !== undefined && !PAD_MODES.includes(node.attrs.mode as string) ? `mode '${node.attrs.mode}'` : null),
+    run: (c) => [padNode(c)],
   },
   Cast: {
     fold: (c) => {
@@ -236,15 +215,16 @@ export const SHAPE_OPS: Record<string, OnnxOp> = {
     fold: (c) => [scatterNDHost(c.host(0), c.host(1), c.host(2), c.output())],
   },
   Expand: {
+    // ViT's class token expanded to the batch trains
     params: [0],
     fold: (c) => [expandHost(c.host(0), c.numbers(1), c.output())],
+    run: (c) => [expand(c.gpu(0), c.numbers(1))],
   },
   Transpose: {
-    fold: (c) => {
-      const rank = c.shape(0).length;
-      const perm = c.attr('perm') === undefined ? [...Array(rank).keys()].reverse() : c.ints('perm');
-      return [transposeHost(c.host(0), perm, c.output())];
-    },
+    // a transposed weight (a Linear's, in an export without constant folding) stays the weight
+    params: [0],
+    fold: (c) => [transposeHost(c.host(0), permOf(c), c.output())],
+    run: (c) => [transpose(c.gpu(0), permOf(c))],
   },
   Dropout: {
     refuse: (node, g) => (node.outputs.slice(1).some((o) => o !== '' && g.consumed.has(o)) ? 'the mask output in use' : null),
@@ -262,23 +242,16 @@ function dropping(c: NodeContext): boolean {
   return c.training || (c.has(2) && c.scalar(2) !== 0);
 }
 
-/** Constant-mode Pad: pads [begin per axis..., end per axis...] from the attribute (opset < 11) or
- *  input 1 with the value of input 2 (opset 11+), over every axis or those of input 3. */
-function pad(c: NodeContext): Tensor {
-  const x = c.gpu(0);
+const PAD_MODES: readonly string[] = ['constant', 'reflect', 'edge'] satisfies PadMode[];
+
+/** Transpose's permutation: the attribute, or the dims reversed. */
+const permOf = (c: NodeContext): number[] => (c.attr('perm') === undefined ? [...Array(c.shape(0).length).keys()].reverse() : c.ints('perm'));
+
+/** Pad: pads [begin per axis..., end per axis...] from the attribute (opset < 11) or input 1, the
+ *  constant from the value attribute or input 2, over every axis or those of input 3 (opset 18). */
+function padNode(c: NodeContext): Tensor {
   const pads = c.opset < 11 ? c.ints('pads', []) : c.has(1) ? c.numbers(1) : [];
   const value = c.opset < 11 ? c.float('value', 0) : c.has(2) ? c.scalar(2) : 0;
-  const axes = (c.has(3) ? c.numbers(3) : x.shape.map((_, i) => i)).map((a) => normAxis(c.op, a, x.ndim));
-  if (pads.length !== 2 * axes.length || pads.some((p) => !Number.isInteger(p) || p < 0)) {
-    throw new OpError(c.op, `expected ${2 * axes.length} non-negative pads for x${shapeStr(x.shape)}, got ${JSON.stringify(pads)}`);
-  }
-  let y = x;
-  axes.forEach((axis, i) => {
-    const [before, after] = [pads[i], pads[i + axes.length]];
-    if (before === 0 && after === 0) return;
-    const next = padAxis(y, axis, before, after, value);
-    if (y !== x) y.discard();
-    y = next;
-  });
-  return y === x ? view(x, x.shape) : y; // no padding: a view, like Identity
+  const axes = c.has(3) ? c.numbers(3) : undefined;
+  return pad(c.gpu(0), pads, c.str('mode', 'constant') as PadMode, value, axes);
 }
