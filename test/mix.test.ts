@@ -13,7 +13,6 @@ import { Rng } from '../src/tensor/index.ts';
 import { readWeights } from '../src/train/checkpoint.ts';
 import { batches, predictLogits, trainEpoch } from '../src/train/classifier.ts';
 import { type FitOptions, fit, memoryData } from '../src/train/trainer.ts';
-import { splitModel } from '../src/train/transfer.ts';
 import { relError, useGpu } from './helpers.ts';
 
 useGpu();
@@ -123,7 +122,7 @@ describe('training on soft targets', () => {
   it('a run with mixup and cutmix stopped mid-epoch and resumed ends with the uninterrupted weights', async () => {
     const setup = (s: number) => {
       const r = new Rng(9);
-      return { split: splitModel(smallCnn(4, { rng: new Rng(s) })), data: memoryData(syntheticImages(64, 8, r), syntheticImages(16, 8, r), 16) };
+      return { split: smallCnn(4, { rng: new Rng(s) }).split(), data: memoryData(syntheticImages(64, 8, r), syntheticImages(16, 8, r), 16) };
     };
     const o: FitOptions = { epochs: 2, freezeEpochs: 0, lr: 0.05, lrMult: 0.1, schedule: 'onecycle', momentum: 0.9, weightDecay: 1e-4, labelSmoothing: 0.1, seed: 3, log: () => {}, mix: { mixup: 0.4, cutmix: 1 } };
     const a = setup(1);
