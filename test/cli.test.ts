@@ -87,3 +87,26 @@ describe('gpunet command', () => {
     }
   });
 });
+
+describe('internal errors', () => {
+  /** runCommand on a command whose run is `body` (JavaScript), in a child process. */
+  function fakeCommand(body: string) {
+    const main = join(import.meta.dirname, '..', 'src', 'cli', 'main.ts');
+    const script = `const { runCommand } = await import(${JSON.stringify(main)});
+      process.exitCode = await runCommand({ name: 'fake', summary: '', usage: '', options: {}, run: async () => { ${body} } }, []);`;
+    const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 60_000 });
+    return { status: r.status, stderr: r.stderr, ours: r.stderr.split('\n').filter((l) => l.startsWith('gpunet')) };
+  }
+
+  it('a bug (thrown, or a promise nobody awaits) prints its trace with a line asking to report it, exit 70', () => {
+    for (const body of ["null.x; return 0;", "Promise.reject(new RangeError('stray')); await new Promise((r) => setTimeout(r, 2000)); return 0;"]) {
+      const r = fakeCommand(body);
+      expect(r.status, r.stderr).toBe(70);
+      expect(r.ours).toEqual([
+        expect.stringMatching(/^gpunet fake: internal error: (Cannot read properties of null|stray)/),
+        'gpunet fake: this is a bug in gpunet, not in your input: please report it with the command line and the lines above',
+      ]);
+      expect(r.stderr).toMatch(/\n\s+at /);
+    }
+  });
+});

@@ -72,8 +72,21 @@ export async function main(argv: string[]): Promise<number> {
     console.log(cmd.usage);
     return 0;
   }
+  return runCommand(cmd, rest);
+}
+
+/**
+ * Runs a command to its exit code: errors users can fix as one line (exit 1, 2 without an
+ * adapter, a UsageError's own code), anything else as a bug report.
+ */
+export async function runCommand(cmd: Command, args: string[]): Promise<number> {
+  const name = cmd.name;
+  // a failure outside the command's own awaits (a worker thread, a stray promise) is a bug too
+  const bug = (e: unknown) => process.exit(reportBug(name, e));
+  process.on('uncaughtException', bug);
+  process.on('unhandledRejection', bug);
   try {
-    return await cmd.run(rest);
+    return await cmd.run(args);
   } catch (e) {
     if (e instanceof NoAdapterError) {
       console.error(`gpunet ${name}: ${printable(e.message)}`);
@@ -83,10 +96,18 @@ export async function main(argv: string[]): Promise<number> {
       console.error(`gpunet ${name}: ${printable((e as Error).message)}`);
       return e instanceof UsageError ? e.code : 1;
     }
-    // anything else is a bug of gpunet's, not a problem with the input: the trace, and where to send it
-    console.error(`gpunet ${name}: internal error: ${printable(String((e as Error)?.message ?? e))}`);
-    console.error((e as Error)?.stack ?? String(e));
-    console.error(`gpunet ${name}: this is a bug in gpunet, not in your input: please report it with the command line and the lines above`);
-    return 70; // EX_SOFTWARE
+    return reportBug(name, e);
+  } finally {
+    process.off('uncaughtException', bug);
+    process.off('unhandledRejection', bug);
   }
+}
+
+/** Anything but the errors above is a bug of gpunet's, not a problem with the input: its trace,
+ *  and where to send it. Returns the exit code, 70 (EX_SOFTWARE). */
+function reportBug(command: string, e: unknown): number {
+  console.error(`gpunet ${command}: internal error: ${printable(String((e as Error)?.message ?? e))}`);
+  console.error((e as Error)?.stack ?? String(e));
+  console.error(`gpunet ${command}: this is a bug in gpunet, not in your input: please report it with the command line and the lines above`);
+  return 70;
 }
