@@ -23,7 +23,7 @@ describe('GPU limits', () => {
     const created = gpu.pool.stats().created;
     const floats = Math.floor(gpu.limits.maxBufferSize / 4) + 1;
     expect(() => tidy(() => void Tensor.empty([floats]))).toThrow(GpuLimitError);
-    expect(() => tidy(() => void Tensor.empty([floats]))).toThrow(/: a buffer needs \d+ MiB, more than the adapter's maxBufferSize \(\d+ MiB\): use smaller images or batches$/);
+    expect(() => tidy(() => void Tensor.empty([floats]))).toThrow(/^tensor \[\d+\]: a buffer needs \d+ MiB, more than the adapter's maxBufferSize \(\d+ MiB\): use smaller images or batches$/);
     expect(gpu.pool.stats().created).toBe(created);
   });
 

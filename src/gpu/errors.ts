@@ -15,7 +15,7 @@ export class GpuError extends Error {
  * its shapes, the size and the limit.
  */
 export class GpuLimitError extends GpuError {
-  constructor(what: string, readonly limit: string, readonly needed: number, readonly allowed: number, unit: 'bytes' | 'workgroups') {
+  constructor(what: string, readonly limit: string, readonly needed: number, readonly allowed: number, readonly unit: 'bytes' | 'workgroups') {
     const amount = (n: number) => (unit === 'bytes' ? mebibytes(n) : `${n} workgroups`);
     super(`${what} needs ${amount(needed)}, more than the adapter's ${limit} (${amount(allowed)}): use smaller images or batches`);
     this.name = 'GpuLimitError';

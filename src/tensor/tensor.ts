@@ -4,7 +4,7 @@
 // `tidy()` scope and goes back to the buffer pool when that scope ends, unless it is returned from
 // the scope or kept (`keep()`: parameters, optimizer state, running statistics). A tensor used
 // after release raises an error naming it.
-import { getGpu, grid } from '../gpu/index.ts';
+import { getGpu, GpuLimitError, grid } from '../gpu/index.ts';
 import { runBackward, type GradNode } from './autograd.ts';
 import { Rng } from './random.ts';
 
@@ -72,7 +72,15 @@ export class Tensor {
   /** An uninitialised tensor (NaN-filled while poisoning is on). */
   static empty(shape: Shape, label = 'tensor'): Tensor {
     const bytes = Math.max(4, shapeSize(shape) * 4);
-    const t = new Tensor(shape, new Storage(getGpu().pool.acquire(bytes, label)));
+    let buffer: GPUBuffer;
+    try {
+      buffer = getGpu().pool.acquire(bytes, label);
+    } catch (e) {
+      // the pool knows bytes; say which tensor
+      if (e instanceof GpuLimitError) throw new GpuLimitError(`${label} ${shapeStr(shape)}: a buffer`, e.limit, e.needed, e.allowed, e.unit);
+      throw e;
+    }
+    const t = new Tensor(shape, new Storage(buffer));
     if (poison) t.fill(NaN);
     return t;
   }
