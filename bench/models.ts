@@ -204,7 +204,7 @@ async function main(): Promise<void> {
     '',
     ...resultsTable(rows, systems),
     '',
-    `Measured ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC on:`,
+    `Measured ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC (warm-up ${warmup}, then the median of up to ${steps} steps, at most ${budgetMs / 1000} s of them per row, ${values.timeout} s per row at most) on:`,
     ...machine(adapter, loads),
     '',
   ].join('\n');
