@@ -97,7 +97,8 @@ describe('gpunet bench and --profile', () => {
     expect(row.imagesPerSec).toBeCloseTo((1000 * 2) / row.medianMs, 6);
     expect(row.stepsMs).toHaveLength(2);
     expect(r.err.join('\n')).toMatch(/^op kind +ms\/step/m);
-    expect(r.err.join('\n')).toMatch(/^layer4\.1\.conv2 /m);
+    // which layers are the slowest 25 depends on timing: any ResNet layer row will do
+    expect(r.err.join('\n')).toMatch(/^layer\d\.\d\.(conv|bn)\d /m);
     const events = JSON.parse(readFileSync(trace, 'utf8')).traceEvents.filter((e: { ph: string }) => e.ph === 'X');
     expect(events.some((e: { name: string; cat: string }) => e.name === 'conv2d.backwardInput' && e.cat === 'layer1.0.conv1')).toBe(true);
   });
@@ -114,7 +115,7 @@ describe('gpunet bench and --profile', () => {
     const r = await run(traceCommand, ['--arch', 'resnet18', '--classes', '10', '--size', '32', '--input', samoyed, '--profile', file]);
     expect(r.code).toBe(0);
     expect(r.out.join('\n')).toMatch(/^profile of 1 step, per step: GPU [\d.]+ ms in \d+ dispatches/m);
-    expect(r.out.join('\n')).toMatch(/^layer1\.0\.conv1 /m);
+    expect(r.out.join('\n')).toMatch(/^layer\d\.\d\.(conv|bn)\d /m);
     expect(JSON.parse(readFileSync(file, 'utf8')).traceEvents.filter((e: { ph: string }) => e.ph === 'X').length).toBeGreaterThan(40);
   });
 
