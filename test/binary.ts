@@ -17,11 +17,12 @@ export const ourLines = (stderr: string): string[] => stderr.split('\n').filter(
 
 /**
  * Runs `gpunet args` to its end. `onStdout` sees the output so far after each chunk and may signal
- * the child (the Ctrl-C and kill tests).
+ * the child (the Ctrl-C and kill tests); `stdin` is written to its standard input.
  */
-export function gpunet(args: string[], onStdout?: (soFar: string, child: ReturnType<typeof spawn>) => void): Promise<Run> {
+export function gpunet(args: string[], onStdout?: (soFar: string, child: ReturnType<typeof spawn>) => void, stdin?: string): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    child.stdin.end(stdin ?? '');
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (s: string) => {

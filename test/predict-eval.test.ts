@@ -134,7 +134,8 @@ describe('Darknet-tiny (real ImageNet weights) through predict, eval and import'
     expect(table.code).toBe(0);
     expect(table.out[0]).toMatch(/^file\s+rank\s+class\s+probability$/);
     expect(table.out[2]).toMatch(/samoyed\.jpg\s+1\s+Samoyed\s+\d+\.\d\d%$/);
-    expect(table.out.length).toBe(2 + 5);
+    expect(table.out.length).toBe(2 + 5 + 1);
+    expect(table.out[7]).toBe(`wrote ${plot}: the top 5 classes of ${join(IMAGENET, 'samoyed.jpg')}`);
     const meta = await sharp(plot).metadata();
     expect(meta.format).toBe('png');
     expect(meta.width).toBeGreaterThan(300);

@@ -105,6 +105,29 @@ describe('gpunet train on generated image folders', () => {
       expect(q.predictions[0].class, q.file).toBe(basename(dirname(q.file)));
       expect(q.predictions[0].class).toBe(rep.predictions.find((x) => x.file === q.file)!.predicted);
     }
+
+    // paths on standard input; TTA, a CSV, bar charts beside the images, Grad-CAM; each PNG said where
+    const two = preds.slice(0, 2).map((q) => q.file);
+    const outs = join(tmp, 'predict-outs');
+    mkdirSync(outs);
+    const flagged = await gpunet(['predict', '--input', '-', '--checkpoint', join(out, 'best.onnx'), '--top-k', '2', '--tta', '--csv', join(outs, 'p.csv'), '--plot', join(outs, 'topk.png'), '--cam', join(outs, 'cam.png')], undefined, `${two.join('\n')}\n`);
+    expect(flagged.ours).toEqual([]);
+    expect(flagged.status).toBe(0);
+    expect(flagged.stdout).toMatch(/^TTA \(6 views: center, flipped, top-left, top-right, bottom-left, bottom-right\) changed the top class of \d of 2 images$/m);
+    for (const f of ['topk-1.png', 'topk-2.png', 'cam-1.png', 'cam-2.png']) expect(flagged.stdout).toContain(`wrote ${join(outs, f)}: `);
+    expect(readdirSync(outs).sort()).toEqual(['cam-1.png', 'cam-2.png', 'p.csv', 'topk-1.png', 'topk-2.png']);
+    const rows = readFileSync(join(outs, 'p.csv'), 'utf8').trim().split('\n');
+    expect(rows[0]).toBe('file,class_1,probability_1,class_2,probability_2');
+    expect(rows.slice(1).map((l) => l.split(',')[0])).toEqual(two);
+    expect(rows.slice(1).map((l) => l.split(',')[1])).toEqual(two.map((f) => basename(dirname(f))));
+
+    // eval with TTA, the top losses under Grad-CAM, a normalised confusion heatmap
+    const e2 = await gpunet(['eval', '--data', join(split, 'valid'), '--checkpoint', join(out, 'best.onnx'), '--tta', '--top-losses', '4', '--cam', '--out', join(tmp, 'eval-outs'), '--confusion', join(tmp, 'cm.png'), '--normalize']);
+    expect(e2.ours).toEqual([]);
+    expect(e2.status).toBe(0);
+    expect(e2.stdout).toMatch(/^TTA \(6 views: .*\): accuracy \d+\.\d\d% against \d+\.\d\d% without \([+-]\d+\.\d\d points\), macro-F1/m);
+    expect(e2.stdout).toMatch(/top-losses\.png: the \d most confidently wrong of 18 images|top losses: no image is misclassified/);
+    expect((await sharp(join(tmp, 'cm.png')).metadata()).format).toBe('png');
   });
 
   it('Ctrl-C (SIGINT) saves and exits 0, no temp files; --resume finishes with the uninterrupted run\'s weights', async () => {

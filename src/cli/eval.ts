@@ -3,18 +3,21 @@
 // reports accuracy, top-5, per-class precision/recall/F1, macro-F1, the confusion matrix (table and
 // heatmap) and the most-confused pairs.
 import { readdirSync, statSync } from 'node:fs';
-import { dirname, join, relative, resolve } from 'node:path';
-import { ImageError, listImages } from '../data/image.ts';
-import { type FileError, readRegularFile, writeFileAtomic } from '../io/files.ts';
+import { basename, dirname, join, relative, resolve } from 'node:path';
+import { ImageError, listImages, loadImage, TTA_VIEWS } from '../data/image.ts';
+import { ensureDir, type FileError, readRegularFile, writeFileAtomic } from '../io/files.ts';
 import { printable } from '../io/printable.ts';
 import { readSplitFile, SPLIT_FILE } from '../data/split-file.ts';
-import { evaluateFiles, type LabelledFile } from '../train/inference.ts';
+import type { Classifier, Preprocessing } from '../onnx/classifier.ts';
+import { evaluateFiles, type Evaluation, type LabelledFile } from '../train/inference.ts';
+import { gradCams, topLosses } from '../train/interpret.ts';
+import { heatmapOverlay, imageGridPng, resizeChw } from '../report/images.ts';
 import { argmaxRows, formatConfusion, formatMostConfused, formatReport } from '../train/metrics.ts';
 import { confusionHeatmap, savePng } from '../report/plot.ts';
 import { ProgressBar } from '../report/progress.ts';
 import { defineCommand } from './command.ts';
 import { UsageError } from './errors.ts';
-import { choice, str } from './options.ts';
+import { choice, flag, int, str } from './options.ts';
 import { fittedBatchSize, INFERENCE_OPTIONS, openCheckpoint, pngPath, readCategoryNames, reportSkipped, resolvePreprocessing } from './predict.ts';
 
 /** The confusion table is printed up to this many classes (the heatmap and JSON hold any size). */
@@ -114,6 +117,31 @@ function samplesFromRun(run: string, split: 'valid' | 'test', classes: string[])
   return samples.map((s) => ({ file: s.path, label: index[s.label] }));
 }
 
+/** OUT/top-losses.png: the most confidently wrong images, each captioned with its prediction, actual class and loss. */
+async function writeTopLosses(c: Classifier, p: Preprocessing, results: Evaluation['results'], n: number, names: string[], out: string, cam: boolean): Promise<void> {
+  const worst = topLosses(results, n);
+  const path = join(out, 'top-losses.png');
+  if (worst.length === 0) {
+    console.log(`top losses: no image is misclassified, so ${printable(path)} was not written`);
+    return;
+  }
+  const shown = { ...p, mean: [0, 0, 0] as [number, number, number], std: [1, 1, 1] as [number, number, number] };
+  const images = await Promise.all(worst.map((w) => loadImage(w.file, shown)));
+  const cams = cam ? await gradCams(c, await Promise.all(worst.map((w) => loadImage(w.file, p))), p.size, worst.map((w) => w.predicted)) : null;
+  const size = Math.max(p.size, 96);
+  const tiles = worst.map((w, i) => ({
+    image: resizeChw(cams ? heatmapOverlay(images[i], p.size, cams[i].map, cams[i].h, cams[i].w) : images[i], p.size, size),
+    lines: [
+      { text: `${printable(names[w.predicted])} ${(100 * w.probability).toFixed(0)}%`, bold: true, color: '#b00020' },
+      { text: `actual: ${printable(names[w.actual])}` },
+      { text: `loss ${w.loss.toFixed(2)}  ${printable(basename(w.file))}` },
+    ],
+  }));
+  ensureDir(out);
+  writeFileAtomic(path, await imageGridPng(tiles, size));
+  console.log(`wrote ${printable(path)}: the ${worst.length} most confidently wrong of ${results.length} images${cam ? ', under the Grad-CAM of the predicted class' : ''} (predicted, actual, loss)`);
+}
+
 export const evalCommand = defineCommand({
   name: 'eval',
   summary: 'evaluate a checkpoint on labelled images: accuracy, per-class F1, confusion matrix',
@@ -133,7 +161,12 @@ precision / recall / F1, macro-F1, the confusion matrix and the most-confused pa
       help: "instead of class folders: lines 'file<TAB>class index[<TAB>...]', files relative to --data (default: the .tsv's folder)",
     }),
     json: str({ metavar: 'FILE', help: 'the full report as JSON' }),
-    confusion: str({ metavar: 'FILE.png', help: 'the confusion matrix as a heatmap' }),
+    confusion: str({ metavar: 'FILE.png', help: 'the confusion matrix as a heatmap with a colour scale' }),
+    normalize: flag({ help: "the heatmap's rows as shares of each actual class (percentages) instead of counts" }),
+    tta: flag({ help: "test-time augmentation: the probabilities averaged over each image, its mirror and 4 corner crops (fastai's tta), the gain over the plain view reported" }),
+    topLosses: int({ min: 1, max: 400, metavar: 'N', help: "the N most confidently wrong images as a grid with actual, predicted and probability (fastai's plot_top_losses): OUT/top-losses.png" }),
+    cam: flag({ help: "with --top-losses: each image under the Grad-CAM heatmap of its predicted class (plot_top_losses' heatmap=True)" }),
+    out: str({ metavar: 'DIR', help: 'where --top-losses writes' }),
     ...INFERENCE_OPTIONS,
     checkpoint: str({ metavar: 'FILE', defaultText: 'RUN/best.onnx with --run', help: "an ONNX checkpoint (gpunet's own, or a foreign classifier with the preprocessing options)" }),
   },
@@ -143,6 +176,8 @@ precision / recall / F1, macro-F1, the confusion matrix and the most-confused pa
     const checkpoint = v.checkpoint ?? (v.run ? join(v.run, 'best.onnx') : undefined);
     if (!checkpoint) throw new UsageError('--checkpoint FILE is required (or --run DIR, a training run)');
     pngPath('--confusion', v.confusion);
+    if (v.topLosses !== undefined && !v.out) throw new UsageError('--top-losses N needs --out DIR, the folder to write top-losses.png into');
+    if (v.cam && v.topLosses === undefined) throw new UsageError('--cam draws Grad-CAM over the --top-losses images: pass --top-losses N --out DIR too');
     const c = await openCheckpoint({ checkpoint, device: v.device });
     const p = resolvePreprocessing(v, c.preprocessing, c.source);
     const names = v.categoryNames ? readCategoryNames(v.categoryNames, c.classes) : c.classes;
@@ -163,12 +198,23 @@ precision / recall / F1, macro-F1, the confusion matrix and the most-confused pa
     if (what) console.log(`evaluating ${printable(checkpoint)} on ${samples.length} images of ${printable(what)}`);
 
     const bar = new ProgressBar('eval', samples.length, 'images');
-    const { metrics: m, results, failed } = await evaluateFiles(c, samples, p, fittedBatchSize('eval', c, p, Math.min(v.batchSize, samples.length)), { classNames: names, onProgress: (d) => bar.update(d) });
+    const { metrics: m, plainMetrics, results, failed } = await evaluateFiles(c, samples, p, fittedBatchSize('eval', c, p, Math.min(v.batchSize, samples.length)), {
+      classNames: names, onProgress: (d) => bar.update(d), tta: v.tta,
+    });
     reportSkipped('eval', failed);
     if (results.length === 0) throw new UsageError(`no image could be read (${failed.length} files unreadable)`);
     const k = c.classes.length;
 
-    console.log(formatReport(m));
+    const [summary, ...table] = formatReport(m).split('\n');
+    console.log(summary);
+    if (plainMetrics) {
+      const points = (a: number, b: number) => `${a >= b ? '+' : ''}${(100 * (a - b)).toFixed(2)} points`;
+      console.log(
+        `TTA (${TTA_VIEWS.length} views: ${TTA_VIEWS.join(', ')}; probabilities averaged): accuracy ${(100 * m.accuracy).toFixed(2)}% against ${(100 * plainMetrics.accuracy).toFixed(2)}% without (${points(m.accuracy, plainMetrics.accuracy)}), ` +
+          `macro-F1 ${m.macroF1.toFixed(4)} against ${plainMetrics.macroF1.toFixed(4)}`,
+      );
+    }
+    console.log(table.join('\n'));
     console.log('');
     if (m.labels.length <= MAX_TABLE_CLASSES) console.log(`confusion matrix (rows actual, columns predicted):\n${formatConfusion(m)}`);
     else console.log(`confusion matrix: ${m.labels.length} x ${m.labels.length} classes, see --json / --confusion`);
@@ -176,7 +222,8 @@ precision / recall / F1, macro-F1, the confusion matrix and the most-confused pa
     console.log(`most confused (actual -> predicted):\n${formatMostConfused(m)}`);
     if (failed.length) console.log(`\n${failed.length} file(s) skipped (missing or not decodable, listed above)`);
 
-    if (v.confusion) await savePng(confusionHeatmap(m.confusion, m.perClass.map((x) => x.name)), v.confusion);
+    if (v.confusion) await savePng(confusionHeatmap(m.confusion, m.perClass.map((x) => x.name), { normalize: v.normalize }), v.confusion);
+    if (v.topLosses !== undefined) await writeTopLosses(c, p, results, v.topLosses, names, v.out!, v.cam);
     if (v.json) {
       const report = {
         checkpoint,

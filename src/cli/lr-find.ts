@@ -44,7 +44,11 @@ The weights are not saved.`,
         onStep: (done, _total, loss) => bar.update(done, loss === undefined ? {} : { loss }),
       });
       bar.update(v.steps);
-      const svg = lineChart([{ name: 'loss (smoothed)', x: res.lrs, y: res.losses }], { xLabel: 'learning rate', yLabel: 'loss', logX: true, title: `Learning-rate finder (${phase})` });
+      const marks = [
+        { x: res.valley, label: `valley ${res.valley.toExponential(1)}`, color: '#2ca02c' },
+        { x: res.steep, label: `steep ${res.steep.toExponential(1)}`, color: '#d62728' },
+      ];
+      const svg = lineChart([{ name: 'loss (smoothed)', x: res.lrs, y: res.losses }], { xLabel: 'learning rate', yLabel: 'loss', logX: true, marks, title: `Learning-rate finder (${phase})` });
       await savePng(svg, v.out);
       console.log(`${res.lrs.length} steps, curve in ${v.out}`);
       console.log(`suggested learning rates: valley ${res.valley.toExponential(2)}, steep ${res.steep.toExponential(2)}`);

@@ -1,15 +1,19 @@
 // `gpunet predict`: classifies image files with a checkpoint and prints the top-k classes of each,
 // as the seeds' predict.py does. Also home of what predict and eval share: the checkpoint and
 // preprocessing options, class-name files.
+import { readFileSync } from 'node:fs';
 import { basename, extname } from 'node:path';
 import { getGpu, initGpu } from '../gpu/index.ts';
-import { ImageError, listImages } from '../data/image.ts';
+import { ImageError, listImages, loadImage, thumbnailPng, TTA_VIEWS } from '../data/image.ts';
+import { writeFileAtomic } from '../io/files.ts';
 import type { Classifier, Preprocessing } from '../onnx/classifier.ts';
 import { type FileError, readRegularFile } from '../io/files.ts';
 import { printable } from '../io/printable.ts';
 import { loadClassifier } from '../onnx/load.ts';
 import { classifyFiles, fittingBatchSize, softmaxRow, topIndices } from '../train/inference.ts';
-import { formatTable } from '../train/metrics.ts';
+import { gradCams } from '../train/interpret.ts';
+import { argmaxRows, formatTable } from '../train/metrics.ts';
+import { camPng } from '../report/images.ts';
 import { savePng, topKChart } from '../report/plot.ts';
 import { ProgressBar } from '../report/progress.ts';
 import { defineCommand } from './command.ts';
@@ -119,29 +123,51 @@ function numberedPath(path: string, i: number, n: number): string {
   return `${path.slice(0, path.length - ext.length)}-${String(i + 1).padStart(String(n).length, '0')}${ext}`;
 }
 
+/** A CSV field, quoted when it holds a comma, a quote or a line break (RFC 4180). */
+export function csvField(s: string): string {
+  return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+}
+
+/** The paths of --input - : one per line of standard input. */
+function stdinPaths(): string[] {
+  return readFileSync(0, 'utf8').split(/\r?\n/).filter((l) => l.trim() !== '');
+}
+
+/** Says where a PNG was written: on stdout after the table, on stderr when stdout holds JSON lines. */
+function wrote(json: boolean, what: string): void {
+  (json ? console.error : console.log)(`wrote ${what}`);
+}
+
 export const predictCommand = defineCommand({
   name: 'predict',
-  summary: 'classify images with a checkpoint: top-k classes as a table, JSON lines or a bar chart',
-  synopsis: '--input PATH|DIR|GLOB... --checkpoint model.onnx [options]',
+  summary: 'classify images with a checkpoint: top-k classes as a table, JSON lines, CSV or bar charts; Grad-CAM',
+  synopsis: '--input PATH|DIR|GLOB|-... --checkpoint model.onnx [options]',
   description: `Classifies images and prints the top-k classes of each with their probabilities. Files that cannot
 be decoded are reported and skipped; the exit status is non-zero only if no image could be classified.`,
   positionals: { name: 'PATH...' },
   options: {
     input: strings({
-      metavar: 'PATH|DIR|GLOB',
+      metavar: 'PATH|DIR|GLOB|-',
       required: true,
-      help: "an image, a folder (searched recursively) or a glob such as 'photos/**/*.jpg'; repeat it or list several after it",
+      help: "an image, a folder (searched recursively) or a glob such as 'photos/**/*.jpg'; - reads paths from standard input, one per line; repeat it or list several after it",
     }),
     topK: int({ min: 1, max: 1000, default: 5, help: 'how many classes to show per image' }),
     json: flag({ help: 'one JSON object per image and line instead of the table' }),
-    plot: str({ metavar: 'FILE.png', help: 'a bar chart of the top-k probabilities (several images: FILE-1.png, FILE-2.png, ...)' }),
+    csv: str({ metavar: 'FILE.csv', help: 'also a CSV file: one row per image, its file and the top-k classes with their probabilities' }),
+    plot: str({ metavar: 'FILE.png', help: 'a bar chart of the top-k probabilities beside the image (several images: FILE-1.png, FILE-2.png, ...)' }),
+    tta: flag({ help: "test-time augmentation: the probabilities averaged over the image, its mirror and 4 corner crops (fastai's tta); says how many top classes it changed" }),
+    cam: str({ metavar: 'FILE.png', help: "Grad-CAM: a heatmap of where the evidence for the predicted class lies, over the image (numbered as --plot's)" }),
     ...INFERENCE_OPTIONS,
     ...PROFILE,
   },
   async run(v, { positionals }) {
     // `--input a.jpg b.jpg` (a shell-expanded glob) leaves b.jpg as a positional
-    const inputs = [...v.input, ...positionals];
+    const given = [...v.input, ...positionals];
+    const inputs = given.flatMap((x) => (x === '-' ? stdinPaths() : [x]));
+    if (inputs.length === 0) throw new UsageError('--input -: no paths on standard input');
     pngPath('--plot', v.plot);
+    pngPath('--cam', v.cam);
+    if (v.csv !== undefined && extname(v.csv).toLowerCase() !== '.csv') throw new UsageError(`--csv must name a .csv file, got '${v.csv}'`);
     const files = listImages(inputs);
     const c = await openCheckpoint(v);
     const p = resolvePreprocessing(v, c.preprocessing, c.source);
@@ -151,7 +177,7 @@ be decoded are reported and skipped; the exit status is non-zero only if no imag
     const bar = files.length > batchSize ? new ProgressBar('predict', files.length, 'images') : null;
     const profiling = v.profile !== undefined;
     if (profiling) getGpu().startProfiling();
-    const { results, failed } = await classifyFiles(c, files, p, batchSize, (d) => bar?.update(d));
+    const { results, failed } = await classifyFiles(c, files, p, batchSize, (d) => bar?.update(d), { tta: v.tta });
     const timed = profiling ? await getGpu().stopProfiling() : null;
     reportSkipped('predict', failed);
 
@@ -164,12 +190,34 @@ be decoded are reported and skipped; the exit status is non-zero only if no imag
         console.log(JSON.stringify({ file: t.file, predictions: t.top.map((x) => ({ class: x.name, index: x.index, probability: x.prob })) }));
       }
     } else if (tops.length) {
-      const rows = tops.flatMap((t) => t.top.map((x, r) => [r === 0 ? t.file : '', String(r + 1), x.name, `${(100 * x.prob).toFixed(2)}%`]));
+      const rows = tops.flatMap((t) => t.top.map((x, r) => [r === 0 ? printable(t.file) : '', String(r + 1), printable(x.name), `${(100 * x.prob).toFixed(2)}%`]));
       console.log(formatTable(['file', 'rank', 'class', 'probability'], rows, 'lrlr'));
+    }
+    if (v.tta && results.length) {
+      const changed = results.filter((r) => argmaxRows(r.logits, c.classes.length)[0] !== argmaxRows(r.plain!, c.classes.length)[0]).length;
+      (v.json ? console.error : console.log)(`TTA (${TTA_VIEWS.length} views: ${TTA_VIEWS.join(', ')}) changed the top class of ${changed} of ${results.length} image${results.length === 1 ? '' : 's'}`);
+    }
+    if (v.csv) {
+      const header = ['file', ...Array.from({ length: Math.min(v.topK, c.classes.length) }, (_, i) => [`class_${i + 1}`, `probability_${i + 1}`]).flat()];
+      const lines = [header, ...tops.map((t) => [t.file, ...t.top.flatMap((x) => [x.name, String(x.prob)])])].map((row) => row.map(csvField).join(','));
+      writeFileAtomic(v.csv, `${lines.join('\n')}\n`);
+      wrote(v.json, `${printable(v.csv)}: ${tops.length} row${tops.length === 1 ? "" : "s"}`);
     }
     if (v.plot) {
       for (const [i, t] of tops.entries()) {
-        await savePng(topKChart(t.top.map((x) => ({ label: x.name, prob: x.prob })), basename(t.file)), numberedPath(v.plot, i, tops.length));
+        const path = numberedPath(v.plot, i, tops.length);
+        await savePng(topKChart(t.top.map((x) => ({ label: x.name, prob: x.prob })), basename(t.file), await thumbnailPng(t.file, 180)), path);
+        wrote(v.json, `${printable(path)}: the top ${t.top.length} classes of ${printable(t.file)}`);
+      }
+    }
+    if (v.cam) {
+      const shown = { ...p, mean: [0, 0, 0] as [number, number, number], std: [1, 1, 1] as [number, number, number] };
+      for (const [i, t] of tops.entries()) {
+        const [cam] = await gradCams(c, [await loadImage(t.file, p)], p.size, [t.top[0].index]);
+        const path = numberedPath(v.cam, i, tops.length);
+        const title = `${basename(t.file)}: ${t.top[0].name} ${(100 * t.top[0].prob).toFixed(1)}%`;
+        writeFileAtomic(path, await camPng(await loadImage(t.file, shown), p.size, cam.map, cam.h, cam.w, title));
+        wrote(v.json, `${printable(path)}: Grad-CAM of ${printable(t.top[0].name)} for ${printable(t.file)} (the ${cam.h}x${cam.w} maps of '${printable(cam.layer)}')`);
       }
     }
     if (timed) await reportProfile(v.profile!, timed, Math.ceil(files.length / v.batchSize), v.json);

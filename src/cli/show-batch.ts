@@ -2,7 +2,6 @@
 // mixed as training does, or as validated), as a PNG — the quickest way to see that labels, crops
 // and augmentation are right. It takes train's augmentation flags, so it shows what training sees.
 import { basename } from 'node:path';
-import sharp from 'sharp';
 import type { Batch } from '../data/dataset.ts';
 import { mixBatch, mixSeed } from '../data/mix.ts';
 import { IMAGENET_NORMALIZATION } from '../onnx/classifier.ts';
@@ -10,6 +9,7 @@ import { Rng } from '../tensor/index.ts';
 import { augmentFlags, augmentFrom, augmentOptions, mixFrom } from './augment-options.ts';
 import { ImageLoader } from '../data/loader.ts';
 import { writeFileAtomic } from '../io/files.ts';
+import { imageGridPng } from '../report/images.ts';
 import { printable } from '../io/printable.ts';
 import { skipLine } from './predict.ts';
 import { defineCommand } from './command.ts';
@@ -17,17 +17,6 @@ import { scanFromArgs } from './data.ts';
 import { UsageError } from './errors.ts';
 import { choice, grouped, int, str } from './options.ts';
 import { DATA_SOURCE } from './shared-options.ts';
-
-const PAD = 6;
-const LABEL_H = 30;
-
-function esc(s: string): string {
-  return s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
-}
-
-function truncate(s: string, chars: number): string {
-  return s.length <= chars ? s : `${s.slice(0, chars - 1)}…`;
-}
 
 /** A tile's label: its class, or for a mixed image its two classes and their shares. */
 function tileLabel(batch: Batch, k: number, classes: string[]): string {
@@ -38,40 +27,14 @@ function tileLabel(batch: Batch, k: number, classes: string[]): string {
   return row.map((x) => `${classes[x.i]} ${Math.round(100 * x.p)}%`).join(' / ');
 }
 
-/** Writes `batch` (images in [0, 1], CHW) as a grid of tiles with their labels under them. */
-export async function writeGrid(batch: Batch, classes: string[], size: number, out: string): Promise<void> {
-  const n = batch.labels.length;
-  const cols = Math.ceil(Math.sqrt(n));
-  const rows = Math.ceil(n / cols);
-  const cellW = size + PAD;
-  const cellH = size + LABEL_H + PAD;
-  const width = cols * cellW + PAD;
-  const height = rows * cellH + PAD;
-  const plane = size * size;
-  // characters that fit under a tile: about 8.5 px each at 13 px bold, 6.4 px at 10 px
-  const classChars = Math.max(4, Math.floor(size / (batch.targets ? 7 : 8.5)));
-  const nameChars = Math.max(4, Math.floor(size / 6.4));
-  const tiles: sharp.OverlayOptions[] = [];
-  const text: string[] = [];
-  for (let k = 0; k < n; k++) {
-    const left = PAD + (k % cols) * cellW;
-    const top = PAD + Math.floor(k / cols) * cellH;
-    const px = Buffer.alloc(3 * plane);
-    for (let i = 0; i < plane; i++) {
-      for (let c = 0; c < 3; c++) px[3 * i + c] = Math.round(255 * Math.min(1, Math.max(0, batch.images[k * 3 * plane + c * plane + i])));
-    }
-    tiles.push({ input: px, raw: { width: size, height: size, channels: 3 }, left, top });
-    const cx = left + size / 2;
-    text.push(`<text x="${cx}" y="${top + size + 14}" font-size="${batch.targets ? 11 : 13}" font-weight="bold" text-anchor="middle">${esc(truncate(tileLabel(batch, k, classes), classChars))}</text>`);
-    text.push(`<text x="${cx}" y="${top + size + 27}" font-size="10" fill="#666" text-anchor="middle">${esc(truncate(basename(batch.paths[k]), nameChars))}</text>`);
-  }
-  const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="DejaVu Sans, Verdana, sans-serif">${text.join('')}</svg>`;
-  tiles.push({ input: Buffer.from(svg), left: 0, top: 0 });
-  const composed = await sharp({ create: { width, height, channels: 3, background: '#ffffff' } })
-    .composite(tiles)
-    .png()
-    .toBuffer();
-  writeFileAtomic(out, await sharp(composed).removeAlpha().png().toBuffer()); // compositing adds an alpha channel
+/** Writes `batch` (images in [0, 1], CHW) as a grid of tiles with their class and file name under them. */
+async function writeGrid(batch: Batch, classes: string[], size: number, out: string): Promise<void> {
+  const item = 3 * size * size;
+  const tiles = batch.labels.map((_, k) => ({
+    image: batch.images.subarray(k * item, (k + 1) * item),
+    lines: [{ text: printable(tileLabel(batch, k, classes)), bold: true }, { text: printable(basename(batch.paths[k])) }],
+  }));
+  writeFileAtomic(out, await imageGridPng(tiles, size));
 }
 
 export const showBatchCommand = defineCommand({

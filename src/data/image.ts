@@ -50,10 +50,18 @@ function firstLine(e: unknown): string {
   return String((e as Error)?.message ?? e).split('\n')[0].trim();
 }
 
-/** Decodes `path` and preprocesses it to a [3, size, size] (CHW) normalised Float32Array. */
-export async function loadImage(path: string, p: Preprocessing): Promise<Float32Array> {
-  const { size, mean, std } = p;
-  let pixels: Buffer;
+/** RGB bytes (HWC) of a decoded image and its size. */
+interface Rgb {
+  data: Buffer;
+  width: number;
+  height: number;
+}
+
+/**
+ * Decodes `path` (EXIF orientation applied) to RGB bytes resized to `target(w, h)`, bilinearly, then
+ * cropped to its `crop` window if it names one.
+ */
+async function decodeRgb(path: string, target: (w: number, h: number) => { width: number; height: number; crop?: { left: number; top: number; width: number; height: number } }): Promise<Rgb> {
   let isFile: boolean;
   try {
     isFile = statSync(path).isFile();
@@ -70,37 +78,94 @@ export async function loadImage(path: string, p: Preprocessing): Promise<Float32
     const w = meta.autoOrient?.width ?? meta.width;
     const h = meta.autoOrient?.height ?? meta.height;
     if (!w || !h) throw new Error('image has no size');
+    const t = target(w, h);
     // fastShrinkOnLoad off: JPEG's DCT-domain downscaling is faster but not the plain bilinear filter
-    const opts = { fit: 'fill' as const, kernel: 'linear' as const, fastShrinkOnLoad: false };
-    if (p.resize === 'crop') {
-      const r = cropResizeSize(w, h, size);
-      img.resize(r.width, r.height, opts).extract({ left: r.left, top: r.top, width: size, height: size });
-    } else {
-      img.resize(size, size, opts);
-    }
+    img.resize(t.width, t.height, { fit: 'fill', kernel: 'linear', fastShrinkOnLoad: false });
+    if (t.crop) img.extract(t.crop);
+    const [width, height] = t.crop ? [t.crop.width, t.crop.height] : [t.width, t.height];
     const out = await img
       .flatten({ background: '#ffffff' })
       .toColourspace('srgb')
       .removeAlpha()
       .raw({ depth: 'uchar' })
       .toBuffer({ resolveWithObject: true });
-    if (out.info.channels !== 3 || out.info.width !== size || out.info.height !== size) {
-      throw new Error(`decoded to ${out.info.width}x${out.info.height}x${out.info.channels}, expected ${size}x${size}x3`);
+    if (out.info.channels !== 3 || out.info.width !== width || out.info.height !== height) {
+      throw new Error(`decoded to ${out.info.width}x${out.info.height}x${out.info.channels}, expected ${width}x${height}x3`);
     }
-    pixels = out.data;
+    return { data: out.data, width, height };
   } catch (e) {
     if (e instanceof ImageError) throw e;
     throw new ImageError(path, `cannot decode as an image (${firstLine(e)})`);
   }
-  // HWC bytes -> CHW normalised floats
+}
+
+/** The size x size window at (left, top) of HWC bytes as CHW normalised floats, mirrored if asked. */
+function windowChw(rgb: Rgb, left: number, top: number, size: number, mean: readonly number[], std: readonly number[], mirror = false): Float32Array {
   const plane = size * size;
   const x = new Float32Array(3 * plane);
   for (let c = 0; c < 3; c++) {
     const scale = 1 / (255 * std[c]);
     const shift = mean[c] / std[c];
-    for (let i = 0; i < plane; i++) x[c * plane + i] = pixels[3 * i + c] * scale - shift;
+    for (let v = 0; v < size; v++) {
+      for (let u = 0; u < size; u++) {
+        const su = left + (mirror ? size - 1 - u : u);
+        x[c * plane + v * size + u] = rgb.data[3 * ((top + v) * rgb.width + su) + c] * scale - shift;
+      }
+    }
   }
   return x;
+}
+
+/** Decodes `path` and preprocesses it to a [3, size, size] (CHW) normalised Float32Array. */
+export async function loadImage(path: string, p: Preprocessing): Promise<Float32Array> {
+  const { size } = p;
+  const rgb = await decodeRgb(path, (w, h) => {
+    if (p.resize === 'fill') return { width: size, height: size };
+    const r = cropResizeSize(w, h, size);
+    return { width: r.width, height: r.height, crop: { left: r.left, top: r.top, width: size, height: size } };
+  });
+  return windowChw(rgb, 0, 0, size, p.mean, p.std);
+}
+
+/** A small PNG of the image (EXIF orientation applied), its longer side `max` px, for charts. */
+export async function thumbnailPng(path: string, max: number): Promise<{ png: Buffer; width: number; height: number }> {
+  try {
+    const { data, info } = await sharp(path, { failOn: 'error', pages: 1 }).rotate().resize(max, max, { fit: 'inside' }).flatten({ background: '#ffffff' }).png().toBuffer({ resolveWithObject: true });
+    return { png: data, width: info.width, height: info.height };
+  } catch (e) {
+    throw new ImageError(path, `cannot decode as an image (${firstLine(e)})`);
+  }
+}
+
+/** The views test-time augmentation averages over, in this order. */
+export const TTA_VIEWS = ['center', 'flipped', 'top-left', 'top-right', 'bottom-left', 'bottom-right'] as const;
+
+/**
+ * Test-time augmentation views of an image (TTA_VIEWS): the preprocessing itself (loadImage's
+ * tensor), its mirror image, and the four corner crops of the image resized with its shorter side
+ * at size / 0.875 (torchvision's FiveCrop corners; 'fill' resizes to that square).
+ */
+export async function loadTtaViews(path: string, p: Preprocessing): Promise<Float32Array[]> {
+  const { size, mean, std } = p;
+  const big = Math.round(size / 0.875);
+  let center = { left: 0, top: 0 };
+  const resized = await decodeRgb(path, (w, h) => {
+    if (p.resize === 'fill') return { width: big, height: big };
+    const r = cropResizeSize(w, h, size);
+    center = { left: r.left, top: r.top };
+    return r;
+  });
+  // 'fill': the plain view is its own resize; 'crop': the centre window of the same resize
+  const plain = p.resize === 'fill' ? await decodeRgb(path, () => ({ width: size, height: size })) : resized;
+  const [right, bottom] = [resized.width - size, resized.height - size];
+  return [
+    windowChw(plain, center.left, center.top, size, mean, std),
+    windowChw(plain, center.left, center.top, size, mean, std, true),
+    windowChw(resized, 0, 0, size, mean, std),
+    windowChw(resized, right, 0, size, mean, std),
+    windowChw(resized, 0, bottom, size, mean, std),
+    windowChw(resized, right, bottom, size, mean, std),
+  ];
 }
 
 // ---- naming files: paths, folders, globs ------------------------------------------------------

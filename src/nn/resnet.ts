@@ -12,7 +12,7 @@ import { add, relu } from '../ops/elementwise.ts';
 import { defaultRng, isGradEnabled, type Rng, Tensor } from '../tensor/index.ts';
 import { BatchNorm2d, Conv2d, Flatten, GlobalAvgPool2d, type InitOptions, Linear, MaxPool2d, ReLU, Sequential } from './layers.ts';
 import { Module, runLayers } from './module.ts';
-import { childrenSplit, type ModelSplit, underPrefix } from './split.ts';
+import { childrenSplit, type FeatureMapSplit, type ModelSplit, underPrefix } from './split.ts';
 
 export type ResNetArch = 'resnet18' | 'resnet34';
 
@@ -123,6 +123,14 @@ export class ResNet extends Module {
   split(): ModelSplit {
     const late = ['layer3', 'layer4'];
     return childrenSplit(this, 'fc', (names) => [names.filter((n) => !underPrefix(n, late)), names.filter((n) => underPrefix(n, late))], this.normParameterNames());
+  }
+
+  /** Cut before avgpool: the body ends at layer4's maps, the tail pools and classifies them. */
+  featureMaps(): FeatureMapSplit {
+    const children = this.children();
+    const at = children.findIndex(([n]) => n === 'avgpool');
+    const [body, tail] = [children.slice(0, at).map(([, m]) => m), children.slice(at).map(([, m]) => m)];
+    return { layer: children[at - 1][0], body: (x) => runLayers(body, x), tail: (a) => runLayers(tail, a) };
   }
 
   /** Swaps the head for a fresh `classes`-way linear layer (transfer learning). */

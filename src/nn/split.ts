@@ -18,6 +18,17 @@ export interface ModelSplit {
   batchNormParams: Set<string>;
 }
 
+/**
+ * A classifier cut at its last feature map, the input of its global pool: images -> feature maps
+ * [N, C, H, W], and feature maps -> logits (Grad-CAM's two halves; both share the model's weights).
+ */
+export interface FeatureMapSplit {
+  /** where the cut is: the layer or graph value whose output the feature maps are */
+  layer: string;
+  body(x: Tensor): Tensor;
+  tail(maps: Tensor): Tensor;
+}
+
 /** A parameter name under one of the child prefixes. */
 export const underPrefix = (name: string, prefixes: readonly string[]): boolean => prefixes.some((p) => name === p || name.startsWith(`${p}.`));
 

@@ -19,7 +19,7 @@
 // folded shapes, and inputs an op reads as settings: Reshape's shape, Clip's bounds, labels).
 import { getGpu, GpuError } from '../gpu/index.ts';
 import { Module } from '../nn/module.ts';
-import { halves, type LayerRow, type ModelSplit } from '../nn/split.ts';
+import { type FeatureMapSplit, halves, type LayerRow, type ModelSplit } from '../nn/split.ts';
 import { noGrad, OpError, type Rng, shapeStr, Tensor, tidy } from '../tensor/index.ts';
 import { META } from './classifier.ts';
 import { fuseLayerNorms } from './fuse.ts';
@@ -372,6 +372,16 @@ export class GraphModule extends Module implements Network {
     const names = this.namedParameters().map(([n]) => n);
     const groups = [...halves(names.filter((n) => !head.weights.has(n))), names.filter((n) => head.weights.has(n))];
     return { model: this, head, features: (x) => backbone.forward(x), groups, batchNormParams: this.normParameterNames() };
+  }
+
+  /** Cut at the input of the last GlobalAveragePool: the body computes the maps, the tail the rest. */
+  featureMaps(): FeatureMapSplit {
+    const pool = [...this.order].reverse().find((n) => n.opType === 'GlobalAveragePool');
+    if (!pool) throw new OnnxError(this.source, 'no GlobalAveragePool before the classifier: Grad-CAM needs the last convolutional feature maps, and there are none to find');
+    const cut = pool.inputs[0];
+    const body = this.subgraph(this.graph.inputs, [cut]);
+    const tail = this.subgraph([{ name: cut, elemType: DataType.FLOAT, shape: [] }], this.graph.outputs.map((v) => v.name));
+    return { layer: cut, body: (x) => body.forward(x), tail: (a) => tail.forward(a) };
   }
 
   /** The backbone (cut before the last weighted layer) with a fresh `classes`-way linear head; this module is consumed. */

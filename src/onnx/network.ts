@@ -4,7 +4,7 @@
 // them is behind these methods, so loading, training, saving and summaries never ask which one
 // they hold.
 import type { Module } from '../nn/module.ts';
-import type { LayerRow, ModelSplit } from '../nn/split.ts';
+import type { FeatureMapSplit, LayerRow, ModelSplit } from '../nn/split.ts';
 import type { Rng } from '../tensor/index.ts';
 import type { OnnxModel } from './ir.ts';
 
@@ -25,4 +25,6 @@ export interface Network extends Module {
   toOnnx(opts: { size?: number; metadata: Record<string, string> }): Promise<OnnxModel>;
   /** its layers for a summary at input [1, 3, size, size] (nothing runs on the device) */
   layers(size: number): LayerRow[];
+  /** the network cut at its last feature map (Grad-CAM); throws, naming the model, if it has none */
+  featureMaps(): FeatureMapSplit;
 }

@@ -6,11 +6,12 @@
 // and head back as one graph.
 import { Flatten, GlobalAvgPool2d, Linear } from '../nn/layers.ts';
 import { Module, runLayers } from '../nn/module.ts';
-import { halves, type LayerRow, moduleLayers, type ModelSplit } from '../nn/split.ts';
+import { type FeatureMapSplit, halves, type LayerRow, moduleLayers, type ModelSplit } from '../nn/split.ts';
 import type { Rng, Tensor } from '../tensor/index.ts';
 import { META } from './classifier.ts';
 import type { GraphModule } from './graph.ts';
 import { DataType, type OnnxModel, type OnnxNode } from './ir.ts';
+import { OnnxError } from './read.ts';
 import type { Network } from './network.ts';
 import { irVersionFor } from './write.ts';
 
@@ -77,6 +78,12 @@ export class TransferModel extends Module implements Network {
       graph: { ...graph, nodes, initializers, outputs: [{ name: 'logits', elemType: DataType.FLOAT, shape: ['batch', w.shape[0]] }] },
       metadata: { ...opts.metadata, [META.arch]: 'graph' },
     };
+  }
+
+  /** Cut at the backbone's output (when it is a feature map): the tail is the pool and the head. */
+  featureMaps(): FeatureMapSplit {
+    if (!this.pool.length) throw new OnnxError(this.backbone.source, `the backbone's features '${this.cut}' are [N, F], not feature maps: Grad-CAM has no map to weigh`);
+    return { layer: this.cut, body: (x) => this.backbone.forward(x), tail: (a) => runLayers([...this.pool, this.head], a) };
   }
 
   /** The backbone's nodes, then the pool and the head. */

@@ -4,7 +4,7 @@
 import { join } from 'node:path';
 import { writeFileAtomic } from '../io/files.ts';
 import { formatDuration } from '../report/progress.ts';
-import { lineChart, savePng } from '../report/plot.ts';
+import { savePng, stackedCharts } from '../report/plot.ts';
 
 export interface EpochRecord {
   /** 1-based */
@@ -37,16 +37,27 @@ export function formatEpoch(r: EpochRecord, epochs: number): string {
   );
 }
 
+/**
+ * The curves of a run: losses in one panel, accuracy and macro-F1 on 0-1 in another, one tick per
+ * epoch (or every few), a dashed line where the phase changes (frozen -> unfrozen).
+ */
+export function historySvg(records: EpochRecord[]): string {
+  const x = records.map((r) => r.epoch);
+  const series = (name: string, key: 'trainLoss' | 'validLoss' | 'accuracy' | 'macroF1') => ({ name, x, y: records.map((r) => r[key]) });
+  const marks = records.slice(1).flatMap((r, i) => (r.phase !== records[i].phase ? [{ x: r.epoch - 0.5, label: `${records[i].phase} → ${r.phase}` }] : []));
+  const common = { xLabel: 'epoch', integerX: true, dots: true, marks };
+  return stackedCharts(
+    [
+      { series: [series('train loss', 'trainLoss'), series('valid loss', 'validLoss')], opts: { ...common, yLabel: 'loss' } },
+      { series: [series('accuracy', 'accuracy'), series('macro-F1', 'macroF1')], opts: { ...common, yLabel: 'score', yRange: [0, 1] } },
+    ],
+    'Training history',
+  );
+}
+
 /** Writes history.csv, history.json and history.png into `dir`. */
 export async function writeHistory(dir: string, records: EpochRecord[]): Promise<void> {
   writeFileAtomic(join(dir, 'history.csv'), historyCsv(records));
   writeFileAtomic(join(dir, 'history.json'), JSON.stringify(records, null, 1) + '\n');
-  const x = records.map((r) => r.epoch);
-  const series = (name: string, key: 'trainLoss' | 'validLoss' | 'accuracy' | 'macroF1') => ({ name, x, y: records.map((r) => r[key]) });
-  const svg = lineChart([series('train loss', 'trainLoss'), series('valid loss', 'validLoss'), series('accuracy', 'accuracy'), series('macro-F1', 'macroF1')], {
-    xLabel: 'epoch',
-    yLabel: 'loss / score',
-    title: 'Training history',
-  });
-  await savePng(svg, join(dir, 'history.png'));
+  await savePng(historySvg(records), join(dir, 'history.png'));
 }

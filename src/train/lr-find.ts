@@ -63,11 +63,17 @@ export function smoothLosses(raw: number[]): number[] {
   return out;
 }
 
-/** fastai's valley and steep suggestions from a recorded curve. */
-export function suggestLrs(lrs: number[], losses: number[]): { valley: number; steep: number } {
-  const skip = Math.floor(lrs.length / 10);
+/** fastai's valley and steep suggestions from a recorded curve of a run planned for `planned`
+ *  steps: both ignore its first tenth (planned, not recorded: a curve cut short by the loss
+ *  blowing up is mostly its noisy start) and its last 5 points. */
+export function suggestLrs(lrs: number[], losses: number[], planned = lrs.length): { valley: number; steep: number } {
+  const skip = Math.floor(planned / 10);
   let [x, y] = [lrs.slice(skip, -5), losses.slice(skip, -5)];
-  if (x.length < 3) [x, y] = [lrs, losses];
+  if (x.length < 3) {
+    // a short curve: as much of the start skipped as leaves 3 points
+    const from = Math.max(0, Math.min(skip, lrs.length - 3));
+    [x, y] = [lrs.slice(from), losses.slice(from)];
+  }
   const n = y.length;
   // valley: the longest decreasing subsequence's span
   const lds = new Array<number>(n).fill(1);
@@ -146,5 +152,5 @@ export async function lrFind(split: ModelSplit, data: TrainData, o: LrFindOption
   const losses = smoothLosses(raw);
   const lrs = losses.map((_, i) => lrAt(i, steps, start, end));
   if (losses.length < 2) throw new RunError(`the loss diverged within ${raw.length} steps from lr ${start}: try a lower start rate`);
-  return { lrs, losses, ...suggestLrs(lrs, losses) };
+  return { lrs, losses, ...suggestLrs(lrs, losses, steps) };
 }
