@@ -79,6 +79,7 @@ describe('gpunet command', () => {
       [['predict', '--input', 'x.jpg', '--checkpoint', 'm.onnx', '--stds', '0.2,0,0.2'], "gpunet predict: --stds needs 3 comma-separated numbers > 1e-6 (R,G,B), got '0.2,0,0.2'"],
       [['eval', '--data', 'x', '--checkpoint', 'm.onnx', '--means', '0,Infinity,0'], "gpunet eval: --means needs 3 comma-separated numbers (R,G,B), got '0,Infinity,0'"],
       [['predict', '--input', 'x.jpg', '--checkpoint', 'm.onnx', '--top_kk', '3'], 'gpunet predict: unknown option --top_kk; did you mean --top-k?'],
+      [['train', '--data', 'x', '--arch', 'vgg16'], 'gpunet train: --arch vgg16 needs --weights FILE.onnx: gpunet builds only resnet18 and resnet34 itself; any other network is fine-tuned from an ONNX export of it (torch.onnx.export, or tools/fetch-weights)'],
     ];
     for (const [args, line] of cases) {
       const r = gpunet(args, noAdapter);

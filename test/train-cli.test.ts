@@ -272,6 +272,12 @@ describe('gpunet train on generated image folders', () => {
     expect(e.ours).toEqual([`gpunet train: ${join(bad, 'purple')}: class 'purple' has no readable images: add images to it or remove the folder`]);
     expect(e.stdout).toBe('');
     noStackTrace(e);
+    // a built architecture named beside --weights must be what the file holds
+    const darknet = join(import.meta.dirname, '..', '..', 'shared', 'weights', 'darknet-tiny-imagenet.onnx');
+    const a = await gpunet(['train', '--data', split, '--weights', darknet, '--arch', 'resnet34', '--means', '0,0,0', '--stds', '1,1,1', '--out', join(tmp, 'run-arch')]);
+    expect(a.status).toBe(1);
+    expect(a.ours).toEqual([`gpunet train: --weights ${darknet} holds an ONNX graph (not a torchvision ResNet), not --arch resnet34: drop --arch, or name the network the file holds`]);
+    noStackTrace(a);
     expect(readdirSync(tmp)).not.toContain('run-missing');
     expect(readdirSync(tmp)).not.toContain('run-empty');
   });

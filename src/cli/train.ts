@@ -10,6 +10,7 @@ import { writeFileAtomic } from '../io/files.ts';
 import { printable } from '../io/printable.ts';
 import { loadClassifier, saveClassifier } from '../onnx/load.ts';
 import { evaluateFiles } from '../train/inference.ts';
+import { RESNET_BLOCKS, type ResNetArch } from '../nn/resnet.ts';
 import { IMAGENET_NORMALIZATION } from '../onnx/classifier.ts';
 import { SCHEDULES } from '../train/schedule.ts';
 import { buildModel, imageData, inverseFrequencyWeights } from '../train/setup.ts';
@@ -25,6 +26,9 @@ import { readNamesFile, reportSkipped, resolvePreprocessing, skipLine } from './
 import { PROFILE, reportProfile } from './profile.ts';
 import { augmentFlags, augmentFrom, augmentOptions, mixFrom } from './augment-options.ts';
 import { DATA_SOURCE, DEVICE, PREPROCESSING } from './shared-options.ts';
+
+/** The architectures gpunet builds itself; any other needs --weights. */
+const BUILT_ARCHS = Object.keys(RESNET_BLOCKS) as ResNetArch[];
 
 /** The data, the model and the loader: what train and lr-find both start from. */
 export const RUN_OPTIONS = {
@@ -44,7 +48,11 @@ export const RUN_OPTIONS = {
       default: 'none',
       help: 'an ONNX classifier to fine-tune: a ResNet gets a new head, any other graph is cut before its last weighted layer and gets a new n-class layer; none: from scratch',
     }),
-    arch: choice(['resnet18', 'resnet34'] as const, { default: 'resnet18', help: 'the network for --weights none' }),
+    arch: str({
+      metavar: 'NAME',
+      defaultText: 'resnet18 with --weights none',
+      help: `the network: ${BUILT_ARCHS.join(' and ')} are built here (from scratch with --weights none, or checked against --weights); any other network the ONNX path runs (vgg16, densenet121, mobilenet_v2, squeezenet1_1, resnet50, inception_v3, ...) needs --weights, an ONNX export of it`,
+    }),
     size: { ...PREPROCESSING.size, defaultText: "the checkpoint's, else 224" },
     means: { ...PREPROCESSING.means, defaultText: "the checkpoint's, else ImageNet's" },
     stds: { ...PREPROCESSING.stds, defaultText: "the checkpoint's, else ImageNet's" },
@@ -80,6 +88,12 @@ export interface RunSetup {
 
 /** Scans the data, builds the model (new head), the loaders. Opens the GPU. */
 export async function prepareRun(v: RunValues, command: string): Promise<RunSetup> {
+  const pretrained = v.weights !== 'none';
+  const built = BUILT_ARCHS.find((a) => a === (v.arch ?? 'resnet18'));
+  if (!pretrained && !built) {
+    throw new UsageError(`--arch ${v.arch} needs --weights FILE.onnx: gpunet builds only ${BUILT_ARCHS.join(' and ')} itself; any other network is fine-tuned from an ONNX export of it (torch.onnx.export, or tools/fetch-weights)`);
+  }
+  if (pretrained && !existsSync(v.weights)) throw new UsageError(`--weights ${v.weights}: no such file`);
   const { data: dataset } = await scanFromArgs(v);
   for (const s of dataset.skipped) console.error(skipLine(command, s.path, s.reason));
   for (const w of duplicateWarnings(v.data, dataset)) console.error(`gpunet ${command}: warning: ${w}`);
@@ -89,10 +103,14 @@ export async function prepareRun(v: RunValues, command: string): Promise<RunSetu
   const imbalance = imbalanceWarning(dataset);
   if (imbalance) console.log(imbalance);
 
-  const pretrained = v.weights !== 'none';
-  if (pretrained && !existsSync(v.weights)) throw new UsageError(`--weights ${v.weights}: no such file`);
   await initGpu(v.device);
-  const { model, base } = await buildModel({ classes: n, weights: pretrained ? v.weights : undefined, arch: v.arch, size: v.size, seed: v.seed });
+  const { model, base } = await buildModel({ classes: n, weights: pretrained ? v.weights : undefined, arch: built ?? 'resnet18', size: v.size, seed: v.seed });
+  // a built architecture named beside --weights must be what the file holds
+  const loadedArch = (model as { arch?: string }).arch ?? 'an ONNX graph (not a torchvision ResNet)';
+  if (pretrained && v.arch !== undefined && built && loadedArch !== built) {
+    model.release();
+    throw new UsageError(`--weights ${v.weights} holds ${loadedArch}, not --arch ${v.arch}: drop --arch, or name the network the file holds`);
+  }
   const preprocessing = { ...resolvePreprocessing(v, base ?? { size: 224, ...IMAGENET_NORMALIZATION, resize: 'crop' }, v.weights), resize: 'crop' as const };
   const { size, mean, std } = preprocessing;
   const augment = augmentFrom(v);
@@ -103,7 +121,7 @@ export async function prepareRun(v: RunValues, command: string): Promise<RunSetu
   const classifier = { model, classes: dataset.classes, preprocessing, source: v.weights };
   const config = {
     sampler: v.sampler,
-    arch: pretrained ? null : v.arch, weights: pretrained ? basename(v.weights) : 'none', size, mean, std, augment: v.augment, augmentation: augmentFlags(augment), classes: dataset.classes,
+    arch: pretrained ? (v.arch ?? null) : built, weights: pretrained ? basename(v.weights) : 'none', size, mean, std, augment: v.augment, augmentation: augmentFlags(augment), classes: dataset.classes,
     data: dataFingerprint(v.data, dataset),
   };
   return { split: model.split(), data, dataset, preprocessing, pretrained, exportModel: (path) => saveClassifier(classifier, path), config, close };
@@ -274,7 +292,7 @@ it profiles training steps ${PROFILE_WARMUP + 1}-${PROFILE_WARMUP + PROFILE_STEP
       return timed !== null;
     };
     try {
-      const what = run.pretrained ? `${run.config.weights} with a new ${run.dataset.classes.length}-class head` : `${v.arch} from scratch`;
+      const what = run.pretrained ? `${v.arch ? `${v.arch} (${run.config.weights})` : run.config.weights} with a new ${run.dataset.classes.length}-class head` : `${run.config.arch} from scratch`;
       console.log(`training ${what} at ${run.preprocessing.size} px; ${out ? `run folder ${out}` : `profiling steps ${PROFILE_WARMUP + 1}-${PROFILE_WARMUP + PROFILE_STEPS}`}`);
       const weights = classWeights(v.classWeights, run.dataset);
       if (weights) console.log(`class weights: ${run.dataset.classes.map((c, i) => `${printable(c)} ${Number(weights[i].toPrecision(3))}`).join(', ')}`);
