@@ -95,6 +95,9 @@ describe('inference on an in-process model', () => {
     writeFileSync(txt, 'ant\nbee\n');
     expect(readCategoryNames(txt, ['0', '1'])).toEqual(['ant', 'bee']);
     expect(() => readCategoryNames(txt, ['0', '1', '2'])).toThrow(`--category-names ${txt}: 2 names for a checkpoint of 3 classes`);
+    const nested = join(dir, 'nested.json');
+    writeFileSync(nested, JSON.stringify([{ name: 'ant' }, 'bee']));
+    expect(() => readCategoryNames(nested, ['ants', 'bees'])).toThrow(`--category-names ${nested}: entry 0 is an object {"name":"ant"}, not a class name`);
   });
 });
 
@@ -215,6 +218,19 @@ describe('Darknet-tiny (real ImageNet weights) through predict, eval and import'
     const bad = join(dir, 'bad.onnx');
     await expect(run(importCommand, ['--model', DARKNET, '--out', bad, ...DARKNET_FLAGS, '--classes', short])).rejects.toThrow(
       `--classes ${short}: 2 names for a model with 1000 outputs`,
+    );
+    expect(existsSync(bad)).toBe(false);
+    // Keras' imagenet_class_index.json ({"0": ["n01440764", "tench"], ...}) gives the names; objects are refused, never "[object Object]"
+    const names = readFileSync(CLASSES, 'utf8').split('\n').filter(Boolean);
+    const keras = join(dir, 'imagenet_class_index.json');
+    writeFileSync(keras, JSON.stringify(Object.fromEntries(names.map((n, i) => [String(i), [`n${i}`, n]]))));
+    const fromKeras = join(dir, 'keras.onnx');
+    expect((await run(importCommand, ['--model', DARKNET, '--out', fromKeras, ...DARKNET_FLAGS, '--classes', keras])).code).toBe(0);
+    expect(JSON.parse(readOnnx(fromKeras).metadata[META.classes])[258]).toBe('Samoyed');
+    const objects = join(dir, 'objects.json');
+    writeFileSync(objects, JSON.stringify(Object.fromEntries(names.map((n, i) => [String(i), { name: n }]))));
+    await expect(run(importCommand, ['--model', DARKNET, '--out', bad, ...DARKNET_FLAGS, '--classes', objects])).rejects.toThrow(
+      `--classes ${objects}: entry '0' is an object {"name":"tench"}, not a class name`,
     );
     expect(existsSync(bad)).toBe(false);
   });

@@ -7,7 +7,7 @@ import { saveOnnx } from '../onnx/write.ts';
 import { defineCommand } from './command.ts';
 import { UsageError } from './errors.ts';
 import { grouped, str } from './options.ts';
-import { readNamesFile, resolvePreprocessing } from './predict.ts';
+import { className, readNamesFile, resolvePreprocessing } from './predict.ts';
 import { PREPROCESSING } from './shared-options.ts';
 
 export const importCommand = defineCommand({
@@ -19,7 +19,7 @@ making it a checkpoint that predict and eval use without flags. The network is c
   options: {
     model: str({ metavar: 'FILE', required: true, help: 'the ONNX classifier (input [N,3,size,size], output [N,classes])' }),
     out: str({ metavar: 'FILE', required: true, help: 'the checkpoint to write (written whole or not at all)' }),
-    classes: str({ metavar: 'FILE', help: 'class names, one per line (or a JSON list), in output order' }),
+    classes: str({ metavar: 'FILE', help: "class names in output order: one per line, a JSON list, or a JSON object keyed by output index (Keras' imagenet_class_index.json too)" }),
     ...grouped('preprocessing (needed unless the file records it; ImageNet: 0.485,0.456,0.406 and 0.229,0.224,0.225)', PREPROCESSING),
   },
   async run(v) {
@@ -37,12 +37,12 @@ making it a checkpoint that predict and eval use without flags. The network is c
     let classes: string[] | null = null;
     if (v.classes) {
       const data = readNamesFile('--classes', v.classes);
-      if (Array.isArray(data)) classes = data;
+      if (Array.isArray(data)) classes = data.map((x, i) => className('--classes', v.classes!, i, x));
       else {
-        // {"0": "tench", "1": "goldfish", ...}: keyed by output index
+        // {"0": "tench", "1": "goldfish", ...}, or Keras' {"0": ["n01440764", "tench"], ...}: keyed by output index
         classes = Object.keys(data).map((_, i) => {
           if (!(String(i) in data)) throw new UsageError(`--classes ${v.classes}: a JSON object must be keyed by output index 0, 1, ...; '${i}' is missing`);
-          return String(data[String(i)]);
+          return className('--classes', v.classes!, String(i), data[String(i)]);
         });
       }
     }

@@ -47,8 +47,8 @@ export function resolvePreprocessing(v: PreprocessingValues, base: Preprocessing
 }
 
 /** The contents of a names file: a list (a text file, one name per line, or a JSON list) or a
- *  JSON object. `flag` names the option in errors. */
-export function readNamesFile(flag: string, file: string): string[] | Record<string, unknown> {
+ *  JSON object, its values as the file holds them. `flag` names the option in errors. */
+export function readNamesFile(flag: string, file: string): unknown[] | Record<string, unknown> {
   let text: string;
   try {
     text = readRegularFile(file).toString('utf8');
@@ -66,9 +66,22 @@ export function readNamesFile(flag: string, file: string): string[] | Record<str
   } catch (e) {
     throw new UsageError(`${flag} ${file}: not valid JSON (${(e as Error).message})`);
   }
-  if (Array.isArray(data)) return data.map(String);
+  if (Array.isArray(data)) return data;
   if (data && typeof data === 'object') return data as Record<string, unknown>;
   throw new UsageError(`${flag} ${file}: expected a JSON object or list`);
+}
+
+/** One entry of a names file as a class name: a string or a number, or Keras'
+ *  imagenet_class_index.json pair ["n01440764", "tench"] (the name is its last item). Anything
+ *  else (an object, null, a nested list) is refused, naming the entry. */
+export function className(flag: string, file: string, key: string | number, value: unknown): string {
+  if (typeof value === 'string') return value;
+  if (typeof value === 'number' && Number.isFinite(value)) return String(value);
+  if (Array.isArray(value) && value.length > 0 && value.every((x) => typeof x === 'string')) return value[value.length - 1];
+  const what = value === null ? 'null' : Array.isArray(value) ? `the list ${JSON.stringify(value).slice(0, 40)}` : typeof value === 'object' ? `an object ${JSON.stringify(value).slice(0, 40)}` : `${typeof value} ${String(value)}`;
+  throw new UsageError(
+    `${flag} ${file}: entry ${typeof key === 'number' ? key : `'${key}'`} is ${what}, not a class name (expected strings, or Keras' ["n01440764", "tench"] pairs)`,
+  );
 }
 
 /** Display names for `classes` from a category-names file: a JSON object keyed by class name
@@ -78,12 +91,15 @@ export function readCategoryNames(file: string, classes: string[]): string[] {
   const data = readNamesFile('--category-names', file);
   if (!Array.isArray(data)) {
     const byIndex = !classes.every((c) => c in data) && classes.every((_, i) => String(i) in data);
-    return classes.map((c, i) => String(byIndex ? data[String(i)] : (data[c] ?? c)));
+    return classes.map((c, i) => {
+      const key = byIndex ? String(i) : c;
+      return key in data ? className('--category-names', file, key, data[key]) : c;
+    });
   }
   if (data.length !== classes.length) {
     throw new UsageError(`--category-names ${file}: ${data.length} names for a checkpoint of ${classes.length} classes`);
   }
-  return data;
+  return data.map((x, i) => className('--category-names', file, i, x));
 }
 
 /** Loads the checkpoint named by --checkpoint after opening the GPU. */
