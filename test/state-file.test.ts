@@ -95,7 +95,7 @@ describe('training-state file', () => {
     ];
     for (const [what, bytes, why] of cases) {
       const message = refusal(bytes);
-      expect(message, what).toMatch(new RegExp(`^${FILE}: not a gpunet training state \\(.*\\); delete it or choose another --out$`));
+      expect(message, what).toMatch(new RegExp(`^${FILE}: not a gpunet training state \\(.*\\); delete it or choose another run folder$`));
       expect(message, what).toMatch(why);
     }
   });
@@ -103,7 +103,7 @@ describe('training-state file', () => {
   it('refuses NaN or infinite saved values, naming the tensor', () => {
     const s = state();
     s.weights.get('conv.bias')![2] = NaN;
-    expect(refusal(encodeTrainingState(s))).toBe(`${FILE}: 'conv.bias' holds NaN at index 2: the saved run diverged or the file is damaged; delete it or choose another --out`);
+    expect(refusal(encodeTrainingState(s))).toBe(`${FILE}: 'conv.bias' holds NaN at index 2: the saved run diverged or the file is damaged; delete it or choose another run folder`);
     const t = state();
     t.optimizer.buffers.momentum[0]![5] = -Infinity;
     expect(refusal(encodeTrainingState(t))).toMatch(/'momentum.0' holds -Infinity at index 5/);

@@ -15,6 +15,7 @@ import { IMAGENET_NORMALIZATION } from '../onnx/classifier.ts';
 import { SCHEDULES } from '../train/schedule.ts';
 import { buildModel, imageData, inverseFrequencyWeights } from '../train/setup.ts';
 import { type EpochRecord } from '../train/history.ts';
+import { StateFileError } from '../train/checkpoint.ts';
 import { fit, type FitResult, type Monitor, OPTIMIZERS, RunFolderError, type TrainData } from '../train/trainer.ts';
 import type { ModelSplit } from '../nn/split.ts';
 import type { Preprocessing } from '../onnx/classifier.ts';
@@ -324,6 +325,7 @@ it profiles training steps ${PROFILE_WARMUP + 1}-${PROFILE_WARMUP + PROFILE_STEP
       return 0;
     } catch (e) {
       if (e instanceof RunFolderError) throw new UsageError(runFolderMessage(e));
+      if (e instanceof StateFileError) throw new UsageError(`${e.file}: ${e.problem}; delete it or choose another --out`);
       throw e;
     } finally {
       process.off('SIGINT', onSignal);

@@ -87,6 +87,18 @@ export class RunError extends Error {
   }
 }
 
+/** A training-state file that cannot be used: the file and what is wrong with it (the message
+ *  adds the fix in the library's words; the command line words it with its flags). */
+export class StateFileError extends RunError {
+  constructor(
+    readonly file: string,
+    readonly problem: string,
+  ) {
+    super(`${file}: ${problem}; delete it or choose another run folder`);
+    this.name = 'StateFileError';
+  }
+}
+
 const isInt = (v: unknown, min = 0, max = Number.MAX_SAFE_INTEGER): v is number => Number.isInteger(v) && (v as number) >= min && (v as number) <= max;
 const isNum = (v: unknown, min = -Infinity, max = Infinity): v is number => typeof v === 'number' && Number.isFinite(v) && v >= min && v <= max;
 const PHASES = ['frozen', 'unfrozen', 'head'];
@@ -98,7 +110,7 @@ const PHASES = ['frozen', 'unfrozen', 'head'];
  */
 export function decodeTrainingState(bytes: Uint8Array, source = 'training state'): TrainingState {
   const check = (ok: unknown, why: string) => {
-    if (!ok) throw new RunError(`${source}: not a gpunet training state (${why}); delete it or choose another --out`);
+    if (!ok) throw new StateFileError(source, `not a gpunet training state (${why})`);
   };
   check(bytes.length >= 12 && new TextDecoder().decode(bytes.subarray(0, 8)) === MAGIC, 'no GPUNETTS signature');
   const len = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(8, true);
@@ -168,7 +180,7 @@ export function decodeTrainingState(bytes: Uint8Array, source = 'training state'
   for (const e of entries) {
     const a = values.slice(e.offset, e.offset + e.length);
     const bad = a.findIndex((v) => !Number.isFinite(v));
-    if (bad >= 0) throw new RunError(`${source}: '${e.name}' holds ${a[bad]} at index ${bad}: the saved run diverged or the file is damaged; delete it or choose another --out`);
+    if (bad >= 0) throw new StateFileError(source, `'${e.name}' holds ${a[bad]} at index ${bad}: the saved run diverged or the file is damaged`);
     if (e.kind === 'weight') {
       check(!weights.has(e.name), `weight '${e.name}' twice`);
       weights.set(e.name, a);

@@ -30,7 +30,7 @@ import type { Module } from '../nn/module.ts';
 import { Adam, AdamW, type Optimizer, type ParamGroup, SGD } from '../optim/index.ts';
 import { Rng, type Tensor } from '../tensor/index.ts';
 import { classificationMetrics } from './metrics.ts';
-import { captureState, loadTrainingState, RunError, saveTrainingState } from './checkpoint.ts';
+import { captureState, loadTrainingState, RunError, saveTrainingState, StateFileError } from './checkpoint.ts';
 import { batches, crossEntropy, predictLogits, trainEpoch } from './classifier.ts';
 import { computeFeatures, featureBatches, type FeatureSet } from './features.ts';
 import { type EpochRecord, formatEpoch, writeHistory } from './history.ts';
@@ -240,7 +240,7 @@ function savedCycles(config: Record<string, unknown>, epochs: number, source: st
         Number.isInteger(x?.from) && Number.isInteger(x?.to) && x.from < x.to && (i === 0 || (x.from > c[i - 1].from && x.from <= (c[i - 1].stoppedAt ?? c[i - 1].to))) &&
         (x.stoppedAt === undefined || (Number.isInteger(x.stoppedAt) && x.stoppedAt > x.from && x.stoppedAt < x.to && Number.isInteger(x.patience) && x.patience >= 1)),
     );
-  if (!ok) throw new RunError(`${source}: not a gpunet training state (config.cycles ${JSON.stringify(c)}); delete it or choose another run folder`);
+  if (!ok) throw new StateFileError(source, `not a gpunet training state (config.cycles ${JSON.stringify(c)})`);
   return c as Cycle[];
 }
 
@@ -389,7 +389,7 @@ export async function fit(split: ModelSplit, data: TrainData, o: FitOptions): Pr
     try {
       opt.loadState(s.optimizer);
     } catch (e) {
-      throw new RunError(`${statePath}: its ${optimizer} state does not fit the model (${(e as Error).message}); delete it or choose another run folder`);
+      throw new StateFileError(statePath, `its ${optimizer} state does not fit the model (${(e as Error).message})`);
     }
     ({ epoch, stepInEpoch, partialLosses, partialSeconds, bestAccuracy, history } = s);
     const cycle = cycles[cycles.length - 1];
