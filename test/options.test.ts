@@ -113,7 +113,7 @@ describe('the usage table', () => {
     // the help column starts at the same place in every row whose flag fits beside it
     const starts = new Set(rows.filter((l) => /\S {2,}\S/.test(l)).map((l) => l.search(/(?<=\S {2,})\S/)));
     expect(starts.size).toBe(1);
-    for (const heading of ['training:', 'data:', 'model:', 'optimizer:', 'device:']) expect(lines).toContain(heading);
+    for (const heading of ['training:', 'data:', 'model:', 'optimizer:', 'device:', 'profiling:']) expect(lines).toContain(heading);
     expect(trainCommand.usage).toMatch(/also accepted: .*--learning_rate \(--lr\).*--save_dir \(--out\)/s);
     expect(predictCommand.usage).toMatch(/--top-k N +how many classes/);
   });

@@ -231,9 +231,11 @@ export const trainCommand = defineCommand({
 (the new head and the batchnorm layers train), then everything with discriminative rates (the stem
 at lr x lr-mult, the head at lr). With --freeze-epochs >= --epochs the backbone stays frozen (batchnorm
 too) and its features are computed once, so each epoch trains only the head. Writes to --out:
-best.onnx (best valid accuracy), last.onnx, history.csv/json/png and train-state.bin (--resume
-continues exactly). Ctrl-C (or SIGTERM) finishes the current step, saves and exits. With --profile
-it profiles training steps ${PROFILE_WARMUP + 1}-${PROFILE_WARMUP + PROFILE_STEPS}, prints the tables and stops, writing nothing.`,
+best.onnx (the best epoch by --monitor), last.onnx, history.csv/json/png, split.json (the files of
+each split, which \`gpunet eval --run\` scores) and train-state.bin (--resume continues exactly); a
+test/ folder beside train/ and valid/ is scored with best.onnx after training (test.json).
+Ctrl-C (or SIGTERM) finishes the current step, saves and exits. With --profile it profiles training
+steps ${PROFILE_WARMUP + 1}-${PROFILE_WARMUP + PROFILE_STEPS}, prints the tables and stops, writing nothing.`,
   options: {
     ...grouped('training', {
       epochs: int({
@@ -263,7 +265,7 @@ it profiles training steps ${PROFILE_WARMUP + 1}-${PROFILE_WARMUP + PROFILE_STEP
       resume: flag({ help: 'continue the run in --out' }),
     }),
     ...RUN_OPTIONS,
-    ...PROFILE,
+    ...grouped('profiling', PROFILE),
   },
   async run(v) {
     if (v.resume && !v.out) throw new UsageError('--resume needs --out DIR, the run to continue');
