@@ -44,6 +44,7 @@ struct Params {
   ah0: u32, aw0: u32,                  // (kh0 * DH - rh) / SH, (kw0 * DW - rw) / SW
   ahStep: u32, awStep: u32,            // khStep * DH / SH, kwStep * DW / SW
   wTOffset: u32,                       // where the phase's block of wT starts
+  flip: u32,                           // winogradWeight: transform w rotated and transposed (dx)
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -131,20 +132,26 @@ fn forward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3
   let invKK = 1.0 / f32(p.KH * p.KW);
   let invKW = 1.0 / f32(p.KW);
   let pix0 = colTile(wid, nwg);
-  // per column (output pixel): where its receptive field starts
+  // per column (output pixel): where its receptive field starts, and where it is stored (less the
+  // channel's offset). The first column's (n, oh, ow) takes divisions, the next ones a step each:
+  // the vector units have no integer divide, and TN of them per lane cost as much as a short k loop.
   var xBase: array<u32, MAXN>;
+  var yBase: array<u32, MAXN>;
   var ih0: array<i32, MAXN>;
   var iw0: array<i32, MAXN>;
   var live: array<bool, MAXN>;
+  var n = pix0 / OHW;
+  var oh = (pix0 - n * OHW) / p.OW;
+  var ow = pix0 - n * OHW - oh * p.OW;
   for (var j = 0u; j < TN; j++) {
-    let pix = pix0 + j;
-    let n = pix / OHW;
-    let oh = (pix - n * OHW) / p.OW;
-    let ow = pix - n * OHW - oh * p.OW;
-    live[j] = pix < P;
+    live[j] = pix0 + j < P;
     xBase[j] = (n * p.C + g * p.Cg) * HW;
+    yBase[j] = n * p.OC * OHW + oh * p.OW + ow;
     ih0[j] = i32(oh * p.SH) - i32(p.PH);
     iw0[j] = i32(ow * p.SW) - i32(p.PW);
+    ow++;
+    if (ow == p.OW) { ow = 0u; oh++; }
+    if (oh == p.OH) { oh = 0u; n++; }
   }
   for (var i = 0u; i < TM; i++) { aRow[i] = (g * p.OCg + min(row0 + i, p.OCg - 1u)) * K; }
   for (var k0 = 0u; k0 < K; k0 += SG) {
@@ -168,10 +175,8 @@ fn forward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3
     var coef = vec4f(0.0, 1.0, 0.0, 0.0);  // identity: 1 * (v - 0) + 0
     if (p.hasAffine != 0u) { coef = affine[oc]; }
     for (var j = 0u; j < TN; j++) {
-      let pix = pix0 + j;
-      if (pix < P) {
-        let n = pix / OHW;
-        let at = (n * p.OC + oc) * OHW + pix - n * OHW;
+      if (live[j]) {
+        let at = yBase[j] + oc * OHW;
         var v = coef.y * (acc[i][j] + bv - coef.w) + coef.z;
         if (p.hasResidual != 0u) { v += residual[at]; }
         if (p.relu != 0u) { v = max(v, 0.0); }
@@ -201,18 +206,25 @@ fn backwardInput(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg
   let invTaps = 1.0 / f32(taps);
   let invNkw = 1.0 / f32(p.nkw);
   let pix0 = colTile(wid, nwg);
+  // per column (input pixel of the phase, its row m and column r in the phase): where its
+  // gradient gathers from, and where it is stored less the channel's offset (stepped as in forward)
   var dyBase: array<u32, MAXN>;
+  var dxBase: array<u32, MAXN>;
   var qh: array<i32, MAXN>;
   var qw: array<i32, MAXN>;
   var live: array<bool, MAXN>;
+  var n = pix0 / HrWr;
+  var m = (pix0 - n * HrWr) / p.Wr;
+  var r = pix0 - n * HrWr - m * p.Wr;
   for (var j = 0u; j < TN; j++) {
-    let pix = pix0 + j;
-    let n = pix / HrWr;
-    let m = (pix - n * HrWr) / p.Wr;
-    live[j] = pix < P;
+    live[j] = pix0 + j < P;
     dyBase[j] = (n * p.OC + g * p.OCg) * OHW;
+    dxBase[j] = (n * p.C * p.H + p.ihs + m * p.SH) * p.W + p.iws + r * p.SW;
     qh[j] = i32(p.qh0 + m);
-    qw[j] = i32(p.qw0 + pix - n * HrWr - m * p.Wr);
+    qw[j] = i32(p.qw0 + r);
+    r++;
+    if (r == p.Wr) { r = 0u; m++; }
+    if (m == p.Hr) { m = 0u; n++; }
   }
   for (var i = 0u; i < TM; i++) { aRow[i] = p.wTOffset + (g * p.Cg + min(row0 + i, p.Cg - 1u)) * K; }
   for (var k0 = 0u; k0 < K; k0 += SG) {
@@ -233,14 +245,7 @@ fn backwardInput(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg
     if (row0 + i >= p.Cg) { break; }
     let c = g * p.Cg + row0 + i;
     for (var j = 0u; j < TN; j++) {
-      let pix = pix0 + j;
-      if (pix < P) {
-        let n = pix / HrWr;
-        let m = (pix - n * HrWr) / p.Wr;
-        let ih = p.ihs + m * p.SH;
-        let iw = p.iws + (pix - n * HrWr - m * p.Wr) * p.SW;
-        out[((n * p.C + c) * p.H + ih) * p.W + iw] = acc[i][j];
-      }
+      if (live[j]) { out[dxBase[j] + c * p.H * p.W] = acc[i][j]; }
     }
   }
 }
@@ -337,6 +342,120 @@ fn transposeWeight(@builtin(global_invocation_id) gid: vec3u) {
     let kh = p.kh0 + th * p.khStep;
     for (var tw = 0u; tw < p.nkw; tw++) {
       out[dst + th * p.nkw + tw] = b[src + kh * p.KW + p.kw0 + tw * p.kwStep];
+    }
+  }
+}
+
+// ---- Winograd F(2x2, 3x3) for 3x3 stride-1 convolutions (Lavin & Gray, 2015) -----------------
+//
+// Each 2x2 block of outputs ("tile") needs a 4x4 input patch d. With U = G g G^T (the 3x3 filter
+// g taken to 4x4) and V = B^T d B (the patch transformed), the tile is Y = A^T (sum_c U (.) V) A,
+// (.) elementwise: 16 multiplies per tile and input channel instead of 4 * 9 = 36. The sums over c
+// are 16 independent GEMMs, M[xi] = U[xi] V[xi] for the 16 positions xi of the 4x4 transform,
+// which run on the forward kernel above as one grouped 1x1 convolution (groups = 16):
+//   V: [16, C, T] (T = N * tilesH * tilesW),  U: [16, OC, C],  M: [16, OC, T].
+//   G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1],  B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1],
+//   A^T = [1 1 1 0; 0 1 -1 -1].
+// The transforms take the geometry of the convolution computed (for dx: dy convolved with w
+// rotated by 180 degrees and transposed, padding 2 - PH); tiles are indexed t = (n*tH + th)*tW + tw.
+
+fn tilesOf(size: u32) -> u32 { return (size + 1u) / 2u; }
+
+// V: [16, C, T] from x: [N,C,H,W]; x: tiles of the row, y: channel
+@compute @workgroup_size(64)
+fn winogradInput(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let tH = tilesOf(p.OH);
+  let tW = tilesOf(p.OW);
+  let T = p.N * tH * tW;
+  let t = wid.x * 64u + lid;
+  let c = wid.y;
+  if (t >= T) { return; }
+  let n = t / (tH * tW);
+  let th = (t - n * tH * tW) / tW;
+  let tw = t - n * tH * tW - th * tW;
+  let ih0 = i32(2u * th) - i32(p.PH);
+  let iw0 = i32(2u * tw) - i32(p.PW);
+  let base = (n * p.C + c) * p.H * p.W;
+  var d: array<vec4f, 4>;  // d[r] = row r of the patch
+  for (var r = 0u; r < 4u; r++) {
+    let ih = ih0 + i32(r);
+    for (var q = 0u; q < 4u; q++) {
+      let iw = iw0 + i32(q);
+      let ok = u32(ih) < p.H && u32(iw) < p.W;
+      d[r][q] = select(0.0, b[select(0u, base + u32(ih) * p.W + u32(iw), ok)], ok);
+    }
+  }
+  // B^T d: rows combined, then (B^T d) B: columns
+  let e = array<vec4f, 4>(d[0] - d[2], d[1] + d[2], d[2] - d[1], d[1] - d[3]);
+  let plane = p.C * T;
+  let at = c * T + t;
+  for (var r = 0u; r < 4u; r++) {
+    let v = vec4f(e[r].x - e[r].z, e[r].y + e[r].z, e[r].z - e[r].y, e[r].y - e[r].w);
+    for (var q = 0u; q < 4u; q++) { out[(r * 4u + q) * plane + at] = v[q]; }
+  }
+}
+
+// U: [16, OC, C] from w: [OC,C,3,3] (flip = 0) or, for the input gradient, from w: [C,OC,3,3]
+// rotated by 180 degrees (flip = 1); x: input channel, y: output channel of the conv computed
+@compute @workgroup_size(64)
+fn winogradWeight(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let c = wid.x * 64u + lid;
+  let oc = wid.y;
+  if (c >= p.C) { return; }
+  var g: array<vec3f, 3>;  // g[r] = row r of the filter
+  for (var kh = 0u; kh < 3u; kh++) {
+    for (var kw = 0u; kw < 3u; kw++) {
+      let src = select((oc * p.C + c) * 9u + kh * 3u + kw, (c * p.OC + oc) * 9u + (2u - kh) * 3u + 2u - kw, p.flip != 0u);
+      g[kh][kw] = b[src];
+    }
+  }
+  // G g: rows combined, then (G g) G^T: columns
+  let e = array<vec3f, 4>(g[0], 0.5 * (g[0] + g[1] + g[2]), 0.5 * (g[0] - g[1] + g[2]), g[2]);
+  let plane = p.OC * p.C;
+  let at = oc * p.C + c;
+  for (var r = 0u; r < 4u; r++) {
+    let u = vec4f(e[r].x, 0.5 * (e[r].x + e[r].y + e[r].z), 0.5 * (e[r].x - e[r].y + e[r].z), e[r].z);
+    for (var q = 0u; q < 4u; q++) { out[(r * 4u + q) * plane + at] = u[q]; }
+  }
+}
+
+// y: [N,OC,OH,OW] from M: [16, OC, T], with forward's epilogue (bias, eval batchnorm, residual,
+// ReLU); x: tiles of the row, y: output channel
+@compute @workgroup_size(64)
+fn winogradOutput(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let tH = tilesOf(p.OH);
+  let tW = tilesOf(p.OW);
+  let T = p.N * tH * tW;
+  let t = wid.x * 64u + lid;
+  let oc = wid.y;
+  if (t >= T) { return; }
+  let plane = p.OC * T;
+  let at = oc * T + t;
+  var m: array<vec4f, 4>;
+  for (var r = 0u; r < 4u; r++) {
+    for (var q = 0u; q < 4u; q++) { m[r][q] = b[(r * 4u + q) * plane + at]; }
+  }
+  // A^T m: rows combined, then (A^T m) A: columns
+  let e0 = m[0] + m[1] + m[2];
+  let e1 = m[1] - m[2] - m[3];
+  let yt = array<vec2f, 2>(vec2f(e0.x + e0.y + e0.z, e0.y - e0.z - e0.w), vec2f(e1.x + e1.y + e1.z, e1.y - e1.z - e1.w));
+  let n = t / (tH * tW);
+  let th = (t - n * tH * tW) / tW;
+  let tw = t - n * tH * tW - th * tW;
+  let bv = select(0.0, bias[oc], p.hasBias != 0u);
+  var coef = vec4f(0.0, 1.0, 0.0, 0.0);  // identity: 1 * (v - 0) + 0
+  if (p.hasAffine != 0u) { coef = affine[oc]; }
+  for (var r = 0u; r < 2u; r++) {
+    let oh = 2u * th + r;
+    for (var q = 0u; q < 2u; q++) {
+      let ow = 2u * tw + q;
+      if (oh < p.OH && ow < p.OW) {
+        let o = ((n * p.OC + oc) * p.OH + oh) * p.OW + ow;
+        var v = coef.y * (yt[r][q] + bv - coef.w) + coef.z;
+        if (p.hasResidual != 0u) { v += residual[o]; }
+        if (p.relu != 0u) { v = max(v, 0.0); }
+        out[o] = v;
+      }
     }
   }
 }

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { getGpu } from '../src/gpu/index.ts';
 import { batchNormEvalCoefficients } from '../src/ops/batchnorm.ts';
-import { CONV2D_CANDIDATES, conv2d, conv2dFused, conv2dGeometry, setConv2dTiling, type Conv2dOptions } from '../src/ops/conv2d.ts';
+import { CONV2D_CANDIDATES, conv2d, conv2dFused, conv2dGeometry, setConv2dTiling, setConv2dWinograd, type Conv2dOptions } from '../src/ops/conv2d.ts';
 import { noGrad, OpError, Rng, Tensor, tidy } from '../src/tensor/index.ts';
 import { batchNorm2dRef } from '../src/reference/batchnorm.ts';
 import { numericGrads, randomArray, relError, runWithGrads, shapeSize, toGpu, useGpu } from './helpers.ts';
@@ -166,6 +166,72 @@ describe('conv2dFused (inference epilogue: eval batchnorm, residual, ReLU) vs th
       expect(() => conv2dFused(x, w, null, {}, { affine: Tensor.ones([2, 4]) })).toThrow(/affine must be \[3,4\]/);
       expect(() => conv2dFused(x, w, null, {}, { residual: Tensor.ones([1, 3, 4, 4]) })).toThrow(/residual must be \[1,3,2,2\]/);
     });
+  });
+});
+
+describe('conv2d by Winograd F(2x2,3x3) (3x3 stride 1: forward and input gradient)', () => {
+  // every 3x3 stride-1 case, and paddings 0 and 2 (the input gradient's convolution then pads 2 and
+  // 0), odd sizes (a last tile half outside), a 1x1 input; forced on: 'auto' leaves small ones direct
+  const winogradCases: Case[] = [
+    ...[...cases, ...largeCases].filter((c) => c.w[2] === 3 && c.w[3] === 3 && !c.opts.stride && !c.opts.dilation && !c.opts.groups),
+    { name: '3x3 pad [2,0], 6x7', x: [2, 5, 6, 7], w: [6, 5, 3, 3], bias: true, opts: { padding: [2, 0] } },
+  ];
+  const withWinograd = async <T>(fn: () => Promise<T>): Promise<T> => {
+    setConv2dWinograd('always');
+    try {
+      return await fn();
+    } finally {
+      setConv2dWinograd('auto');
+    }
+  };
+  for (const c of winogradCases) {
+    it(`${c.name}: forward vs the float64 reference, dx and dw as the direct kernels'`, async () => {
+      const inp = inputsOf(c, shapeSize(c.x) + 5);
+      setConv2dWinograd('never');
+      const direct = await runGpu(c, inp);
+      const got = await withWinograd(() => runGpu(c, inp));
+      const ref = conv2dRef(inp.x, c.x, inp.w, c.w, inp.b, refGeometry(c.opts));
+      expect(relError(got.out, ref.y)).toBeLessThan(1e-4);
+      got.grads.forEach((g, i) => expect(relError(g!, direct.grads[i]!), `grad ${i}`).toBeLessThan(1e-5));
+    });
+  }
+
+  it(`${winogradCases[0].name}: dx vs finite differences`, async () => {
+    const c = winogradCases[0];
+    const inp = inputsOf(c, 23);
+    const { grads } = await withWinograd(() => runGpu(c, inp));
+    const numeric = numericGrads(reference(c), [inp.x, inp.w, inp.b!], inp.dy, [0]);
+    expect(relError(grads[0]!, numeric[0])).toBeLessThan(1e-4);
+  });
+
+  it('without subgroups, and with the inference epilogue (eval batchnorm, residual, ReLU)', async () => {
+    const c = largeCases[0];
+    const inp = inputsOf(c, 29);
+    const OC = c.w[0];
+    const rng = new Rng(4);
+    const [gamma, beta, mean] = [0, 1, 2].map(() => randomArray([OC], rng));
+    const variance = randomArray([OC], rng, 0.2, 2);
+    const res = randomArray(outShape(c), rng);
+    const conv = conv2dRef(inp.x, c.x, inp.w, c.w, inp.b, refGeometry(c.opts)).y;
+    const bn = batchNorm2dRef(conv, outShape(c), gamma, beta, Float64Array.from(mean), Float64Array.from(variance), { training: false, momentum: 0.1, eps: 1e-5 });
+    const ref = bn.map((v, i) => Math.max(0, v + res[i]));
+    const fused = () =>
+      tidy(() =>
+        noGrad(() => {
+          const affine = batchNormEvalCoefficients(toGpu(gamma, [OC]), toGpu(beta, [OC]), toGpu(mean, [OC]), toGpu(variance, [OC]), 1e-5);
+          return conv2dFused(toGpu(inp.x, c.x), toGpu(inp.w, c.w), toGpu(inp.b!, [OC]), c.opts, { affine, residual: toGpu(res, outShape(c)), relu: true }).toArray();
+        }),
+      );
+    expect(relError(await withWinograd(fused), ref)).toBeLessThan(1e-4);
+    const expected = await runGpu(c, inp);
+    setConv2dTiling({ subgroups: false, SG: 4, TM: 1, TN: 3 });
+    try {
+      const got = await withWinograd(() => runGpu(c, inp));
+      expect(relError(got.out, expected.out)).toBeLessThan(1e-5);
+      got.grads.forEach((g, i) => expect(relError(g!, expected.grads[i]!)).toBeLessThan(1e-5));
+    } finally {
+      setConv2dTiling(null);
+    }
   });
 });
 

@@ -87,7 +87,8 @@ export interface ConvTiling {
 }
 
 const tilings = new WeakMap<GPUDevice, ConvTiling>();
-let forced: Partial<ConvTiling> | null = null;
+/** forced tiles, and (the tuner's Winograd candidate) the algorithm */
+let forced: (Partial<ConvTiling> & { winograd?: boolean }) | null = null;
 
 /** The knobs the tuner searches (src/gpu/tuning.ts), every one a correct kernel (the tests run them
  *  all): rows per lane x columns per workgroup. Few columns suit small images (layer4's 7x7: a
@@ -114,11 +115,11 @@ export function conv2dTiling(key?: string): ConvTiling {
   }
   if (forced) return { ...t, ...forced };
   const tuned = key ? tuneCache(gpu).lookup('conv2d', key) : null;
-  return tuned ? { ...t, TM: Number(tuned.TM), TN: Number(tuned.TN) } : t;
+  return tuned && tuned.TM !== undefined ? { ...t, TM: Number(tuned.TM), TN: Number(tuned.TN) } : t;
 }
 
 /** Runs `fn` with the tiling forced to `tiles` (the tuner's candidates). */
-function withTiles<T>(tiles: Partial<ConvTiling>, fn: () => T): T {
+function withTiles<T>(tiles: Partial<ConvTiling> & { winograd?: boolean }, fn: () => T): T {
   const prev = forced;
   forced = { ...prev, ...tiles };
   try {
@@ -130,11 +131,14 @@ function withTiles<T>(tiles: Partial<ConvTiling>, fn: () => T): T {
 
 /** The tuner's task for kernel `entry` at geometry `geo`: operands of that shape, one launch per candidate. */
 function tuneTask(entry: string, key: string, geo: Conv2dGeometry): TuneTask {
+  const computed = entry === 'forward' ? geo : entry === 'backwardInput' ? winogradBackward(geo) : null;
+  const winograd = computed !== null && winogradApplies(computed);
   return {
     family: 'conv2d',
     key,
-    candidates: CONV2D_CANDIDATES,
-    defaultConfig: DEFAULT_TILES,
+    // the Winograd path is one more candidate where it applies (its GEMM has a tuning task of its own)
+    candidates: winograd ? [...CONV2D_CANDIDATES, { winograd: true }] : CONV2D_CANDIDATES,
+    defaultConfig: winograd && winogradPays(computed) ? { winograd: true } : DEFAULT_TILES,
     setup: () => {
       const x = Tensor.zeros([geo.N, geo.C, geo.H, geo.W]);
       const w = Tensor.zeros([geo.OC, geo.Cg, geo.KH, geo.KW]);
@@ -145,7 +149,7 @@ function tuneTask(entry: string, key: string, geo: Conv2dGeometry): TuneTask {
         backwardWeight: () => conv2dBackwardWeight(dy, x, geo),
       }[entry]!;
       return {
-        launch: (config) => withTiles({ TM: Number(config.TM), TN: Number(config.TN) }, () => run().release()),
+        launch: (config) => withTiles(config.winograd ? { winograd: true } : { TM: Number(config.TM), TN: Number(config.TN) }, () => run().release()),
         dispose: () => [x, w, dy].forEach((t) => t.release()),
       };
     },
@@ -214,7 +218,7 @@ function params(geo: Conv2dGeometry, hasBias = false, phase?: [AxisPhase, AxisPh
     N: geo.N, C: geo.C, H: geo.H, W: geo.W, OC: geo.OC, OH: geo.OH, OW: geo.OW, Cg: geo.Cg, OCg: geo.OCg, KH: geo.KH, KW: geo.KW,
     SH: geo.stride[0], SW: geo.stride[1], PH: geo.padding[0], PW: geo.padding[1], DH: geo.dilation[0], DW: geo.dilation[1], hasBias, ...epilogue,
     ihs: h.first, iws: w.first, Hr: h.count, Wr: w.count, qh0: h.q0, qw0: w.q0, kh0: h.k0, kw0: w.k0,
-    khStep: h.kStep, kwStep: w.kStep, nkh: h.nk, nkw: w.nk, ah0: h.a0, aw0: w.a0, ahStep: h.aStep, awStep: w.aStep, wTOffset,
+    khStep: h.kStep, kwStep: w.kStep, nkh: h.nk, nkw: w.nk, ah0: h.a0, aw0: w.a0, ahStep: h.aStep, awStep: w.aStep, wTOffset, flip: false,
   };
 }
 
@@ -225,7 +229,7 @@ function describe(geo: Conv2dGeometry): string {
 
 /** Launches one of the three GEMM kernels: `rows` channels per group (TM per lane, SG lanes),
  *  `cols` columns (TN per workgroup). */
-function launchGemm(entry: string, out: Tensor, inputs: Tensor[], aVec4: boolean, rows: number, cols: number, depth: number, geo: Conv2dGeometry, shaderParams: ReturnType<typeof params>, what = ''): void {
+function launchGemm(entry: string, out: Tensor, inputs: Tensor[], aVec4: boolean, rows: number, cols: number, depth: number, geo: Conv2dGeometry, shaderParams: ReturnType<typeof params>, what = '', kind = `conv2d.${entry}`, flops = 2 * rows * geo.groups * cols * depth): void {
   const gpu = getGpu();
   const key = `${entry} ${describe(geo)}`;
   const t = conv2dTiling(key);
@@ -236,8 +240,8 @@ function launchGemm(entry: string, out: Tensor, inputs: Tensor[], aVec4: boolean
     buffers: [out.buffer, ...inputs.map((x) => x.buffer)],
     params: shaderParams,
     workgroups: [gx, gy, Math.ceil(rows / (t.SG * t.TM)) * geo.groups],
-    label: `conv2d.${entry} ${describe(geo)}${what}`,
-    work: { flops: 2 * rows * geo.groups * cols * depth, bytes: 4 * [...new Set([out, ...inputs])].reduce((a, x) => a + x.size, 0) },
+    label: `${kind} ${describe(geo)}${what}`,
+    work: { flops, bytes: 4 * [...new Set([out, ...inputs])].reduce((a, x) => a + x.size, 0) },
   });
 }
 
@@ -250,8 +254,103 @@ export interface ConvEpilogue {
   relu?: boolean;
 }
 
+// ---- Winograd F(2x2,3x3) (see the end of shaders/conv2d.wgsl) ---------------------------------
+
+/** When the 3x3 stride-1 convolutions go through Winograd: 'auto' (when it pays, see
+ *  winogradPays), 'never' or 'always' (where it applies). */
+export type WinogradMode = 'auto' | 'never' | 'always';
+let winogradMode: WinogradMode = 'auto';
+
+/** Chooses when 3x3 stride-1 convolutions (forward and input gradient) use Winograd F(2x2,3x3);
+ *  for benchmarks and the tests of both paths. */
+export function setConv2dWinograd(mode: WinogradMode): void {
+  winogradMode = mode;
+}
+
+/** Winograd computes the convolution `geo` describes: 3x3, stride 1, no dilation, no groups. */
+function winogradApplies(geo: Conv2dGeometry): boolean {
+  const tiles = geo.N * Math.ceil(geo.OH / 2) * Math.ceil(geo.OW / 2);
+  return geo.KH === 3 && geo.KW === 3 && geo.stride.every((s) => s === 1) && geo.dilation.every((d) => d === 1) &&
+    geo.groups === 1 && tiles <= 65535 * 64 && Math.max(geo.C, geo.OC) <= 65535;
+}
+
+/** The convolution whose Winograd computes the input gradient of `geo` (dy convolved with w
+ *  rotated and transposed, padding 2 - PH), or null when there is none. */
+function winogradBackward(geo: Conv2dGeometry): Conv2dGeometry | null {
+  if (!winogradApplies(geo) || geo.padding.some((p) => p > 2)) return null;
+  return conv2dGeometry([geo.N, geo.OC, geo.OH, geo.OW], [geo.C, geo.OC, 3, 3], null, { padding: [2 - geo.padding[0], 2 - geo.padding[1]] });
+}
+
+/** The default when the tuner has not timed `geo` (the convolution computed): its GEMMs do 16
+ *  products per 2x2 tile and channel where the direct kernel does 36, but its transforms are passes
+ *  over memory, whose share grows as 1/C, and the weight's costs as much as OC*C*25 loads and
+ *  stores, paid back only over enough tiles (ResNet18's 512-channel 7x7 convs at batch 1, 16 tiles,
+ *  gained nothing: bench/NOTES.md). */
+function winogradPays(geo: Conv2dGeometry): boolean {
+  const tiles = geo.N * Math.ceil(geo.OH / 2) * Math.ceil(geo.OW / 2);
+  return Math.min(geo.C, geo.OC) >= 16 && tiles >= 32;
+}
+
+/** Whether pass `entry` of `geo` runs as `computed` (its Winograd form) through Winograd: forced
+ *  (setConv2dWinograd, the tuner's candidates), else the tuner's choice, else winogradPays. */
+function winogradChosen(entry: string, geo: Conv2dGeometry, computed: Conv2dGeometry | null): boolean {
+  if (computed === null || !winogradApplies(computed) || winogradMode === 'never') return false;
+  if (winogradMode === 'always') return true;
+  if (forced?.winograd !== undefined) return forced.winograd;
+  if (forced) return false; // tiles forced: the direct kernels
+  const gpu = getGpu();
+  const key = `${entry} ${describe(geo)}`;
+  const tuned = tuneCache(gpu).lookup('conv2d', key);
+  if (tuned) return tuned.winograd === true;
+  tuneCache(gpu).notePending(tuneTask(entry, key, geo));
+  return winogradPays(computed);
+}
+
+/** y: [N,OC,OH,OW] = conv(src: [N,C,H,W], w') + bias, then the epilogue, by Winograd F(2x2,3x3);
+ *  w' = w: [OC,C,3,3], or for the input gradient (flip) w: [C,OC,3,3] rotated by 180 degrees. */
+function winogradConv(src: Tensor, w: Tensor, bias: Tensor | null, geo: Conv2dGeometry, flip: boolean, epilogue: ConvEpilogue, pass: string): Tensor {
+  const gpu = getGpu();
+  const { N, C, OC, OH, OW } = geo;
+  const T = N * Math.ceil(OH / 2) * Math.ceil(OW / 2);
+  const what = `${describe(geo)} (${pass})`;
+  // the 16 GEMMs M[xi] = U[xi] V[xi] as one 1x1 convolution with 16 groups
+  const gemm = conv2dGeometry([1, 16 * C, 1, T], [16 * OC, C, 1, 1], null, { groups: 16 });
+  const v = Tensor.empty([1, 16 * C, 1, T]);
+  gpu.dispatch({
+    kernel: kernel('winogradInput', 2, false),
+    buffers: [v.buffer, src.buffer],
+    params: params(geo),
+    workgroups: [Math.ceil(T / 64), C],
+    label: `conv2d.winogradInput ${what}`,
+  });
+  const u = Tensor.empty([16 * OC, C, 1, 1]);
+  gpu.dispatch({
+    kernel: kernel('winogradWeight', 2, false),
+    buffers: [u.buffer, w.buffer],
+    params: { ...params(geo), flip },
+    workgroups: [Math.ceil(C / 64), OC],
+    label: `conv2d.winogradWeight ${what}`,
+  });
+  const m = Tensor.empty([1, 16 * OC, 1, T]);
+  // it counts the convolution's FLOPs, 2 * N*OC*OH*OW * C*9, as the direct kernels do (what the op
+  // computes, so that profiles and benchmarks compare algorithms by time): the products it does are 4/9 of them
+  launchGemm('forward', m, [v, u, u, u, u], C % 4 === 0, OC, T, C, gemm, params(gemm), ` (${pass} ${describe(geo)})`, 'conv2d.winogradGemm', 2 * N * OC * OH * OW * C * 9);
+  const y = Tensor.empty([N, OC, OH, OW]);
+  const { affine = null, residual = null, relu = false } = epilogue;
+  gpu.dispatch({
+    kernel: kernel('winogradOutput', 6, false),
+    buffers: [y.buffer, m.buffer, m.buffer, (bias ?? m).buffer, (affine ?? m).buffer, (residual ?? m).buffer],
+    params: params(geo, bias !== null, undefined, { hasAffine: affine !== null, hasResidual: residual !== null, relu }),
+    workgroups: [Math.ceil(T / 64), OC],
+    label: `conv2d.winogradOutput ${what}`,
+  });
+  [v, u, m].forEach((t) => t.release()); // the recorded dispatches keep their order with later reuse
+  return y;
+}
+
 /** y: [N,OC,OH,OW] = conv(x: [N,C,H,W], w: [OC,C/groups,KH,KW]) + bias: [OC], then the epilogue */
 export function conv2dForward(x: Tensor, w: Tensor, bias: Tensor | null, geo: Conv2dGeometry, epilogue: ConvEpilogue = {}): Tensor {
+  if (winogradChosen('forward', geo, geo)) return winogradConv(x, w, bias, geo, false, epilogue, 'forward');
   const y = Tensor.empty([geo.N, geo.OC, geo.OH, geo.OW]);
   const K = geo.Cg * geo.KH * geo.KW;
   const { affine = null, residual = null, relu = false } = epilogue;
@@ -264,6 +363,8 @@ export function conv2dForward(x: Tensor, w: Tensor, bias: Tensor | null, geo: Co
 /** dx: [N,C,H,W] from dy: [N,OC,OH,OW] and w, one dispatch per stride phase (all of them, so
  *  that pixels no tap reaches get their zeros), through w transposed in per-phase blocks. */
 export function conv2dBackwardInput(dy: Tensor, w: Tensor, geo: Conv2dGeometry): Tensor {
+  const back = winogradBackward(geo);
+  if (winogradChosen('backwardInput', geo, back)) return winogradConv(dy, w, null, back!, true, {}, 'backwardInput');
   const rows = axisPhases(geo.H, geo.KH, geo.stride[0], geo.padding[0], geo.dilation[0]);
   const cols = axisPhases(geo.W, geo.KW, geo.stride[1], geo.padding[1], geo.dilation[1]);
   const phases: [AxisPhase, AxisPhase, number][] = [];
