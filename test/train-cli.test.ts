@@ -50,7 +50,8 @@ beforeAll(async () => {
 });
 
 /** The training run of the first test, also the uninterrupted twin of the Ctrl-C test's run. */
-const LEARN_ARGS = [...SMALL, '--epochs', '4', '--batch-size', '12']; // 3 steps per epoch
+const EPOCHS = 3;
+const LEARN_ARGS = [...SMALL, '--epochs', String(EPOCHS), '--batch-size', '12']; // 3 steps per epoch
 let learning: Promise<{ out: string; run: Run }> | undefined;
 function learnRun(): Promise<{ out: string; run: Run }> {
   const out = join(tmp, 'run-learn');
@@ -69,21 +70,21 @@ describe('gpunet train on generated image folders', () => {
     expect(r.status).toBe(0);
     expect(r.stdout).toMatch(/^data: 3 classes \(blue, green, red\), 36 train \/ 18 valid images$/m);
     expect(r.stdout).toMatch(/^training resnet18 from scratch at 32 px; run folder /m);
-    expect(r.stdout.match(/^epoch \d\/4 \(unfrozen\): train loss .* accuracy .*$/gm)).toHaveLength(4);
+    expect(r.stdout.match(new RegExp(`^epoch \\d/${EPOCHS} \\(unfrozen\\): train loss .* accuracy .*$`, 'gm'))).toHaveLength(EPOCHS);
     expect(readdirSync(out).sort()).toEqual(RUN_FILES);
 
     const history = historyOf(out);
-    expect(history.map((h) => h.epoch)).toEqual([1, 2, 3, 4]);
+    expect(history.map((h) => h.epoch)).toEqual([1, 2, 3]);
     const best = Math.max(...history.map((h) => h.accuracy));
     expect(best).toBeGreaterThanOrEqual(0.95);
     const bestEpoch = history.find((h) => h.accuracy === best)!.epoch;
     expect(r.stdout).toContain(`best valid accuracy ${(100 * best).toFixed(2)}% at epoch ${bestEpoch}: ${join(out, 'best.onnx')}`);
     const csv = readFileSync(join(out, 'history.csv'), 'utf8').trim().split('\n');
     expect(csv[0]).toBe('epoch,phase,trainLoss,validLoss,accuracy,macroF1,lr,seconds');
-    expect(csv.slice(1).map((l) => Number(l.split(',')[4]))).toEqual(history.map((h) => h.accuracy));
+    expect(csv.slice(1).map((l) => Number(l.split(',')[4]))).toEqual(history.map((h) => Number(h.accuracy.toPrecision(8)))); // (8 significant digits)
     expect([...readFileSync(join(out, 'history.png')).subarray(1, 4)].map((c) => String.fromCharCode(c)).join('')).toBe('PNG');
     const state = loadTrainingState(join(out, 'train-state.bin'));
-    expect([state.epoch, state.stepInEpoch, state.bestAccuracy]).toEqual([4, 0, best]);
+    expect([state.epoch, state.stepInEpoch, state.bestAccuracy]).toEqual([EPOCHS, 0, best]);
 
     // eval of best.onnx on valid/ gives the history's best accuracy
     const report = join(tmp, 'eval.json');
@@ -135,7 +136,7 @@ describe('gpunet train on generated image folders', () => {
     const args = ['train', '--data', split, ...LEARN_ARGS, '--out', out];
     let signalled = false;
     const r = await gpunet(args, (soFar, child) => {
-      if (!signalled && /^epoch 1\/4 \(unfrozen\):/m.test(soFar)) {
+      if (!signalled && /^epoch 1\/3 \(unfrozen\):/m.test(soFar)) {
         signalled = true;
         child.kill('SIGINT');
       }
@@ -150,7 +151,7 @@ describe('gpunet train on generated image folders', () => {
     expect(stopped, r.stdout).not.toBeNull();
     const [epochsDone, step] = stopped![1] ? [Number(stopped![1]) - 1, Number(stopped![2])] : [Number(stopped![3]), 0];
     expect(epochsDone).toBeGreaterThanOrEqual(1);
-    expect(epochsDone).toBeLessThan(4);
+    expect(epochsDone).toBeLessThan(EPOCHS);
     expect(readdirSync(out).sort()).toEqual(RUN_FILES); // no temp files left behind
     const state = loadTrainingState(join(out, 'train-state.bin'));
     expect([state.epoch, state.stepInEpoch]).toEqual([epochsDone, step]);
@@ -160,10 +161,10 @@ describe('gpunet train on generated image folders', () => {
     expect(resumed.ours).toEqual([]);
     expect(resumed.status).toBe(0);
     expect(resumed.stdout).toContain(`resuming at epoch ${epochsDone + 1}${step ? `, step ${step}/3` : ''}`);
-    const lines = resumed.stdout.match(/^epoch (\d)\/4 \(unfrozen\):/gm)!;
-    expect(lines.map((l) => Number(l[6]))).toEqual(Array.from({ length: 4 - epochsDone }, (_, i) => epochsDone + 1 + i));
+    const lines = resumed.stdout.match(/^epoch (\d)\/3 \(unfrozen\):/gm)!;
+    expect(lines.map((l) => Number(l[6]))).toEqual(Array.from({ length: EPOCHS - epochsDone }, (_, i) => epochsDone + 1 + i));
     expect(readdirSync(out).sort()).toEqual(RUN_FILES);
-    expect(readFileSync(join(out, 'history.csv'), 'utf8').trim().split('\n')).toHaveLength(5);
+    expect(readFileSync(join(out, 'history.csv'), 'utf8').trim().split('\n')).toHaveLength(EPOCHS + 1);
 
     // the same as never interrupted: history (but the times) and final weights
     const twin = await learnRun();
@@ -172,7 +173,7 @@ describe('gpunet train on generated image folders', () => {
     expect(strip(out)).toEqual(strip(twin.out));
     const a = loadTrainingState(join(out, 'train-state.bin'));
     const b = loadTrainingState(join(twin.out, 'train-state.bin'));
-    expect([a.epoch, a.stepInEpoch]).toEqual([4, 0]);
+    expect([a.epoch, a.stepInEpoch]).toEqual([EPOCHS, 0]);
     expect([...a.weights.keys()]).toEqual([...b.weights.keys()]);
     let maxDiff = 0;
     for (const [name, w] of a.weights) {
@@ -185,10 +186,15 @@ describe('gpunet train on generated image folders', () => {
     const again = await gpunet(args);
     expect(again.status).toBe(1);
     expect(again.ours).toEqual([`gpunet train: ${out} holds a run already: pass --resume to continue it, or another --out`]);
+    expect(again.stdout).toBe(''); // said before any work
+    const none = join(tmp, 'run-none');
+    const nothing = await gpunet(['train', '--data', split, ...LEARN_ARGS, '--out', none, '--resume']);
+    expect([nothing.status, nothing.stdout]).toEqual([1, '']);
+    expect(nothing.ours).toEqual([`gpunet train: --resume: ${none}: no train-state.bin to resume from (--out names the run to continue)`]);
     const changed = await gpunet([...args.map((x) => (x === '0.01' ? '0.02' : x)), '--resume']);
     expect(changed.status).toBe(1);
     expect(changed.ours).toEqual(['gpunet train: --resume: --lr was 0.01 in the saved run, now 0.02']);
-    for (const x of [again, changed]) noStackTrace(x);
+    for (const x of [again, nothing, changed]) noStackTrace(x);
     expect(loadTrainingState(join(out, 'train-state.bin')).weights.get(a.weights.keys().next().value!)).toEqual(a.weights.values().next().value);
   });
 
@@ -249,11 +255,11 @@ describe('gpunet train on generated image folders', () => {
     expect(again.status).toBe(0);
     expect(again.stdout).not.toContain('resuming');
     expect(again.stdout).toMatch(new RegExp(`^${out.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: the run (finished its 3 epochs|stopped early after epoch ${history.length} \\(--patience 1\\)); nothing to do`, 'm'));
-    const more = await gpunet([...args.map((x) => (x === '3' ? '5' : x)), '--resume', '--patience', '5']);
+    const more = await gpunet([...args.map((x) => (x === '3' ? '4' : x)), '--resume', '--patience', '5']);
     expect(more.ours).toEqual([]);
     expect(more.status).toBe(0);
-    expect(more.stdout).toContain(`continuing after epoch ${history.length} with a new onecycle cycle over epochs ${history.length + 1}-5`);
-    expect(historyOf(out).map((h) => h.epoch)).toEqual([1, 2, 3, 4, 5]);
+    expect(more.stdout).toContain(`continuing after epoch ${history.length} with a new onecycle cycle over epochs ${history.length + 1}-4`);
+    expect(historyOf(out).map((h) => h.epoch)).toEqual([1, 2, 3, 4]);
   });
 
   it('bad data folders: one line naming the folder, exit 1, no stack trace, nothing trained', async () => {

@@ -16,7 +16,7 @@ import { SCHEDULES } from '../train/schedule.ts';
 import { buildModel, imageData, inverseFrequencyWeights } from '../train/setup.ts';
 import { type EpochRecord } from '../train/history.ts';
 import { StateFileError } from '../train/checkpoint.ts';
-import { fit, type FitResult, type Monitor, OPTIMIZERS, RunFolderError, type TrainData } from '../train/trainer.ts';
+import { fit, type FitResult, type Monitor, OPTIMIZERS, RunFolderError, STATE_FILE, type TrainData } from '../train/trainer.ts';
 import type { ModelSplit } from '../nn/split.ts';
 import type { Preprocessing } from '../onnx/classifier.ts';
 import { defineCommand } from './command.ts';
@@ -272,6 +272,8 @@ steps ${PROFILE_WARMUP + 1}-${PROFILE_WARMUP + PROFILE_STEPS}, prints the tables
     const profiling = v.profile !== undefined;
     if (profiling && (v.resume || v.out)) throw new UsageError('--profile runs a few steps and writes no run folder: drop --out and --resume');
     const out = profiling ? undefined : (v.out ?? defaultOut());
+    // a run folder that cannot be used as asked is said before any work (the data, the GPU, the model)
+    if (out && v.resume !== existsSync(join(out, STATE_FILE))) throw new UsageError(runFolderMessage(new RunFolderError(v.resume ? 'no-state' : 'exists', out)));
 
     const run = await prepareRun(v, 'train');
     const freezeEpochs = v.freezeEpochs ?? (run.pretrained ? 1 : 0);
