@@ -22,6 +22,16 @@ describe('tensor core', () => {
     t.release();
   });
 
+  it('fills a tensor larger than one storage binding (VGG\'s classifier weight, poisoned on upload)', async () => {
+    const perBinding = getGpu().limits.maxStorageBufferBindingSize / 4;
+    const t = Tensor.full([perBinding + 300], 3);
+    const a = await t.toArray();
+    expect(a[0]).toBe(3);
+    expect(a[perBinding - 1]).toBe(3);
+    expect(a.subarray(perBinding).every((v) => v === 3)).toBe(true);
+    t.release();
+  });
+
   it('tidy releases what it created, except what it returns', async () => {
     const before = getGpu().pool.stats().liveBuffers;
     const kept = tidy(() => {

@@ -144,14 +144,21 @@ export class Tensor {
 
   /** Fills in place (not recorded on the tape). */
   fill(value: number): this {
-    if (this.size === 0) return this;
-    getGpu().dispatch({
-      kernel: { shader: 'tensor', entry: 'fill', bindings: ['write'] },
-      buffers: [this.buffer],
-      params: { n: this.size, value },
-      workgroups: grid(this.size, 256),
-      label: `fill ${shapeStr(this.shape)}`,
-    });
+    const gpu = getGpu();
+    // a binding holds at most maxStorageBufferBindingSize bytes (128 MiB on lavapipe, less than
+    // VGG's classifier weight): a larger tensor is filled one aligned range at a time
+    const { maxStorageBufferBindingSize: maxBytes, minStorageBufferOffsetAlignment: align } = gpu.limits;
+    const chunk = (Math.floor(maxBytes / align) * align) / 4;
+    for (let start = 0; start < this.size; start += chunk) {
+      const n = Math.min(chunk, this.size - start);
+      gpu.dispatch({
+        kernel: { shader: 'tensor', entry: 'fill', bindings: ['write'] },
+        buffers: [{ buffer: this.buffer, offset: start * 4, size: n * 4 }],
+        params: { n, value },
+        workgroups: grid(n, 256),
+        label: `fill ${shapeStr(this.shape)}`,
+      });
+    }
     return this;
   }
 
