@@ -127,7 +127,7 @@ describe('scanDataset sources', () => {
     const d = await scanDataset(dir, { labelRegex: '^(.+)_\\d+\\.jpg$', validPct: 0.25 });
     expect(d.classes).toEqual(['Abyssinian', 'great_pyrenees']);
     expect([d.train.length, d.valid.length]).toEqual([6, 2]);
-    expect(d.skipped).toEqual([{ path: join(dir, 'readme.jpg'), reason: expect.stringMatching(/does not match --label-regex/) }]);
+    expect(d.skipped).toEqual([{ path: join(dir, 'readme.jpg'), reason: expect.stringMatching(/does not match labelRegex '/) }]);
     for (const s of [...d.train, ...d.valid]) expect(basename(s.path).startsWith(d.classes[s.label] + '_')).toBe(true);
   });
 
@@ -178,7 +178,7 @@ describe('scanDataset errors: one line naming the folder and the fix', () => {
   it('images without class folders, and the regex that would label them', async () => {
     const dir = join(root, 'flat');
     for (let i = 0; i < 3; i++) await writeShape(join(dir, `img${i}.png`), i);
-    await expectDataError(scanDataset(dir), dir, /3 images but no class folders.*--label-regex/);
+    await expectDataError(scanDataset(dir), dir, /3 images but no class folders.*with labelRegex$/);
     await expectDataError(scanDataset(dir, { labelRegex: '^(cat)_\\d+' }), dir, /matches none of the 3 image file names \(e\.g\. 'img0\.png'\)/);
     await expectDataError(scanDataset(dir, { labelRegex: 'img\\d' }), dir, /has no capture group/);
     await expectDataError(scanDataset(dir, { labelRegex: '(unclosed' }), dir, /not a valid regular expression/);
@@ -205,9 +205,10 @@ describe('scanDataset errors: one line naming the folder and the fix', () => {
 
   it('a class of one image cannot be split at random', async () => {
     const dir = await imageFolder('single', { a: 3, b: 1 });
-    await expectDataError(scanDataset(dir), join(dir, 'b'), /only 1 readable image.*--valid-pct 0/);
+    await expectDataError(scanDataset(dir), join(dir, 'b'), /only 1 readable image.*or validPct 0\)/);
+    await expectDataError(scanDataset(dir, { optionName: (o) => `the ${o} option` }), join(dir, 'b'), /or the validPct option 0\)$/); // (the caller's words)
     expect((await scanDataset(dir, { validPct: 0 })).train.length).toBe(4);
-    await expectDataError(scanDataset(dir, { validPct: 1 }), dir, /--valid-pct must be in \[0, 1\)/);
+    await expectDataError(scanDataset(dir, { validPct: 1 }), dir, /validPct must be in \[0, 1\)/);
   });
 });
 

@@ -249,5 +249,7 @@ describe('Darknet-tiny (real ImageNet weights) through predict, eval and import'
     expect(r.out[0]).toMatch(/^samples: 2 /);
     mkdirSync(join(data, 'cats'));
     await expect(run(evalCommand, args)).rejects.toThrow(/folder 'cats' is not one of the checkpoint's classes: tench, goldfish, great white shark, .*\(1000 classes\)$/);
+    // --run names a training run's folder: one without split.json is refused before any work
+    await expect(run(evalCommand, ['--run', data])).rejects.toThrow(`--run ${data}: no split.json in it (not a training run's folder, or one from before gpunet 0.2): score its images with --data and --checkpoint`);
   });
 });

@@ -6,6 +6,7 @@ import { DataError, describeSource, scanDataset, shortPath, type SourceOptions }
 import { printable } from '../io/printable.ts';
 import { defineCommand } from './command.ts';
 import { UsageError } from './errors.ts';
+import { kebab } from './options.ts';
 import { DATA_SOURCE } from './shared-options.ts';
 
 /** The values of DATA_SOURCE's options. */
@@ -18,7 +19,7 @@ export interface SourceValues {
 }
 
 export function sourceOptions(v: SourceValues): SourceOptions {
-  return { validPct: v.validPct, seed: v.seed, labelRegex: v.labelRegex, verify: v.verify ? 'decode' : 'header' };
+  return { validPct: v.validPct, seed: v.seed, labelRegex: v.labelRegex, verify: v.verify ? 'decode' : 'header', optionName: (o) => `--${kebab(o === 'root' ? 'data' : o)}` };
 }
 
 /** scanDataset from the flags, its DataErrors as one-line UsageErrors. */

@@ -2,7 +2,7 @@
 // split, the exact split a training run used, or a labels.tsv listing file and class index) and
 // reports accuracy, top-5, per-class precision/recall/F1, macro-F1, the confusion matrix (table and
 // heatmap) and the most-confused pairs.
-import { readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { ImageError, listImages, loadImage, TTA_VIEWS } from '../data/image.ts';
 import { ensureDir, type FileError, readRegularFile, writeFileAtomic } from '../io/files.ts';
@@ -173,6 +173,9 @@ precision / recall / F1, macro-F1, the confusion matrix and the most-confused pa
   async run(v) {
     if (!v.data && !v.labels && !v.run) throw new UsageError('--data DIR (class folders), --run DIR (a training run) or --labels FILE.tsv is required');
     if (v.run && (v.data || v.labels)) throw new UsageError('--run takes its images from the run\'s split: pass --run or --data/--labels, not both');
+    if (v.run && !existsSync(join(v.run, SPLIT_FILE))) {
+      throw new UsageError(`--run ${v.run}: no ${SPLIT_FILE} in it (not a training run's folder, or one from before gpunet 0.2): score its images with --data and --checkpoint`);
+    }
     const checkpoint = v.checkpoint ?? (v.run ? join(v.run, 'best.onnx') : undefined);
     if (!checkpoint) throw new UsageError('--checkpoint FILE is required (or --run DIR, a training run)');
     pngPath('--confusion', v.confusion);

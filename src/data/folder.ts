@@ -3,7 +3,7 @@
 //                                                          inside a class folder belong to the class)
 //   pre-split     root/train/<class>/..., root/valid|val/<class>/..., root/test/<class>/...
 //   regex         a flat folder (or flat split folders), the class being the first capture group of
-//                 --label-regex matched against each file name (fastai's RegexLabeller; Oxford pets)
+//                 labelRegex (--label-regex) matched against each file name (fastai's RegexLabeller; Oxford pets)
 // Without a valid folder the train files are split at random: stratified (each class split on its
 // own, so every class with 2+ images is in both splits), its files sorted by path first and shuffled
 // with the seeded Rng, so the same seed gives the same split on any machine.
@@ -28,7 +28,12 @@ export interface SourceOptions {
   /** how each file is checked at the start: 'header' (default; fast, no pixels decoded) or 'decode'
    *  (every file decoded, small: also finds truncated files, which otherwise fail in the epoch) */
   verify?: 'header' | 'decode';
+  /** how messages name an option: by default its field here (`labelRegex`, `validPct`; `root`, the
+   *  folder argument); the command line passes its flags, so the words are the caller's */
+  optionName?: (option: 'labelRegex' | 'validPct' | 'root') => string;
 }
+
+const fieldName = (option: 'labelRegex' | 'validPct' | 'root') => option;
 
 /** A data folder that cannot be used as given; the message is one line naming the folder and the fix. */
 export class DataError extends Error {
@@ -79,28 +84,28 @@ function byFolder(dir: string, skipped: SkippedFile[]): Labelled {
   return out;
 }
 
-function compileRegex(source: string, root: string): RegExp {
+function compileRegex(source: string, root: string, option: string): RegExp {
   let re: RegExp;
   try {
     re = new RegExp(source);
   } catch (e) {
-    throw new DataError(root, `--label-regex '${source}' is not a valid regular expression (${(e as Error).message})`);
+    throw new DataError(root, `${option} '${source}' is not a valid regular expression (${(e as Error).message})`);
   }
   if (new RegExp(`${source}|`).exec('')!.length < 2) {
-    throw new DataError(root, `--label-regex '${source}' has no capture group: put the class part in parentheses, e.g. '(.+)_\\d+\\.jpg$'`);
+    throw new DataError(root, `${option} '${source}' has no capture group: put the class part in parentheses, e.g. '(.+)_\\d+\\.jpg$'`);
   }
   return re;
 }
 
 /** A flat folder labelled by `re` over file names; names that do not match are skipped. */
-function byRegex(dir: string, re: RegExp, source: string, skipped: SkippedFile[]): Labelled {
+function byRegex(dir: string, re: RegExp, source: string, option: string, skipped: SkippedFile[]): Labelled {
   const out: Labelled = new Map();
   const files = imagesUnder(dir, skipped);
   for (const f of files) {
     const m = re.exec(basename(f));
     const label = m?.[1];
     if (!label) {
-      skipped.push({ path: f, reason: `file name does not match --label-regex '${source}'` });
+      skipped.push({ path: f, reason: `file name does not match ${option} '${source}'` });
       continue;
     }
     if (!out.has(label)) out.set(label, []);
@@ -108,7 +113,7 @@ function byRegex(dir: string, re: RegExp, source: string, skipped: SkippedFile[]
   }
   if (out.size === 0) {
     const example = files.length ? ` (e.g. '${basename(files[0])}')` : '';
-    throw new DataError(dir, `--label-regex '${source}' matches none of the ${files.length} image file names${example}: fix the pattern (it is matched against the file name, the class is its first group)`);
+    throw new DataError(dir, `${option} '${source}' matches none of the ${files.length} image file names${example}: fix the pattern (it is matched against the file name, the class is its first group)`);
   }
   return out;
 }
@@ -170,12 +175,13 @@ function randomSplit(train: Labelled, validPct: number, seed: number): [Labelled
 export async function scanDataset(root: string, opts: SourceOptions = {}): Promise<DataSplit> {
   const validPct = opts.validPct ?? 0.2;
   const seed = opts.seed ?? 42;
-  if (!(validPct >= 0 && validPct < 1)) throw new DataError(root, `--valid-pct must be in [0, 1), got ${validPct}`);
-  if (!isDir(root)) throw new DataError(root, 'no such folder: give --data the folder holding the class folders (or train/ and valid/)');
+  const name = opts.optionName ?? fieldName;
+  if (!(validPct >= 0 && validPct < 1)) throw new DataError(root, `${name('validPct')} must be in [0, 1), got ${validPct}`);
+  if (!isDir(root)) throw new DataError(root, `no such folder: give ${name('root')} the folder holding the class folders (or train/ and valid/)`);
 
-  const re = opts.labelRegex !== undefined ? compileRegex(opts.labelRegex, root) : null;
+  const re = opts.labelRegex !== undefined ? compileRegex(opts.labelRegex, root, name('labelRegex')) : null;
   const skipped: SkippedFile[] = [];
-  const read = (dir: string): Labelled => (re ? byRegex(dir, re, opts.labelRegex!, skipped) : byFolder(dir, skipped));
+  const read = (dir: string): Labelled => (re ? byRegex(dir, re, opts.labelRegex!, name('labelRegex'), skipped) : byFolder(dir, skipped));
 
   const trainDir = join(root, 'train');
   const validDir = VALID_NAMES.map((n) => join(root, n)).find(isDir);
@@ -192,7 +198,7 @@ export async function scanDataset(root: string, opts: SourceOptions = {}): Promi
     throw new DataError(
       trainWhere,
       flat
-        ? `${flat} images but no class folders: put each class's images in a folder named after the class, or label them by file name with --label-regex`
+        ? `${flat} images but no class folders: put each class's images in a folder named after the class, or label them by file name with ${name('labelRegex')}`
         : `no class folders with images (${IMAGE_EXTENSIONS.join(' ')}): expected ${trainWhere}/<class>/<image> or train/ and valid/ folders`,
     );
   }
@@ -208,14 +214,14 @@ export async function scanDataset(root: string, opts: SourceOptions = {}): Promi
   }
   if (preSplit && validDir) {
     for (const cls of train.keys()) {
-      if (!valid.get(cls)?.length) throw new DataError(validDir, `class '${cls}' is in ${trainDir} but has no images in ${validDir}: add some, or remove ${validDir} to split train at random (--valid-pct)`);
+      if (!valid.get(cls)?.length) throw new DataError(validDir, `class '${cls}' is in ${trainDir} but has no images in ${validDir}: add some, or remove ${validDir} to split train at random (${name('validPct')})`);
     }
     for (const cls of valid.keys()) {
       if (!train.has(cls)) throw new DataError(validDir, `class '${cls}' is in ${validDir} but not in ${trainDir}: the model cannot learn a class it never trains on; add it to train or remove it from valid`);
     }
   } else if (validPct > 0) {
     for (const [cls, files] of train) {
-      if (files.length < 2) throw new DataError(join(trainWhere, re ? '' : cls), `class '${cls}' has only 1 readable image: a random split needs 2 or more per class (add images, or --valid-pct 0)`);
+      if (files.length < 2) throw new DataError(join(trainWhere, re ? '' : cls), `class '${cls}' has only 1 readable image: a random split needs 2 or more per class (add images, or ${name('validPct')} 0)`);
     }
     [train, valid] = randomSplit(train, validPct, seed);
   }
@@ -305,7 +311,7 @@ export function shortPath(root: string, path: string): string {
 
 /** How scanDataset reads `root` with `opts`, in words (for `gpunet data`). */
 export function describeSource(root: string, opts: SourceOptions = {}): string {
-  const labels = opts.labelRegex !== undefined ? `labelled by --label-regex '${opts.labelRegex}' over file names` : 'labelled by class folder';
+  const labels = opts.labelRegex !== undefined ? `labelled by ${(opts.optionName ?? fieldName)('labelRegex')} '${opts.labelRegex}' over file names` : 'labelled by class folder';
   const validDir = VALID_NAMES.find((n) => isDir(join(root, n)));
   const split = `a stratified random split (valid-pct ${opts.validPct ?? 0.2}, seed ${opts.seed ?? 42})`;
   if (!isDir(join(root, 'train'))) return `one folder, ${labels}, ${split}`;

@@ -36,7 +36,7 @@ export function readSplitFile(path: string): { root: string; classes: string[] }
   try {
     j = JSON.parse(readRegularFile(path).toString('utf8'));
   } catch (e) {
-    if (e instanceof FileError && e.reason === 'no such file') throw new DataError(path, 'no such file: the run folder has no split record (runs before gpunet 0.2 wrote none); use --data');
+    if (e instanceof FileError && e.reason === 'no such file') throw new DataError(path, 'no such file: the run folder has no split record (runs before gpunet 0.2 wrote none)');
     if (e instanceof FileError) throw new DataError(path, e.reason);
     throw bad((e as Error).message.split('\n')[0]);
   }
