@@ -2,7 +2,7 @@
 // a patience, a finished run resumed (nothing to do) or extended with a new cycle over the added
 // epochs, class weights in the loss, the class-balanced sampler, and the rates each layer group
 // gets per phase, logged once.
-import { copyFileSync, mkdtempSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -10,6 +10,7 @@ import { ImageLoader } from '../src/data/loader.ts';
 import { balancedWeights, weightedDraws } from '../src/data/sampler.ts';
 import { syntheticImages } from '../src/data/synthetic.ts';
 import { imbalanceWarning } from '../src/cli/data.ts';
+import { classWeights } from '../src/cli/train.ts';
 import { Flatten, Linear, Sequential } from '../src/nn/layers.ts';
 import { smallCnn } from '../src/nn/smallcnn.ts';
 import { Rng } from '../src/tensor/index.ts';
@@ -199,6 +200,25 @@ describe('class imbalance', () => {
     expect(imbalanceWarning(split([31, 10, 12]))).toBe(
       'warning: the classes are imbalanced: ants has 31 training images, bees 10 (3.1x); consider --class-weights auto or --sampler balanced, and watch macro-F1 (--monitor macro-f1)',
     );
+  });
+
+  it('--class-weights FILE: JSON by class name or one number per line in class order; bad files are one line', () => {
+    const sample = (l: number) => ({ path: `${l}.png`, label: l });
+    const data = { classes: ['ants', 'bees'], train: [sample(0), sample(0), sample(0), sample(1)], valid: [], test: [], skipped: [], duplicates: [] };
+    const dir = tmp();
+    const file = (name: string, text: string) => (writeFileSync(join(dir, name), text), join(dir, name));
+    expect(classWeights('auto', data)).toEqual([4 / 6, 4 / 2]);
+    expect(classWeights(file('w.json', '{"bees": 3, "ants": "0.5"}'), data)).toEqual([0.5, 3]);
+    expect(classWeights(file('w.txt', '1\n2.5\n'), data)).toEqual([1, 2.5]);
+    expect(classWeights(undefined, data)).toBeUndefined();
+    const short = file('short.txt', '1\n');
+    expect(() => classWeights(short, data)).toThrow(`--class-weights ${short}: 1 weights for 2 classes (ants, bees)`);
+    const missing = file('missing.json', '{"ants": 1}');
+    expect(() => classWeights(missing, data)).toThrow(`--class-weights ${missing}: the weight of class 'bees' is null, not a number >= 0`);
+    const negative = file('negative.json', '[1, -2]');
+    expect(() => classWeights(negative, data)).toThrow(`--class-weights ${negative}: the weight of class 'bees' is -2, not a number >= 0`);
+    const zeros = file('zeros.txt', '0\n0\n');
+    expect(() => classWeights(zeros, data)).toThrow(`--class-weights ${zeros}: every weight is 0`);
   });
 
   it('the balanced sampler draws every class about equally often, differently each epoch, the same on every run', () => {

@@ -207,7 +207,7 @@ async function evaluateTest(run: RunSetup, out: string, batchSize: number): Prom
 }
 
 /** --class-weights: 'auto' (inverse class frequency) or a file of one weight per class. */
-function classWeights(spec: string | undefined, dataset: DataSplit): number[] | undefined {
+export function classWeights(spec: string | undefined, dataset: DataSplit): number[] | undefined {
   if (spec === undefined) return undefined;
   const n = dataset.classes.length;
   if (spec === 'auto') return inverseFrequencyWeights(dataset.train.map((s) => s.label), n);
