@@ -45,6 +45,7 @@ struct Params {
   ahStep: u32, awStep: u32,            // khStep * DH / SH, kwStep * DW / SW
   wTOffset: u32,                       // where the phase's block of wT starts
   flip: u32,                           // winogradWeight: transform w rotated and transposed (dx)
+  gemmRows: u32, gemmDepth: u32, gemmCols: u32,  // winogradGemm: out[z]: [rows, cols] = A[z] B[z]
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -351,13 +352,17 @@ fn transposeWeight(@builtin(global_invocation_id) gid: vec3u) {
 // Each 2x2 block of outputs ("tile") needs a 4x4 input patch d. With U = G g G^T (the 3x3 filter
 // g taken to 4x4) and V = B^T d B (the patch transformed), the tile is Y = A^T (sum_c U (.) V) A,
 // (.) elementwise: 16 multiplies per tile and input channel instead of 4 * 9 = 36. The sums over c
-// are 16 independent GEMMs, M[xi] = U[xi] V[xi] for the 16 positions xi of the 4x4 transform,
-// which run on the forward kernel above as one grouped 1x1 convolution (groups = 16):
-//   V: [16, C, T] (T = N * tilesH * tilesW),  U: [16, OC, C],  M: [16, OC, T].
+// are 16 independent GEMMs, M[xi] = U[xi] V[xi] for the 16 positions xi of the 4x4 transform
+// (winogradGemm), the tiles padded to a multiple of 4 (Tp) so that V's lines are whole vec4s:
+//   V: [16, C, Tp] (T = N * tilesH * tilesW),  U: [16, OC, C],  M: [16, OC, Tp].
 //   G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1],  B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1],
 //   A^T = [1 1 1 0; 0 1 -1 -1].
 // The transforms take the geometry of the convolution computed (for dx: dy convolved with w
 // rotated by 180 degrees and transposed, padding 2 - PH); tiles are indexed t = (n*tH + th)*tW + tw.
+// The weight gradient follows from Y = A^T Z A, Z = U (.) V, U = G g G^T by the chain rule:
+// dZ = A dY A^T per tile, dU[oc,c] = sum over tiles of dZ[oc] (.) V[c] (16 GEMMs again, now
+// reducing over the tiles), dg = G^T dU G:
+//   dZ: [16, Tp, OC] (tiles first, so that B's lines run along OC),  dU^T: [16, C, OC].
 
 fn tilesOf(size: u32) -> u32 { return (size + 1u) / 2u; }
 
@@ -367,31 +372,68 @@ fn winogradInput(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_in
   let tH = tilesOf(p.OH);
   let tW = tilesOf(p.OW);
   let T = p.N * tH * tW;
+  let Tp = (T + 3u) / 4u * 4u;
   let t = wid.x * 64u + lid;
   let c = wid.y;
-  if (t >= T) { return; }
+  if (t >= Tp) { return; }
   let n = t / (tH * tW);
   let th = (t - n * tH * tW) / tW;
   let tw = t - n * tH * tW - th * tW;
   let ih0 = i32(2u * th) - i32(p.PH);
   let iw0 = i32(2u * tw) - i32(p.PW);
   let base = (n * p.C + c) * p.H * p.W;
-  var d: array<vec4f, 4>;  // d[r] = row r of the patch
+  var d: array<vec4f, 4>;  // d[r] = row r of the patch (zeros for the padding tiles t >= T)
   for (var r = 0u; r < 4u; r++) {
     let ih = ih0 + i32(r);
     for (var q = 0u; q < 4u; q++) {
       let iw = iw0 + i32(q);
-      let ok = u32(ih) < p.H && u32(iw) < p.W;
+      let ok = t < T && u32(ih) < p.H && u32(iw) < p.W;
       d[r][q] = select(0.0, b[select(0u, base + u32(ih) * p.W + u32(iw), ok)], ok);
     }
   }
   // B^T d: rows combined, then (B^T d) B: columns
   let e = array<vec4f, 4>(d[0] - d[2], d[1] + d[2], d[2] - d[1], d[1] - d[3]);
-  let plane = p.C * T;
-  let at = c * T + t;
+  let plane = p.C * Tp;
+  let at = c * Tp + t;
   for (var r = 0u; r < 4u; r++) {
     let v = vec4f(e[r].x - e[r].z, e[r].y + e[r].z, e[r].z - e[r].y, e[r].y - e[r].w);
     for (var q = 0u; q < 4u; q++) { out[(r * 4u + q) * plane + at] = v[q]; }
+  }
+}
+
+// out: [batch, rows, cols] = A: [batch, rows, depth] x B: [batch, depth, cols], cols a multiple of 4;
+// workgroup z: batch item z / rowTiles. The scheme of the convolutions' GEMMs (accumulateChunk), but
+// B's lines are contiguous and whole vec4s: each lane reads its k's TN columns (TN % 4 == 0) as
+// TN/4 vec4 loads instead of TN gathered scalars.
+@group(0) @binding(2) var<storage, read> b4: array<vec4f>;  // B as vec4s (winogradGemm only)
+
+@compute @workgroup_size(SG)
+fn winogradGemm(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lane: u32) {
+  let R = p.gemmRows;
+  let K = p.gemmDepth;
+  let C4 = p.gemmCols / 4u;
+  let rowTiles = (R + SG * TM - 1u) / (SG * TM);
+  let z = wid.z / rowTiles;
+  let row0 = (wid.z - z * rowTiles) * SG * TM + lane * TM;
+  let col0 = colTile(wid, nwg);
+  for (var i = 0u; i < TM; i++) { aRow[i] = (z * R + min(row0 + i, R - 1u)) * K; }
+  let bLines = z * K * C4 + col0 / 4u;
+  for (var k0 = 0u; k0 < K; k0 += SG) {
+    let k = k0 + lane;
+    let line = bLines + min(k, K - 1u) * C4;
+    for (var q = 0u; q < TN / 4u; q++) {
+      let ok = k < K && col0 / 4u + q < C4;
+      let v = select(vec4f(0.0), b4[select(0u, line + q, ok)], ok);
+      for (var r = 0u; r < 4u; r++) { bLane[4u * q + r] = v[r]; }
+    }
+    accumulateChunk(lane, k0, K);
+  }
+  for (var i = 0u; i < TM; i++) {
+    if (row0 + i >= R) { break; }
+    let o = (z * R + row0 + i) * C4 * 4u + col0;
+    for (var j = 0u; j < TN; j++) {
+      if (col0 + j < C4 * 4u) { out[o + j] = acc[i][j]; }
+    }
   }
 }
 
@@ -426,11 +468,12 @@ fn winogradOutput(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_i
   let tH = tilesOf(p.OH);
   let tW = tilesOf(p.OW);
   let T = p.N * tH * tW;
+  let Tp = (T + 3u) / 4u * 4u;
   let t = wid.x * 64u + lid;
   let oc = wid.y;
   if (t >= T) { return; }
-  let plane = p.OC * T;
-  let at = oc * T + t;
+  let plane = p.OC * Tp;
+  let at = oc * Tp + t;
   var m: array<vec4f, 4>;
   for (var r = 0u; r < 4u; r++) {
     for (var q = 0u; q < 4u; q++) { m[r][q] = b[(r * 4u + q) * plane + at]; }
@@ -457,5 +500,54 @@ fn winogradOutput(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_i
         out[o] = v;
       }
     }
+  }
+}
+
+// dZ: [16, Tp, OC] = A dY A^T for every 2x2 tile of dy: [N,OC,OH,OW] (zeros past its edges and for
+// the padding tiles); x: output channels (the lines written), y + 65535 z: tile
+@compute @workgroup_size(64)
+fn winogradOutputGrad(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let tH = tilesOf(p.OH);
+  let tW = tilesOf(p.OW);
+  let T = p.N * tH * tW;
+  let Tp = (T + 3u) / 4u * 4u;
+  let oc = wid.x * 64u + lid;
+  let t = wid.y + wid.z * 65535u;
+  if (oc >= p.OC || t >= Tp) { return; }
+  let n = t / (tH * tW);
+  let th = (t - n * tH * tW) / tW;
+  let tw = t - n * tH * tW - th * tW;
+  var dy: array<vec2f, 2>;  // dy[r] = row r of the tile
+  for (var r = 0u; r < 2u; r++) {
+    for (var q = 0u; q < 2u; q++) {
+      let oh = 2u * th + r;
+      let ow = 2u * tw + q;
+      let ok = t < T && oh < p.OH && ow < p.OW;
+      dy[r][q] = select(0.0, b[select(0u, ((n * p.OC + oc) * p.OH + oh) * p.OW + ow, ok)], ok);
+    }
+  }
+  // A dY: rows combined (A = [1 0; 1 1; 1 -1; 0 -1]), then (A dY) A^T: columns
+  let e = array<vec2f, 4>(dy[0], dy[0] + dy[1], dy[0] - dy[1], -dy[1]);
+  for (var r = 0u; r < 4u; r++) {
+    let z = vec4f(e[r].x, e[r].x + e[r].y, e[r].x - e[r].y, -e[r].y);
+    for (var q = 0u; q < 4u; q++) { out[((r * 4u + q) * Tp + t) * p.OC + oc] = z[q]; }
+  }
+}
+
+// dw: [OC,C,3,3] = G^T dU G from dU^T: [16, C, OC]; x: output channel (the lines read), y: input channel
+@compute @workgroup_size(64)
+fn winogradWeightGrad(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let oc = wid.x * 64u + lid;
+  let c = wid.y;
+  if (oc >= p.OC) { return; }
+  var m: array<vec4f, 4>;
+  for (var r = 0u; r < 4u; r++) {
+    for (var q = 0u; q < 4u; q++) { m[r][q] = b[((r * 4u + q) * p.C + c) * p.OC + oc]; }
+  }
+  // G^T m: rows combined (G^T = [1 .5 .5 0; 0 .5 -.5 0; 0 .5 .5 1]), then (G^T m) G: columns
+  let e = array<vec4f, 3>(m[0] + 0.5 * (m[1] + m[2]), 0.5 * (m[1] - m[2]), 0.5 * (m[1] + m[2]) + m[3]);
+  for (var kh = 0u; kh < 3u; kh++) {
+    let g = vec3f(e[kh].x + 0.5 * (e[kh].y + e[kh].z), 0.5 * (e[kh].y - e[kh].z), 0.5 * (e[kh].y + e[kh].z) + e[kh].w);
+    for (var kw = 0u; kw < 3u; kw++) { out[(oc * p.C + c) * 9u + kh * 3u + kw] = g[kw]; }
   }
 }

@@ -169,12 +169,13 @@ describe('conv2dFused (inference epilogue: eval batchnorm, residual, ReLU) vs th
   });
 });
 
-describe('conv2d by Winograd F(2x2,3x3) (3x3 stride 1: forward and input gradient)', () => {
+describe('conv2d by Winograd F(2x2,3x3) (3x3 stride 1: forward and both gradients)', () => {
   // every 3x3 stride-1 case, and paddings 0 and 2 (the input gradient's convolution then pads 2 and
-  // 0), odd sizes (a last tile half outside), a 1x1 input; forced on: 'auto' leaves small ones direct
+  // 0), odd sizes (a last tile half outside), a 1x1 input; forced on: 'auto' leaves small ones
+  // direct (and the weight gradient needs OC % 4 == 0)
   const winogradCases: Case[] = [
     ...[...cases, ...largeCases].filter((c) => c.w[2] === 3 && c.w[3] === 3 && !c.opts.stride && !c.opts.dilation && !c.opts.groups),
-    { name: '3x3 pad [2,0], 6x7', x: [2, 5, 6, 7], w: [6, 5, 3, 3], bias: true, opts: { padding: [2, 0] } },
+    { name: '3x3 pad [2,0], 6x7', x: [2, 5, 6, 7], w: [8, 5, 3, 3], bias: true, opts: { padding: [2, 0] } },
   ];
   const withWinograd = async <T>(fn: () => Promise<T>): Promise<T> => {
     setConv2dWinograd('always');
@@ -231,6 +232,22 @@ describe('conv2d by Winograd F(2x2,3x3) (3x3 stride 1: forward and input gradien
       got.grads.forEach((g, i) => expect(relError(g!, expected.grads[i]!)).toBeLessThan(1e-5));
     } finally {
       setConv2dTiling(null);
+    }
+  });
+
+  it(`${largeCases[0].name}: forward, dx and dw at every tiling of its GEMMs`, async () => {
+    const c = largeCases[0];
+    const inp = inputsOf(c, 31);
+    const expected = await runGpu(c, inp);
+    for (const tiles of CONV2D_CANDIDATES) {
+      setConv2dTiling(tiles);
+      try {
+        const got = await withWinograd(() => runGpu(c, inp));
+        expect(relError(got.out, expected.out), `forward ${JSON.stringify(tiles)}`).toBeLessThan(1e-5);
+        got.grads.forEach((g, i) => expect(relError(g!, expected.grads[i]!), `grad ${i} ${JSON.stringify(tiles)}`).toBeLessThan(1e-5));
+      } finally {
+        setConv2dTiling(null);
+      }
     }
   });
 });

@@ -100,7 +100,10 @@ describe('gpunet bench and --profile', () => {
     // which layers are the slowest 25 depends on timing: any ResNet layer row will do
     expect(r.err.join('\n')).toMatch(/^layer\d\.\d\.(conv|bn)\d /m);
     const events = JSON.parse(readFileSync(trace, 'utf8')).traceEvents.filter((e: { ph: string }) => e.ph === 'X');
-    expect(events.some((e: { name: string; cat: string }) => e.name === 'conv2d.backwardWeight' && e.cat === 'layer1.0.conv1')).toBe(true);
+    // the backward's kernels carry their layer too (direct, or Winograd's, whose label names the pass)
+    const backwardOf = (layer: string) => events.some((e: { name: string; cat: string; args: { label: string } }) =>
+      e.cat === layer && (e.name === 'conv2d.backwardWeight' || (e.name.startsWith('conv2d.winograd') && e.args.label.includes('(backwardWeight)'))));
+    expect(backwardOf('layer1.0.conv1')).toBe(true);
   });
 
   it('bench: bad options are one line', async () => {

@@ -131,7 +131,7 @@ function withTiles<T>(tiles: Partial<ConvTiling> & { winograd?: boolean }, fn: (
 
 /** The tuner's task for kernel `entry` at geometry `geo`: operands of that shape, one launch per candidate. */
 function tuneTask(entry: string, key: string, geo: Conv2dGeometry): TuneTask {
-  const computed = entry === 'forward' ? geo : entry === 'backwardInput' ? winogradBackward(geo) : null;
+  const computed = { forward: geo, backwardInput: winogradBackward(geo), backwardWeight: winogradWeightGeometry(geo) }[entry] ?? null;
   const winograd = computed !== null && winogradApplies(computed);
   return {
     family: 'conv2d',
@@ -165,7 +165,7 @@ export function setConv2dTiling(t: Partial<ConvTiling> | null): void {
   forced = t;
 }
 
-const GEMM_ENTRIES = new Set(['forward', 'backwardInput', 'backwardWeight']);
+const GEMM_ENTRIES = new Set(['forward', 'backwardInput', 'backwardWeight', 'winogradGemm']);
 
 /** A kernel of shaders/conv2d.wgsl: out, then `bindings - 1` inputs; `aVec4` reads operand A as vec4. */
 function kernel(entry: string, bindings: number, aVec4: boolean, t = conv2dTiling()): KernelSpec {
@@ -219,6 +219,7 @@ function params(geo: Conv2dGeometry, hasBias = false, phase?: [AxisPhase, AxisPh
     SH: geo.stride[0], SW: geo.stride[1], PH: geo.padding[0], PW: geo.padding[1], DH: geo.dilation[0], DW: geo.dilation[1], hasBias, ...epilogue,
     ihs: h.first, iws: w.first, Hr: h.count, Wr: w.count, qh0: h.q0, qw0: w.q0, kh0: h.k0, kw0: w.k0,
     khStep: h.kStep, kwStep: w.kStep, nkh: h.nk, nkw: w.nk, ah0: h.a0, aw0: w.a0, ahStep: h.aStep, awStep: w.aStep, wTOffset, flip: false,
+    gemmRows: 0, gemmDepth: 0, gemmCols: 0,
   };
 }
 
@@ -229,7 +230,7 @@ function describe(geo: Conv2dGeometry): string {
 
 /** Launches one of the three GEMM kernels: `rows` channels per group (TM per lane, SG lanes),
  *  `cols` columns (TN per workgroup). */
-function launchGemm(entry: string, out: Tensor, inputs: Tensor[], aVec4: boolean, rows: number, cols: number, depth: number, geo: Conv2dGeometry, shaderParams: ReturnType<typeof params>, what = '', kind = `conv2d.${entry}`, flops = 2 * rows * geo.groups * cols * depth): void {
+function launchGemm(entry: string, out: Tensor, inputs: Tensor[], aVec4: boolean, rows: number, cols: number, depth: number, geo: Conv2dGeometry, shaderParams: ReturnType<typeof params>, what = ''): void {
   const gpu = getGpu();
   const key = `${entry} ${describe(geo)}`;
   const t = conv2dTiling(key);
@@ -240,8 +241,8 @@ function launchGemm(entry: string, out: Tensor, inputs: Tensor[], aVec4: boolean
     buffers: [out.buffer, ...inputs.map((x) => x.buffer)],
     params: shaderParams,
     workgroups: [gx, gy, Math.ceil(rows / (t.SG * t.TM)) * geo.groups],
-    label: `${kind} ${describe(geo)}${what}`,
-    work: { flops, bytes: 4 * [...new Set([out, ...inputs])].reduce((a, x) => a + x.size, 0) },
+    label: `conv2d.${entry} ${describe(geo)}${what}`,
+    work: { flops: 2 * rows * geo.groups * cols * depth, bytes: 4 * [...new Set([out, ...inputs])].reduce((a, x) => a + x.size, 0) },
   });
 }
 
@@ -281,6 +282,11 @@ function winogradBackward(geo: Conv2dGeometry): Conv2dGeometry | null {
   return conv2dGeometry([geo.N, geo.OC, geo.OH, geo.OW], [geo.C, geo.OC, 3, 3], null, { padding: [2 - geo.padding[0], 2 - geo.padding[1]] });
 }
 
+/** `geo` when Winograd computes its weight gradient (its GEMMs read dZ's lines along OC as vec4s), else null. */
+function winogradWeightGeometry(geo: Conv2dGeometry): Conv2dGeometry | null {
+  return winogradApplies(geo) && geo.OC % 4 === 0 ? geo : null;
+}
+
 /** The default when the tuner has not timed `geo` (the convolution computed): its GEMMs do 16
  *  products per 2x2 tile and channel where the direct kernel does 36, but its transforms are passes
  *  over memory, whose share grows as 1/C, and the weight's costs as much as OC*C*25 loads and
@@ -306,24 +312,68 @@ function winogradChosen(entry: string, geo: Conv2dGeometry, computed: Conv2dGeom
   return winogradPays(computed);
 }
 
+/** A batch of GEMMs out[z] = a[z] b[z], a: [batch, rows, depth], b: [batch, depth, cols]. */
+interface GemmShape { batch: number; rows: number; depth: number; cols: number }
+
+/** winogradGemm's tuning task: operands of the shape, one launch per tile shape (TN rounded up to
+ *  a multiple of 4, the vec4 lines of B). */
+function gemmTuneTask(key: string, shape: GemmShape, geo: Conv2dGeometry): TuneTask {
+  return {
+    family: 'conv2d',
+    key,
+    candidates: CONV2D_CANDIDATES,
+    defaultConfig: DEFAULT_TILES,
+    setup: () => {
+      const a = Tensor.zeros([shape.batch * shape.rows * shape.depth]);
+      const b = Tensor.zeros([shape.batch * shape.depth * shape.cols]);
+      return {
+        launch: (config) => withTiles({ TM: Number(config.TM), TN: Number(config.TN) }, () => batchedGemm(a, b, shape, geo, '').release()),
+        dispose: () => [a, b].forEach((t) => t.release()),
+      };
+    },
+  };
+}
+
+/** out: [batch, rows, cols] = a: [batch, rows, depth] x b: [batch, depth, cols] (cols % 4 == 0) on
+ *  winogradGemm, for the convolution `geo` (its params are the shader's other fields); `flops` is
+ *  what the profiler is told (the convolution's, for Winograd). */
+function batchedGemm(a: Tensor, b: Tensor, shape: GemmShape, geo: Conv2dGeometry, what: string, flops = 2 * shape.batch * shape.rows * shape.depth * shape.cols): Tensor {
+  const gpu = getGpu();
+  const { batch, rows, depth, cols } = shape;
+  const key = `winogradGemm ${batch}x[${rows},${depth}]x[${depth},${cols}]`;
+  const tiled = conv2dTiling(key);
+  const t = { ...tiled, TN: Math.ceil(tiled.TN / 4) * 4 };
+  if (!forced && !tuneCache(gpu).lookup('conv2d', key)) tuneCache(gpu).notePending(gemmTuneTask(key, shape, geo));
+  const out = Tensor.empty([batch, rows, cols]);
+  const [gx, gy] = grid(cols, t.TN);
+  gpu.dispatch({
+    kernel: kernel('winogradGemm', 3, depth % 4 === 0, t),
+    buffers: [out.buffer, b.buffer, a.buffer],
+    params: { ...params(geo), gemmRows: rows, gemmDepth: depth, gemmCols: cols },
+    workgroups: [gx, gy, Math.ceil(rows / (t.SG * t.TM)) * batch],
+    label: `conv2d.winogradGemm ${batch}x[${rows},${depth}]x[${depth},${cols}]${what}`,
+    work: { flops, bytes: 4 * (out.size + a.size + b.size) },
+  });
+  return out;
+}
+
 /** y: [N,OC,OH,OW] = conv(src: [N,C,H,W], w') + bias, then the epilogue, by Winograd F(2x2,3x3);
  *  w' = w: [OC,C,3,3], or for the input gradient (flip) w: [C,OC,3,3] rotated by 180 degrees. */
 function winogradConv(src: Tensor, w: Tensor, bias: Tensor | null, geo: Conv2dGeometry, flip: boolean, epilogue: ConvEpilogue, pass: string): Tensor {
   const gpu = getGpu();
   const { N, C, OC, OH, OW } = geo;
   const T = N * Math.ceil(OH / 2) * Math.ceil(OW / 2);
+  const Tp = Math.ceil(T / 4) * 4;
   const what = `${describe(geo)} (${pass})`;
-  // the 16 GEMMs M[xi] = U[xi] V[xi] as one 1x1 convolution with 16 groups
-  const gemm = conv2dGeometry([1, 16 * C, 1, T], [16 * OC, C, 1, 1], null, { groups: 16 });
-  const v = Tensor.empty([1, 16 * C, 1, T]);
+  const v = Tensor.empty([16, C, Tp]);
   gpu.dispatch({
     kernel: kernel('winogradInput', 2, false),
     buffers: [v.buffer, src.buffer],
     params: params(geo),
-    workgroups: [Math.ceil(T / 64), C],
+    workgroups: [Math.ceil(Tp / 64), C],
     label: `conv2d.winogradInput ${what}`,
   });
-  const u = Tensor.empty([16 * OC, C, 1, 1]);
+  const u = Tensor.empty([16, OC, C]);
   gpu.dispatch({
     kernel: kernel('winogradWeight', 2, false),
     buffers: [u.buffer, w.buffer],
@@ -331,10 +381,9 @@ function winogradConv(src: Tensor, w: Tensor, bias: Tensor | null, geo: Conv2dGe
     workgroups: [Math.ceil(C / 64), OC],
     label: `conv2d.winogradWeight ${what}`,
   });
-  const m = Tensor.empty([1, 16 * OC, 1, T]);
-  // it counts the convolution's FLOPs, 2 * N*OC*OH*OW * C*9, as the direct kernels do (what the op
-  // computes, so that profiles and benchmarks compare algorithms by time): the products it does are 4/9 of them
-  launchGemm('forward', m, [v, u, u, u, u], C % 4 === 0, OC, T, C, gemm, params(gemm), ` (${pass} ${describe(geo)})`, 'conv2d.winogradGemm', 2 * N * OC * OH * OW * C * 9);
+  // the GEMM counts the convolution's FLOPs, 2 * N*OC*OH*OW * C*9, as the direct kernels do (what
+  // the op computes, so that profiles and benchmarks compare algorithms by time): it does 4/9 of them
+  const m = batchedGemm(u, v, { batch: 16, rows: OC, depth: C, cols: Tp }, geo, ` ${what}`, 2 * N * OC * OH * OW * C * 9);
   const y = Tensor.empty([N, OC, OH, OW]);
   const { affine = null, residual = null, relu = false } = epilogue;
   gpu.dispatch({
@@ -346,6 +395,44 @@ function winogradConv(src: Tensor, w: Tensor, bias: Tensor | null, geo: Conv2dGe
   });
   [v, u, m].forEach((t) => t.release()); // the recorded dispatches keep their order with later reuse
   return y;
+}
+
+/** dw: [OC,C,3,3] of the convolution `geo` by Winograd F(2x2,3x3): the forward's input transform
+ *  V, dy's tiles taken back through the output transform (dZ = A dY A^T), the 16 GEMMs reducing
+ *  over the tiles (dU^T = V dZ), dw = G^T dU G. */
+function winogradWeightGradient(dy: Tensor, x: Tensor, geo: Conv2dGeometry): Tensor {
+  const gpu = getGpu();
+  const { N, C, OC, OH, OW } = geo;
+  const T = N * Math.ceil(OH / 2) * Math.ceil(OW / 2);
+  const Tp = Math.ceil(T / 4) * 4;
+  const what = `${describe(geo)} (backwardWeight)`;
+  const v = Tensor.empty([16, C, Tp]);
+  gpu.dispatch({
+    kernel: kernel('winogradInput', 2, false),
+    buffers: [v.buffer, x.buffer],
+    params: params(geo),
+    workgroups: [Math.ceil(Tp / 64), C],
+    label: `conv2d.winogradInput ${what}`,
+  });
+  const dz = Tensor.empty([16, Tp, OC]);
+  gpu.dispatch({
+    kernel: kernel('winogradOutputGrad', 2, false),
+    buffers: [dz.buffer, dy.buffer],
+    params: params(geo),
+    workgroups: [Math.ceil(OC / 64), Math.min(Tp, 65535), Math.ceil(Tp / 65535)],
+    label: `conv2d.winogradOutputGrad ${what}`,
+  });
+  const duT = batchedGemm(v, dz, { batch: 16, rows: C, depth: Tp, cols: OC }, geo, ` ${what}`, 2 * N * OC * OH * OW * C * 9);
+  const dw = Tensor.empty([OC, C, 3, 3]);
+  gpu.dispatch({
+    kernel: kernel('winogradWeightGrad', 2, false),
+    buffers: [dw.buffer, duT.buffer],
+    params: params(geo),
+    workgroups: [Math.ceil(OC / 64), C],
+    label: `conv2d.winogradWeightGrad ${what}`,
+  });
+  [v, dz, duT].forEach((t) => t.release());
+  return dw;
 }
 
 /** y: [N,OC,OH,OW] = conv(x: [N,C,H,W], w: [OC,C/groups,KH,KW]) + bias: [OC], then the epilogue */
@@ -399,6 +486,7 @@ export function conv2dBackwardInput(dy: Tensor, w: Tensor, geo: Conv2dGeometry):
 
 /** dw: [OC,C/groups,KH,KW] from dy: [N,OC,OH,OW] and x: [N,C,H,W] */
 export function conv2dBackwardWeight(dy: Tensor, x: Tensor, geo: Conv2dGeometry): Tensor {
+  if (winogradChosen('backwardWeight', geo, winogradWeightGeometry(geo))) return winogradWeightGradient(dy, x, geo);
   const dw = Tensor.empty([geo.OC, geo.Cg, geo.KH, geo.KW]);
   launchGemm('backwardWeight', dw, [x, dy], (geo.OH * geo.OW) % 4 === 0, geo.OCg, geo.Cg * geo.KH * geo.KW, geo.N * geo.OH * geo.OW, geo, params(geo));
   return dw;
