@@ -51,11 +51,16 @@ describe('gpunet command', () => {
     expect(badDevice.ours[0]).toMatch(/^gpunet demo: --device no-such-gpu: no such adapter \(have 0: .*\); list them with `gpunet devices`/);
   });
 
-  it('--version prints package.json\'s version', () => {
+  it('--version prints package.json\'s version; through npx in the checkout with no npm warning', () => {
     const r = gpunet(['--version']);
     expect(r.status).toBe(0);
     const { version } = JSON.parse(readFileSync(join(import.meta.dirname, '..', 'package.json'), 'utf8'));
     expect(r.stdout).toBe(`gpunet ${version}\n`);
+    // through npx in the checkout, as the README runs it: no npm warning (a project .npmrc key npm does not know would give one)
+    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^npm_config_/i.test(k))); // (the project's files only, not the caller's npm settings)
+    const npx = spawnSync('npx', ['--no-install', 'gpunet', '--version'], { cwd: join(import.meta.dirname, '..'), env, encoding: 'utf8', timeout: 60_000 });
+    expect(npx.stdout).toBe(`gpunet ${version}\n`);
+    expect(npx.stderr).not.toMatch(/npm warn/i);
   });
 
   it('--device cpu picks the CPU adapter, --device gpu says there is none; --seed -1 is a seed', () => {
