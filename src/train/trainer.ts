@@ -462,7 +462,8 @@ export async function fit(split: ModelSplit, data: TrainData, o: FitOptions): Pr
     const lrs: number[] = [];
     const bar = o.progress ? new ProgressBar(`epoch ${epoch + 1}/${o.epochs}`, data.trainSize, 'img') : null;
     const t0 = Date.now();
-    let runningLoss: number | undefined;
+    // the bar's loss: the mean of the losses read so far this epoch (one is read every few steps), as Keras' bar shows
+    let [lossSum, lossesRead] = [0, 0];
     const result = await trainEpoch(model, opt, source, shape, {
       steps: stepsPerEpoch - from,
       labelSmoothing: o.labelSmoothing,
@@ -473,8 +474,8 @@ export async function fit(split: ModelSplit, data: TrainData, o: FitOptions): Pr
         lrs.push(opt.groups[headGroup].lr);
       },
       onStep: (done, loss) => {
-        if (loss !== undefined) runningLoss = loss;
-        bar?.update(Math.min(data.trainSize, (from + done) * data.batchSize), runningLoss === undefined ? {} : { loss: runningLoss });
+        if (loss !== undefined) [lossSum, lossesRead] = [lossSum + loss, lossesRead + 1];
+        bar?.update(Math.min(data.trainSize, (from + done) * data.batchSize), lossesRead ? { loss: lossSum / lossesRead } : {});
       },
       shouldStop: o.shouldStop,
     });
