@@ -2,7 +2,10 @@
 // PyTorch 1.13 exports, with seeded random weights, exported to ONNX by PyTorch itself
 // (tools/export_zoo.py: eval mode, opset 14, cached under the system's temp folder by torch
 // version, so a rerun exports nothing), loaded as a user's file is (loadClassifier), must give
-// PyTorch's logits, and `gpunet summary --model` must list it. CNNs run at small inputs (64 px;
+// PyTorch's logits, and `gpunet summary --model` must list it. The models at small inputs also
+// take one backward pass in training mode, which must reach every parameter with a finite
+// gradient (the 224-px ones would add a minute: ViT's encoder block is checked against PyTorch's
+// gradients in test/onnx-blocks.test.ts). CNNs run at small inputs (64 px;
 // Inception v3 at 80, VGG and AlexNet at 224, whose adaptive pools export only there), the
 // transformers at their native 224.
 //
@@ -19,7 +22,7 @@ import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { summaryCommand } from '../../src/cli/summary.ts';
 import { loadClassifier } from '../../src/onnx/load.ts';
-import { noGrad, relError, Tensor } from '../../src/tensor/index.ts';
+import { noGrad, relError, Tensor, tidy } from '../../src/tensor/index.ts';
 import { runCommand, useGpu } from '../helpers.ts';
 import { PYTHON, readFloats } from '../torch.ts';
 
@@ -64,7 +67,7 @@ beforeAll(async () => {
 
 describe('torchvision classifiers exported by PyTorch 1.13', () => {
   for (const m of ZOO) {
-    it(`${m.family} (${m.arch}, ${m.size} px): PyTorch's logits, and summary lists it`, async () => {
+    it(`${m.family} (${m.arch}, ${m.size} px): PyTorch's logits${m.size < 224 ? ', a backward pass' : ''}, and summary lists it`, async () => {
       const dir = dirs.get(m.arch)!;
       const path = join(dir, 'model.onnx');
       const meta = JSON.parse(readFileSync(join(dir, 'meta.json'), 'utf8')) as { classes: number };
@@ -83,6 +86,18 @@ describe('torchvision classifiers exported by PyTorch 1.13', () => {
         expect(Math.max(...expected) - Math.min(...expected)).toBeGreaterThan(0.05 * Math.max(...expected.map(Math.abs)));
         const float32 = relError(readFloats(join(dir, 'logits_f32.bin')), expected);
         expect(relError(logits, expected)).toBeLessThan(1e-4 + 2 * float32);
+        if (m.size < 224) {
+          c.model.train();
+          await tidy(async () => {
+            const xt = Tensor.from(readFloats(join(dir, 'input.bin')), [m.batch, 3, m.size, m.size]);
+            const yt = c.model.forward(xt);
+            yt.backward(Tensor.ones(yt.shape));
+            for (const [name, p] of c.model.namedParameters()) {
+              expect(p.grad, name).not.toBeNull();
+              expect((await p.grad!.toArray()).every(Number.isFinite), name).toBe(true);
+            }
+          });
+        }
       } finally {
         c.model.release();
       }
