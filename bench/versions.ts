@@ -10,10 +10,14 @@
 //                                                weight rows as vec4, the gathered input loaded
 //                                                once per subgroup and shared by shuffles
 //   conv2d 3   the same, tile shape tuned       + per-shape tile shapes (gpunet tune's cache)
+//   conv2d 4   shaders/conv2d.wgsl winograd*    + Winograd F(2x2,3x3): 16 products per 2x2 tile and
+//                                                channel instead of 36, as 16 batched GEMMs whose
+//                                                B lines are contiguous (vec4 loads), between
+//                                                input, weight and output transforms
 // What each gained is printed beside it (speed-up over version 1).
 //   npx tsx bench/versions.ts
 import { getGpu, tuneCache } from '../src/gpu/index.ts';
-import { conv2dForward, conv2dGeometry, setConv2dTiling } from '../src/ops/conv2d.ts';
+import { conv2dForward, conv2dGeometry, setConv2dTiling, setConv2dWinograd } from '../src/ops/conv2d.ts';
 import { gemm } from '../src/ops/matmul.ts';
 import { conv2dRef } from '../src/reference/conv2d.ts';
 import { matmulRef } from '../src/reference/matmul.ts';
@@ -70,6 +74,16 @@ function conv2d1(x: Tensor, w: Tensor, s: number, p: number): Tensor {
   return y;
 }
 
+/** `run` with the 3x3 stride-1 convolutions forced through Winograd F(2x2,3x3). */
+function winograd<T>(run: () => T): T {
+  setConv2dWinograd('always');
+  try {
+    return run();
+  } finally {
+    setConv2dWinograd('auto');
+  }
+}
+
 async function family(title: string, flops: number, versions: Version[]): Promise<void> {
   console.log(`\n${title}`);
   console.log(`${'version'.padEnd(10)}  ${'ms'.padStart(9)}  ${'GFLOP/s'.padStart(8)}  ${'speed-up'.padStart(8)}  what it adds`);
@@ -107,6 +121,10 @@ const rng = new Rng(3);
   });
   expectClose('conv2d version 1', c1, y);
   expectClose('conv2d version 2', c2, y);
+  // Winograd is for stride 1: its own awkward shape (odd sizes, a last tile half outside)
+  const y1 = conv2dRef(x, xs, w, ws, null, { stride: [1, 1], padding: [1, 1], dilation: [1, 1], groups: 1 }).y;
+  const [c4] = await readBack(() => winograd(() => [conv2dForward(toTensor(x, xs), toTensor(w, ws), null, conv2dGeometry(xs, ws, null, { padding: 1 }))]));
+  expectClose('conv2d version 4', c4, y1);
   console.log('validated every version against the float64 reference');
 }
 
@@ -122,21 +140,24 @@ const w = Tensor.randn([64, 64, 3, 3], rng);
 const geo = conv2dGeometry(x.shape, w.shape, null, { padding: 1 });
 const key = `forward x[1,64,56,56] w[64,64,3,3] s1x1 p1x1 d1x1 g1`;
 const tuned = tuneCache(gpu).lookup('conv2d', key);
+/** the direct kernel at tile shape TM x TN (forced tiles take the direct path) */
+function withTiles(TM: number, TN: number): Tensor {
+  setConv2dTiling({ TM, TN });
+  try {
+    return conv2dForward(x, w, null, geo);
+  } finally {
+    setConv2dTiling(null);
+  }
+}
 await family('conv2d forward 3x3 64->64 at 56x56, batch 1 (ResNet18 layer1)', 2 * 64 * 56 * 56 * 64 * 9, [
   { name: 'conv2d 1', adds: "one invocation per output, the reference's loops", run: () => conv2d1(x, w, 1, 1) },
   {
     name: 'conv2d 2',
     adds: 'implicit GEMM: TM x TN register tile per lane, vec4 weight rows, input shared by subgroup shuffles (TM 2, TN 12)',
-    run: () => {
-      setConv2dTiling({ TM: 2, TN: 12 });
-      try {
-        return conv2dForward(x, w, null, geo);
-      } finally {
-        setConv2dTiling(null);
-      }
-    },
+    run: () => withTiles(2, 12),
   },
-  ...(tuned ? [{ name: 'conv2d 3', adds: `the tile shape gpunet tune chose for this shape (TM ${tuned.TM}, TN ${tuned.TN})`, run: () => conv2dForward(x, w, null, geo) }] : []),
+  ...(tuned?.TM !== undefined ? [{ name: 'conv2d 3', adds: `the tile shape gpunet tune chose for this shape (TM ${tuned.TM}, TN ${tuned.TN})`, run: () => withTiles(Number(tuned.TM), Number(tuned.TN)) }] : []),
+  { name: 'conv2d 4', adds: 'Winograd F(2x2,3x3): 16 batched GEMMs (vec4 lines) between transforms, 4/9 of the products', run: () => winograd(() => conv2dForward(x, w, null, geo)) },
 ]);
-if (!tuned) console.log('(conv2d 3, the tuned tile shape, runs once `gpunet tune --arch resnet18` has cached one for this adapter)');
+if (tuned?.TM === undefined) console.log('(conv2d 3, the tuned tile shape, runs once `gpunet tune --arch resnet18` has cached a tile shape for this adapter)');
 process.exit(0);
