@@ -116,5 +116,7 @@ describe('the usage table', () => {
     for (const heading of ['training:', 'data:', 'model:', 'optimizer:', 'device:', 'profiling:']) expect(lines).toContain(heading);
     expect(trainCommand.usage).toMatch(/also accepted: .*--learning_rate \(--lr\).*--save_dir \(--out\)/s);
     expect(predictCommand.usage).toMatch(/--top-k N +how many classes/);
+    // the seeds' spellings shown by example: predict.py's --top_k and --category_names
+    expect(predictCommand.usage).toMatch(/also accepted: any --two-word option spelled --two_word \(--top_k, --category_names\b/);
   });
 });

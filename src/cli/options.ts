@@ -337,9 +337,12 @@ export function optionTable(options: Options): string[] {
     });
   }
   const aliases = entries.flatMap(([key, o]) => o.aliases.map((a) => `--${a} (--${kebab(key)})`));
-  const snake = entries.some(([key]) => kebab(key).includes('-'));
-  if (aliases.length || snake) {
-    out.push('', ...wrap(`also accepted: ${[...aliases, ...(snake ? ['any --two-word option spelled --two_word'] : [])].join(', ')}`, WIDTH - 2).map((l, i) => (i ? `  ${l}` : l)));
+  // the seeds' scripts spell two-word options with '_' (predict.py --top_k): a few of this command's, as examples
+  const snake = entries.map(([key]) => kebab(key)).filter((k) => k.includes('-')).map((k) => `--${k.replace(/-/g, '_')}`);
+  const examples = `${snake.slice(0, 3).join(', ')}${snake.length > 3 ? ', ...' : ''}`;
+  if (aliases.length || snake.length) {
+    const also = [...aliases, ...(snake.length ? [`any --two-word option spelled --two_word (${examples})`] : [])];
+    out.push('', ...wrap(`also accepted: ${also.join(', ')}`, WIDTH - 2).map((l, i) => (i ? `  ${l}` : l)));
   }
   return out;
 }
