@@ -4,8 +4,10 @@
 // reference (the 1024^3 ones at 256^3, the attention ones at 2 x 3 heads: the same kernel variants). The floor this project
 // holds the kernel to: the plain 1024^3 matmul at >= 6 GFLOP/s on lavapipe.
 //   npx tsx bench/matmul.ts [filter] [--quick]
-//   GPUNET_GEMM_TILING='{"wgN":8,"wgM":8,"blocksM":2,"blocksN":1}' npx tsx bench/matmul.ts   (another tiling)
-import { gemm, gemmTiling, matmul, type GemmTiling } from '../src/ops/matmul.ts';
+//   GPUNET_GEMM_TILING='{"kernel":"gemm","wgN":8,"wgM":8,"blocksM":2,"blocksN":1}' npx tsx bench/matmul.ts
+//   GPUNET_GEMM_TILING='{"kernel":"gemmShared","TM":16,"NB":2}' npx tsx bench/matmul.ts   (one tiling
+//   for every shape, instead of each shape's tuned or default one)
+import { gemm, matmul, type GemmTiling } from '../src/ops/matmul.ts';
 import { Rng, Tensor } from '../src/tensor/index.ts';
 import { matmulNdRef, matmulRef } from '../src/reference/matmul.ts';
 import { expectClose, isMain, randomValues, readBack, runFamilies, toTensor, type BenchCase, type Floor } from './harness.ts';
@@ -14,9 +16,9 @@ const TILING_ENV = process.env.GPUNET_GEMM_TILING;
 
 export const title = `gemm (matmul and the fc layer)${TILING_ENV ? `, tiling ${TILING_ENV}` : ''}`;
 
-/** the adapter's tiling, or the one GPUNET_GEMM_TILING names */
-function tiling(): GemmTiling {
-  return TILING_ENV ? (JSON.parse(TILING_ENV) as GemmTiling) : gemmTiling();
+/** the tiling GPUNET_GEMM_TILING names, else undefined: each shape's tuned or default one */
+function tiling(): GemmTiling | undefined {
+  return TILING_ENV ? (JSON.parse(TILING_ENV) as GemmTiling) : undefined;
 }
 
 interface GemmShape {

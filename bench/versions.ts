@@ -5,6 +5,9 @@
 //   matmul 1   shaders/versions/matmul1.wgsl   one invocation per output, a dot product from storage
 //   matmul 2   shaders/matmul.wgsl gemm        + 4x4 register blocks (2x2 of them per invocation),
 //                                                vec4 loads, blocks transposed in registers
+//   matmul 3   shaders/matmul.wgsl gemmShared  + a workgroup is one subgroup sharing a 32-row tile
+//                                                of A: each lane loads every 8th line of it and
+//                                                reads the others by subgroup shuffles
 //   conv2d 1   shaders/versions/conv2d1.wgsl   one invocation per output, the reference's loops
 //   conv2d 2   shaders/conv2d.wgsl forward     + implicit GEMM: a TM x TN register tile per lane,
 //                                                weight rows as vec4, the gathered input loaded
@@ -18,7 +21,7 @@
 //   npx tsx bench/versions.ts
 import { getGpu, tuneCache } from '../src/gpu/index.ts';
 import { conv2dForward, conv2dGeometry, setConv2dTiling, setConv2dWinograd } from '../src/ops/conv2d.ts';
-import { gemm } from '../src/ops/matmul.ts';
+import { gemm, type GemmTiling } from '../src/ops/matmul.ts';
 import { conv2dRef } from '../src/reference/conv2d.ts';
 import { matmulRef } from '../src/reference/matmul.ts';
 import { Rng, Tensor, tidy } from '../src/tensor/index.ts';
@@ -84,16 +87,21 @@ function winograd<T>(run: () => T): T {
   }
 }
 
-async function family(title: string, flops: number, versions: Version[]): Promise<void> {
+/** Times each version; `bytes`: what one launch must read and write at the least. */
+async function family(title: string, flops: number, bytes: number, versions: Version[]): Promise<void> {
   console.log(`\n${title}`);
-  console.log(`${'version'.padEnd(10)}  ${'ms'.padStart(9)}  ${'GFLOP/s'.padStart(8)}  ${'speed-up'.padStart(8)}  what it adds`);
+  console.log(`${'version'.padEnd(10)}  ${'ms'.padStart(9)}  ${'GFLOP/s'.padStart(8)}  ${'GB/s'.padStart(6)}  ${'speed-up'.padStart(8)}  what it adds`);
   let first = 0;
   for (const v of versions) {
     const ms = await fastestMs(v.run);
     first ||= ms;
-    console.log(`${v.name.padEnd(10)}  ${ms.toFixed(3).padStart(9)}  ${(flops / ms / 1e6).toFixed(2).padStart(8)}  ${`${(first / ms).toFixed(1)}x`.padStart(8)}  ${v.adds}`);
+    console.log(`${v.name.padEnd(10)}  ${ms.toFixed(3).padStart(9)}  ${(flops / ms / 1e6).toFixed(2).padStart(8)}  ${(bytes / ms / 1e6).toFixed(2).padStart(6)}  ${`${(first / ms).toFixed(1)}x`.padStart(8)}  ${v.adds}`);
   }
 }
+
+/** The kernels of matmul versions 2 and 3, whatever the tuner would pick. */
+const MATMUL2: GemmTiling = { kernel: 'gemm', wgN: 8, wgM: 8, blocksM: 2, blocksN: 2 };
+const MATMUL3: GemmTiling = { kernel: 'gemmShared', TM: 32, NB: 1 };
 
 const gpu = await openGpu();
 const rng = new Rng(3);
@@ -104,12 +112,13 @@ const rng = new Rng(3);
   const a = randomValues(M * K, rng);
   const b = randomValues(K * N, rng);
   const ref = matmulRef(a, b, M, N, K);
-  const [v1, v2] = await readBack(() => {
+  const [v1, v2, v3] = await readBack(() => {
     const [ta, tb] = [toTensor(a, [M, K]), toTensor(b, [K, N])];
-    return [matmul1(ta, tb, M, N, K), gemm(ta, tb)];
+    return [matmul1(ta, tb, M, N, K), gemm(ta, tb, {}, MATMUL2), gemm(ta, tb, {}, MATMUL3)];
   });
   expectClose('matmul version 1', v1, ref);
   expectClose('matmul version 2', v2, ref);
+  expectClose('matmul version 3', v3, ref);
   const xs = [1, 7, 9, 7];
   const ws = [10, 7, 3, 3];
   const x = randomValues(7 * 9 * 7, rng);
@@ -130,9 +139,10 @@ const rng = new Rng(3);
 
 const n = 1024;
 const [a, b] = [Tensor.randn([n, n], rng), Tensor.randn([n, n], rng)];
-await family(`matmul ${n}^3`, 2 * n ** 3, [
+await family(`matmul ${n}^3`, 2 * n ** 3, 3 * 4 * n * n, [
   { name: 'matmul 1', adds: 'one invocation per output, a dot product from storage', run: () => matmul1(a, b, n, n, n) },
-  { name: 'matmul 2', adds: '4x4 register blocks, 2x2 per invocation; vec4 loads', run: () => gemm(a, b) },
+  { name: 'matmul 2', adds: '4x4 register blocks, 2x2 per invocation; vec4 loads', run: () => gemm(a, b, {}, MATMUL2) },
+  { name: 'matmul 3', adds: 'a subgroup shares a 32-row A tile: 1 A line load per 8 lanes, shuffles for the rest', run: () => gemm(a, b, {}, MATMUL3) },
 ]);
 
 const x = Tensor.randn([1, 64, 56, 56], rng);
@@ -149,7 +159,7 @@ function withTiles(TM: number, TN: number): Tensor {
     setConv2dTiling(null);
   }
 }
-await family('conv2d forward 3x3 64->64 at 56x56, batch 1 (ResNet18 layer1)', 2 * 64 * 56 * 56 * 64 * 9, [
+await family('conv2d forward 3x3 64->64 at 56x56, batch 1 (ResNet18 layer1)', 2 * 64 * 56 * 56 * 64 * 9, 4 * (2 * 64 * 56 * 56 + 64 * 64 * 9), [
   { name: 'conv2d 1', adds: "one invocation per output, the reference's loops", run: () => conv2d1(x, w, 1, 1) },
   {
     name: 'conv2d 2',

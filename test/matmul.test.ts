@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { getGpu, type BufferRange, type DispatchArgs } from '../src/gpu/index.ts';
-import { gemm, linear, matmul, setGemmBindingLimit } from '../src/ops/matmul.ts';
+import { GEMM_CANDIDATES, gemm, linear, matmul, setGemmBindingLimit, setGemmSubgroups } from '../src/ops/matmul.ts';
 import { OpError, Rng, Tensor, tidy } from '../src/tensor/index.ts';
 import { numericGrads, randomArray, relError, runWithGrads, toGpu, useGpu } from './helpers.ts';
 import { linearRef, matmulNdRef, matmulRef } from '../src/reference/matmul.ts';
@@ -42,14 +42,36 @@ describe('matmul forward', () => {
     });
   }
 
-  it('the tiling chosen for GPUs gives the same results', async () => {
+  // every tiling the tuner can pick, each in one of the four layouts (in turn), at shapes that cross
+  // every tile's edges with scalar loads and a partial K step (each layout and tiling is a pipeline
+  // of its own, compiled for a second or more on lavapipe; the vec4 paths run in the tests above)
+  it('every candidate tiling matches the reference', async () => {
     const rng = new Rng(3);
-    const tiling = { wgN: 16, wgM: 16, blocksM: 2, blocksN: 2 };
-    for (const [M, N, K] of [[33, 17, 9], [70, 70, 70]]) {
-      const a = randomArray([M, K], rng);
-      const b = randomArray([K, N], rng);
-      const out = await tidy(() => gemm(toGpu(a, [M, K]), toGpu(b, [K, N]), {}, tiling).toArray());
-      expect(relError(out, matmulRef(a, b, M, N, K)), `${M}x${N}x${K}`).toBeLessThan(1e-5);
+    for (const [i, tiling] of GEMM_CANDIDATES.entries()) {
+      const [transA, transB] = TRANSPOSES[i % 4];
+      for (const [M, N, K] of [[33, 17, 9], [70, 70, 70]]) {
+        const [aShape, bShape] = storedShapes(M, N, K, transA, transB);
+        const a = randomArray(aShape, rng);
+        const b = randomArray(bShape, rng);
+        const out = await tidy(() => gemm(toGpu(a, aShape), toGpu(b, bShape), { transA, transB }, tiling).toArray());
+        expect(relError(out, matmulRef(a, b, M, N, K, { transA, transB })), `${JSON.stringify(tiling)} ${tag(transA, transB)} ${M}x${N}x${K}`).toBeLessThan(1e-5);
+      }
+    }
+  });
+
+  it('gemmShared without subgroups (the A tile through workgroup memory) gives the same results', async () => {
+    const rng = new Rng(4);
+    setGemmSubgroups(false);
+    try {
+      for (const [M, N, K] of [[33, 17, 9], [70, 70, 70]]) {
+        const a = randomArray([M, K], rng);
+        const b = randomArray([K, N], rng);
+        const bias = randomArray([N], rng);
+        const out = await tidy(() => gemm(toGpu(a, [M, K]), toGpu(b, [K, N]), { bias: toGpu(bias, [N]) }, { kernel: 'gemmShared', TM: 8, NB: 2 }).toArray());
+        expect(relError(out, matmulRef(a, b, M, N, K, { bias })), `${M}x${N}x${K}`).toBeLessThan(1e-5);
+      }
+    } finally {
+      setGemmSubgroups(true);
     }
   });
 

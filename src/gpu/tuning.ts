@@ -15,7 +15,7 @@ import { dirname, join } from 'node:path';
 import { ensureDir, writeFileAtomic } from '../io/files.ts';
 import type { Gpu } from './gpu.ts';
 
-export type TuneConfig = Record<string, number | boolean>;
+export type TuneConfig = Record<string, number | boolean | string>;
 
 export interface TuneChoice {
   config: TuneConfig;

@@ -6,7 +6,7 @@
 //     db = column sums of dy.
 // Every gradient is one more GEMM with other transpose flags, computed only when asked for.
 // Read first: the plain float64 loops in src/reference/matmul.ts; the kernels are in shaders/matmul.wgsl.
-import { getGpu, type BufferRange, type Gpu } from '../gpu/index.ts';
+import { getGpu, tuneCache, type BufferRange, type Gpu, type KernelSpec, type TuneTask } from '../gpu/index.ts';
 import { linearRef, matmulNdRef } from '../reference/matmul.ts';
 import { OpError, recordOp, type Shape, shapeSize, shapeStr, Tensor } from '../tensor/index.ts';
 import { broadcastShapes, broadcastStrides, coalesce } from '../tensor/layout.ts';
@@ -23,25 +23,82 @@ export interface GemmOptions {
   op?: string;
 }
 
-/** Register tiling of the gemm kernel (its override constants). */
-export interface GemmTiling {
-  /** invocations per workgroup along N and M */
-  wgN: number;
-  wgM: number;
-  /** 4x4 output blocks per invocation along M and N (1 or 2) */
-  blocksM: number;
-  blocksN: number;
-}
+/**
+ * How a GEMM is tiled: one of the two kernels of shaders/matmul.wgsl and its override constants.
+ *  - `gemm`: each invocation accumulates blocksM x blocksN 4x4 output blocks (1 or 2 each) and loads
+ *    every line of A and B it uses; workgroups of wgN x wgM invocations.
+ *  - `gemmShared`: a workgroup is one subgroup of lanes sharing a TM-row tile of A (TM a multiple of
+ *    4, up to 32), each lane owning 4 * NB columns (NB 1 or 2); the lanes read the A tile's lines
+ *    from each other by subgroup shuffles, or through workgroup memory without the subgroups feature.
+ */
+export type GemmTiling =
+  | { kernel: 'gemm'; wgN: number; wgM: number; blocksM: number; blocksN: number }
+  | { kernel: 'gemmShared'; TM: number; NB: number };
 
 /**
- * Tiling for the adapter. On lavapipe (the CPU) an invocation is one SIMD lane, and its loads are
- * per-lane scalar loads that dominate: the 8x8 output tile per lane amortises them best (1024^3 in
- * worker CPU time: 4x4 tiles 6.1, 8x4 7.3, 8x8 7.8 GFLOP per core-second; bench/matmul.ts takes
- * GPUNET_GEMM_TILING to compare). On GPUs, a 16x16 workgroup of 8x8 tiles is the usual
- * register-blocked shape without shared memory (256 invocations is WebGPU's guaranteed minimum).
+ * The tilings the tuner times per shape (src/gpu/tuning.ts, `gpunet tune`), every one a correct
+ * kernel (the tests run them all): gemm's 8x8 outputs per invocation in 8x8 and 16x16 workgroups
+ * (the usual register-blocked shape for GPUs without workgroup memory), and gemmShared with 8 to 32
+ * rows per workgroup and 4 or 8 columns per lane (few rows suit GEMMs with few rows, as the fc
+ * layer's batch of 16; TM 32 with NB 2 was no faster than NB 1 on lavapipe and compiles slower).
  */
-export function gemmTiling(gpu: Gpu = getGpu()): GemmTiling {
-  return gpu.isCpu ? { wgN: 8, wgM: 8, blocksM: 2, blocksN: 2 } : { wgN: 16, wgM: 16, blocksM: 2, blocksN: 2 };
+export const GEMM_CANDIDATES: readonly GemmTiling[] = [
+  { kernel: 'gemm', wgN: 8, wgM: 8, blocksM: 2, blocksN: 2 },
+  { kernel: 'gemm', wgN: 16, wgM: 16, blocksM: 2, blocksN: 2 },
+  { kernel: 'gemmShared', TM: 8, NB: 2 },
+  { kernel: 'gemmShared', TM: 16, NB: 1 },
+  { kernel: 'gemmShared', TM: 16, NB: 2 },
+  { kernel: 'gemmShared', TM: 32, NB: 1 },
+];
+
+/**
+ * The tiling without a tuned choice. On lavapipe (the CPU) every storage load is a per-lane scalar
+ * loop that costs far more than the multiply-adds it feeds, so gemmShared, which loads an A line
+ * once per subgroup instead of once per lane, wins: at 1024^3, 8.0 GFLOP per core-second with gemm's
+ * 8x8 tiles, 23 with gemmShared at TM 32, NB 1 (worker CPU time, bench/NOTES.md). TM 16 is ~10%
+ * slower but compiles in less than half the time (LLVM takes seconds over the unrolled tile), so
+ * GEMMs under 2^24 multiply-adds, where compiling would cost more than it saves, take it. On GPUs, a
+ * 16x16 workgroup of gemm's 8x8 tiles.
+ */
+function defaultTiling(gpu: Gpu, M: number, work: number): GemmTiling {
+  if (!gpu.isCpu) return GEMM_CANDIDATES[1];
+  return GEMM_CANDIDATES[M >= 32 && work >= 2 ** 24 ? 5 : 3];
+}
+
+/** How gemmShared's lanes share the A tile on this adapter: by shuffles within one subgroup of `SG`
+ *  lanes (the adapter's smallest subgroup, so a workgroup never spans two), or through workgroup
+ *  memory in workgroups of 8. */
+function sharing(gpu: Gpu): { subgroups: boolean; SG: number } {
+  const sg = gpu.device.adapterInfo?.subgroupMinSize ?? 0;
+  const subgroups = gpu.features.has('subgroups') && sg >= 4 && sg <= 64 && !forcedNoSubgroups;
+  return { subgroups, SG: subgroups ? sg : 8 };
+}
+
+let forcedNoSubgroups = false;
+
+/** Makes gemmShared share its A tile through workgroup memory even where subgroups exist (tests of that path). */
+export function setGemmSubgroups(on: boolean): void {
+  forcedNoSubgroups = !on;
+}
+
+/** The tuning cache's key of a GEMM shape. */
+function tuneKey(M: number, N: number, K: number, batch: number, transA: boolean, transB: boolean): string {
+  return `${transA ? 'A^T' : 'A'} ${transB ? 'B^T' : 'B'} [${M},${N},${K}]${batch > 1 ? ` x${batch}` : ''}`;
+}
+
+/** The tiling for a GEMM of this shape on `gpu`: the tuner's choice when the adapter's cache has one
+ *  (gpunet tune), else the default. */
+export function gemmTiling(gpu: Gpu, shape: { M: number; N: number; K: number; batch?: number; transA?: boolean; transB?: boolean }): GemmTiling {
+  const tuned = tuneCache(gpu).lookup('gemm', tuneKey(shape.M, shape.N, shape.K, shape.batch ?? 1, shape.transA ?? false, shape.transB ?? false));
+  return tuned ? (tuned as GemmTiling) : defaultTiling(gpu, shape.M, shape.M * shape.N * shape.K * (shape.batch ?? 1));
+}
+
+function checkTiling(t: GemmTiling, op: string): void {
+  const ok =
+    t.kernel === 'gemm'
+      ? [t.blocksM, t.blocksN].every((n) => n === 1 || n === 2) && [t.wgN, t.wgM].every((n) => Number.isInteger(n) && n >= 1)
+      : t.kernel === 'gemmShared' && Number.isInteger(t.TM) && t.TM >= 4 && t.TM <= 32 && t.TM % 4 === 0 && (t.NB === 1 || t.NB === 2);
+  if (!ok) throw new OpError(op, `tiling ${JSON.stringify(t)}: gemm takes blocksM and blocksN of 1 or 2, gemmShared TM a multiple of 4 up to 32 and NB 1 or 2`);
 }
 
 /** WGSL text for an operand: vec4 elements (one load per 4-element line) when its window's lines
@@ -51,6 +108,14 @@ function operandDefines(name: 'a' | 'b', vec4: boolean): Record<string, string> 
   return vec4
     ? { [`${up}_TYPE`]: 'vec4<f32>', [`LOAD_${up}`]: `${name}[i.x / 4u]` }
     : { [`${up}_TYPE`]: 'f32', [`LOAD_${up}`]: `vec4f(${name}[i.x], ${name}[i.y], ${name}[i.z], ${name}[i.w])` };
+}
+
+/** WGSL text for the result: one vec4 store per line of 4 when C's window is whole aligned vec4s
+ *  (a line then lies inside N or past it), else the columns inside N one by one. */
+function resultDefines(vec4: boolean): Record<string, string> {
+  return vec4
+    ? { C_TYPE: 'vec4<f32>', STORE_LINE: 'var r = v;\n  if (p.accumulate != 0u) { r += c[ci / 4u]; }\n  c[ci / 4u] = r;' }
+    : { C_TYPE: 'f32', STORE_LINE: 'for (var q = 0u; q < min(4u, p.N - n); q++) { c[ci + q] = select(0.0, c[ci + q], p.accumulate != 0u) + v[q]; }' };
 }
 
 function is2d(t: Tensor): boolean {
@@ -175,12 +240,57 @@ interface GemmLaunch {
   accumulate: boolean;
 }
 
-/** Records the dispatches of `g`, split into chunks when a window exceeds the storage binding limit. */
-function launchGemm(g: GemmLaunch, tiling: GemmTiling): void {
-  const { wgN, wgM, blocksM, blocksN } = tiling;
-  if (![blocksM, blocksN].every((n) => n === 1 || n === 2)) throw new OpError(g.op, `tiling blocks must be 1 or 2, got ${blocksM}x${blocksN}`);
+/** The kernel spec and workgroup grid of tiling `t` for a chunk of `size` ([M, N, K, batch]). */
+function gemmKernel(g: GemmLaunch, t: GemmTiling, gpu: Gpu, vec4: { a: boolean; b: boolean; c: boolean }, size: readonly number[]): { kernel: KernelSpec; workgroups: [number, number, number] } {
+  const operands = { ...operandDefines('a', vec4.a), ...operandDefines('b', vec4.b), ...resultDefines(vec4.c) };
+  const trans = { TRANS_A: Number(g.transA), TRANS_B: Number(g.transB) };
+  const bindings: KernelSpec['bindings'] = ['write', 'read', 'read', 'read'];
+  if (t.kernel === 'gemm') {
+    return {
+      kernel: { shader: 'matmul', entry: 'gemm', bindings, constants: { ...trans, WG_N: t.wgN, WG_M: t.wgM, BLOCKS_M: t.blocksM, BLOCKS_N: t.blocksN }, defines: { ...operands, ...sharingDefines(false) } },
+      workgroups: [Math.ceil(size[DIM_N] / (4 * t.blocksN * t.wgN)), Math.ceil(size[DIM_M] / (4 * t.blocksM * t.wgM)), size[DIM_BATCH]],
+    };
+  }
+  const { subgroups, SG } = sharing(gpu);
+  return {
+    kernel: { shader: 'matmul', entry: 'gemmShared', bindings, constants: { ...trans, SG }, defines: { ...operands, ...sharingDefines(subgroups, { TM: t.TM, NB: t.NB, SG }) } },
+    workgroups: [Math.ceil(size[DIM_N] / (4 * t.NB * SG)), Math.ceil(size[DIM_M] / t.TM), size[DIM_BATCH]],
+  };
+}
+
+/** The WGSL of gemmShared's A-tile sharing (subgroup shuffles, or workgroup memory and barriers)
+ *  and of its loops over a TM x 4NB tile, written out (see the shader). Without a tiling: the
+ *  placeholders for the module's other entry points. */
+function sharingDefines(subgroups: boolean, tile?: { TM: number; NB: number; SG: number }): Record<string, string> {
+  const share = subgroups
+    ? { ENABLE: 'enable subgroups;', LANE: '@builtin(subgroup_invocation_id) lane: u32', READ_A: 'subgroupShuffle(mine[t / SG], t % SG)', PUBLISH_A: '', DONE_A: '' }
+    : { ENABLE: '', LANE: '@builtin(local_invocation_index) lane: u32', READ_A: 'aTile[t]', PUBLISH_A: 'publishA(lane);', DONE_A: 'workgroupBarrier();' };
+  if (!tile) return { ...share, TM: '4', NB: '1', LOAD_A_TILE: '', ACCUMULATE: '', STORE_C: '' };
+  const { TM, NB, SG } = tile;
+  const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+  const lines = range(Math.ceil(TM / SG)).map((q) => `mine[${q}] = tileLine(${q * SG}u + lane, m0, k);`);
+  const groups = range(TM / 4).map((g) => {
+    const fmas = range(4).flatMap((r) => range(NB).map((j) => `acc[${(4 * g + r) * NB + j}] += bs[${j}] * blk[${r}];`));
+    return `{ let blk = rowsOfA(${4 * g}u, tail, live); ${fmas.join(' ')} }`;
+  });
+  const stores = [
+    ...range(NB).map((j) => `let bias${j} = biasLine(n0 + ${4 * j}u);`),
+    ...range(TM).flatMap((i) => range(NB).map((j) => `storeLine(offC, m0 + ${i}u, n0 + ${4 * j}u, acc[${i * NB + j}] + bias${j});`)),
+  ];
+  const join = (xs: string[]) => xs.join('\n    ');
+  return { ...share, TM: String(TM), NB: String(NB), LOAD_A_TILE: join(lines), ACCUMULATE: join(groups), STORE_C: join(stores) };
+}
+
+/** Records the dispatches of `g`, split into chunks when a window exceeds the storage binding
+ *  limit, with tiling `forced` or else the one chosen for its shape (noted for the tuner when none
+ *  is cached). */
+function launchGemm(g: GemmLaunch, forced?: GemmTiling): void {
   if (g.M === 0 || g.N === 0 || g.batch === 0) return;
   const gpu = getGpu();
+  const shape = { M: g.M, N: g.N, K: g.K, batch: g.batch, transA: g.transA, transB: g.transB };
+  const tiling = forced ?? gemmTiling(gpu, shape);
+  checkTiling(tiling, g.op);
+  if (!forced && !tuneCache(gpu).lookup('gemm', tuneKey(g.M, g.N, g.K, g.batch, g.transA, g.transB))) tuneCache(gpu).notePending(tuneTask(g));
   const align = gpu.limits.minStorageBufferOffsetAlignment;
   const sizes = [g.M, g.N, g.K, g.batch];
   // without a bias, binding 4 is never read: a stands in for it
@@ -195,17 +305,10 @@ function launchGemm(g: GemmLaunch, tiling: GemmTiling): void {
           const [wc, wa, wb, wbias] = [g.c, g.a, g.b, biasStored].map((m) => bindWindow(m, start, size, sizes, align));
           const accumulate = g.accumulate || k0 > 0;
           gpu.dispatch({
-            kernel: {
-              shader: 'matmul',
-              entry: 'gemm',
-              bindings: ['write', 'read', 'read', 'read'],
-              constants: { TRANS_A: Number(g.transA), TRANS_B: Number(g.transB), WG_N: wgN, WG_M: wgM, BLOCKS_M: blocksM, BLOCKS_N: blocksN },
-              defines: { ...operandDefines('a', wa.vec4), ...operandDefines('b', wb.vec4) },
-            },
+            ...gemmKernel(g, tiling, gpu, { a: wa.vec4, b: wb.vec4, c: wc.vec4 }, size),
             buffers: [wc.range, wa.range, wb.range, wbias.range],
             // the bias is added once, by the first pass; later ones add into C
             params: gemmParams({ M: size[DIM_M], N: size[DIM_N], K: size[DIM_K], hasBias: g.bias !== null && !accumulate, accumulate, c: wc, a: wa, b: wb, bias: wbias }),
-            workgroups: [Math.ceil(size[DIM_N] / (4 * blocksN * wgN)), Math.ceil(size[DIM_M] / (4 * blocksM * wgM)), size[DIM_BATCH]],
             label: g.label,
             work: {
               flops: 2 * size[DIM_M] * size[DIM_N] * size[DIM_K] * size[DIM_BATCH],
@@ -216,6 +319,31 @@ function launchGemm(g: GemmLaunch, tiling: GemmTiling): void {
       }
     }
   }
+}
+
+/** The tuner's task for the shape of `g`: zero operands of that shape and layout (a broadcast
+ *  operand stays one matrix), one launch per candidate tiling. */
+function tuneTask(g: GemmLaunch): TuneTask {
+  return {
+    family: 'gemm',
+    key: tuneKey(g.M, g.N, g.K, g.batch, g.transA, g.transB),
+    candidates: GEMM_CANDIDATES,
+    defaultConfig: defaultTiling(getGpu(), g.M, g.M * g.N * g.K * g.batch),
+    setup: () => {
+      const sizes = [g.M, g.N, g.K, g.batch];
+      const fresh = (m: Stored): Stored => {
+        const matrix = sizes[m.rows] * (m.cols === null ? 1 : sizes[m.cols]);
+        const stride = m.stride === 0 ? 0 : matrix;
+        return { ...m, t: Tensor.zeros([Math.max(1, matrix * (stride ? g.batch : 1))]), base: 0, stride };
+      };
+      const [a, b, c] = [fresh(g.a), fresh(g.b), fresh(g.c)];
+      const bias = g.bias ? fresh(g.bias) : null;
+      return {
+        launch: (config) => launchGemm({ ...g, a, b, c, bias }, config as unknown as GemmTiling),
+        dispose: () => [a, b, c, bias].forEach((m) => m?.t.release()),
+      };
+    },
+  };
 }
 
 /** The problem dimensions the stored rows and columns of operand A or B run along. */
@@ -232,9 +360,9 @@ function single(name: string, t: Tensor, [rows, cols]: [number, number | null]):
 /**
  * The raw GEMM launcher (not recorded on the tape): C[M,N] = op(A) op(B) (+ bias[N] on every row),
  * a: [M,K] or [K,M] (transA), b: [K,N] or [N,K] (transB). Split into chunks when a matrix exceeds
- * the storage binding limit.
+ * the storage binding limit. `tiling` forces one (else the tuned or default choice for the shape).
  */
-export function gemm(a: Tensor, b: Tensor, opts: GemmOptions = {}, tiling: GemmTiling = gemmTiling()): Tensor {
+export function gemm(a: Tensor, b: Tensor, opts: GemmOptions = {}, tiling?: GemmTiling): Tensor {
   const { transA = false, transB = false, bias = null, op = 'gemm' } = opts;
   const desc = () =>
     `a${shapeStr(a.shape)}${transA ? '^T' : ''} b${shapeStr(b.shape)}${transB ? '^T' : ''}${bias ? ` bias${shapeStr(bias.shape)}` : ''}`;
@@ -308,9 +436,7 @@ function batchedGemm(op: string, label: string, batch: Shape, a: BatchOperand, b
         a: stored('a', a, base[0], z.strides[0]),
         b: stored('b', b, base[1], z.strides[1]),
         c: { name: `out${shapeStr(c.t.shape)}`, t: c.t, rows: DIM_M, cols: DIM_N, base: base[2], stride: z.strides[2] },
-      },
-      gemmTiling(),
-    );
+    });
     written.add(base[2]);
     // the next index of the outer levels (an odometer), or done
     let j = 0;
@@ -341,7 +467,7 @@ function columnSum(x: Tensor, op: string): Tensor {
         entry: 'columnSum',
         bindings: ['write', 'read'],
         constants: { WG_SUM: COLUMN_SUM_WG },
-        defines: { ...operandDefines('a', false), ...operandDefines('b', false) },
+        defines: { ...operandDefines('a', false), ...operandDefines('b', false), ...resultDefines(false), ...sharingDefines(false) },
       },
       buffers: [out.buffer, w.range],
       params: gemmParams({ M: size[0], N, K: 0, accumulate: m0 > 0, a: w }),
