@@ -2,6 +2,9 @@
 // written by one invocation, so none needs atomics. An invocation writes RUN consecutive elements:
 // it finds the first one's position by division and steps to the next ones as an odometer does,
 // as integer division is dear on lavapipe (a loop of scalar divides per lane).
+// An element is a vec4 (ELEM) when the walk's innermost run is contiguous on both sides and every
+// size and stride along it is a multiple of 4 (src/ops/layout.ts divides them by 4): a quarter of
+// the loads, stores and odometer steps, each of which is a per-lane loop on lavapipe.
 //   strided:        out[i] = x[offset + sum_d pos_d(i) * stride_d], pos(i) the position of i over
 //                   the output's dims merged where the walk allows (src/tensor/layout.ts, coalesce),
 //                   at most 6, innermost first: transpose (x's strides permuted), slice (offset at the
@@ -41,8 +44,10 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
-@group(0) @binding(2) var<storage, read> x: array<f32>;
+alias Elem = {{ELEM}};  // f32 or vec4<f32>: every count, offset and stride is in these units
+
+@group(0) @binding(1) var<storage, read_write> out: array<Elem>;
+@group(0) @binding(2) var<storage, read> x: array<Elem>;
 @group(0) @binding(3) var<storage, read> index: array<u32>;   // gather_rows; gather_rows_backward: first
 @group(0) @binding(4) var<storage, read> list: array<u32>;    // gather_rows_backward
 
@@ -166,7 +171,7 @@ fn gather_rows_backward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgrou
   if (first >= p.n) { return; }
   var r = row_at(first, p.rows);
   for (var e = first; e < min(first + RUN, p.n); e++) {
-    var sum = 0.0;
+    var sum = Elem(0.0);
     for (var t = index[r.j]; t < index[r.j + 1u]; t++) { sum += x[(r.o * p.picks + list[t]) * p.inner + r.i]; }
     out[e] = sum;
     row_next(&r, p.rows);

@@ -24,6 +24,8 @@ const transposes: [number[], number[] | undefined][] = [
   [[2, 3, 4], [-1, 0, 1]],
   // Swin's window partition: [B, H/w, w, W/w, w, C] -> [B, H/w, W/w, w, w, C]
   [[2, 2, 3, 2, 3, 2], [0, 1, 3, 2, 4, 5]],
+  // the innermost dim stays in place and holds whole vec4s: the kernel moves vec4s
+  [[2, 3, 8], [1, 0, 2]],
 ];
 
 const slices: [number[], SliceSpec][] = [
@@ -32,6 +34,8 @@ const slices: [number[], SliceSpec][] = [
   [[3, 4, 5], { starts: [0, 3], ends: [5, 0], axes: [-1, 1], steps: [2, -1] }],
   [[4, 3], { starts: [10], ends: [20], axes: [0] }],
   [[1, 9], { starts: [-7], ends: [9], axes: [1], steps: [3] }],
+  // whole rows of 8 from an offset of 16: vec4s forward and in the backward's scatter
+  [[3, 2, 8], { starts: [1], ends: [3], axes: [0] }],
 ];
 
 const gathers: [number[], number | number[], number][] = [

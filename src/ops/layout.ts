@@ -30,42 +30,53 @@ function checkTensor(op: string, x: Tensor): void {
 
 /**
  * Launches `strided` (out[i] = x[offset + pos(i) . strides]) or `scatter` (the other way round)
- * over a walk of `shape` in which `src` holds x's (out's) element strides per dim.
+ * over a walk of `shape` in which `src` holds x's (out's) element strides per dim; as vec4s when
+ * the walk's innermost merged dim is contiguous and every size, stride and the offset divide by 4.
  */
 function launchStrided(entry: 'strided' | 'scatter', out: Tensor, x: Tensor, shape: Shape, src: readonly number[], offset: number, label: string): void {
   const n = shapeSize(shape);
   if (n === 0) return;
   const walk = coalesce(shape, [contiguousStrides(shape), src]);
   if (walk.sizes.length > MAX_DIMS) throw new OpError(label, `needs more than ${MAX_DIMS} merged dimensions`);
-  const params: Record<string, number> = { n, offset, rows: 0, picks: 0, inner: 0, before: 0, reflect: 0 };
+  const strides = walk.strides[1];
+  const vec4 = walk.sizes[0] % 4 === 0 && walk.strides[0][0] === 1 && strides[0] === 1 && offset % 4 === 0 && strides.slice(1).every((s) => s % 4 === 0);
+  const w = vec4 ? 4 : 1;
+  const params: Record<string, number> = { n: n / w, offset: offset / w, rows: 0, picks: 0, inner: 0, before: 0, reflect: 0 };
   for (let d = 0; d < MAX_DIMS; d++) {
-    if (d < MAX_DIMS - 1) params[`d${d}`] = walk.sizes[d] ?? 1;
-    params[`s${d}`] = walk.strides[1][d] ?? 0;
+    if (d < MAX_DIMS - 1) params[`d${d}`] = (walk.sizes[d] ?? 1) / (d === 0 ? w : 1);
+    params[`s${d}`] = d === 0 ? (strides[0] ?? 0) : (strides[d] ?? 0) / w;
   }
   getGpu().dispatch({
-    kernel: { shader: 'layout', entry, bindings: ['write', 'read'] },
+    kernel: { shader: 'layout', entry, bindings: ['write', 'read'], defines: elementDefines(vec4) },
     buffers: [out.buffer, x.buffer],
     params,
-    workgroups: grid(Math.ceil(n / RUN), 256),
+    workgroups: grid(Math.ceil(n / w / RUN), 256),
     label,
     work: { bytes: 8 * n },
   });
 }
 
-/** Launches one of the row kernels over x viewed as [outer, rows, inner]. */
+/** The shader's element type: vec4 (4 floats a load) or f32. */
+function elementDefines(vec4: boolean): Record<string, string> {
+  return { ELEM: vec4 ? 'vec4<f32>' : 'f32' };
+}
+
+/** Launches one of the row kernels over x viewed as [outer, rows, inner]; as vec4s when rows of
+ *  `inner` elements are whole vec4s. */
 function launchRows(entry: string, out: Tensor, inputs: Tensor[], p: { rows: number; picks: number; inner: number; before?: number; reflect?: boolean }, label: string): void {
   const n = out.size;
   if (n === 0) return;
-  const params: Record<string, number | boolean> = { n, offset: 0, rows: p.rows, picks: p.picks, inner: p.inner, before: p.before ?? 0, reflect: p.reflect ?? false };
+  const w = p.inner % 4 === 0 ? 4 : 1;
+  const params: Record<string, number | boolean> = { n: n / w, offset: 0, rows: p.rows, picks: p.picks, inner: p.inner / w, before: p.before ?? 0, reflect: p.reflect ?? false };
   for (let d = 0; d < MAX_DIMS; d++) {
     if (d < MAX_DIMS - 1) params[`d${d}`] = 1;
     params[`s${d}`] = 0;
   }
   getGpu().dispatch({
-    kernel: { shader: 'layout', entry, bindings: ['write', ...inputs.map(() => 'read' as const)] },
+    kernel: { shader: 'layout', entry, bindings: ['write', ...inputs.map(() => 'read' as const)], defines: elementDefines(w === 4) },
     buffers: [out.buffer, ...inputs.map((t) => t.buffer)],
     params,
-    workgroups: grid(Math.ceil(n / RUN), 256),
+    workgroups: grid(Math.ceil(n / w / RUN), 256),
     label,
     work: { bytes: 8 * n },
   });
