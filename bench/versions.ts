@@ -17,6 +17,9 @@
 //                                                channel instead of 36, as 16 batched GEMMs whose
 //                                                B lines are contiguous (vec4 loads), between
 //                                                input, weight and output transforms
+//   conv2d 5   the same, WM = 4                 + F(4x4,3x3): 36 products per 4x4 tile instead of
+//                                                144, transforms over 6x6 patches (2.25x the
+//                                                activations' size instead of 4x)
 // What each gained is printed beside it (speed-up over version 1).
 //   npx tsx bench/versions.ts
 import { getGpu, tuneCache } from '../src/gpu/index.ts';
@@ -77,9 +80,9 @@ function conv2d1(x: Tensor, w: Tensor, s: number, p: number): Tensor {
   return y;
 }
 
-/** `run` with the 3x3 stride-1 convolutions forced through Winograd F(2x2,3x3). */
-function winograd<T>(run: () => T): T {
-  setConv2dWinograd('always');
+/** `run` with the 3x3 stride-1 convolutions forced through Winograd F(m x m,3x3). */
+function winograd<T>(m: 2 | 4, run: () => T): T {
+  setConv2dWinograd(m);
   try {
     return run();
   } finally {
@@ -132,8 +135,10 @@ const rng = new Rng(3);
   expectClose('conv2d version 2', c2, y);
   // Winograd is for stride 1: its own awkward shape (odd sizes, a last tile half outside)
   const y1 = conv2dRef(x, xs, w, ws, null, { stride: [1, 1], padding: [1, 1], dilation: [1, 1], groups: 1 }).y;
-  const [c4] = await readBack(() => winograd(() => [conv2dForward(toTensor(x, xs), toTensor(w, ws), null, conv2dGeometry(xs, ws, null, { padding: 1 }))]));
-  expectClose('conv2d version 4', c4, y1);
+  for (const m of [2, 4] as const) {
+    const [c] = await readBack(() => winograd(m, () => [conv2dForward(toTensor(x, xs), toTensor(w, ws), null, conv2dGeometry(xs, ws, null, { padding: 1 }))]));
+    expectClose(`conv2d version ${m === 2 ? 4 : 5}`, c, y1);
+  }
   console.log('validated every version against the float64 reference');
 }
 
@@ -167,7 +172,8 @@ await family('conv2d forward 3x3 64->64 at 56x56, batch 1 (ResNet18 layer1)', 2 
     run: () => withTiles(2, 12),
   },
   ...(tuned?.TM !== undefined ? [{ name: 'conv2d 3', adds: `the tile shape gpunet tune chose for this shape (TM ${tuned.TM}, TN ${tuned.TN})`, run: () => withTiles(Number(tuned.TM), Number(tuned.TN)) }] : []),
-  { name: 'conv2d 4', adds: 'Winograd F(2x2,3x3): 16 batched GEMMs (vec4 lines) between transforms, 4/9 of the products', run: () => winograd(() => conv2dForward(x, w, null, geo)) },
+  { name: 'conv2d 4', adds: 'Winograd F(2x2,3x3): 16 batched GEMMs (vec4 lines) between transforms, 4/9 of the products', run: () => winograd(2, () => conv2dForward(x, w, null, geo)) },
+  { name: 'conv2d 5', adds: 'Winograd F(4x4,3x3): 36 batched GEMMs over 6x6 patches, 1/4 of the products', run: () => winograd(4, () => conv2dForward(x, w, null, geo)) },
 ]);
 if (tuned?.TM === undefined) console.log('(conv2d 3, the tuned tile shape, runs once `gpunet tune --arch resnet18` has cached a tile shape for this adapter)');
 process.exit(0);

@@ -347,28 +347,108 @@ fn transposeWeight(@builtin(global_invocation_id) gid: vec3u) {
   }
 }
 
-// ---- Winograd F(2x2, 3x3) for 3x3 stride-1 convolutions (Lavin & Gray, 2015) -----------------
+// ---- Winograd F(m x m, 3x3) for 3x3 stride-1 convolutions (Lavin & Gray, 2015), m = 2 or 4 ------
 //
-// Each 2x2 block of outputs ("tile") needs a 4x4 input patch d. With U = G g G^T (the 3x3 filter
-// g taken to 4x4) and V = B^T d B (the patch transformed), the tile is Y = A^T (sum_c U (.) V) A,
-// (.) elementwise: 16 multiplies per tile and input channel instead of 4 * 9 = 36. The sums over c
-// are 16 independent GEMMs, M[xi] = U[xi] V[xi] for the 16 positions xi of the 4x4 transform
-// (winogradGemm), the tiles padded to a multiple of 4 (Tp) so that V's lines are whole vec4s:
-//   V: [16, C, Tp] (T = N * tilesH * tilesW),  U: [16, OC, C],  M: [16, OC, Tp].
-//   G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1],  B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1],
-//   A^T = [1 1 1 0; 0 1 -1 -1].
+// Each m x m block of outputs ("tile") needs an a x a input patch d, a = m + 2. With U = G g G^T
+// (the 3x3 filter g taken to a x a) and V = B^T d B (the patch transformed), the tile is
+// Y = A^T (sum_c U (.) V) A, (.) elementwise: a^2 multiplies per tile and input channel instead of
+// 9 m^2 (16 instead of 36 for m = 2, 36 instead of 144 for m = 4; the larger tile rounds more).
+// The sums over c are a^2 independent GEMMs, M[xi] = U[xi] V[xi] for the positions xi of the a x a
+// transform (winogradGemm), the tiles padded to a multiple of 4 (Tp) so that V's lines are whole vec4s:
+//   V: [a^2, C, Tp] (T = N * tilesH * tilesW),  U: [a^2, OC, C],  M: [a^2, OC, Tp].
+// The matrices, as the 1-D transforms below (each 2-D one is a 1-D one down the columns, then
+// along the rows):
+//   m = 2: B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1],  G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1],
+//          A^T = [1 1 1 0; 0 1 -1 -1]
+//   m = 4: B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1],
+//          G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1],
+//          A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1]
 // The transforms take the geometry of the convolution computed (for dx: dy convolved with w
 // rotated by 180 degrees and transposed, padding 2 - PH); tiles are indexed t = (n*tH + th)*tW + tw.
 // The weight gradient follows from Y = A^T Z A, Z = U (.) V, U = G g G^T by the chain rule:
-// dZ = A dY A^T per tile, dU[oc,c] = sum over tiles of dZ[oc] (.) V[c] (16 GEMMs again, now
+// dZ = A dY A^T per tile, dU[oc,c] = sum over tiles of dZ[oc] (.) V[c] (a^2 GEMMs again, now
 // reducing over the tiles), dg = G^T dU G:
-//   dZ: [16, Tp, OC] (tiles first, so that B's lines run along OC),  dU^T: [16, C, OC].
+//   dZ: [a^2, Tp, OC] (tiles first, so that B's lines run along OC),  dU^T: [a^2, C, OC].
 
-fn tilesOf(size: u32) -> u32 { return (size + 1u) / 2u; }
+override WM: u32 = 2u;  // m, outputs per tile side: 2 or 4
+const WA = 6u;          // the largest a; patches are held in WA x WA arrays
+alias Line = array<f32, WA>;
+alias Patch = array<Line, WA>;
 
-// V: [16, C, T] from x: [N,C,H,W]; x: tiles of the row, y: channel
+fn tilesOf(size: u32) -> u32 { return (size + WM - 1u) / WM; }
+
+// B^T v (a values)
+fn inputT(v: Line) -> Line {
+  if (WM == 2u) { return Line(v[0] - v[2], v[1] + v[2], v[2] - v[1], v[1] - v[3], 0.0, 0.0); }
+  return Line(4.0 * v[0] - 5.0 * v[2] + v[4], -4.0 * (v[1] + v[2]) + v[3] + v[4], 4.0 * (v[1] - v[2]) - v[3] + v[4],
+              2.0 * (v[3] - v[1]) - v[2] + v[4], 2.0 * (v[1] - v[3]) - v[2] + v[4], 4.0 * v[1] - 5.0 * v[3] + v[5]);
+}
+
+// G g (3 values in v[0..3), a out)
+fn weightT(v: Line) -> Line {
+  if (WM == 2u) { return Line(v[0], 0.5 * (v[0] + v[1] + v[2]), 0.5 * (v[0] - v[1] + v[2]), v[2], 0.0, 0.0); }
+  return Line(0.25 * v[0], -(v[0] + v[1] + v[2]) / 6.0, -(v[0] - v[1] + v[2]) / 6.0,
+              v[0] / 24.0 + v[1] / 12.0 + v[2] / 6.0, v[0] / 24.0 - v[1] / 12.0 + v[2] / 6.0, v[2]);
+}
+
+// A^T v (a values in, m out)
+fn outputT(v: Line) -> Line {
+  if (WM == 2u) { return Line(v[0] + v[1] + v[2], v[1] - v[2] - v[3], 0.0, 0.0, 0.0, 0.0); }
+  return Line(v[0] + v[1] + v[2] + v[3] + v[4], v[1] - v[2] + 2.0 * (v[3] - v[4]), v[1] + v[2] + 4.0 * (v[3] + v[4]),
+              v[1] - v[2] + 8.0 * (v[3] - v[4]) + v[5], 0.0, 0.0);
+}
+
+// A v (m values in, a out): the output transform's transpose, for dZ
+fn outputGradT(v: Line) -> Line {
+  if (WM == 2u) { return Line(v[0], v[0] + v[1], v[0] - v[1], -v[1], 0.0, 0.0); }
+  return Line(v[0], v[0] + v[1] + v[2] + v[3], v[0] - v[1] + v[2] - v[3], v[0] + 2.0 * v[1] + 4.0 * v[2] + 8.0 * v[3],
+              v[0] - 2.0 * v[1] + 4.0 * v[2] - 8.0 * v[3], v[3]);
+}
+
+// G^T v (a values in, 3 out): the weight transform's transpose, for dw
+fn weightGradT(v: Line) -> Line {
+  if (WM == 2u) { return Line(v[0] + 0.5 * (v[1] + v[2]), 0.5 * (v[1] - v[2]), 0.5 * (v[1] + v[2]) + v[3], 0.0, 0.0, 0.0); }
+  return Line(0.25 * v[0] - (v[1] + v[2]) / 6.0 + (v[3] + v[4]) / 24.0, (v[2] - v[1]) / 6.0 + (v[3] - v[4]) / 12.0,
+              (v[3] + v[4] - v[1] - v[2]) / 6.0 + v[5], 0.0, 0.0, 0.0);
+}
+
+// The 1-D transform `which` (0 input, 1 weight, 2 output, 3 output gradient, 4 weight gradient)
+fn transform1(which: u32, v: Line) -> Line {
+  switch which {
+    case 0u: { return inputT(v); }
+    case 1u: { return weightT(v); }
+    case 2u: { return outputT(v); }
+    case 3u: { return outputGradT(v); }
+    default: { return weightGradT(v); }
+  }
+}
+
+// The 2-D transform T d T^T of patch d: transform1 down each of the first `cols` columns, then
+// along each row; rows and columns past what it produces are zero.
+fn transform2(which: u32, d: Patch, cols: u32) -> Patch {
+  var e: Patch;  // e[r][q] = (T d)[r][q]
+  for (var q = 0u; q < cols; q++) {
+    var col: Line;
+    for (var r = 0u; r < WA; r++) { col[r] = d[r][q]; }
+    let t = transform1(which, col);
+    for (var r = 0u; r < WA; r++) { e[r][q] = t[r]; }
+  }
+  var out2: Patch;
+  for (var r = 0u; r < WA; r++) { out2[r] = transform1(which, e[r]); }
+  return out2;
+}
+
+// The tile t's image and tile row and column
+fn tileOf(t: u32, tH: u32, tW: u32) -> vec3u {
+  let n = t / (tH * tW);
+  let th = (t - n * tH * tW) / tW;
+  return vec3u(n, th, t - n * tH * tW - th * tW);
+}
+
+// V: [a^2, C, Tp] from x: [N,C,H,W]; x: tiles of the row, y: channel
 @compute @workgroup_size(64)
 fn winogradInput(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let a = WM + 2u;
   let tH = tilesOf(p.OH);
   let tW = tilesOf(p.OW);
   let T = p.N * tH * tW;
@@ -376,28 +456,24 @@ fn winogradInput(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_in
   let t = wid.x * 64u + lid;
   let c = wid.y;
   if (t >= Tp) { return; }
-  let n = t / (tH * tW);
-  let th = (t - n * tH * tW) / tW;
-  let tw = t - n * tH * tW - th * tW;
-  let ih0 = i32(2u * th) - i32(p.PH);
-  let iw0 = i32(2u * tw) - i32(p.PW);
-  let base = (n * p.C + c) * p.H * p.W;
-  var d: array<vec4f, 4>;  // d[r] = row r of the patch (zeros for the padding tiles t >= T)
-  for (var r = 0u; r < 4u; r++) {
+  let tile = tileOf(t, tH, tW);
+  let ih0 = i32(WM * tile.y) - i32(p.PH);
+  let iw0 = i32(WM * tile.z) - i32(p.PW);
+  let base = (tile.x * p.C + c) * p.H * p.W;
+  var d: Patch;  // zeros past the input's edges and for the padding tiles t >= T
+  for (var r = 0u; r < a; r++) {
     let ih = ih0 + i32(r);
-    for (var q = 0u; q < 4u; q++) {
+    for (var q = 0u; q < a; q++) {
       let iw = iw0 + i32(q);
       let ok = t < T && u32(ih) < p.H && u32(iw) < p.W;
       d[r][q] = select(0.0, b[select(0u, base + u32(ih) * p.W + u32(iw), ok)], ok);
     }
   }
-  // B^T d: rows combined, then (B^T d) B: columns
-  let e = array<vec4f, 4>(d[0] - d[2], d[1] + d[2], d[2] - d[1], d[1] - d[3]);
+  let v = transform2(0u, d, a);
   let plane = p.C * Tp;
   let at = c * Tp + t;
-  for (var r = 0u; r < 4u; r++) {
-    let v = vec4f(e[r].x - e[r].z, e[r].y + e[r].z, e[r].z - e[r].y, e[r].y - e[r].w);
-    for (var q = 0u; q < 4u; q++) { out[(r * 4u + q) * plane + at] = v[q]; }
+  for (var r = 0u; r < a; r++) {
+    for (var q = 0u; q < a; q++) { out[(r * a + q) * plane + at] = v[r][q]; }
   }
 }
 
@@ -437,34 +513,34 @@ fn winogradGemm(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg:
   }
 }
 
-// U: [16, OC, C] from w: [OC,C,3,3] (flip = 0) or, for the input gradient, from w: [C,OC,3,3]
+// U: [a^2, OC, C] from w: [OC,C,3,3] (flip = 0) or, for the input gradient, from w: [C,OC,3,3]
 // rotated by 180 degrees (flip = 1); x: input channel, y: output channel of the conv computed
 @compute @workgroup_size(64)
 fn winogradWeight(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let a = WM + 2u;
   let c = wid.x * 64u + lid;
   let oc = wid.y;
   if (c >= p.C) { return; }
-  var g: array<vec3f, 3>;  // g[r] = row r of the filter
+  var g: Patch;
   for (var kh = 0u; kh < 3u; kh++) {
     for (var kw = 0u; kw < 3u; kw++) {
       let src = select((oc * p.C + c) * 9u + kh * 3u + kw, (c * p.OC + oc) * 9u + (2u - kh) * 3u + 2u - kw, p.flip != 0u);
       g[kh][kw] = b[src];
     }
   }
-  // G g: rows combined, then (G g) G^T: columns
-  let e = array<vec3f, 4>(g[0], 0.5 * (g[0] + g[1] + g[2]), 0.5 * (g[0] - g[1] + g[2]), g[2]);
+  let u = transform2(1u, g, 3u);
   let plane = p.OC * p.C;
   let at = oc * p.C + c;
-  for (var r = 0u; r < 4u; r++) {
-    let u = vec4f(e[r].x, 0.5 * (e[r].x + e[r].y + e[r].z), 0.5 * (e[r].x - e[r].y + e[r].z), e[r].z);
-    for (var q = 0u; q < 4u; q++) { out[(r * 4u + q) * plane + at] = u[q]; }
+  for (var r = 0u; r < a; r++) {
+    for (var q = 0u; q < a; q++) { out[(r * a + q) * plane + at] = u[r][q]; }
   }
 }
 
-// y: [N,OC,OH,OW] from M: [16, OC, T], with forward's epilogue (bias, eval batchnorm, residual,
+// y: [N,OC,OH,OW] from M: [a^2, OC, Tp], with forward's epilogue (bias, eval batchnorm, residual,
 // ReLU); x: tiles of the row, y: output channel
 @compute @workgroup_size(64)
 fn winogradOutput(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let a = WM + 2u;
   let tH = tilesOf(p.OH);
   let tW = tilesOf(p.OW);
   let T = p.N * tH * tW;
@@ -474,26 +550,21 @@ fn winogradOutput(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_i
   if (t >= T) { return; }
   let plane = p.OC * Tp;
   let at = oc * Tp + t;
-  var m: array<vec4f, 4>;
-  for (var r = 0u; r < 4u; r++) {
-    for (var q = 0u; q < 4u; q++) { m[r][q] = b[(r * 4u + q) * plane + at]; }
+  var m: Patch;
+  for (var r = 0u; r < a; r++) {
+    for (var q = 0u; q < a; q++) { m[r][q] = b[(r * a + q) * plane + at]; }
   }
-  // A^T m: rows combined, then (A^T m) A: columns
-  let e0 = m[0] + m[1] + m[2];
-  let e1 = m[1] - m[2] - m[3];
-  let yt = array<vec2f, 2>(vec2f(e0.x + e0.y + e0.z, e0.y - e0.z - e0.w), vec2f(e1.x + e1.y + e1.z, e1.y - e1.z - e1.w));
-  let n = t / (tH * tW);
-  let th = (t - n * tH * tW) / tW;
-  let tw = t - n * tH * tW - th * tW;
+  let yt = transform2(2u, m, a);
+  let tile = tileOf(t, tH, tW);
   let bv = select(0.0, bias[oc], p.hasBias != 0u);
   var coef = vec4f(0.0, 1.0, 0.0, 0.0);  // identity: 1 * (v - 0) + 0
   if (p.hasAffine != 0u) { coef = affine[oc]; }
-  for (var r = 0u; r < 2u; r++) {
-    let oh = 2u * th + r;
-    for (var q = 0u; q < 2u; q++) {
-      let ow = 2u * tw + q;
+  for (var r = 0u; r < WM; r++) {
+    let oh = WM * tile.y + r;
+    for (var q = 0u; q < WM; q++) {
+      let ow = WM * tile.z + q;
       if (oh < p.OH && ow < p.OW) {
-        let o = ((n * p.OC + oc) * p.OH + oh) * p.OW + ow;
+        let o = ((tile.x * p.OC + oc) * p.OH + oh) * p.OW + ow;
         var v = coef.y * (yt[r][q] + bv - coef.w) + coef.z;
         if (p.hasResidual != 0u) { v += residual[o]; }
         if (p.relu != 0u) { v = max(v, 0.0); }
@@ -503,10 +574,11 @@ fn winogradOutput(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_i
   }
 }
 
-// dZ: [16, Tp, OC] = A dY A^T for every 2x2 tile of dy: [N,OC,OH,OW] (zeros past its edges and for
-// the padding tiles); x: output channels (the lines written), y + 65535 z: tile
+// dZ: [a^2, Tp, OC] = A dY A^T for every m x m tile of dy: [N,OC,OH,OW] (zeros past its edges and
+// for the padding tiles); x: output channels (the lines written), y + 65535 z: tile
 @compute @workgroup_size(64)
 fn winogradOutputGrad(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let a = WM + 2u;
   let tH = tilesOf(p.OH);
   let tW = tilesOf(p.OW);
   let T = p.N * tH * tW;
@@ -514,40 +586,35 @@ fn winogradOutputGrad(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocati
   let oc = wid.x * 64u + lid;
   let t = wid.y + wid.z * 65535u;
   if (oc >= p.OC || t >= Tp) { return; }
-  let n = t / (tH * tW);
-  let th = (t - n * tH * tW) / tW;
-  let tw = t - n * tH * tW - th * tW;
-  var dy: array<vec2f, 2>;  // dy[r] = row r of the tile
-  for (var r = 0u; r < 2u; r++) {
-    for (var q = 0u; q < 2u; q++) {
-      let oh = 2u * th + r;
-      let ow = 2u * tw + q;
+  let tile = tileOf(t, tH, tW);
+  var dy: Patch;
+  for (var r = 0u; r < WM; r++) {
+    for (var q = 0u; q < WM; q++) {
+      let oh = WM * tile.y + r;
+      let ow = WM * tile.z + q;
       let ok = t < T && oh < p.OH && ow < p.OW;
-      dy[r][q] = select(0.0, b[select(0u, ((n * p.OC + oc) * p.OH + oh) * p.OW + ow, ok)], ok);
+      dy[r][q] = select(0.0, b[select(0u, ((tile.x * p.OC + oc) * p.OH + oh) * p.OW + ow, ok)], ok);
     }
   }
-  // A dY: rows combined (A = [1 0; 1 1; 1 -1; 0 -1]), then (A dY) A^T: columns
-  let e = array<vec2f, 4>(dy[0], dy[0] + dy[1], dy[0] - dy[1], -dy[1]);
-  for (var r = 0u; r < 4u; r++) {
-    let z = vec4f(e[r].x, e[r].x + e[r].y, e[r].x - e[r].y, -e[r].y);
-    for (var q = 0u; q < 4u; q++) { out[((r * 4u + q) * Tp + t) * p.OC + oc] = z[q]; }
+  let z = transform2(3u, dy, WM);
+  for (var r = 0u; r < a; r++) {
+    for (var q = 0u; q < a; q++) { out[((r * a + q) * Tp + t) * p.OC + oc] = z[r][q]; }
   }
 }
 
-// dw: [OC,C,3,3] = G^T dU G from dU^T: [16, C, OC]; x: output channel (the lines read), y: input channel
+// dw: [OC,C,3,3] = G^T dU G from dU^T: [a^2, C, OC]; x: output channel (the lines read), y: input channel
 @compute @workgroup_size(64)
 fn winogradWeightGrad(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let a = WM + 2u;
   let oc = wid.x * 64u + lid;
   let c = wid.y;
   if (oc >= p.OC) { return; }
-  var m: array<vec4f, 4>;
-  for (var r = 0u; r < 4u; r++) {
-    for (var q = 0u; q < 4u; q++) { m[r][q] = b[((r * 4u + q) * p.C + c) * p.OC + oc]; }
+  var m: Patch;
+  for (var r = 0u; r < a; r++) {
+    for (var q = 0u; q < a; q++) { m[r][q] = b[((r * a + q) * p.C + c) * p.OC + oc]; }
   }
-  // G^T m: rows combined (G^T = [1 .5 .5 0; 0 .5 -.5 0; 0 .5 .5 1]), then (G^T m) G: columns
-  let e = array<vec4f, 3>(m[0] + 0.5 * (m[1] + m[2]), 0.5 * (m[1] - m[2]), 0.5 * (m[1] + m[2]) + m[3]);
+  let g = transform2(4u, m, a);
   for (var kh = 0u; kh < 3u; kh++) {
-    let g = vec3f(e[kh].x + 0.5 * (e[kh].y + e[kh].z), 0.5 * (e[kh].y - e[kh].z), 0.5 * (e[kh].y + e[kh].z) + e[kh].w);
-    for (var kw = 0u; kw < 3u; kw++) { out[(oc * p.C + c) * 9u + kh * 3u + kw] = g[kw]; }
+    for (var kw = 0u; kw < 3u; kw++) { out[(oc * p.C + c) * 9u + kh * 3u + kw] = g[kh][kw]; }
   }
 }

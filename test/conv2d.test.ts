@@ -169,7 +169,7 @@ describe('conv2dFused (inference epilogue: eval batchnorm, residual, ReLU) vs th
   });
 });
 
-describe('conv2d by Winograd F(2x2,3x3) (3x3 stride 1: forward and both gradients)', () => {
+describe('conv2d by Winograd F(2x2,3x3) and F(4x4,3x3) (3x3 stride 1: forward and both gradients)', () => {
   // every 3x3 stride-1 case, and paddings 0 and 2 (the input gradient's convolution then pads 2 and
   // 0), odd sizes (a last tile half outside), a 1x1 input; forced on: 'auto' leaves small ones
   // direct (and the weight gradient needs OC % 4 == 0)
@@ -177,8 +177,8 @@ describe('conv2d by Winograd F(2x2,3x3) (3x3 stride 1: forward and both gradient
     ...[...cases, ...largeCases].filter((c) => c.w[2] === 3 && c.w[3] === 3 && !c.opts.stride && !c.opts.dilation && !c.opts.groups),
     { name: '3x3 pad [2,0], 6x7', x: [2, 5, 6, 7], w: [8, 5, 3, 3], bias: true, opts: { padding: [2, 0] } },
   ];
-  const withWinograd = async <T>(fn: () => Promise<T>): Promise<T> => {
-    setConv2dWinograd('always');
+  const withWinograd = async <T>(fn: () => Promise<T>, m: 2 | 4 = 4): Promise<T> => {
+    setConv2dWinograd(m);
     try {
       return await fn();
     } finally {
@@ -186,23 +186,27 @@ describe('conv2d by Winograd F(2x2,3x3) (3x3 stride 1: forward and both gradient
     }
   };
   for (const c of winogradCases) {
-    it(`${c.name}: forward vs the float64 reference, dx and dw as the direct kernels'`, async () => {
+    it(`${c.name}: forward vs the float64 reference, dx and dw as the direct kernels', 2x2 and 4x4 tiles`, async () => {
       const inp = inputsOf(c, shapeSize(c.x) + 5);
       setConv2dWinograd('never');
       const direct = await runGpu(c, inp);
-      const got = await withWinograd(() => runGpu(c, inp));
+      setConv2dWinograd('auto');
       const ref = conv2dRef(inp.x, c.x, inp.w, c.w, inp.b, refGeometry(c.opts));
-      expect(relError(got.out, ref.y)).toBeLessThan(1e-4);
-      got.grads.forEach((g, i) => expect(relError(g!, direct.grads[i]!), `grad ${i}`).toBeLessThan(1e-5));
+      for (const m of [2, 4] as const) {
+        const got = await withWinograd(() => runGpu(c, inp), m);
+        expect(relError(got.out, ref.y), `F${m}`).toBeLessThan(1e-4);
+        got.grads.forEach((g, i) => expect(relError(g!, direct.grads[i]!), `F${m} grad ${i}`).toBeLessThan(1e-5));
+      }
     });
   }
 
-  it(`${winogradCases[0].name}: dx vs finite differences`, async () => {
-    const c = winogradCases[0];
+  it(`${winogradCases.at(-1)!.name}: dx and dw vs finite differences`, async () => {
+    const c = winogradCases.at(-1)!;
     const inp = inputsOf(c, 23);
     const { grads } = await withWinograd(() => runGpu(c, inp));
-    const numeric = numericGrads(reference(c), [inp.x, inp.w, inp.b!], inp.dy, [0]);
-    expect(relError(grads[0]!, numeric[0])).toBeLessThan(1e-4);
+    const numeric = numericGrads(reference(c), [inp.x, inp.w, inp.b!], inp.dy, [0, 1]);
+    expect(relError(grads[0]!, numeric[0]), 'dx').toBeLessThan(1e-4);
+    expect(relError(grads[1]!, numeric[1]), 'dw').toBeLessThan(1e-4);
   });
 
   it('without subgroups, and with the inference epilogue (eval batchnorm, residual, ReLU)', async () => {

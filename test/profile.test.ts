@@ -102,7 +102,7 @@ describe('gpunet bench and --profile', () => {
     const events = JSON.parse(readFileSync(trace, 'utf8')).traceEvents.filter((e: { ph: string }) => e.ph === 'X');
     // the backward's kernels carry their layer too (direct, or Winograd's, whose label names the pass)
     const backwardOf = (layer: string) => events.some((e: { name: string; cat: string; args: { label: string } }) =>
-      e.cat === layer && (e.name === 'conv2d.backwardWeight' || (e.name.startsWith('conv2d.winograd') && e.args.label.includes('(backwardWeight)'))));
+      e.cat === layer && (e.name === 'conv2d.backwardWeight' || (e.name.startsWith('conv2d.winograd') && e.args.label.includes('(backwardWeight'))));
     expect(backwardOf('layer1.0.conv1')).toBe(true);
   });
 

@@ -87,8 +87,8 @@ export interface ConvTiling {
 }
 
 const tilings = new WeakMap<GPUDevice, ConvTiling>();
-/** forced tiles, and (the tuner's Winograd candidate) the algorithm */
-let forced: (Partial<ConvTiling> & { winograd?: boolean }) | null = null;
+/** forced tiles, and (the tuner's Winograd candidates) the algorithm: 0 direct, else m of F(m x m, 3x3) */
+let forced: (Partial<ConvTiling> & { winograd?: number }) | null = null;
 
 /** The knobs the tuner searches (src/gpu/tuning.ts), every one a correct kernel (the tests run them
  *  all): rows per lane x columns per workgroup. Few columns suit small images (layer4's 7x7: a
@@ -119,7 +119,7 @@ export function conv2dTiling(key?: string): ConvTiling {
 }
 
 /** Runs `fn` with the tiling forced to `tiles` (the tuner's candidates). */
-function withTiles<T>(tiles: Partial<ConvTiling> & { winograd?: boolean }, fn: () => T): T {
+function withTiles<T>(tiles: Partial<ConvTiling> & { winograd?: number }, fn: () => T): T {
   const prev = forced;
   forced = { ...prev, ...tiles };
   try {
@@ -136,9 +136,10 @@ function tuneTask(entry: string, key: string, geo: Conv2dGeometry): TuneTask {
   return {
     family: 'conv2d',
     key,
-    // the Winograd path is one more candidate where it applies (its GEMM has a tuning task of its own)
-    candidates: winograd ? [...CONV2D_CANDIDATES, { winograd: true }] : CONV2D_CANDIDATES,
-    defaultConfig: winograd && winogradPays(computed) ? { winograd: true } : DEFAULT_TILES,
+    // Winograd F(2x2) and F(4x4) are two more candidates where they apply (their GEMMs have tuning
+    // tasks of their own)
+    candidates: winograd ? [...CONV2D_CANDIDATES, ...WINOGRAD_TILES.map((m) => ({ winograd: m }))] : CONV2D_CANDIDATES,
+    defaultConfig: winograd && winogradPays(computed) ? { winograd: winogradPays(computed) } : DEFAULT_TILES,
     setup: () => {
       const x = Tensor.zeros([geo.N, geo.C, geo.H, geo.W]);
       const w = Tensor.zeros([geo.OC, geo.Cg, geo.KH, geo.KW]);
@@ -149,7 +150,7 @@ function tuneTask(entry: string, key: string, geo: Conv2dGeometry): TuneTask {
         backwardWeight: () => conv2dBackwardWeight(dy, x, geo),
       }[entry]!;
       return {
-        launch: (config) => withTiles(config.winograd ? { winograd: true } : { TM: Number(config.TM), TN: Number(config.TN) }, () => run().release()),
+        launch: (config) => withTiles(config.winograd ? { winograd: Number(config.winograd) } : { TM: Number(config.TM), TN: Number(config.TN) }, () => run().release()),
         dispose: () => [x, w, dy].forEach((t) => t.release()),
       };
     },
@@ -168,12 +169,12 @@ export function setConv2dTiling(t: Partial<ConvTiling> | null): void {
 const GEMM_ENTRIES = new Set(['forward', 'backwardInput', 'backwardWeight', 'winogradGemm']);
 
 /** A kernel of shaders/conv2d.wgsl: out, then `bindings - 1` inputs; `aVec4` reads operand A as vec4. */
-function kernel(entry: string, bindings: number, aVec4: boolean, t = conv2dTiling()): KernelSpec {
+function kernel(entry: string, bindings: number, aVec4: boolean, t = conv2dTiling(), constants: Record<string, number> = {}): KernelSpec {
   return {
     shader: 'conv2d',
     entry,
     bindings: ['write', ...Array<'read'>(bindings - 1).fill('read')],
-    constants: GEMM_ENTRIES.has(entry) ? { SG: t.SG, TM: t.TM, TN: t.TN } : {},
+    constants: GEMM_ENTRIES.has(entry) ? { SG: t.SG, TM: t.TM, TN: t.TN, ...constants } : constants,
     defines: {
       ENABLE: t.subgroups ? 'enable subgroups;' : '',
       PUBLISH_B: t.subgroups ? '' : 'publishB(lane);',
@@ -255,22 +256,30 @@ export interface ConvEpilogue {
   relu?: boolean;
 }
 
-// ---- Winograd F(2x2,3x3) (see the end of shaders/conv2d.wgsl) ---------------------------------
+// ---- Winograd F(m x m, 3x3), m = 2 or 4 (see the end of shaders/conv2d.wgsl) ---------------------
 
-/** When the 3x3 stride-1 convolutions go through Winograd: 'auto' (when it pays, see
- *  winogradPays), 'never' or 'always' (where it applies). */
-export type WinogradMode = 'auto' | 'never' | 'always';
+/** The output tile sizes m of Winograd F(m x m, 3x3) the shader implements. */
+const WINOGRAD_TILES = [2, 4] as const;
+
+/** When the 3x3 stride-1 convolutions go through Winograd: 'auto' (the tuner's choice, else
+ *  winogradPays), 'never', or always (where it applies) with output tiles of 2 or 4. */
+export type WinogradMode = 'auto' | 'never' | 2 | 4;
 let winogradMode: WinogradMode = 'auto';
 
-/** Chooses when 3x3 stride-1 convolutions (forward and input gradient) use Winograd F(2x2,3x3);
- *  for benchmarks and the tests of both paths. */
+/** Chooses when 3x3 stride-1 convolutions (forward and both gradients) use Winograd F(m x m,3x3);
+ *  for benchmarks and the tests of every path. */
 export function setConv2dWinograd(mode: WinogradMode): void {
   winogradMode = mode;
 }
 
+/** Tiles of F(m x m, 3x3) over `geo`'s output: N * ceil(OH/m) * ceil(OW/m). */
+function winogradTiles(geo: Conv2dGeometry, m: number): number {
+  return geo.N * Math.ceil(geo.OH / m) * Math.ceil(geo.OW / m);
+}
+
 /** Winograd computes the convolution `geo` describes: 3x3, stride 1, no dilation, no groups. */
 function winogradApplies(geo: Conv2dGeometry): boolean {
-  const tiles = geo.N * Math.ceil(geo.OH / 2) * Math.ceil(geo.OW / 2);
+  const tiles = winogradTiles(geo, 2);
   return geo.KH === 3 && geo.KW === 3 && geo.stride.every((s) => s === 1) && geo.dilation.every((d) => d === 1) &&
     geo.groups === 1 && tiles <= 65535 * 64 && Math.max(geo.C, geo.OC) <= 65535;
 }
@@ -287,27 +296,29 @@ function winogradWeightGeometry(geo: Conv2dGeometry): Conv2dGeometry | null {
   return winogradApplies(geo) && geo.OC % 4 === 0 ? geo : null;
 }
 
-/** The default when the tuner has not timed `geo` (the convolution computed): its GEMMs do 16
- *  products per 2x2 tile and channel where the direct kernel does 36, but its transforms are passes
- *  over memory, whose share grows as 1/C, and the weight's costs as much as OC*C*25 loads and
- *  stores, paid back only over enough tiles (ResNet18's 512-channel 7x7 convs at batch 1, 16 tiles,
- *  gained nothing: bench/NOTES.md). */
-function winogradPays(geo: Conv2dGeometry): boolean {
-  const tiles = geo.N * Math.ceil(geo.OH / 2) * Math.ceil(geo.OW / 2);
-  return Math.min(geo.C, geo.OC) >= 16 && tiles >= 32;
+/** The default when the tuner has not timed `geo` (the convolution computed): m, or 0 for the
+ *  direct kernels. F(2x2)'s GEMMs do 16 products per tile and channel where the direct kernel
+ *  does 36, F(4x4)'s 36 where it does 144, but the transforms are passes over memory, whose share
+ *  grows as 1/C, and the weight's (OC*C*(9 + a^2) loads and stores) is paid back only over enough
+ *  tiles (ResNet18's 512-channel 7x7 convs at batch 1, 16 tiles of 2x2, gained nothing:
+ *  bench/NOTES.md). */
+function winogradPays(geo: Conv2dGeometry): number {
+  return Math.min(geo.C, geo.OC) >= 16 && winogradTiles(geo, 2) >= 32 ? DEFAULT_WINOGRAD : 0;
 }
+const DEFAULT_WINOGRAD = 4;
 
-/** Whether pass `entry` of `geo` runs as `computed` (its Winograd form) through Winograd: forced
- *  (setConv2dWinograd, the tuner's candidates), else the tuner's choice, else winogradPays. */
-function winogradChosen(entry: string, geo: Conv2dGeometry, computed: Conv2dGeometry | null): boolean {
-  if (computed === null || !winogradApplies(computed) || winogradMode === 'never') return false;
-  if (winogradMode === 'always') return true;
+/** Whether pass `entry` of `geo` runs as `computed` (its Winograd form) through Winograd, and with
+ *  which m (0: direct): forced (setConv2dWinograd, the tuner's candidates), else the tuner's
+ *  choice, else winogradPays. */
+function winogradChosen(entry: string, geo: Conv2dGeometry, computed: Conv2dGeometry | null): number {
+  if (computed === null || !winogradApplies(computed) || winogradMode === 'never') return 0;
+  if (winogradMode !== 'auto') return winogradMode;
   if (forced?.winograd !== undefined) return forced.winograd;
-  if (forced) return false; // tiles forced: the direct kernels
+  if (forced) return 0; // tiles forced: the direct kernels
   const gpu = getGpu();
   const key = `${entry} ${describe(geo)}`;
   const tuned = tuneCache(gpu).lookup('conv2d', key);
-  if (tuned) return tuned.winograd === true;
+  if (tuned) return Number(tuned.winograd ?? 0);
   tuneCache(gpu).notePending(tuneTask(entry, key, geo));
   return winogradPays(computed);
 }
@@ -357,75 +368,79 @@ function batchedGemm(a: Tensor, b: Tensor, shape: GemmShape, geo: Conv2dGeometry
   return out;
 }
 
-/** y: [N,OC,OH,OW] = conv(src: [N,C,H,W], w') + bias, then the epilogue, by Winograd F(2x2,3x3);
+/** y: [N,OC,OH,OW] = conv(src: [N,C,H,W], w') + bias, then the epilogue, by Winograd F(m x m,3x3);
  *  w' = w: [OC,C,3,3], or for the input gradient (flip) w: [C,OC,3,3] rotated by 180 degrees. */
-function winogradConv(src: Tensor, w: Tensor, bias: Tensor | null, geo: Conv2dGeometry, flip: boolean, epilogue: ConvEpilogue, pass: string): Tensor {
+function winogradConv(src: Tensor, w: Tensor, bias: Tensor | null, geo: Conv2dGeometry, flip: boolean, epilogue: ConvEpilogue, pass: string, m: number): Tensor {
   const gpu = getGpu();
   const { N, C, OC, OH, OW } = geo;
-  const T = N * Math.ceil(OH / 2) * Math.ceil(OW / 2);
+  const T = winogradTiles(geo, m);
   const Tp = Math.ceil(T / 4) * 4;
-  const what = `${describe(geo)} (${pass})`;
-  const v = Tensor.empty([16, C, Tp]);
+  const a2 = (m + 2) ** 2;
+  const what = `${describe(geo)} (${pass}, F${m}x${m})`;
+  const WM = { WM: m };
+  const v = Tensor.empty([a2, C, Tp]);
   gpu.dispatch({
-    kernel: kernel('winogradInput', 2, false),
+    kernel: kernel('winogradInput', 2, false, undefined, WM),
     buffers: [v.buffer, src.buffer],
     params: params(geo),
     workgroups: [Math.ceil(Tp / 64), C],
     label: `conv2d.winogradInput ${what}`,
   });
-  const u = Tensor.empty([16, OC, C]);
+  const u = Tensor.empty([a2, OC, C]);
   gpu.dispatch({
-    kernel: kernel('winogradWeight', 2, false),
+    kernel: kernel('winogradWeight', 2, false, undefined, WM),
     buffers: [u.buffer, w.buffer],
     params: { ...params(geo), flip },
     workgroups: [Math.ceil(C / 64), OC],
     label: `conv2d.winogradWeight ${what}`,
   });
   // the GEMM counts the convolution's FLOPs, 2 * N*OC*OH*OW * C*9, as the direct kernels do (what
-  // the op computes, so that profiles and benchmarks compare algorithms by time): it does 4/9 of them
-  const m = batchedGemm(u, v, { batch: 16, rows: OC, depth: C, cols: Tp }, geo, ` ${what}`, 2 * N * OC * OH * OW * C * 9);
+  // the op computes, so that profiles and benchmarks compare algorithms by time): it does a^2/9m^2 of them
+  const z = batchedGemm(u, v, { batch: a2, rows: OC, depth: C, cols: Tp }, geo, ` ${what}`, 2 * N * OC * OH * OW * C * 9);
   const y = Tensor.empty([N, OC, OH, OW]);
   const { affine = null, residual = null, relu = false } = epilogue;
   gpu.dispatch({
-    kernel: kernel('winogradOutput', 6, false),
-    buffers: [y.buffer, m.buffer, m.buffer, (bias ?? m).buffer, (affine ?? m).buffer, (residual ?? m).buffer],
+    kernel: kernel('winogradOutput', 6, false, undefined, WM),
+    buffers: [y.buffer, z.buffer, z.buffer, (bias ?? z).buffer, (affine ?? z).buffer, (residual ?? z).buffer],
     params: params(geo, bias !== null, undefined, { hasAffine: affine !== null, hasResidual: residual !== null, relu }),
     workgroups: [Math.ceil(T / 64), OC],
     label: `conv2d.winogradOutput ${what}`,
   });
-  [v, u, m].forEach((t) => t.release()); // the recorded dispatches keep their order with later reuse
+  [v, u, z].forEach((t) => t.release()); // the recorded dispatches keep their order with later reuse
   return y;
 }
 
-/** dw: [OC,C,3,3] of the convolution `geo` by Winograd F(2x2,3x3): the forward's input transform
- *  V, dy's tiles taken back through the output transform (dZ = A dY A^T), the 16 GEMMs reducing
+/** dw: [OC,C,3,3] of the convolution `geo` by Winograd F(m x m,3x3): the forward's input transform
+ *  V, dy's tiles taken back through the output transform (dZ = A dY A^T), the a^2 GEMMs reducing
  *  over the tiles (dU^T = V dZ), dw = G^T dU G. */
-function winogradWeightGradient(dy: Tensor, x: Tensor, geo: Conv2dGeometry): Tensor {
+function winogradWeightGradient(dy: Tensor, x: Tensor, geo: Conv2dGeometry, m: number): Tensor {
   const gpu = getGpu();
   const { N, C, OC, OH, OW } = geo;
-  const T = N * Math.ceil(OH / 2) * Math.ceil(OW / 2);
+  const T = winogradTiles(geo, m);
   const Tp = Math.ceil(T / 4) * 4;
-  const what = `${describe(geo)} (backwardWeight)`;
-  const v = Tensor.empty([16, C, Tp]);
+  const a2 = (m + 2) ** 2;
+  const what = `${describe(geo)} (backwardWeight, F${m}x${m})`;
+  const WM = { WM: m };
+  const v = Tensor.empty([a2, C, Tp]);
   gpu.dispatch({
-    kernel: kernel('winogradInput', 2, false),
+    kernel: kernel('winogradInput', 2, false, undefined, WM),
     buffers: [v.buffer, x.buffer],
     params: params(geo),
     workgroups: [Math.ceil(Tp / 64), C],
     label: `conv2d.winogradInput ${what}`,
   });
-  const dz = Tensor.empty([16, Tp, OC]);
+  const dz = Tensor.empty([a2, Tp, OC]);
   gpu.dispatch({
-    kernel: kernel('winogradOutputGrad', 2, false),
+    kernel: kernel('winogradOutputGrad', 2, false, undefined, WM),
     buffers: [dz.buffer, dy.buffer],
     params: params(geo),
     workgroups: [Math.ceil(OC / 64), Math.min(Tp, 65535), Math.ceil(Tp / 65535)],
     label: `conv2d.winogradOutputGrad ${what}`,
   });
-  const duT = batchedGemm(v, dz, { batch: 16, rows: C, depth: Tp, cols: OC }, geo, ` ${what}`, 2 * N * OC * OH * OW * C * 9);
+  const duT = batchedGemm(v, dz, { batch: a2, rows: C, depth: Tp, cols: OC }, geo, ` ${what}`, 2 * N * OC * OH * OW * C * 9);
   const dw = Tensor.empty([OC, C, 3, 3]);
   gpu.dispatch({
-    kernel: kernel('winogradWeightGrad', 2, false),
+    kernel: kernel('winogradWeightGrad', 2, false, undefined, WM),
     buffers: [dw.buffer, duT.buffer],
     params: params(geo),
     workgroups: [Math.ceil(OC / 64), C],
@@ -437,7 +452,8 @@ function winogradWeightGradient(dy: Tensor, x: Tensor, geo: Conv2dGeometry): Ten
 
 /** y: [N,OC,OH,OW] = conv(x: [N,C,H,W], w: [OC,C/groups,KH,KW]) + bias: [OC], then the epilogue */
 export function conv2dForward(x: Tensor, w: Tensor, bias: Tensor | null, geo: Conv2dGeometry, epilogue: ConvEpilogue = {}): Tensor {
-  if (winogradChosen('forward', geo, geo)) return winogradConv(x, w, bias, geo, false, epilogue, 'forward');
+  const m = winogradChosen('forward', geo, geo);
+  if (m) return winogradConv(x, w, bias, geo, false, epilogue, 'forward', m);
   const y = Tensor.empty([geo.N, geo.OC, geo.OH, geo.OW]);
   const K = geo.Cg * geo.KH * geo.KW;
   const { affine = null, residual = null, relu = false } = epilogue;
@@ -451,7 +467,8 @@ export function conv2dForward(x: Tensor, w: Tensor, bias: Tensor | null, geo: Co
  *  that pixels no tap reaches get their zeros), through w transposed in per-phase blocks. */
 export function conv2dBackwardInput(dy: Tensor, w: Tensor, geo: Conv2dGeometry): Tensor {
   const back = winogradBackward(geo);
-  if (winogradChosen('backwardInput', geo, back)) return winogradConv(dy, w, null, back!, true, {}, 'backwardInput');
+  const m = winogradChosen('backwardInput', geo, back);
+  if (m) return winogradConv(dy, w, null, back!, true, {}, 'backwardInput', m);
   const rows = axisPhases(geo.H, geo.KH, geo.stride[0], geo.padding[0], geo.dilation[0]);
   const cols = axisPhases(geo.W, geo.KW, geo.stride[1], geo.padding[1], geo.dilation[1]);
   const phases: [AxisPhase, AxisPhase, number][] = [];
@@ -486,7 +503,8 @@ export function conv2dBackwardInput(dy: Tensor, w: Tensor, geo: Conv2dGeometry):
 
 /** dw: [OC,C/groups,KH,KW] from dy: [N,OC,OH,OW] and x: [N,C,H,W] */
 export function conv2dBackwardWeight(dy: Tensor, x: Tensor, geo: Conv2dGeometry): Tensor {
-  if (winogradChosen('backwardWeight', geo, winogradWeightGeometry(geo))) return winogradWeightGradient(dy, x, geo);
+  const m = winogradChosen('backwardWeight', geo, winogradWeightGeometry(geo));
+  if (m) return winogradWeightGradient(dy, x, geo, m);
   const dw = Tensor.empty([geo.OC, geo.Cg, geo.KH, geo.KW]);
   launchGemm('backwardWeight', dw, [x, dy], (geo.OH * geo.OW) % 4 === 0, geo.OCg, geo.Cg * geo.KH * geo.KW, geo.N * geo.OH * geo.OW, geo, params(geo));
   return dw;
