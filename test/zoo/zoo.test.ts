@@ -2,7 +2,8 @@
 // PyTorch 1.13 exports, with seeded random weights, exported to ONNX by PyTorch itself
 // (tools/export_zoo.py: eval mode, opset 14, cached under the system's temp folder by torch
 // version, so a rerun exports nothing), loaded as a user's file is (loadClassifier), must give
-// PyTorch's logits, and `gpunet summary --model` must list it. The models at small inputs also
+// PyTorch's logits, and `gpunet summary --model` must list it; the layer norms PyTorch writes out
+// (ConvNeXt, ViT, Swin) must all run fused, as LayerNormalization. The models at small inputs also
 // take one backward pass in training mode, which must reach every parameter with a finite
 // gradient (the 224-px ones would add a minute: ViT's encoder block is checked against PyTorch's
 // gradients in test/onnx-blocks.test.ts). CNNs run at small inputs (64 px;
@@ -21,6 +22,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { summaryCommand } from '../../src/cli/summary.ts';
+import { GraphModule } from '../../src/onnx/graph.ts';
 import { loadClassifier } from '../../src/onnx/load.ts';
 import { noGrad, relError, Tensor, tidy } from '../../src/tensor/index.ts';
 import { runCommand, useGpu } from '../helpers.ts';
@@ -47,9 +49,10 @@ const ZOO = [
   { family: 'ShuffleNetV2', arch: 'shufflenet_v2_x0_5', size: 64, batch: 2 },
   { family: 'RegNetX', arch: 'regnet_x_400mf', size: 64, batch: 2 },
   { family: 'RegNetY', arch: 'regnet_y_400mf', size: 64, batch: 2 },
-  { family: 'ConvNeXt', arch: 'convnext_tiny', size: 64, batch: 2 },
-  { family: 'ViT', arch: 'vit_b_32', size: 224, batch: 1 },
-  { family: 'Swin', arch: 'swin_t', size: 224, batch: 1 },
+  // layerNorms: the nn.LayerNorm modules, each written out by the exporter (opset 14) and fused
+  { family: 'ConvNeXt', arch: 'convnext_tiny', size: 64, batch: 2, layerNorms: 23 },
+  { family: 'ViT', arch: 'vit_b_32', size: 224, batch: 1, layerNorms: 25 },
+  { family: 'Swin', arch: 'swin_t', size: 224, batch: 1, layerNorms: 29 },
 ] as const;
 
 const CACHE = join(tmpdir(), 'gpunet-zoo');
@@ -75,6 +78,12 @@ describe('torchvision classifiers exported by PyTorch 1.13', () => {
       const c = await loadClassifier(path);
       try {
         expect(c.classes).toHaveLength(meta.classes);
+        if (c.model instanceof GraphModule) {
+          // every written-out layer norm runs as one LayerNormalization: none of its Pow or Sqrt is left
+          const steps = c.model.describe({ input: [m.batch, 3, m.size, m.size] }).steps;
+          expect(steps.filter((n) => n.opType === 'LayerNormalization')).toHaveLength('layerNorms' in m ? m.layerNorms : 0);
+          expect(steps.filter((n) => n.opType === 'Pow' || n.opType === 'Sqrt')).toEqual([]);
+        }
         const x = Tensor.from(readFloats(join(dir, 'input.bin')), [m.batch, 3, m.size, m.size]);
         const y = noGrad(() => c.model.forward(x));
         expect(y.shape).toEqual([m.batch, meta.classes]);
