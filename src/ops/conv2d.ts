@@ -301,11 +301,14 @@ function winogradWeightGeometry(geo: Conv2dGeometry): Conv2dGeometry | null {
  *  does 36, F(4x4)'s 36 where it does 144, but the transforms are passes over memory, whose share
  *  grows as 1/C, and the weight's (OC*C*(9 + a^2) loads and stores) is paid back only over enough
  *  tiles (ResNet18's 512-channel 7x7 convs at batch 1, 16 tiles of 2x2, gained nothing:
- *  bench/NOTES.md). */
+ *  bench/NOTES.md). The default is F(2x2): F(4x4)'s larger transform constants round more, and
+ *  through a deep network (Wide ResNet-50, Inception v3 in the zoo test) its logits drift to
+ *  4-5x PyTorch's own float32 error, where F(2x2)'s stay within it; `gpunet tune` may still
+ *  choose F(4x4) for speed. */
 function winogradPays(geo: Conv2dGeometry): number {
   return Math.min(geo.C, geo.OC) >= 16 && winogradTiles(geo, 2) >= 32 ? DEFAULT_WINOGRAD : 0;
 }
-const DEFAULT_WINOGRAD = 4;
+const DEFAULT_WINOGRAD = 2;
 
 /** Whether pass `entry` of `geo` runs as `computed` (its Winograd form) through Winograd, and with
  *  which m (0: direct): forced (setConv2dWinograd, the tuner's candidates), else the tuner's
