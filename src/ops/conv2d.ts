@@ -371,6 +371,21 @@ function batchedGemm(a: Tensor, b: Tensor, shape: GemmShape, geo: Conv2dGeometry
   return out;
 }
 
+/** V: [a^2, C, Tp] = B^T d B for every 4-padded tile d of x: [N,C,H,W], the input transform the
+ *  forward (and input gradient) and the weight gradient share. */
+function winogradInputTransform(x: Tensor, geo: Conv2dGeometry, m: number, what: string): Tensor {
+  const Tp = Math.ceil(winogradTiles(geo, m) / 4) * 4;
+  const v = Tensor.empty([(m + 2) ** 2, geo.C, Tp]);
+  getGpu().dispatch({
+    kernel: kernel('winogradInput', 2, false, undefined, { WM: m }),
+    buffers: [v.buffer, x.buffer],
+    params: params(geo),
+    workgroups: [Math.ceil(Tp / 64), geo.C],
+    label: `conv2d.winogradInput ${what}`,
+  });
+  return v;
+}
+
 /** y: [N,OC,OH,OW] = conv(src: [N,C,H,W], w') + bias, then the epilogue, by Winograd F(m x m,3x3);
  *  w' = w: [OC,C,3,3], or for the input gradient (flip) w: [C,OC,3,3] rotated by 180 degrees. */
 function winogradConv(src: Tensor, w: Tensor, bias: Tensor | null, geo: Conv2dGeometry, flip: boolean, epilogue: ConvEpilogue, pass: string, m: number): Tensor {
@@ -381,14 +396,7 @@ function winogradConv(src: Tensor, w: Tensor, bias: Tensor | null, geo: Conv2dGe
   const a2 = (m + 2) ** 2;
   const what = `${describe(geo)} (${pass}, F${m}x${m})`;
   const WM = { WM: m };
-  const v = Tensor.empty([a2, C, Tp]);
-  gpu.dispatch({
-    kernel: kernel('winogradInput', 2, false, undefined, WM),
-    buffers: [v.buffer, src.buffer],
-    params: params(geo),
-    workgroups: [Math.ceil(Tp / 64), C],
-    label: `conv2d.winogradInput ${what}`,
-  });
+  const v = winogradInputTransform(src, geo, m, what);
   const u = Tensor.empty([a2, OC, C]);
   gpu.dispatch({
     kernel: kernel('winogradWeight', 2, false, undefined, WM),
@@ -419,19 +427,11 @@ function winogradConv(src: Tensor, w: Tensor, bias: Tensor | null, geo: Conv2dGe
 function winogradWeightGradient(dy: Tensor, x: Tensor, geo: Conv2dGeometry, m: number): Tensor {
   const gpu = getGpu();
   const { N, C, OC, OH, OW } = geo;
-  const T = winogradTiles(geo, m);
-  const Tp = Math.ceil(T / 4) * 4;
+  const Tp = Math.ceil(winogradTiles(geo, m) / 4) * 4;
   const a2 = (m + 2) ** 2;
   const what = `${describe(geo)} (backwardWeight, F${m}x${m})`;
   const WM = { WM: m };
-  const v = Tensor.empty([a2, C, Tp]);
-  gpu.dispatch({
-    kernel: kernel('winogradInput', 2, false, undefined, WM),
-    buffers: [v.buffer, x.buffer],
-    params: params(geo),
-    workgroups: [Math.ceil(Tp / 64), C],
-    label: `conv2d.winogradInput ${what}`,
-  });
+  const v = winogradInputTransform(x, geo, m, what);
   const dz = Tensor.empty([a2, Tp, OC]);
   gpu.dispatch({
     kernel: kernel('winogradOutputGrad', 2, false, undefined, WM),
