@@ -62,6 +62,9 @@ export interface BenchRow {
    *  processes on the machine only ever add time */
   bestMs: number;
   bestGflops?: number;
+  /** the fastest sample's GB/s: "% load" sets it against the vec4-load ceiling, itself the
+   *  fastest of a few runs */
+  bestGbs?: number;
   /** the totals of a summary line (not a case) */
   total?: boolean;
 }
@@ -244,6 +247,7 @@ async function runOne(c: BenchCase, opts: BenchOptions): Promise<BenchRow> {
       bestGflops: c.flops ? c.flops / best / 1e9 : undefined,
       gflops: c.flops ? c.flops / s / 1e9 : undefined,
       gbs: c.bytes ? c.bytes / s / 1e9 : undefined,
+      bestGbs: c.bytes ? c.bytes / best / 1e9 : undefined,
       msPerItem: c.items ? (s * 1e3) / c.items : undefined,
     };
   } finally {
@@ -281,13 +285,13 @@ export async function measureReferences(gpu: Gpu): Promise<typeof references> {
   references = { ...ceilings, gemmGflops: (2 * n ** 3) / fastest / 1e9 };
   console.log(
     `references: FMA ceiling ${ceilings.fmaGflops.toFixed(1)} GFLOP/s, vec4 loads ${ceilings.loadGbs.toFixed(2)} GB/s, ` +
-      `gpunet's best GEMM (1024^3 matmul) ${references.gemmGflops.toFixed(1)} GFLOP/s; "% FMA" and "% GEMM" are each row's mean GFLOP/s against them`,
+      `gpunet's best GEMM (1024^3 matmul) ${references.gemmGflops.toFixed(1)} GFLOP/s; "% FMA" and "% GEMM" are each row's mean GFLOP/s against them, "% load" its fastest sample's GB/s against the vec4 loads`,
   );
   return references;
 }
 
 function header(cols: Columns): string {
-  return `${'kernel'.padEnd(cols.nameWidth)}  ${'ms'.padStart(9)}  ${'±%'.padStart(5)}  ${'best ms'.padStart(9)}  ${'GFLOP/s'.padStart(8)}  ${'GB/s'.padStart(7)}  ${'% FMA'.padStart(5)}  ${'% GEMM'.padStart(6)}${cols.perItem ? `  ${'ms/item'.padStart(9)}` : ''}`;
+  return `${'kernel'.padEnd(cols.nameWidth)}  ${'ms'.padStart(9)}  ${'±%'.padStart(5)}  ${'best ms'.padStart(9)}  ${'GFLOP/s'.padStart(8)}  ${'GB/s'.padStart(7)}  ${'% FMA'.padStart(5)}  ${'% GEMM'.padStart(6)}  ${'% load'.padStart(6)}${cols.perItem ? `  ${'ms/item'.padStart(9)}` : ''}`;
 }
 
 function formatRow(r: BenchRow, cols: Columns): string {
@@ -295,6 +299,7 @@ function formatRow(r: BenchRow, cols: Columns): string {
   return (
     `${r.name.padEnd(cols.nameWidth)}  ${num(r.ms, 3, 9)}  ${r.total ? ''.padStart(5) : num(r.rme, 1, 5)}  ${num(r.bestMs, 3, 9)}  ${num(r.gflops, 2, 8)}  ${num(r.gbs, 2, 7)}` +
     `  ${share(references?.fmaGflops, 5)}  ${share(references?.gemmGflops, 6)}` +
+    `  ${num(r.bestGbs !== undefined && references ? (100 * r.bestGbs) / references.loadGbs : undefined, 0, 6)}` +
     (cols.perItem ? `  ${num(r.msPerItem, 2, 9)}` : '')
   );
 }

@@ -1,5 +1,6 @@
-// Pooling at ResNet18's shapes (batch 16, 224 px): the stem's 3x3 stride-2 max pool on
-// 64x112x112 (and an average pool of the same geometry), and the global average pool on 512x7x7;
+// Pooling at ResNet18's shapes in a training step (batch 8): the stem's 3x3 stride-2 max pool on
+// 64x112x112 (224 px) and 64x56x56 (112 px), an average pool of the same geometry, and the global
+// average pool on 512x7x7;
 // forward and backward. validate() checks each forward and backward against the float64
 // reference at batch 2. GB/s counts the minimum traffic: x and y once forward (plus the argmax
 // when a backward follows), dy (and the argmax) and dx once backward.
@@ -9,7 +10,7 @@ import { noGrad, Rng, Tensor } from '../src/tensor/index.ts';
 import { avgPool2dBackwardRef, avgPool2dRef, globalAvgPool2dRef, maxPool2dBackwardRef, maxPool2dRef, type PoolRefOptions } from '../src/reference/pool.ts';
 import { backwardOnly, expectClose, isMain, randomValues, readBack, runFamilies, toTensor, type BenchCase } from './harness.ts';
 
-export const title = 'pooling (ResNet18, batch 16)';
+export const title = 'pooling (ResNet18, batch 8)';
 
 const STEM: AvgPool2dOptions = { kernel: 3, stride: 2, padding: 1 };
 const STEM_REF: PoolRefOptions = { kernel: [3, 3], stride: [2, 2], padding: [1, 1], ceilMode: false };
@@ -27,21 +28,24 @@ interface PoolOp {
   quick: boolean;
 }
 
+const stemMaxPool = (size: number): PoolOp => ({
+  name: 'maxPool2d 3x3 s2 p1',
+  shape: [8, 64, size, size],
+  outShape: [8, 64, size / 2, size / 2],
+  run: (x) => maxPool2d(x, STEM),
+  ref: (x, s) => maxPool2dRef(x, s, STEM_REF).y,
+  backwardRef: (x, s, dy) => maxPool2dBackwardRef(x, s, STEM_REF, dy),
+  saved: 4,
+  quick: size === 112,
+});
+
 const OPS: PoolOp[] = [
-  {
-    name: 'maxPool2d 3x3 s2 p1',
-    shape: [16, 64, 112, 112],
-    outShape: [16, 64, 56, 56],
-    run: (x) => maxPool2d(x, STEM),
-    ref: (x, s) => maxPool2dRef(x, s, STEM_REF).y,
-    backwardRef: (x, s, dy) => maxPool2dBackwardRef(x, s, STEM_REF, dy),
-    saved: 4,
-    quick: true,
-  },
+  stemMaxPool(112),
+  stemMaxPool(56),
   {
     name: 'avgPool2d 3x3 s2 p1',
-    shape: [16, 64, 112, 112],
-    outShape: [16, 64, 56, 56],
+    shape: [8, 64, 112, 112],
+    outShape: [8, 64, 56, 56],
     run: (x) => avgPool2d(x, STEM),
     ref: (x, s) => avgPool2dRef(x, s, STEM_REF).y,
     backwardRef: (x, s, dy) => avgPool2dBackwardRef(x, s, STEM_REF, dy),
@@ -50,8 +54,8 @@ const OPS: PoolOp[] = [
   },
   {
     name: 'globalAvgPool2d',
-    shape: [16, 512, 7, 7],
-    outShape: [16, 512, 1, 1],
+    shape: [8, 512, 7, 7],
+    outShape: [8, 512, 1, 1],
     run: globalAvgPool2d,
     ref: (x, s) => globalAvgPool2dRef(x, s),
     // every element of a plane gets its mean's dy / (H*W)
