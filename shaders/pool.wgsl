@@ -116,7 +116,8 @@ fn max_forward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: 
       let v = vec4f(max_x[base + at]);
       let inCols = inside(vec4i(w), colStart, p.KW, DIL_W);
       for (var r = 0u; r < ROWS; r++) {
-        let better = inCols & inside(vec4i(h), vec4i(rowStart + i32(r * p.SH)), p.KH, DIL_H) & (v > best[r]);
+        // a larger value or a NaN takes the window, as torch
+        let better = inCols & inside(vec4i(h), vec4i(rowStart + i32(r * p.SH)), p.KH, DIL_H) & ((v > best[r]) | (v != v));
         best[r] = select(best[r], v, better);
         arg[r] = select(arg[r], vec4u(at), better);
       }
@@ -130,6 +131,51 @@ fn max_forward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: 
       if (p.saveArgmax != 0u) { max_argmax[o + j] = arg[r][j]; }
     }
   }
+}
+
+@group(0) @binding(1) var<storage, read_write> max4_out: array<vec4f>;
+@group(0) @binding(2) var<storage, read_write> max4_argmax: array<vec4u>;
+@group(0) @binding(3) var<storage, read> max4_x: array<vec4f>;
+
+// -inf (a var: WGSL's constant evaluation refuses an infinite f32)
+fn neg_inf() -> f32 {
+  var bits = 0xff800000u;
+  return bitcast<f32>(bits);
+}
+
+// The vec4 of input row `row4` (an index into max4_x) at vec4 column q, or -inf outside the image.
+fn max4_chunk(row4: u32, q: i32) -> vec4f {
+  if (q < 0 || q >= i32(p.W / 4u)) { return vec4f(neg_inf()); }
+  return max4_x[row4 + u32(q)];
+}
+
+// Tap v (one value per window of the row of 4) at plane positions `at`, visited in row-major order
+// within each window: a larger value or a NaN takes the window, as torch.
+fn max4_tap(best: ptr<function, vec4f>, arg: ptr<function, vec4u>, v: vec4f, at: vec4i) {
+  let better = (v > *best) | (v != v);
+  *best = select(*best, v, better);
+  *arg = select(*arg, vec4u(at), better);
+}
+
+// out, argmax: [N,C,OH,OW]; x: [N,C,H,W], with W and OW multiples of 4. max_forward with vec4s:
+// each input row a tile's windows touch is loaded once as the aligned vec4s covering its columns,
+// and each tap of the 4 windows of a tile row is one vec4 swizzled from them. The loads and taps
+// are written out for the window's geometry by src/ops/pool.ts (maxPoolVec4Taps), so every vec4
+// and lane index is a constant: the text substituted below declares best0.., arg0.. (one per
+// tile row), runs the taps and stores; rowStart, q0 and at0 are the tile's first window row, the vec4 column of its
+// first window's column base (t.z * SW) and that column's plane index.
+@compute @workgroup_size(TX, TY)
+fn max_forward_vec4(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let t = tile_origin(wid, nwg, lid, p.OH);
+  if (t.x >= p.planes || t.y >= p.OH || t.z >= p.OW) { return; }
+  let rowStart = window_start(t.y, p.SH, p.PH);
+  let colStart = window_start(t.z, p.SW, p.PW) + vec4i(0, 1, 2, 3) * i32(p.SW);
+  // a window with no larger value keeps its first tap inside the image, as torch
+  let firstCol = vec4u(clamp(first_tap(colStart, DIL_W), vec4i(0), vec4i(i32(p.W) - 1)));
+  let plane4 = t.x * p.H * (p.W / 4u);
+  let q0 = i32(t.z * p.SW / 4u);
+  let colBase = t.z * p.SW;
+  {{MAX4_TAPS}}
 }
 
 @group(0) @binding(1) var<storage, read_write> avg_out: array<f32>;

@@ -111,6 +111,35 @@ describe('pooling forward and backward vs float64 reference and finite differenc
   });
 });
 
+describe("maxPool2d's vec4 kernel (W and OW multiples of 4) vs float64 reference and finite differences", () => {
+  // the stem's window, 2x2, stride 1, ceil mode over an odd H, dilation, a rectangle; then images
+  // of several workgroups
+  const cases: [MaxPool2dOptions, number[][]][] = [
+    [{ kernel: 3, stride: 2, padding: 1 }, [[2, 3, 8, 16], [1, 2, 40, 256]]],
+    [{ kernel: 2, stride: 2 }, [[1, 5, 7, 8]]],
+    [{ kernel: 3, stride: 1, padding: 1 }, [[2, 3, 6, 8]]],
+    [{ kernel: 3, stride: 2, ceilMode: true }, [[1, 2, 9, 16]]],
+    [{ kernel: 3, stride: 2, padding: 1, dilation: 2, ceilMode: true }, [[1, 3, 8, 16]]],
+    [{ kernel: [3, 2], stride: [1, 2], padding: [1, 0] }, [[2, 3, 5, 16], [3, 5, 33, 72]]],
+  ];
+  for (const [opts, shapes] of cases) {
+    it(`maxPool2d ${JSON.stringify(opts)}`, async () => {
+      for (const shape of shapes) {
+        const rng = new Rng(shape[3] * 7 + shape[2]);
+        const x = distinctArray(shape, rng);
+        const ref = maxPool2dRef(x, shape, refOptions(opts));
+        expect(ref.shape[3] % 4).toBe(0);
+        const dy = asF32(randomArray(ref.shape, rng));
+        const { out, grads } = await runWithGrads(([t]) => maxPool2d(t, opts), [{ data: x, shape }], dy);
+        expect(relError(out, ref.y), `forward ${JSON.stringify(shape)}`).toBeLessThan(1e-6);
+        const small = shapeSize(shape) < 2000;
+        const expected = small ? numericGrads(([v]) => maxPool2dRef(v, shape, refOptions(opts)).y, [x.slice()], dy)[0] : maxPool2dBackwardRef(x, shape, refOptions(opts), dy);
+        expect(relError(grads[0]!, expected), `backward ${JSON.stringify(shape)}`).toBeLessThan(small ? 1e-4 : 1e-6);
+      }
+    });
+  }
+});
+
 describe('dilated max pooling vs float64 reference and finite differences', () => {
   // dilation 2 with padding; 3 with stride 2 and ceil mode; different dilations per axis
   const dilated: MaxPool2dOptions[] = [
@@ -209,6 +238,8 @@ describe('pooling matches PyTorch', () => {
       { shape: [2, 3, 7, 5], x: distinctArray([2, 3, 7, 5], rng), expr: 'F.max_pool2d(x, 3, 2, 1)', gpu: (t) => maxPool2d(t, { kernel: 3, stride: 2, padding: 1 }) },
       { shape: [1, 7, 7, 5], x: distinctArray([1, 7, 7, 5], rng), expr: 'F.max_pool2d(x, 2, 2, 0, ceil_mode=True)', gpu: (t) => maxPool2d(t, { kernel: 2, ceilMode: true }) },
       { shape: [2, 3, 6, 7], x: tied([2, 3, 6, 7]), expr: 'F.max_pool2d(x, 3, 1, 1)', gpu: (t) => maxPool2d(t, { kernel: 3, stride: 1, padding: 1 }) },
+      // the vec4 kernel, ties broken by the first maximum in each window
+      { shape: [2, 3, 8, 16], x: tied([2, 3, 8, 16]), expr: 'F.max_pool2d(x, 3, 2, 1)', gpu: (t) => maxPool2d(t, { kernel: 3, stride: 2, padding: 1 }) },
       {
         shape: [2, 3, 7, 5],
         x: asF32(randomArray([2, 3, 7, 5], rng)),

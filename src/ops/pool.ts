@@ -142,14 +142,70 @@ function launch(
   work: { constants: Record<string, number>; workgroups: [number, number?, number?] },
   label: string,
   access: Access[] = ['write', ...buffers.slice(1).map((): Access => 'read')],
+  maxTaps = '',
 ): void {
   getGpu().dispatch({
-    kernel: { shader: 'pool', entry, bindings: access, constants: work.constants },
+    kernel: { shader: 'pool', entry, bindings: access, constants: work.constants, defines: { MAX4_TAPS: maxTaps } },
     buffers,
     params: { ...dims, ...flags },
     workgroups: work.workgroups,
     label,
   });
+}
+
+/** Bounds on the windows max_forward_vec4 is written out for (its code grows with their taps). */
+const VEC4_MAX_TAPS = 49;
+const VEC4_MAX_LOADS = 8;
+
+/**
+ * The body of shaders/pool.wgsl's max_forward_vec4 for this geometry, or null where it does not
+ * apply (W or OW not a multiple of 4, windows too large). A tile is TILE_ROWS output rows by 4
+ * output columns j; input row offset d = r*SH + kh*DIL_H (from the tile's first window row) holds
+ * tap kh of tile row r, and the taps kw of the 4 windows of that row sit at columns
+ * rel = j*SW + kw*DIL_W - PW from the tile's column base t.z*SW, a multiple of 4: in the aligned
+ * vec4 floor(rel/4), lane rel mod 4, constants here. Each input row is loaded once (only the vec4s
+ * some tap reads) and the taps of every window are visited in row-major order (d, then kw), so the
+ * first maximum wins as in torch.
+ */
+function maxPoolVec4Taps(d: PoolDims, [DH, DW]: [number, number]): string | null {
+  if (d.W % 4 !== 0 || d.OW % 4 !== 0 || d.KH * d.KW > VEC4_MAX_TAPS) return null;
+  const rel = (j: number, kw: number) => j * d.SW + kw * DW - d.PW;
+  const vec = (r: number) => Math.floor(r / 4);
+  const lane = (r: number) => 'xyzw'[r - 4 * vec(r)];
+  const loads = new Set<number>();
+  for (let kw = 0; kw < d.KW; kw++) for (let j = 0; j < 4; j++) loads.add(vec(rel(j, kw)));
+  if (loads.size > VEC4_MAX_LOADS) return null;
+  const name = (q: number) => `c${q < 0 ? `m${-q}` : q}`;
+  const rows = Array.from({ length: TILE_ROWS }, (_, r) => r);
+  const lines: string[] = [];
+  for (const r of rows) {
+    lines.push(`var best${r} = vec4f(neg_inf());`);
+    lines.push(`var arg${r} = u32(clamp(first_tap(vec4i(rowStart + ${r * d.SH}), DIL_H).x, 0, i32(p.H) - 1)) * p.W + firstCol;`);
+  }
+  const depth = (TILE_ROWS - 1) * d.SH + (d.KH - 1) * DH;
+  for (let off = 0; off <= depth; off++) {
+    const taps = rows.flatMap((r) => {
+      const kh = (off - r * d.SH) / DH;
+      return Number.isInteger(kh) && kh >= 0 && kh < d.KH ? [r] : [];
+    });
+    if (!taps.length) continue;
+    lines.push(`{`, `  let h = rowStart + ${off};`, `  if (h >= 0 && h < i32(p.H)) {`);
+    lines.push(`    let row4 = plane4 + u32(h) * (p.W / 4u);`, `    let at = i32(u32(h) * p.W + colBase);`);
+    for (const q of [...loads].sort((a, b) => a - b)) lines.push(`    let ${name(q)} = max4_chunk(row4, q0 ${q < 0 ? '-' : '+'} ${Math.abs(q)});`);
+    for (const r of taps) {
+      for (let kw = 0; kw < d.KW; kw++) {
+        const js = [0, 1, 2, 3];
+        const v = js.map((j) => `${name(vec(rel(j, kw)))}.${lane(rel(j, kw))}`).join(', ');
+        lines.push(`    max4_tap(&best${r}, &arg${r}, vec4f(${v}), at + vec4i(${js.map((j) => rel(j, kw)).join(', ')}));`);
+      }
+    }
+    lines.push(`  }`, `}`);
+  }
+  for (const r of rows) {
+    lines.push(`if (t.y + ${r}u < p.OH) {`, `  let o = ((t.x * p.OH + t.y + ${r}u) * p.OW + t.z) / 4u;`);
+    lines.push(`  max4_out[o] = best${r};`, `  if (p.saveArgmax != 0u) { max4_argmax[o] = arg${r}; }`, `}`);
+  }
+  return lines.join('\n  ');
 }
 
 /** torch.nn.functional.max_pool2d: padding is -inf; dy flows to each window's first maximum. */
@@ -162,7 +218,8 @@ export function maxPool2d(x: Tensor, opts: MaxPool2dOptions): Tensor {
   // argmax as u32 h*W + w per output; only kept when a backward can follow
   const saveArgmax = isGradEnabled() && x.requiresGrad;
   const argmax = Tensor.empty(saveArgmax ? g.outShape : [1], 'maxpool argmax');
-  launch('max_forward', [out.buffer, argmax.buffer, x.buffer], g.dims, { ...NO_FLAGS, saveArgmax }, dilated(g.forward), g.label, ['write', 'write', 'read']);
+  const taps = maxPoolVec4Taps(g.dims, [DIL_H, DIL_W]);
+  launch(taps ? 'max_forward_vec4' : 'max_forward', [out.buffer, argmax.buffer, x.buffer], g.dims, { ...NO_FLAGS, saveArgmax }, dilated(g.forward), g.label, ['write', 'write', 'read'], taps ?? '');
   if (!saveArgmax) {
     argmax.release();
     return out;
