@@ -1,17 +1,21 @@
-// One torch.optim.SGD step on one parameter, in place:
+// One torch.optim.SGD step on several parameters at once, in place:
 //   d = grad + weightDecay * param
 //   with momentum: buf = d on the first step (no dampening then), else momentum * buf + (1 - dampening) * d;
 //                  d = d + momentum * buf with nesterov, else buf
 //   param -= lr * d
-// T is f32, or vec4<f32> when the parameter's length is a multiple of 4. Loops are grid-strided (see
-// stridedWorkgroups in src/ops/reduce.ts).
-// param, grad, buf: [n] (the parameter's shape, flattened)
+// One launch updates up to as many parameters of one group as the adapter's storage bindings allow
+// (src/optim/sgd.ts): the bindings param<k>, grad<k> (and buf<k>) and each parameter's grid-strided
+// loop are written out by src/optim/sgd.ts (launchCode: the lengths, bindings and loops; they call sgd_plain or
+// sgd_momentum below), and every workgroup takes its stride of each parameter in turn, so the work
+// spreads evenly however the sizes differ. T is f32, or vec4<f32> when every parameter's length is
+// a multiple of 4.
+// param<k>, grad<k>, buf<k>: [n<k>] (parameter k's shape, flattened)
 
 alias T = {{T}};
 
 struct Params {
-  n: u32,                    // elements of T
-  firstStep: u32,            // 1 when buf holds nothing yet
+  {{SIZES}}
+  firstStep: u32,            // 1 when the buffers hold nothing yet
   nesterov: u32,             // 1 for Nesterov momentum
   lr: f32,
   weightDecay: f32,
@@ -20,26 +24,28 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read_write> param: array<T>;
-@group(0) @binding(2) var<storage, read> grad: array<T>;
-@group(0) @binding(3) var<storage, read_write> buf: array<T>;  // momentum buffer (sgdMomentum only)
+{{BINDINGS}}
 
-@compute @workgroup_size(256)
-fn sgd(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
-  for (var i = wid.x * 256u + lid; i < p.n; i += nwg.x * 256u) {
-    let w = param[i];
-    param[i] = w - p.lr * (grad[i] + p.weightDecay * w);
-  }
+// param's new value without momentum
+fn sgd_plain(w: T, g: T) -> T {
+  return w - p.lr * (g + p.weightDecay * w);
+}
+
+struct MomentumStep {
+  w: T,  // the parameter's new value
+  b: T,  // the momentum buffer's
+}
+
+fn sgd_momentum(w: T, g: T, b0: T) -> MomentumStep {
+  let d = g + p.weightDecay * w;
+  // select, not arithmetic, so the unset buffer of the first step never enters the result
+  let b = select(p.momentum * b0 + p.dampeningComplement * d, d, p.firstStep == 1u);
+  return MomentumStep(w - p.lr * select(b, d + p.momentum * b, p.nesterov == 1u), b);
 }
 
 @compute @workgroup_size(256)
-fn sgdMomentum(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
-  for (var i = wid.x * 256u + lid; i < p.n; i += nwg.x * 256u) {
-    let w = param[i];
-    let d = grad[i] + p.weightDecay * w;
-    // select, not arithmetic, so the unset buffer of the first step never enters the result
-    let b = select(p.momentum * buf[i] + p.dampeningComplement * d, d, p.firstStep == 1u);
-    buf[i] = b;
-    param[i] = w - p.lr * select(b, d + p.momentum * b, p.nesterov == 1u);
-  }
+fn sgd(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let first = wid.x * 256u + lid;
+  let stride = nwg.x * 256u;
+  {{LOOPS}}
 }

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { SGD, type SGDOptions } from '../src/optim/sgd.ts';
+import { getGpu } from '../src/gpu/index.ts';
 import { keep, OpError, Rng, Tensor, tidy } from '../src/tensor/index.ts';
 import { randomArray, relError, toGpu, useGpu } from './helpers.ts';
 import { sgdRef, type SgdRefOptions } from '../src/reference/sgd.ts';
@@ -146,6 +147,81 @@ describe('SGD', () => {
       expect(() => opt.loadState({ buffers: { momentum: [null], expAvg: [null] }, steps: [0] })).toThrow('SGD.loadState: no buffers named expAvg (SGD keeps momentum)');
       expect(() => opt.loadState({ buffers: { momentum: [null] }, steps: [-1] })).toThrow(/SGD.loadState: expected 1 step counts/);
     });
+  });
+
+  // 21 parameters of one group, odd lengths and multiples of 4 (so vec4 and scalar launches), more
+  // than one launch holds; parameter 3 gets its first gradient only at the second step, so its
+  // momentum buffer is new while the others' are not
+  const MANY = Array.from({ length: 21 }, (_, k) => [[7], [3, 4], [1], [2, 2, 5], [9, 3], [16]][k % 6]);
+  const LATE = 3;
+  async function runMany(opts: SGDOptions, grads: Float64Array[][], params: Float64Array[]): Promise<{ out: Float32Array[]; launches: number }> {
+    return tidy(async () => {
+      const ws = params.map((v, k) => toGpu(v, MANY[k], true));
+      const opt = new SGD(ws, opts);
+      let launches = 0;
+      for (const [step, gs] of grads.entries()) {
+        opt.zeroGrad();
+        ws.forEach((w, k) => {
+          if (k !== LATE || step > 0) w.grad = keep(toGpu(gs[k], MANY[k]));
+        });
+        const before = getGpu().dispatchCount;
+        opt.step();
+        launches = getGpu().dispatchCount - before; // the last step's: no buffer is created (and poisoned) then
+      }
+      opt.zeroGrad();
+      const out = await Promise.all(ws.map((w) => w.toArray()));
+      opt.release();
+      return { out, launches };
+    });
+  }
+  const manyProblem = (seed: number) => {
+    const rng = new Rng(seed);
+    const params = MANY.map((s) => randomArray(s, rng));
+    return { params, grads: Array.from({ length: STEPS }, () => MANY.map((s) => randomArray(s, rng))) };
+  };
+
+  it('many parameters in few launches match the torch rule and torch.optim.SGD', async () => {
+    const settings: SGDOptions[] = [
+      { lr: 0.1, momentum: 0.9, dampening: 0.1, weightDecay: 1e-4 },
+      { lr: 0.05, momentum: 0.9, weightDecay: 1e-4, nesterov: true },
+      { lr: 0.1, weightDecay: 1e-4 },
+    ];
+    const problems = settings.map((_, i) => manyProblem(300 + i));
+    const cases: TorchCase[] = settings.map((o, i) => ({
+      inputs: Object.fromEntries(
+        MANY.flatMap((shape, k) => [
+          [`p${k}`, { shape, data: problems[i].params[k] }],
+          [`g${k}`, { shape: [STEPS, ...shape], data: problems[i].grads.flatMap((gs) => Array.from(gs[k])) }],
+        ]),
+      ),
+      prelude: [
+        `ps = [nn.Parameter(t.clone()) for t in [${MANY.map((_, k) => `p${k}`).join(', ')}]]`,
+        `gs = [${MANY.map((_, k) => `g${k}`).join(', ')}]`,
+        `opt = torch.optim.SGD(ps, lr=${o.lr}, momentum=${o.momentum ?? 0}, dampening=${o.dampening ?? 0}, weight_decay=${o.weightDecay ?? 0}, nesterov=${o.nesterov ? 'True' : 'False'})`,
+        `for s in range(${STEPS}):`,
+        '    for k, p in enumerate(ps):',
+        `        p.grad = None if (k == ${LATE} and s == 0) else gs[k][s].clone()`,
+        '    opt.step()',
+      ].join('\n'),
+      expr: 'torch.cat([p.detach().flatten() for p in ps])',
+      dtype: 'float32',
+    }));
+    const ref = torchRun(cases);
+    for (const [i, o] of settings.entries()) {
+      const { params, grads } = problems[i];
+      const { out, launches } = await runMany(o, grads, params);
+      // one launch per batch of vec4 parameters and one per batch of the others, batches as large as
+      // the adapter's storage bindings allow (at most 16)
+      const per = Math.min(16, Math.floor(getGpu().limits.maxStorageBuffersPerShaderStage / (o.momentum ? 3 : 2)));
+      const vec4s = MANY.filter((shape) => shape.reduce((a, b) => a * b) % 4 === 0).length;
+      expect(launches).toBe(Math.ceil(vec4s / per) + Math.ceil((MANY.length - vec4s) / per));
+      const refOpts = { momentum: 0, dampening: 0, weightDecay: 0, nesterov: false, ...o };
+      MANY.forEach((_, k) => {
+        const gs = grads.map((g) => g[k]).slice(k === LATE ? 1 : 0);
+        expect(relError(out[k], sgdRef(params[k], gs, refOpts).param), `parameter ${k}, ${JSON.stringify(o)}`).toBeLessThan(1e-6);
+      });
+      expect(relError(Float32Array.from(out.flatMap((a) => Array.from(a))), ref[i].out), JSON.stringify(o)).toBeLessThan(1e-6);
+    }
   });
 
   it('matches torch.optim.SGD', async () => {

@@ -7,7 +7,7 @@
 // Read first: the plain float64 rule in src/reference/adam.ts.
 import { getGpu, stridedWorkgroups } from '../gpu/index.ts';
 import { OpError, shapeStr, Tensor } from '../tensor/index.ts';
-import { BaseOptimizer, type ParamGroup } from './optimizer.ts';
+import { BaseOptimizer, type ParamGroup, type ParamStep } from './optimizer.ts';
 
 export interface AdamOptions {
   lr: number;
@@ -37,7 +37,12 @@ class AdamBase extends BaseOptimizer<AdamOptions> {
     if (!((g.weightDecay ?? 0) >= 0)) throw bad(`invalid weightDecay ${g.weightDecay}`);
   }
 
-  protected update(p: Tensor, grad: Tensor, g: AdamParamGroup & AdamOptions, step: number): void {
+  /** One launch per parameter: the bias corrections follow each one's own step count. */
+  protected updateGroup(items: ParamStep[], g: AdamParamGroup & AdamOptions): void {
+    for (const { param, grad, step } of items) this.update(param, grad, g, step);
+  }
+
+  private update(p: Tensor, grad: Tensor, g: AdamParamGroup & AdamOptions, step: number): void {
     const n = p.size;
     const [beta1, beta2] = g.betas ?? [0.9, 0.999];
     const weightDecay = g.weightDecay ?? 0;

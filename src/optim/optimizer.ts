@@ -1,6 +1,7 @@
 // What every optimizer shares, as torch.optim.Optimizer: parameter groups whose settings override
 // the defaults and stay mutable (a schedule sets group.lr between steps), a step that updates every
-// parameter holding a gradient (outside the tape; one kernel launch per parameter), zeroGrad, and a
+// parameter holding a gradient (outside the tape; a group's parameters in one call, which SGD turns
+// into a few launches and Adam into one per parameter), zeroGrad, and a
 // per-parameter state (buffers such as momentum, and step counts) that state() reads back for
 // checkpoints and loadState() restores, for an exact resume.
 import { keep, noGrad, OpError, shapeStr, Tensor } from '../tensor/index.ts';
@@ -25,6 +26,13 @@ export type ParamGroup<O extends OptimizerSettings = OptimizerSettings> = Partia
 export interface OptimizerState {
   buffers: Record<string, (Float32Array | null)[]>;
   steps: number[];
+}
+
+/** A parameter to update at this step: its gradient and its step count (1 on its first). */
+export interface ParamStep {
+  param: Tensor;
+  grad: Tensor;
+  step: number;
 }
 
 /** What a trainer needs of an optimizer, whichever it is. */
@@ -80,8 +88,8 @@ export abstract class BaseOptimizer<O extends OptimizerSettings> implements Opti
   /** Throws (an OpError naming `where`) on settings torch refuses. */
   protected abstract check(g: ParamGroup<O> & O, where: string): void;
 
-  /** Updates parameter p from its gradient; `step` counts this step too (1 on the first). */
-  protected abstract update(p: Tensor, grad: Tensor, g: ParamGroup<O> & O, step: number): void;
+  /** Updates the parameters of group g that have a gradient at this step from it. */
+  protected abstract updateGroup(items: ParamStep[], g: ParamGroup<O> & O): void;
 
   private where(g: ParamGroup<O> & O, i: number): string {
     return `group ${i}${g.name ? ` '${g.name}'` : ''}`;
@@ -95,14 +103,16 @@ export abstract class BaseOptimizer<O extends OptimizerSettings> implements Opti
     noGrad(() => {
       this.groups.forEach((g, i) => {
         this.check(g, this.where(g, i));
+        const items: ParamStep[] = [];
         for (const p of g.params) {
           if (!p.requiresGrad || !p.grad) continue;
           if (p.grad.size !== p.size) throw new OpError(this.kind, `gradient ${shapeStr(p.grad.shape)} for ${p.describe()}`);
           if (p.size === 0) continue;
           const step = (this.steps.get(p) ?? 0) + 1;
           this.steps.set(p, step);
-          this.update(p, p.grad, g, step);
+          items.push({ param: p, grad: p.grad, step });
         }
+        if (items.length) this.updateGroup(items, g);
       });
     });
   }
