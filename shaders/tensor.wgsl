@@ -3,7 +3,7 @@
 // Flat index of an invocation: workgroups fold into 2-D past 65535 (see grid() in src/gpu/gpu.ts).
 
 struct Params {
-  n: u32,      // elements
+  n: u32,      // elements (fill: vec4s)
   value: f32,  // fill value
 }
 
@@ -16,11 +16,14 @@ fn flat(wid: vec3u, nwg: vec3u, lid: u32) -> u32 {
   return (wid.x + wid.y * nwg.x) * 256u + lid;
 }
 
-// out: [n] = value (written through u32 so NaN survives)
+@group(0) @binding(1) var<storage, read_write> out4: array<vec4f>;
+
+// out4: [n] vec4s = value: a tensor's buffer is a whole number of vec4s (src/gpu/pool.ts), so
+// the last one may run past the tensor's elements into the padding
 @compute @workgroup_size(256)
 fn fill(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let i = flat(wid, nwg, lid);
-  if (i < p.n) { out[i] = p.value; }
+  if (i < p.n) { out4[i] = vec4f(p.value); }
 }
 
 // out: [n] = a + b

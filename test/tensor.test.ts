@@ -22,6 +22,14 @@ describe('tensor core', () => {
     t.release();
   });
 
+  it('fills every element of lengths that are not whole vec4s (fill writes vec4s)', async () => {
+    for (const n of [1, 5, 7, 1022, 1023]) {
+      const t = Tensor.full([n], -2.5);
+      expect(Array.from(await t.toArray()).every((v) => v === -2.5), `[${n}]`).toBe(true);
+      t.release();
+    }
+  });
+
   it('fills a tensor larger than one storage binding (VGG\'s classifier weight, poisoned on upload)', async () => {
     const perBinding = getGpu().limits.maxStorageBufferBindingSize / 4;
     const t = Tensor.full([perBinding + 300], 3);

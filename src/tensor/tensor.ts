@@ -147,15 +147,17 @@ export class Tensor {
     const gpu = getGpu();
     // a binding holds at most maxStorageBufferBindingSize bytes (128 MiB on lavapipe, less than
     // VGG's classifier weight): a larger tensor is filled one aligned range at a time
-    const { maxStorageBufferBindingSize: maxBytes, minStorageBufferOffsetAlignment: align } = gpu.limits;
+    // (a multiple of 16 bytes), written in vec4s: the buffer is a whole number of them (pool.ts)
+    const { maxStorageBufferBindingSize: maxBytes, minStorageBufferOffsetAlignment } = gpu.limits;
+    const align = Math.max(16, minStorageBufferOffsetAlignment);
     const chunk = (Math.floor(maxBytes / align) * align) / 4;
     for (let start = 0; start < this.size; start += chunk) {
-      const n = Math.min(chunk, this.size - start);
+      const vecs = Math.ceil(Math.min(chunk, this.size - start) / 4);
       gpu.dispatch({
         kernel: { shader: 'tensor', entry: 'fill', bindings: ['write'] },
-        buffers: [{ buffer: this.buffer, offset: start * 4, size: n * 4 }],
-        params: { n, value },
-        workgroups: grid(n, 256),
+        buffers: [{ buffer: this.buffer, offset: start * 4, size: vecs * 16 }],
+        params: { n: vecs, value },
+        workgroups: grid(vecs, 256),
         label: `fill ${shapeStr(this.shape)}`,
       });
     }
