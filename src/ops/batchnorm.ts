@@ -37,6 +37,13 @@ const AFFINE_PER = 4;
 /** bound on the slices of a channel: each finalize invocation merges one partial per slice */
 const MAX_SLICES = 1024;
 
+/** The smallest reduction workgroup: a GPU wants 64 lanes busy at the least; on a CPU adapter
+ *  every lane of a workgroup writes a partial result that the finalize pass reads back, which for
+ *  small channels (layer4's 4x4 maps at batch 8: 32 elements) cost more than x itself, so 8. */
+function minWorkgroup(): number {
+  return getGpu().isCpu ? 8 : 64;
+}
+
 /** How x is walked: T elements (vec4 when H*W allows), the workgroup size (smaller for small
  *  channels, so that each lane still has work), slices of each channel, and the u32 params shared
  *  by every kernel (Params in the shader). */
@@ -46,7 +53,7 @@ function layout(shape: readonly number[], eps: number, momentum: number) {
   const planeVecs = (H * W) / lanes;
   const items = N * planeVecs;
   const perLane = FLOATS_PER_LANE / lanes;
-  const wg = Math.min(256, Math.max(64, 2 ** Math.ceil(Math.log2(items / perLane))));
+  const wg = Math.min(256, Math.max(minWorkgroup(), 2 ** Math.ceil(Math.log2(items / perLane))));
   const span = Math.max(wg * perLane, Math.ceil(items / MAX_SLICES));
   const slices = Math.ceil(items / span);
   const total = N * C * planeVecs;
