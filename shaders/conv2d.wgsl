@@ -1,4 +1,5 @@
-// 2-D convolution (torch.nn.functional.conv2d semantics) as implicit GEMMs, no im2col buffer.
+// 2-D convolution (torch.nn.functional.conv2d semantics) as implicit GEMMs (no im2col buffer), or
+// as im2col and GEMMs on the matmul's kernels, or by Winograd (both near the end).
 //
 // forward:        y[n,oc,oh,ow] = b[oc] + sum_k w[oc,k] * x[n, g*Cg+c, oh*SH-PH+kh*DH, ow*SW-PW+kw*DW]
 //                 with k = (c,kh,kw) over Cg*KH*KW: GEMM rows = output channels, columns = output pixels.
@@ -45,7 +46,6 @@ struct Params {
   ahStep: u32, awStep: u32,            // khStep * DH / SH, kwStep * DW / SW
   wTOffset: u32,                       // where the phase's block of wT starts
   flip: u32,                           // winogradWeight: transform w rotated and transposed (dx)
-  gemmRows: u32, gemmDepth: u32, gemmCols: u32,  // winogradGemm: out[z]: [rows, cols] = A[z] B[z]
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -172,19 +172,31 @@ fn forward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3
   for (var i = 0u; i < TM; i++) {
     if (row0 + i >= p.OCg) { break; }
     let oc = g * p.OCg + row0 + i;
-    let bv = select(0.0, bias[oc], p.hasBias != 0u);
-    var coef = vec4f(0.0, 1.0, 0.0, 0.0);  // identity: 1 * (v - 0) + 0
-    if (p.hasAffine != 0u) { coef = affine[oc]; }
+    let e = epilogueOf(oc);
     for (var j = 0u; j < TN; j++) {
       if (live[j]) {
         let at = yBase[j] + oc * OHW;
-        var v = coef.y * (acc[i][j] + bv - coef.w) + coef.z;
-        if (p.hasResidual != 0u) { v += residual[at]; }
-        if (p.relu != 0u) { v = max(v, 0.0); }
-        out[at] = v;
+        out[at] = applyEpilogue(e, acc[i][j], at);
       }
     }
   }
+}
+
+// The forward's epilogue for output channel oc: its bias and eval-batchnorm coefficients
+// (_, a, c, m); applyEpilogue maps a sum v stored at y[at] to relu(a*(v + bias - m) + c + residual).
+struct Epilogue { bias: f32, coef: vec4f }
+
+fn epilogueOf(oc: u32) -> Epilogue {
+  var coef = vec4f(0.0, 1.0, 0.0, 0.0);  // identity: 1 * (v - 0) + 0
+  if (p.hasAffine != 0u) { coef = affine[oc]; }
+  return Epilogue(select(0.0, bias[oc], p.hasBias != 0u), coef);
+}
+
+fn applyEpilogue(e: Epilogue, sum: f32, at: u32) -> f32 {
+  var v = e.coef.y * (sum + e.bias - e.coef.w) + e.coef.z;
+  if (p.hasResidual != 0u) { v += residual[at]; }
+  if (p.relu != 0u) { v = max(v, 0.0); }
+  return v;
 }
 
 // dx: [N,C,H,W] from dy: [N,OC,OH,OW] and wT (w transposed, in phase blocks); A = wT, B = dy
@@ -347,6 +359,73 @@ fn transposeWeight(@builtin(global_invocation_id) gid: vec3u) {
   }
 }
 
+// ---- im2col + GEMM (groups 1): the products on the GEMM kernels of src/ops/matmul.ts ------------
+//
+// The column matrix col: [N, K, P] (K = C*KH*KW rows k = (c,kh,kw), P = OH*OW columns) holds each
+// image's receptive fields, so that y[n] = w [OC,K] col[n], dcol[n] = w^T dy[n] (then col2im sums
+// dcol into dx) and dw = sum_n dy[n] col[n]^T are plain GEMMs: the matmul's shared-tile kernel
+// instead of the implicit GEMMs above, for one pass over col (N*K*P, at most KH*KW times x).
+
+// col: [N, K, P] from x: [N,C,H,W] (zeros where a tap falls in the padding); x: column p, y: row k, z: n
+@compute @workgroup_size(64)
+fn im2col(@builtin(global_invocation_id) gid: vec3u) {
+  let P = p.OH * p.OW;
+  let q = gid.x;
+  let k = gid.y;
+  let n = gid.z;
+  if (q >= P) { return; }
+  let taps = p.KH * p.KW;
+  let c = k / taps;
+  let kh = (k - c * taps) / p.KW;
+  let kw = k - c * taps - kh * p.KW;
+  let oh = q / p.OW;
+  let ih = i32(oh * p.SH + kh * p.DH) - i32(p.PH);
+  let iw = i32((q - oh * p.OW) * p.SW + kw * p.DW) - i32(p.PW);
+  let ok = u32(ih) < p.H && u32(iw) < p.W;
+  let src = ((n * p.C + c) * p.H + u32(ih)) * p.W + u32(iw);
+  out[(n * colRows() + k) * P + q] = select(0.0, b[select(0u, src, ok)], ok);
+}
+
+// K, the rows of each image's column matrix
+fn colRows() -> u32 { return p.C * p.KH * p.KW; }
+
+// dx: [N,C,H,W] = the sum, over the taps (kh, kw) through which output pixel (oh, ow) read
+// x[n,c,ih,iw] (oh*SH + kh*DH = ih + PH, likewise along W), of dcol: [N, K, P]; a gather, no
+// atomics; x: input pixel, y: channel, z: n
+@compute @workgroup_size(64)
+fn col2im(@builtin(global_invocation_id) gid: vec3u) {
+  let i = gid.x;
+  let c = gid.y;
+  let n = gid.z;
+  if (i >= p.H * p.W) { return; }
+  let ih = i / p.W;
+  let iw = i - ih * p.W;
+  let P = p.OH * p.OW;
+  var s = 0.0;
+  for (var kh = 0u; kh < p.KH; kh++) {
+    let th = i32(ih + p.PH) - i32(kh * p.DH);  // oh * SH
+    let oh = u32(th) / p.SH;
+    if (th < 0 || oh * p.SH != u32(th) || oh >= p.OH) { continue; }
+    for (var kw = 0u; kw < p.KW; kw++) {
+      let tw = i32(iw + p.PW) - i32(kw * p.DW);
+      let ow = u32(tw) / p.SW;
+      if (tw < 0 || ow * p.SW != u32(tw) || ow >= p.OW) { continue; }
+      s += b[(n * colRows() + (c * p.KH + kh) * p.KW + kw) * P + oh * p.OW + ow];
+    }
+  }
+  out[((n * p.C + c) * p.H + ih) * p.W + iw] = s;
+}
+
+// y: [N,OC,OH,OW] = forward's epilogue (bias, eval batchnorm, residual, ReLU) over the GEMM's sums
+// in b (the same layout); x: pixel, y: channel, z: n
+@compute @workgroup_size(64)
+fn epilogue(@builtin(global_invocation_id) gid: vec3u) {
+  let P = p.OH * p.OW;
+  if (gid.x >= P) { return; }
+  let at = (gid.z * p.OC + gid.y) * P + gid.x;
+  out[at] = applyEpilogue(epilogueOf(gid.y), b[at], at);
+}
+
 // ---- Winograd F(m x m, 3x3) for 3x3 stride-1 convolutions (Lavin & Gray, 2015), m = 2 or 4 ------
 //
 // Each m x m block of outputs ("tile") needs an a x a input patch d, a = m + 2. With U = G g G^T
@@ -354,7 +433,7 @@ fn transposeWeight(@builtin(global_invocation_id) gid: vec3u) {
 // Y = A^T (sum_c U (.) V) A, (.) elementwise: a^2 multiplies per tile and input channel instead of
 // 9 m^2 (16 instead of 36 for m = 2, 36 instead of 144 for m = 4; the larger tile rounds more).
 // The sums over c are a^2 independent GEMMs, M[xi] = U[xi] V[xi] for the positions xi of the a x a
-// transform (winogradGemm), the tiles padded to a multiple of 4 (Tp) so that V's lines are whole vec4s:
+// transform (GEMMs on the matmul kernels, src/ops/matmul.ts), the tiles padded to a multiple of 4 (Tp) so that V's lines are whole vec4s:
 //   V: [a^2, C, Tp] (T = N * tilesH * tilesW),  U: [a^2, OC, C],  M: [a^2, OC, Tp].
 // The matrices, as the 1-D transforms below (each 2-D one is a 1-D one down the columns, then
 // along the rows):
@@ -438,25 +517,35 @@ fn transform2(which: u32, d: Patch, cols: u32) -> Patch {
   return out2;
 }
 
+// The convolution's tiles: tH x tW per image, T in all, Tp = T padded to a multiple of 4
+struct Tiles { tH: u32, tW: u32, T: u32, Tp: u32 }
+
+fn winogradTiles() -> Tiles {
+  let tH = tilesOf(p.OH);
+  let tW = tilesOf(p.OW);
+  let T = p.N * tH * tW;
+  return Tiles(tH, tW, T, (T + 3u) / 4u * 4u);
+}
+
 // The tile t's image and tile row and column
-fn tileOf(t: u32, tH: u32, tW: u32) -> vec3u {
-  let n = t / (tH * tW);
-  let th = (t - n * tH * tW) / tW;
-  return vec3u(n, th, t - n * tH * tW - th * tW);
+fn tileOf(t: u32, tiles: Tiles) -> vec3u {
+  let per = tiles.tH * tiles.tW;
+  let n = t / per;
+  let th = (t - n * per) / tiles.tW;
+  return vec3u(n, th, t - n * per - th * tiles.tW);
 }
 
 // V: [a^2, C, Tp] from x: [N,C,H,W]; x: tiles of the row, y: channel
 @compute @workgroup_size(64)
 fn winogradInput(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
   let a = WM + 2u;
-  let tH = tilesOf(p.OH);
-  let tW = tilesOf(p.OW);
-  let T = p.N * tH * tW;
-  let Tp = (T + 3u) / 4u * 4u;
+  let tiles = winogradTiles();
+  let T = tiles.T;
+  let Tp = tiles.Tp;
   let t = wid.x * 64u + lid;
   let c = wid.y;
   if (t >= Tp) { return; }
-  let tile = tileOf(t, tH, tW);
+  let tile = tileOf(t, tiles);
   let ih0 = i32(WM * tile.y) - i32(p.PH);
   let iw0 = i32(WM * tile.z) - i32(p.PW);
   let base = (tile.x * p.C + c) * p.H * p.W;
@@ -474,42 +563,6 @@ fn winogradInput(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_in
   let at = c * Tp + t;
   for (var r = 0u; r < a; r++) {
     for (var q = 0u; q < a; q++) { out[(r * a + q) * plane + at] = v[r][q]; }
-  }
-}
-
-// out: [batch, rows, cols] = A: [batch, rows, depth] x B: [batch, depth, cols], cols a multiple of 4;
-// workgroup z: batch item z / rowTiles. The scheme of the convolutions' GEMMs (accumulateChunk), but
-// B's lines are contiguous and whole vec4s: each lane reads its k's TN columns (TN % 4 == 0) as
-// TN/4 vec4 loads instead of TN gathered scalars.
-@group(0) @binding(2) var<storage, read> b4: array<vec4f>;  // B as vec4s (winogradGemm only)
-
-@compute @workgroup_size(SG)
-fn winogradGemm(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lane: u32) {
-  let R = p.gemmRows;
-  let K = p.gemmDepth;
-  let C4 = p.gemmCols / 4u;
-  let rowTiles = (R + SG * TM - 1u) / (SG * TM);
-  let z = wid.z / rowTiles;
-  let row0 = (wid.z - z * rowTiles) * SG * TM + lane * TM;
-  let col0 = colTile(wid, nwg);
-  for (var i = 0u; i < TM; i++) { aRow[i] = (z * R + min(row0 + i, R - 1u)) * K; }
-  let bLines = z * K * C4 + col0 / 4u;
-  for (var k0 = 0u; k0 < K; k0 += SG) {
-    let k = k0 + lane;
-    let line = bLines + min(k, K - 1u) * C4;
-    for (var q = 0u; q < TN / 4u; q++) {
-      let ok = k < K && col0 / 4u + q < C4;
-      let v = select(vec4f(0.0), b4[select(0u, line + q, ok)], ok);
-      for (var r = 0u; r < 4u; r++) { bLane[4u * q + r] = v[r]; }
-    }
-    accumulateChunk(lane, k0, K);
-  }
-  for (var i = 0u; i < TM; i++) {
-    if (row0 + i >= R) { break; }
-    let o = (z * R + row0 + i) * C4 * 4u + col0;
-    for (var j = 0u; j < TN; j++) {
-      if (col0 + j < C4 * 4u) { out[o + j] = acc[i][j]; }
-    }
   }
 }
 
@@ -541,10 +594,9 @@ fn winogradWeight(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_i
 @compute @workgroup_size(64)
 fn winogradOutput(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
   let a = WM + 2u;
-  let tH = tilesOf(p.OH);
-  let tW = tilesOf(p.OW);
-  let T = p.N * tH * tW;
-  let Tp = (T + 3u) / 4u * 4u;
+  let tiles = winogradTiles();
+  let T = tiles.T;
+  let Tp = tiles.Tp;
   let t = wid.x * 64u + lid;
   let oc = wid.y;
   if (t >= T) { return; }
@@ -555,20 +607,15 @@ fn winogradOutput(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_i
     for (var q = 0u; q < a; q++) { m[r][q] = b[(r * a + q) * plane + at]; }
   }
   let yt = transform2(2u, m, a);
-  let tile = tileOf(t, tH, tW);
-  let bv = select(0.0, bias[oc], p.hasBias != 0u);
-  var coef = vec4f(0.0, 1.0, 0.0, 0.0);  // identity: 1 * (v - 0) + 0
-  if (p.hasAffine != 0u) { coef = affine[oc]; }
+  let tile = tileOf(t, tiles);
+  let e = epilogueOf(oc);
   for (var r = 0u; r < WM; r++) {
     let oh = WM * tile.y + r;
     for (var q = 0u; q < WM; q++) {
       let ow = WM * tile.z + q;
       if (oh < p.OH && ow < p.OW) {
         let o = ((tile.x * p.OC + oc) * p.OH + oh) * p.OW + ow;
-        var v = coef.y * (yt[r][q] + bv - coef.w) + coef.z;
-        if (p.hasResidual != 0u) { v += residual[o]; }
-        if (p.relu != 0u) { v = max(v, 0.0); }
-        out[o] = v;
+        out[o] = applyEpilogue(e, yt[r][q], o);
       }
     }
   }
@@ -579,14 +626,13 @@ fn winogradOutput(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_i
 @compute @workgroup_size(64)
 fn winogradOutputGrad(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
   let a = WM + 2u;
-  let tH = tilesOf(p.OH);
-  let tW = tilesOf(p.OW);
-  let T = p.N * tH * tW;
-  let Tp = (T + 3u) / 4u * 4u;
+  let tiles = winogradTiles();
+  let T = tiles.T;
+  let Tp = tiles.Tp;
   let oc = wid.x * 64u + lid;
   let t = wid.y + wid.z * 65535u;
   if (oc >= p.OC || t >= Tp) { return; }
-  let tile = tileOf(t, tH, tW);
+  let tile = tileOf(t, tiles);
   var dy: Patch;
   for (var r = 0u; r < WM; r++) {
     for (var q = 0u; q < WM; q++) {

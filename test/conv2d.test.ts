@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { getGpu } from '../src/gpu/index.ts';
 import { batchNormEvalCoefficients } from '../src/ops/batchnorm.ts';
-import { CONV2D_CANDIDATES, conv2d, conv2dFused, conv2dGeometry, setConv2dTiling, setConv2dWinograd, type Conv2dOptions } from '../src/ops/conv2d.ts';
+import { CONV2D_CANDIDATES, conv2d, conv2dFused, conv2dGeometry, setConv2dIm2col, setConv2dTiling, setConv2dWinograd, type Conv2dOptions, type Im2colMode } from '../src/ops/conv2d.ts';
+import { GEMM_CANDIDATES, setGemmSubgroups, setGemmTiling } from '../src/ops/matmul.ts';
 import { noGrad, OpError, Rng, Tensor, tidy } from '../src/tensor/index.ts';
 import { batchNorm2dRef } from '../src/reference/batchnorm.ts';
 import { numericGrads, randomArray, relError, runWithGrads, shapeSize, toGpu, useGpu } from './helpers.ts';
@@ -83,30 +84,77 @@ function reference(c: Case) {
   return (xs: Float64Array[]) => conv2dRef(xs[0], c.x, xs[1], c.w, xs[2] ?? null, refGeometry(c.opts)).y;
 }
 
+/** Runs `fn` with im2col + GEMM chosen by `mode` (the direct kernels, or the column matrix). */
+async function withIm2col<T>(mode: Im2colMode, fn: () => Promise<T>): Promise<T> {
+  setConv2dIm2col(mode);
+  try {
+    return await fn();
+  } finally {
+    setConv2dIm2col('auto');
+  }
+}
+
+// both algorithms on every case: the implicit-GEMM kernels ('never') and im2col + the matmul's
+// GEMMs ('always', where groups is 1; the CPU's default for those)
+const paths: [string, Im2colMode][] = [['direct', 'never'], ['im2col', 'always']];
+
 describe('conv2d forward vs the float64 reference', () => {
-  for (const c of [...cases, ...largeCases]) {
-    it(c.name, async () => {
-      const inp = inputsOf(c, shapeSize(c.x) + 7);
-      const { out } = await runGpu(c, inp);
-      const ref = conv2dRef(inp.x, c.x, inp.w, c.w, inp.b, refGeometry(c.opts));
-      expect(ref.shape).toEqual(outShape(c));
-      expect(relError(out, ref.y)).toBeLessThan(1e-4);
-    });
+  for (const [path, mode] of paths) {
+    for (const c of [...cases, ...largeCases]) {
+      it(`${path}: ${c.name}`, async () => {
+        const inp = inputsOf(c, shapeSize(c.x) + 7);
+        const { out } = await withIm2col(mode, () => runGpu(c, inp));
+        const ref = conv2dRef(inp.x, c.x, inp.w, c.w, inp.b, refGeometry(c.opts));
+        expect(ref.shape).toEqual(outShape(c));
+        expect(relError(out, ref.y)).toBeLessThan(1e-4);
+      });
+    }
   }
 });
 
 describe('conv2d backward vs finite differences', () => {
-  for (const c of cases) {
-    it(c.name, async () => {
-      const inp = inputsOf(c, shapeSize(c.w) + 11);
-      const { grads } = await runGpu(c, inp);
-      const xs = [inp.x, inp.w, ...(inp.b ? [inp.b] : [])];
-      const numeric = numericGrads(reference(c), xs, inp.dy);
-      expect(relError(grads[0]!, numeric[0]), 'dx').toBeLessThan(1e-4);
-      expect(relError(grads[1]!, numeric[1]), 'dw').toBeLessThan(1e-4);
-      if (inp.b) expect(relError(grads[2]!, numeric[2]), 'db').toBeLessThan(1e-4);
+  for (const [path, mode] of paths) {
+    for (const c of cases) {
+      it(`${path}: ${c.name}`, async () => {
+        const inp = inputsOf(c, shapeSize(c.w) + 11);
+        const { grads } = await withIm2col(mode, () => runGpu(c, inp));
+        const xs = [inp.x, inp.w, ...(inp.b ? [inp.b] : [])];
+        const numeric = numericGrads(reference(c), xs, inp.dy);
+        expect(relError(grads[0]!, numeric[0]), 'dx').toBeLessThan(1e-4);
+        expect(relError(grads[1]!, numeric[1]), 'dw').toBeLessThan(1e-4);
+        if (inp.b) expect(relError(grads[2]!, numeric[2]), 'db').toBeLessThan(1e-4);
+      });
+    }
+  }
+});
+
+describe('conv2d by im2col + GEMM', () => {
+  // the larger cases' gradients against the direct kernels', and every tiling of the GEMMs on a
+  // ragged stride-2 case, forward (each tiling is a pipeline per transpose layout, a TM 32 one
+  // seconds to compile: the gradients' transposed GEMMs run every tiling in test/matmul.test.ts)
+  for (const c of largeCases.filter((l) => !l.opts.groups)) {
+    it(`${c.name}: dx and dw as the direct kernels'`, async () => {
+      const inp = inputsOf(c, shapeSize(c.x) + 3);
+      const direct = await withIm2col('never', () => runGpu(c, inp));
+      const got = await withIm2col('always', () => runGpu(c, inp));
+      got.grads.forEach((g, i) => expect(relError(g!, direct.grads[i]!), `grad ${i}`).toBeLessThan(1e-5));
     });
   }
+
+  it(`${cases[4].name}: forward at every tiling of its GEMM (GEMM_CANDIDATES)`, async () => {
+    const c = cases[4];
+    const inp = inputsOf(c, 37);
+    const ref = conv2dRef(inp.x, c.x, inp.w, c.w, inp.b, refGeometry(c.opts)).y;
+    for (const tiling of GEMM_CANDIDATES) {
+      setGemmTiling(tiling);
+      try {
+        const out = await withIm2col('always', () => tidy(() => noGrad(() => conv2d(toGpu(inp.x, c.x), toGpu(inp.w, c.w), toGpu(inp.b!, [c.w[0]]), c.opts).toArray())));
+        expect(relError(out, ref), `forward ${JSON.stringify(tiling)}`).toBeLessThan(1e-4);
+      } finally {
+        setGemmTiling(null);
+      }
+    }
+  });
 });
 
 describe('conv2d without subgroups (workgroup-memory sharing)', () => {
@@ -127,9 +175,9 @@ describe('conv2d without subgroups (workgroup-memory sharing)', () => {
 });
 
 describe('conv2dFused (inference epilogue: eval batchnorm, residual, ReLU) vs the float64 reference', () => {
-  for (const c of [cases[0], cases[4], cases[5], cases[11], largeCases[1]]) {
+  for (const [c, [path, mode]] of [cases[0], cases[4], cases[5], cases[11], largeCases[1]].flatMap((k) => paths.map((q) => [k, q] as const))) {
     for (const residual of [false, true]) {
-      it(`${c.name}${residual ? ' + residual' : ''}, relu`, async () => {
+      it(`${path}: ${c.name}${residual ? ' + residual' : ''}, relu`, async () => {
         const rng = new Rng(shapeSize(c.w) + 3);
         const inp = inputsOf(c, shapeSize(c.x) + 1);
         const OC = c.w[0];
@@ -141,7 +189,7 @@ describe('conv2dFused (inference epilogue: eval batchnorm, residual, ReLU) vs th
         const conv = conv2dRef(inp.x, c.x, inp.w, c.w, inp.b, refGeometry(c.opts)).y;
         const bn = batchNorm2dRef(conv, outShape(c), gamma, beta, Float64Array.from(mean), Float64Array.from(variance), { training: false, momentum: 0.1, eps: 1e-5 });
         const ref = bn.map((v, i) => Math.max(0, v + (res ? res[i] : 0)));
-        const got = await tidy(() =>
+        const got = await withIm2col(mode, () => tidy(() =>
           noGrad(() => {
             const affine = batchNormEvalCoefficients(toGpu(gamma, [OC]), toGpu(beta, [OC]), toGpu(mean, [OC]), toGpu(variance, [OC]), 1e-5);
             const y = conv2dFused(toGpu(inp.x, c.x), toGpu(inp.w, c.w), inp.b ? toGpu(inp.b, [OC]) : null, c.opts, {
@@ -149,7 +197,7 @@ describe('conv2dFused (inference epilogue: eval batchnorm, residual, ReLU) vs th
             });
             return y.toArray();
           }),
-        );
+        ));
         expect(ref.some((v) => v === 0) && ref.some((v) => v > 0)).toBe(true); // the ReLU bites
         expect(relError(got, ref)).toBeLessThan(1e-4);
       });
@@ -230,27 +278,29 @@ describe('conv2d by Winograd F(2x2,3x3) and F(4x4,3x3) (3x3 stride 1: forward an
     expect(relError(await withWinograd(fused), ref)).toBeLessThan(1e-4);
     const expected = await runGpu(c, inp);
     setConv2dTiling({ subgroups: false, SG: 4, TM: 1, TN: 3 });
+    setGemmSubgroups(false);
     try {
       const got = await withWinograd(() => runGpu(c, inp));
       expect(relError(got.out, expected.out)).toBeLessThan(1e-5);
       got.grads.forEach((g, i) => expect(relError(g!, expected.grads[i]!)).toBeLessThan(1e-5));
     } finally {
       setConv2dTiling(null);
+      setGemmSubgroups(true);
     }
   });
 
-  it(`${largeCases[0].name}: forward, dx and dw at every tiling of its GEMMs`, async () => {
+  it(`${largeCases[0].name}: forward, dx and dw at every tiling of its GEMMs (GEMM_CANDIDATES)`, async () => {
     const c = largeCases[0];
     const inp = inputsOf(c, 31);
     const expected = await runGpu(c, inp);
-    for (const tiles of CONV2D_CANDIDATES) {
-      setConv2dTiling(tiles);
+    for (const tiling of GEMM_CANDIDATES) {
+      setGemmTiling(tiling);
       try {
         const got = await withWinograd(() => runGpu(c, inp));
-        expect(relError(got.out, expected.out), `forward ${JSON.stringify(tiles)}`).toBeLessThan(1e-5);
-        got.grads.forEach((g, i) => expect(relError(g!, expected.grads[i]!), `grad ${i} ${JSON.stringify(tiles)}`).toBeLessThan(1e-5));
+        expect(relError(got.out, expected.out), `forward ${JSON.stringify(tiling)}`).toBeLessThan(1e-5);
+        got.grads.forEach((g, i) => expect(relError(g!, expected.grads[i]!), `grad ${i} ${JSON.stringify(tiling)}`).toBeLessThan(1e-5));
       } finally {
-        setConv2dTiling(null);
+        setGemmTiling(null);
       }
     }
   });

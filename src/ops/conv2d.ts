@@ -12,6 +12,7 @@ import { getGpu, grid, tuneCache, type KernelSpec, type TuneTask } from '../gpu/
 import { conv1dRef, conv2dRef } from '../reference/conv2d.ts';
 import { isGradEnabled, OpError, recordOp, type Shape, shapeStr, Tensor } from '../tensor/index.ts';
 import { registerGradcheck } from './gradcheck.ts';
+import { gemmStrided, type StridedMatrices } from './matmul.ts';
 
 export interface Conv2dOptions {
   stride?: number | [number, number];
@@ -87,8 +88,10 @@ export interface ConvTiling {
 }
 
 const tilings = new WeakMap<GPUDevice, ConvTiling>();
-/** forced tiles, and (the tuner's Winograd candidates) the algorithm: 0 direct, else m of F(m x m, 3x3) */
-let forced: (Partial<ConvTiling> & { winograd?: number }) | null = null;
+/** forced tiles, and (the tuner's other candidates) the algorithm: winograd 0 direct, else m of
+ *  F(m x m, 3x3); im2col, the column matrix and GEMMs */
+type Forced = Partial<ConvTiling> & { winograd?: number; im2col?: boolean };
+let forced: Forced | null = null;
 
 /** The knobs the tuner searches (src/gpu/tuning.ts), every one a correct kernel (the tests run them
  *  all): rows per lane x columns per workgroup. Few columns suit small images (layer4's 7x7: a
@@ -119,7 +122,7 @@ export function conv2dTiling(key?: string): ConvTiling {
 }
 
 /** Runs `fn` with the tiling forced to `tiles` (the tuner's candidates). */
-function withTiles<T>(tiles: Partial<ConvTiling> & { winograd?: number }, fn: () => T): T {
+function withTiles<T>(tiles: Forced, fn: () => T): T {
   const prev = forced;
   forced = { ...prev, ...tiles };
   try {
@@ -133,13 +136,14 @@ function withTiles<T>(tiles: Partial<ConvTiling> & { winograd?: number }, fn: ()
 function tuneTask(entry: string, key: string, geo: Conv2dGeometry): TuneTask {
   const computed = { forward: geo, backwardInput: winogradBackward(geo), backwardWeight: winogradWeightGeometry(geo) }[entry] ?? null;
   const winograd = computed !== null && winogradApplies(computed);
+  const im2col = im2colApplies(geo);
   return {
     family: 'conv2d',
     key,
-    // Winograd F(2x2) and F(4x4) are two more candidates where they apply (their GEMMs have tuning
-    // tasks of their own)
-    candidates: winograd ? [...CONV2D_CANDIDATES, ...WINOGRAD_TILES.map((m) => ({ winograd: m }))] : CONV2D_CANDIDATES,
-    defaultConfig: winograd && winogradPays(computed) ? { winograd: winogradPays(computed) } : DEFAULT_TILES,
+    // Winograd F(2x2) and F(4x4), and im2col + GEMM, are more candidates where they apply (their
+    // GEMMs have tuning tasks of their own)
+    candidates: [...CONV2D_CANDIDATES, ...(winograd ? WINOGRAD_TILES.map((m) => ({ winograd: m })) : []), ...(im2col ? [{ im2col: 1 }] : [])],
+    defaultConfig: winograd && winogradPays(computed) ? { winograd: winogradPays(computed) } : im2col && im2colPays(geo) ? { im2col: 1 } : DEFAULT_TILES,
     setup: () => {
       const x = Tensor.zeros([geo.N, geo.C, geo.H, geo.W]);
       const w = Tensor.zeros([geo.OC, geo.Cg, geo.KH, geo.KW]);
@@ -150,7 +154,10 @@ function tuneTask(entry: string, key: string, geo: Conv2dGeometry): TuneTask {
         backwardWeight: () => conv2dBackwardWeight(dy, x, geo),
       }[entry]!;
       return {
-        launch: (config) => withTiles(config.winograd ? { winograd: Number(config.winograd) } : { TM: Number(config.TM), TN: Number(config.TN) }, () => run().release()),
+        launch: (config) => withTiles(
+          config.winograd ? { winograd: Number(config.winograd) } : config.im2col ? { im2col: true } : { TM: Number(config.TM), TN: Number(config.TN) },
+          () => run().release(),
+        ),
         dispose: () => [x, w, dy].forEach((t) => t.release()),
       };
     },
@@ -166,7 +173,7 @@ export function setConv2dTiling(t: Partial<ConvTiling> | null): void {
   forced = t;
 }
 
-const GEMM_ENTRIES = new Set(['forward', 'backwardInput', 'backwardWeight', 'winogradGemm']);
+const GEMM_ENTRIES = new Set(['forward', 'backwardInput', 'backwardWeight']);
 
 /** A kernel of shaders/conv2d.wgsl: out, then `bindings - 1` inputs; `aVec4` reads operand A as vec4. */
 function kernel(entry: string, bindings: number, aVec4: boolean, t = conv2dTiling(), constants: Record<string, number> = {}): KernelSpec {
@@ -220,7 +227,6 @@ function params(geo: Conv2dGeometry, hasBias = false, phase?: [AxisPhase, AxisPh
     SH: geo.stride[0], SW: geo.stride[1], PH: geo.padding[0], PW: geo.padding[1], DH: geo.dilation[0], DW: geo.dilation[1], hasBias, ...epilogue,
     ihs: h.first, iws: w.first, Hr: h.count, Wr: w.count, qh0: h.q0, qw0: w.q0, kh0: h.k0, kw0: w.k0,
     khStep: h.kStep, kwStep: w.kStep, nkh: h.nk, nkw: w.nk, ah0: h.a0, aw0: w.a0, ahStep: h.aStep, awStep: w.aStep, wTOffset, flip: false,
-    gemmRows: 0, gemmDepth: 0, gemmCols: 0,
   };
 }
 
@@ -326,48 +332,14 @@ function winogradChosen(entry: string, geo: Conv2dGeometry, computed: Conv2dGeom
   return winogradPays(computed);
 }
 
-/** A batch of GEMMs out[z] = a[z] b[z], a: [batch, rows, depth], b: [batch, depth, cols]. */
-interface GemmShape { batch: number; rows: number; depth: number; cols: number }
-
-/** winogradGemm's tuning task: operands of the shape, one launch per tile shape (TN rounded up to
- *  a multiple of 4, the vec4 lines of B). */
-function gemmTuneTask(key: string, shape: GemmShape, geo: Conv2dGeometry): TuneTask {
-  return {
-    family: 'conv2d',
-    key,
-    candidates: CONV2D_CANDIDATES,
-    defaultConfig: DEFAULT_TILES,
-    setup: () => {
-      const a = Tensor.zeros([shape.batch * shape.rows * shape.depth]);
-      const b = Tensor.zeros([shape.batch * shape.depth * shape.cols]);
-      return {
-        launch: (config) => withTiles({ TM: Number(config.TM), TN: Number(config.TN) }, () => batchedGemm(a, b, shape, geo, '').release()),
-        dispose: () => [a, b].forEach((t) => t.release()),
-      };
-    },
-  };
-}
-
-/** out: [batch, rows, cols] = a: [batch, rows, depth] x b: [batch, depth, cols] (cols % 4 == 0) on
- *  winogradGemm, for the convolution `geo` (its params are the shader's other fields); `flops` is
- *  what the profiler is told (the convolution's, for Winograd). */
-function batchedGemm(a: Tensor, b: Tensor, shape: GemmShape, geo: Conv2dGeometry, what: string, flops = 2 * shape.batch * shape.rows * shape.depth * shape.cols): Tensor {
-  const gpu = getGpu();
+/** out: [batch, rows, cols] = a: [batch, rows, depth] x b: [batch, depth, cols], row-major, on the
+ *  GEMM kernels of src/ops/matmul.ts (their tiling tuned per shape); `flops` is what the profiler
+ *  is told (the convolution's, for Winograd). */
+function batchedGemm(a: Tensor, b: Tensor, shape: { batch: number; rows: number; depth: number; cols: number }, what: string, flops: number): Tensor {
   const { batch, rows, depth, cols } = shape;
-  const key = `winogradGemm ${batch}x[${rows},${depth}]x[${depth},${cols}]`;
-  const tiled = conv2dTiling(key);
-  const t = { ...tiled, TN: Math.ceil(tiled.TN / 4) * 4 };
-  if (!forced && !tuneCache(gpu).lookup('conv2d', key)) tuneCache(gpu).notePending(gemmTuneTask(key, shape, geo));
   const out = Tensor.empty([batch, rows, cols]);
-  const [gx, gy] = grid(cols, t.TN);
-  gpu.dispatch({
-    kernel: kernel('winogradGemm', 3, depth % 4 === 0, t),
-    buffers: [out.buffer, b.buffer, a.buffer],
-    params: { ...params(geo), gemmRows: rows, gemmDepth: depth, gemmCols: cols },
-    workgroups: [gx, gy, Math.ceil(rows / (t.SG * t.TM)) * batch],
-    label: `conv2d.winogradGemm ${batch}x[${rows},${depth}]x[${depth},${cols}]${what}`,
-    work: { flops, bytes: 4 * (out.size + a.size + b.size) },
-  });
+  gemmStrided('conv2d', `conv2d.winogradGemm ${batch}x[${rows},${depth}]x[${depth},${cols}]${what}`, { M: rows, N: cols, K: depth, batch },
+    { t: a, stride: rows * depth }, { t: b, stride: depth * cols }, { t: out, stride: rows * cols }, flops);
   return out;
 }
 
@@ -407,7 +379,7 @@ function winogradConv(src: Tensor, w: Tensor, bias: Tensor | null, geo: Conv2dGe
   });
   // the GEMM counts the convolution's FLOPs, 2 * N*OC*OH*OW * C*9, as the direct kernels do (what
   // the op computes, so that profiles and benchmarks compare algorithms by time): it does a^2/9m^2 of them
-  const z = batchedGemm(u, v, { batch: a2, rows: OC, depth: C, cols: Tp }, geo, ` ${what}`, 2 * N * OC * OH * OW * C * 9);
+  const z = batchedGemm(u, v, { batch: a2, rows: OC, depth: C, cols: Tp }, ` ${what}`, 2 * N * OC * OH * OW * C * 9);
   const y = Tensor.empty([N, OC, OH, OW]);
   const { affine = null, residual = null, relu = false } = epilogue;
   gpu.dispatch({
@@ -440,7 +412,7 @@ function winogradWeightGradient(dy: Tensor, x: Tensor, geo: Conv2dGeometry, m: n
     workgroups: [Math.ceil(OC / 64), Math.min(Tp, 65535), Math.ceil(Tp / 65535)],
     label: `conv2d.winogradOutputGrad ${what}`,
   });
-  const duT = batchedGemm(v, dz, { batch: a2, rows: C, depth: Tp, cols: OC }, geo, ` ${what}`, 2 * N * OC * OH * OW * C * 9);
+  const duT = batchedGemm(v, dz, { batch: a2, rows: C, depth: Tp, cols: OC }, ` ${what}`, 2 * N * OC * OH * OW * C * 9);
   const dw = Tensor.empty([OC, C, 3, 3]);
   gpu.dispatch({
     kernel: kernel('winogradWeightGrad', 2, false, undefined, WM),
@@ -453,10 +425,138 @@ function winogradWeightGradient(dy: Tensor, x: Tensor, geo: Conv2dGeometry, m: n
   return dw;
 }
 
+// ---- im2col + GEMM (groups 1; see shaders/conv2d.wgsl) ------------------------------------------
+
+/** When convolutions go through im2col + GEMM: 'auto' (the tuner's choice, else im2colPays),
+ *  'never', or 'always' where it applies. */
+export type Im2colMode = 'auto' | 'never' | 'always';
+let im2colMode: Im2colMode = 'auto';
+
+/** Chooses when convolutions (forward and both gradients) use im2col and the matmul's GEMM
+ *  kernels; for benchmarks and the tests of every path. */
+export function setConv2dIm2col(mode: Im2colMode): void {
+  im2colMode = mode;
+}
+
+/** x is its own column matrix: a 1x1 kernel, stride 1, no padding */
+function isPointwise(geo: Conv2dGeometry): boolean {
+  return geo.KH === 1 && geo.KW === 1 && geo.stride.every((s) => s === 1) && geo.padding.every((q) => q === 0);
+}
+
+/** The column matrix [N, C*KH*KW, OH*OW] of `geo` fits one storage binding and the dispatch grid. */
+function im2colApplies(geo: Conv2dGeometry): boolean {
+  const K = geo.C * geo.KH * geo.KW;
+  return geo.groups === 1 && K <= 65535 && geo.N <= 65535 && geo.N * K * geo.OH * geo.OW * 4 <= getGpu().limits.maxStorageBufferBindingSize;
+}
+
+/** The default without a tuned choice. On CPUs the matmul's shared-tile GEMM does 2-3x the
+ *  multiply-adds per core-second of the implicit-GEMM kernels, whose loads bound them
+ *  (bench/NOTES.md sections 6 and 10), and the column matrix is one pass over at most KH*KW times
+ *  x; on GPUs the implicit GEMMs, which write no column matrix, stay the default. */
+function im2colPays(geo: Conv2dGeometry): boolean {
+  return getGpu().isCpu && im2colApplies(geo);
+}
+
+/** Whether pass `entry` of `geo` runs as im2col + GEMM: forced (setConv2dIm2col, the tuner's
+ *  candidates), else the tuner's choice, else im2colPays. */
+function im2colChosen(entry: string, geo: Conv2dGeometry): boolean {
+  if (!im2colApplies(geo) || im2colMode === 'never') return false;
+  if (im2colMode === 'always') return true;
+  if (forced) return forced.im2col ?? false; // tiles forced: the direct kernels
+  const gpu = getGpu();
+  const key = `${entry} ${describe(geo)}`;
+  const tuned = tuneCache(gpu).lookup('conv2d', key);
+  if (tuned) return Boolean(tuned.im2col);
+  tuneCache(gpu).notePending(tuneTask(entry, key, geo));
+  return im2colPays(geo);
+}
+
+/** col: [N, C*KH*KW, OH*OW], the receptive fields of x: [N,C,H,W] (x itself for a pointwise conv). */
+function im2col(x: Tensor, geo: Conv2dGeometry, what: string): Tensor {
+  if (isPointwise(geo)) return x;
+  const K = geo.C * geo.KH * geo.KW;
+  const col = Tensor.empty([geo.N, K, geo.OH * geo.OW]);
+  getGpu().dispatch({
+    kernel: kernel('im2col', 2, false),
+    buffers: [col.buffer, x.buffer],
+    params: params(geo),
+    workgroups: [Math.ceil((geo.OH * geo.OW) / 64), K, geo.N],
+    label: `conv2d.im2col ${what}`,
+    work: { flops: 0, bytes: 4 * (col.size + x.size) },
+  });
+  return col;
+}
+
+/** The GEMMs over images n of `geo`'s column matrices, with the convolution's FLOPs for the profiler. */
+function convGemm(geo: Conv2dGeometry, pass: string, dims: { M: number; N: number; K: number }, a: StridedMatrices, b: StridedMatrices, c: StridedMatrices): void {
+  const flops = 2 * geo.N * geo.OC * geo.OH * geo.OW * geo.C * geo.KH * geo.KW;
+  gemmStrided('conv2d', `conv2d.im2colGemm ${describe(geo)} (${pass})`, { ...dims, batch: geo.N }, a, b, c, flops);
+}
+
+/** y = conv(x, w) + bias, then the epilogue: y[n] = w [OC,K] col[n] [K,P] on the GEMM kernels, the
+ *  epilogue a pass of its own when there is one. */
+function im2colForward(x: Tensor, w: Tensor, bias: Tensor | null, geo: Conv2dGeometry, epilogue: ConvEpilogue): Tensor {
+  const { N, OC, OH, OW } = geo;
+  const K = geo.C * geo.KH * geo.KW;
+  const P = OH * OW;
+  const col = im2col(x, geo, describe(geo));
+  const sums = Tensor.empty([N, OC, OH, OW]);
+  convGemm(geo, 'forward', { M: OC, N: P, K }, { t: w, stride: 0 }, { t: col, stride: K * P }, { t: sums, stride: OC * P });
+  if (col !== x) col.release();
+  const { affine = null, residual = null, relu = false } = epilogue;
+  if (!bias && !affine && !residual && !relu) return sums;
+  const y = Tensor.empty([N, OC, OH, OW]);
+  // bindings the flags leave unread are given w
+  getGpu().dispatch({
+    kernel: kernel('epilogue', 6, false),
+    buffers: [y.buffer, sums.buffer, w.buffer, (bias ?? w).buffer, (affine ?? w).buffer, (residual ?? w).buffer],
+    params: params(geo, bias !== null, undefined, { hasAffine: affine !== null, hasResidual: residual !== null, relu }),
+    workgroups: [Math.ceil(P / 64), OC, N],
+    label: `conv2d.epilogue ${describe(geo)}`,
+    work: { flops: 0, bytes: 4 * (2 + Number(residual !== null)) * y.size },
+  });
+  sums.release();
+  return y;
+}
+
+/** dx: dcol[n] = w^T [K,OC] dy[n] [OC,P], summed into dx by col2im (dx = dcol for a pointwise conv). */
+function im2colBackwardInput(dy: Tensor, w: Tensor, geo: Conv2dGeometry): Tensor {
+  const { N, C, OC, H, W } = geo;
+  const K = C * geo.KH * geo.KW;
+  const P = geo.OH * geo.OW;
+  const dcol = Tensor.empty([N, K, P]);
+  convGemm(geo, 'backwardInput', { M: K, N: P, K: OC }, { t: w, stride: 0, trans: true }, { t: dy, stride: OC * P }, { t: dcol, stride: K * P });
+  if (isPointwise(geo)) return dcol.reshape([N, C, H, W]);
+  const dx = Tensor.empty([N, C, H, W]);
+  getGpu().dispatch({
+    kernel: kernel('col2im', 2, false),
+    buffers: [dx.buffer, dcol.buffer],
+    params: params(geo),
+    workgroups: [Math.ceil((H * W) / 64), C, N],
+    label: `conv2d.col2im ${describe(geo)}`,
+    work: { flops: 0, bytes: 4 * (dcol.size + dx.size) },
+  });
+  dcol.release();
+  return dx;
+}
+
+/** dw [OC,K] = sum over images of dy[n] [OC,P] col[n]^T [P,K]. */
+function im2colBackwardWeight(dy: Tensor, x: Tensor, geo: Conv2dGeometry): Tensor {
+  const { OC } = geo;
+  const K = geo.C * geo.KH * geo.KW;
+  const P = geo.OH * geo.OW;
+  const col = im2col(x, geo, `${describe(geo)} (backwardWeight)`);
+  const dw = Tensor.empty([OC, geo.C, geo.KH, geo.KW]);
+  convGemm(geo, 'backwardWeight', { M: OC, N: K, K: P }, { t: dy, stride: OC * P }, { t: col, stride: K * P, trans: true }, { t: dw, stride: 0 });
+  if (col !== x) col.release();
+  return dw;
+}
+
 /** y: [N,OC,OH,OW] = conv(x: [N,C,H,W], w: [OC,C/groups,KH,KW]) + bias: [OC], then the epilogue */
 export function conv2dForward(x: Tensor, w: Tensor, bias: Tensor | null, geo: Conv2dGeometry, epilogue: ConvEpilogue = {}): Tensor {
   const m = winogradChosen('forward', geo, geo);
   if (m) return winogradConv(x, w, bias, geo, false, epilogue, 'forward', m);
+  if (im2colChosen('forward', geo)) return im2colForward(x, w, bias, geo, epilogue);
   const y = Tensor.empty([geo.N, geo.OC, geo.OH, geo.OW]);
   const K = geo.Cg * geo.KH * geo.KW;
   const { affine = null, residual = null, relu = false } = epilogue;
@@ -472,6 +572,7 @@ export function conv2dBackwardInput(dy: Tensor, w: Tensor, geo: Conv2dGeometry):
   const back = winogradBackward(geo);
   const m = winogradChosen('backwardInput', geo, back);
   if (m) return winogradConv(dy, w, null, back!, true, {}, 'backwardInput', m);
+  if (im2colChosen('backwardInput', geo)) return im2colBackwardInput(dy, w, geo);
   const rows = axisPhases(geo.H, geo.KH, geo.stride[0], geo.padding[0], geo.dilation[0]);
   const cols = axisPhases(geo.W, geo.KW, geo.stride[1], geo.padding[1], geo.dilation[1]);
   const phases: [AxisPhase, AxisPhase, number][] = [];
@@ -508,6 +609,7 @@ export function conv2dBackwardInput(dy: Tensor, w: Tensor, geo: Conv2dGeometry):
 export function conv2dBackwardWeight(dy: Tensor, x: Tensor, geo: Conv2dGeometry): Tensor {
   const m = winogradChosen('backwardWeight', geo, winogradWeightGeometry(geo));
   if (m) return winogradWeightGradient(dy, x, geo, m);
+  if (im2colChosen('backwardWeight', geo)) return im2colBackwardWeight(dy, x, geo);
   const dw = Tensor.empty([geo.OC, geo.Cg, geo.KH, geo.KW]);
   launchGemm('backwardWeight', dw, [x, dy], (geo.OH * geo.OW) % 4 === 0, geo.OCg, geo.Cg * geo.KH * geo.KW, geo.N * geo.OH * geo.OW, geo, params(geo));
   return dw;

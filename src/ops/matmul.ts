@@ -75,6 +75,13 @@ function sharing(gpu: Gpu): { subgroups: boolean; SG: number } {
 }
 
 let forcedNoSubgroups = false;
+let testTiling: GemmTiling | null = null;
+
+/** Forces every GEMM to tiling `t` (null: the tuned or default one per shape); for the tests of
+ *  ops whose GEMMs run on these kernels (conv2d), which must pass at every candidate. */
+export function setGemmTiling(t: GemmTiling | null): void {
+  testTiling = t;
+}
 
 /** Makes gemmShared share its A tile through workgroup memory even where subgroups exist (tests of that path). */
 export function setGemmSubgroups(on: boolean): void {
@@ -238,6 +245,8 @@ interface GemmLaunch {
   batch: number;
   /** C += the product instead of C = it: a later pass of a sum over broadcast batch items */
   accumulate: boolean;
+  /** the FLOPs the profiler is told, when the GEMM is part of an op that counts its own (Winograd) */
+  flops?: number;
 }
 
 /** The kernel spec and workgroup grid of tiling `t` for a chunk of `size` ([M, N, K, batch]). */
@@ -288,9 +297,9 @@ function launchGemm(g: GemmLaunch, forced?: GemmTiling): void {
   if (g.M === 0 || g.N === 0 || g.batch === 0) return;
   const gpu = getGpu();
   const shape = { M: g.M, N: g.N, K: g.K, batch: g.batch, transA: g.transA, transB: g.transB };
-  const tiling = forced ?? gemmTiling(gpu, shape);
+  const tiling = forced ?? testTiling ?? gemmTiling(gpu, shape);
   checkTiling(tiling, g.op);
-  if (!forced && !tuneCache(gpu).lookup('gemm', tuneKey(g.M, g.N, g.K, g.batch, g.transA, g.transB))) tuneCache(gpu).notePending(tuneTask(g));
+  if (!forced && !testTiling && !tuneCache(gpu).lookup('gemm', tuneKey(g.M, g.N, g.K, g.batch, g.transA, g.transB))) tuneCache(gpu).notePending(tuneTask(g));
   const align = gpu.limits.minStorageBufferOffsetAlignment;
   const sizes = [g.M, g.N, g.K, g.batch];
   // without a bias, binding 4 is never read: a stands in for it
@@ -311,7 +320,7 @@ function launchGemm(g: GemmLaunch, forced?: GemmTiling): void {
             params: gemmParams({ M: size[DIM_M], N: size[DIM_N], K: size[DIM_K], hasBias: g.bias !== null && !accumulate, accumulate, c: wc, a: wa, b: wb, bias: wbias }),
             label: g.label,
             work: {
-              flops: 2 * size[DIM_M] * size[DIM_N] * size[DIM_K] * size[DIM_BATCH],
+              flops: (g.flops ?? 2 * g.M * g.N * g.K * g.batch) * ((size[DIM_M] * size[DIM_N] * size[DIM_K] * size[DIM_BATCH]) / (g.M * g.N * g.K * g.batch)),
               bytes: 4 * size[DIM_BATCH] * (size[DIM_M] * size[DIM_K] + size[DIM_K] * size[DIM_N] + size[DIM_M] * size[DIM_N]),
             },
           });
@@ -384,6 +393,40 @@ export function gemm(a: Tensor, b: Tensor, opts: GemmOptions = {}, tiling?: Gemm
     tiling,
   );
   return out;
+}
+
+/** One operand of `gemmStrided`: row-major matrices (transposed when `trans`) from element `offset`
+ *  of `t` on, `stride` elements apart (0: one matrix serves every batch item). */
+export interface StridedMatrices {
+  t: Tensor;
+  offset?: number;
+  stride: number;
+  trans?: boolean;
+}
+
+/**
+ * C[z] = op(A[z]) op(B[z]) for z < batch on row-major matrices at fixed strides, not recorded on
+ * the tape: the GEMMs other ops are made of (conv2d's Winograd products, its 1x1 convolutions) on
+ * these kernels and their tuning. c's stride 0 sums the products into one matrix. `flops` is what
+ * the profiler is told (the convolution's, for Winograd); `label` names the dispatches.
+ */
+export function gemmStrided(
+  op: string, label: string, dims: { M: number; N: number; K: number; batch: number },
+  a: StridedMatrices, b: StridedMatrices, c: StridedMatrices, flops?: number,
+): void {
+  const { M, N, K, batch } = dims;
+  const stored = (name: string, m: StridedMatrices, [rows, cols]: [number, number], z: number): Stored =>
+    ({ name: `${name}${shapeStr(m.t.shape)}`, t: m.t, rows, cols, base: (m.offset ?? 0) + z * m.stride, stride: m.stride });
+  const launch = (z: number, items: number, accumulate: boolean) => launchGemm({
+    op, label, M, N, K, transA: a.trans ?? false, transB: b.trans ?? false, batch: items, bias: null, accumulate,
+    a: stored('a', a, operandDims('a', a.trans ?? false), z),
+    b: stored('b', b, operandDims('b', b.trans ?? false), z),
+    c: stored('out', c, [DIM_M, DIM_N], z),
+    flops: flops === undefined ? undefined : (flops * items) / batch,
+  });
+  if (c.stride !== 0 || batch === 1) return launch(0, batch, false);
+  // a sum over the batch: one launch per item, each adding into C
+  for (let z = 0; z < batch; z++) launch(z, 1, z > 0);
 }
 
 // ---- batched GEMMs ----------------------------------------------------------------------------

@@ -1,0 +1,94 @@
+// Every convolution of ResNet18 (forward, backward to the input, backward to the weight) against
+// the best GEMM, measured in one run by what load barely distorts: the CPU time of lavapipe's
+// worker threads (the process's CPU less the main thread's) per call, and GFLOP per core-second of
+// it (the convolution's FLOPs, 2*N*OC*OH*OW*C*KH*KW, whatever algorithm computes it), next to the
+// 1024^3 matmul's (gemmShared) timed the same way in the same process. Medians of the rounds.
+//   npx tsx bench/conv-vs-gemm.ts [--configs b1x224,b8x112] [--rounds 3] [--calls 2] [--filter TEXT]
+import { loadavg } from 'node:os';
+import { parseArgs } from 'node:util';
+import { getGpu, threadCpuMs } from '../src/gpu/index.ts';
+import { conv2dBackwardInput, conv2dBackwardWeight, conv2dForward, conv2dGeometry, type Conv2dGeometry, type Conv2dOptions } from '../src/ops/conv2d.ts';
+import { gemm } from '../src/ops/matmul.ts';
+import { median } from '../src/train/benchmark.ts';
+import { Rng, type Tensor } from '../src/tensor/index.ts';
+import { openGpu, randomValues, toTensor } from './harness.ts';
+
+const { values } = parseArgs({
+  options: {
+    configs: { type: 'string', default: 'b1x224,b8x112' },
+    rounds: { type: 'string', default: '3' },
+    calls: { type: 'string', default: '2' },
+    filter: { type: 'string', default: '' },
+  },
+});
+const rounds = Number(values.rounds);
+const calls = Number(values.calls);
+
+/** ResNet18's distinct convolutions at input size 224 (channels in, out, input size, kernel, options) */
+const CONVS: { name: string; c: number; oc: number; hw: number; k: number; opts: Conv2dOptions }[] = [
+  { name: 'stem 7x7 s2 3->64', c: 3, oc: 64, hw: 224, k: 7, opts: { stride: 2, padding: 3 } },
+  { name: '3x3 64->64 @56', c: 64, oc: 64, hw: 56, k: 3, opts: { padding: 1 } },
+  { name: '3x3 s2 64->128 @56', c: 64, oc: 128, hw: 56, k: 3, opts: { stride: 2, padding: 1 } },
+  { name: '1x1 s2 64->128 @56', c: 64, oc: 128, hw: 56, k: 1, opts: { stride: 2 } },
+  { name: '3x3 128->128 @28', c: 128, oc: 128, hw: 28, k: 3, opts: { padding: 1 } },
+  { name: '3x3 s2 128->256 @28', c: 128, oc: 256, hw: 28, k: 3, opts: { stride: 2, padding: 1 } },
+  { name: '1x1 s2 128->256 @28', c: 128, oc: 256, hw: 28, k: 1, opts: { stride: 2 } },
+  { name: '3x3 256->256 @14', c: 256, oc: 256, hw: 14, k: 3, opts: { padding: 1 } },
+  { name: '3x3 s2 256->512 @14', c: 256, oc: 512, hw: 14, k: 3, opts: { stride: 2, padding: 1 } },
+  { name: '1x1 s2 256->512 @14', c: 256, oc: 512, hw: 14, k: 1, opts: { stride: 2 } },
+  { name: '3x3 512->512 @7', c: 512, oc: 512, hw: 7, k: 3, opts: { padding: 1 } },
+];
+
+/** lavapipe worker CPU ms per call of `run` (each call's tensors released), after one warm-up call */
+async function cpuPerCall(run: () => Tensor): Promise<number> {
+  const gpu = getGpu();
+  run().release();
+  await gpu.sync();
+  const samples: number[] = [];
+  for (let r = 0; r < rounds; r++) {
+    const main0 = threadCpuMs();
+    const cpu0 = process.cpuUsage();
+    for (let i = 0; i < calls; i++) run().release();
+    await gpu.sync();
+    const cpu = process.cpuUsage(cpu0);
+    samples.push(((cpu.user + cpu.system) / 1e3 - (threadCpuMs() - main0)) / calls);
+  }
+  return median(samples);
+}
+
+const fmt = (ms: number, flops: number) => `${ms.toFixed(1).padStart(8)} ms ${(flops / ms / 1e6).toFixed(1).padStart(5)}`;
+
+await openGpu();
+const rng = new Rng(1);
+const rand = (shape: number[]) => toTensor(randomValues(shape.reduce((p, d) => p * d, 1), rng), shape);
+
+const [a, b] = [rand([1024, 1024]), rand([1024, 1024])];
+const gemmMs = await cpuPerCall(() => gemm(a, b));
+const gemmRate = (2 * 1024 ** 3) / gemmMs / 1e6;
+console.log(`gemm 1024^3 (default tiling): ${gemmMs.toFixed(1)} ms, ${gemmRate.toFixed(1)} GFLOP per core-second`);
+console.log(`per call: lavapipe worker CPU ms, GFLOP per core-second, % of the GEMM's; medians of ${rounds} rounds of ${calls} calls`);
+
+for (const config of values.configs.split(',')) {
+  const m = /^b(\d+)x(\d+)$/.exec(config);
+  if (!m) throw new Error(`--configs: ${config} is not b<batch>x<size>`);
+  const [batch, size] = [Number(m[1]), Number(m[2])];
+  console.log(`\nbatch ${batch}, ${size} px${' '.repeat(14)}${['forward', 'dx', 'dw'].map((p) => p.padStart(21)).join('')}`);
+  for (const s of CONVS.filter((c) => c.name.includes(values.filter))) {
+    const hw = Math.ceil((s.hw * size) / 224);
+    const g: Conv2dGeometry = conv2dGeometry([batch, s.c, hw, hw], [s.oc, s.c, s.k, s.k], null, s.opts);
+    const flops = 2 * g.N * g.OC * g.OH * g.OW * g.C * g.KH * g.KW;
+    const x = rand([g.N, g.C, g.H, g.W]);
+    const w = rand([g.OC, g.C, g.KH, g.KW]);
+    const dy = rand([g.N, g.OC, g.OH, g.OW]);
+    const row: string[] = [];
+    for (const run of [() => conv2dForward(x, w, null, g), () => conv2dBackwardInput(dy, w, g), () => conv2dBackwardWeight(dy, x, g)]) {
+      const ms = await cpuPerCall(run);
+      const rate = flops / ms / 1e6;
+      row.push(`${fmt(ms, flops)} ${((100 * rate) / gemmRate).toFixed(0).padStart(3)}%`);
+    }
+    console.log(`${s.name.padEnd(22)} ${row.join(' ')}`);
+    [x, w, dy].forEach((t) => t.release());
+  }
+}
+console.log(`\nload average ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+process.exit(0);
