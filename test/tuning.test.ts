@@ -22,8 +22,9 @@ describe('the tuning cache', () => {
     tidy(() => noGrad(() => void conv2d(Tensor.ones([1, 8, 6, 6]), Tensor.ones([16, 8, 3, 3]), null, { padding: 1 })));
     const pending = cache.pending().filter((t) => t.key.includes('x[1,8,6,6]'));
     expect(pending.map((t) => t.key)).toEqual(['forward x[1,8,6,6] w[16,8,3,3] s1x1 p1x1 d1x1 g1']);
-    // a 3x3 stride-1 convolution: Winograd with 2x2 and 4x4 tiles are candidates beside the tile shapes
-    expect(pending[0].candidates).toEqual([...CONV2D_CANDIDATES, { winograd: 2 }, { winograd: 4 }]);
+    // a 3x3 stride-1 convolution: Winograd with 2x2 and 4x4 tiles, and im2col + GEMM, are candidates
+    // beside the tile shapes
+    expect(pending[0].candidates).toEqual([...CONV2D_CANDIDATES, { winograd: 2 }, { winograd: 4 }, { im2col: 1 }]);
     const choice = await cache.tune(pending[0], 1);
     expect(pending[0].candidates.includes(choice.config) || choice.config === pending[0].defaultConfig).toBe(true);
     expect(choice.ms).toBeLessThanOrEqual(choice.defaultMs);

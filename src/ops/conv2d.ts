@@ -490,7 +490,7 @@ function im2col(x: Tensor, geo: Conv2dGeometry, what: string): Tensor {
 /** The GEMMs over images n of `geo`'s column matrices, with the convolution's FLOPs for the profiler. */
 function convGemm(geo: Conv2dGeometry, pass: string, dims: { M: number; N: number; K: number }, a: StridedMatrices, b: StridedMatrices, c: StridedMatrices): void {
   const flops = 2 * geo.N * geo.OC * geo.OH * geo.OW * geo.C * geo.KH * geo.KW;
-  gemmStrided('conv2d', `conv2d.im2colGemm ${describe(geo)} (${pass})`, { ...dims, batch: geo.N }, a, b, c, flops);
+  gemmStrided('conv2d', `conv2d.${pass} ${describe(geo)} (im2col GEMM)`, { ...dims, batch: geo.N }, a, b, c, flops);
 }
 
 /** y = conv(x, w) + bias, then the epilogue: y[n] = w [OC,K] col[n] [K,P] on the GEMM kernels, the
