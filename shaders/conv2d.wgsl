@@ -366,54 +366,56 @@ fn transposeWeight(@builtin(global_invocation_id) gid: vec3u) {
 // dcol into dx) and dw = sum_n dy[n] col[n]^T are plain GEMMs: the matmul's shared-tile kernel
 // instead of the implicit GEMMs above, for one pass over col (N*K*P, at most KH*KW times x).
 
-// col: [N, K, P] from x: [N,C,H,W] (zeros where a tap falls in the padding); x: column p, y: row k, z: n
+// col: [N, K, P] from x: [N,C,H,W] (zeros where a tap falls in the padding); x: column p, z: row
+// n*K + k (uniform over the workgroup, so a lane divides only to find its pixel's row)
 @compute @workgroup_size(64)
-fn im2col(@builtin(global_invocation_id) gid: vec3u) {
+fn im2col(@builtin(global_invocation_id) gid: vec3u, @builtin(workgroup_id) wid: vec3u) {
   let P = p.OH * p.OW;
   let q = gid.x;
-  let k = gid.y;
-  let n = gid.z;
   if (q >= P) { return; }
   let taps = p.KH * p.KW;
+  let K = p.C * taps;
+  let n = wid.z / K;
+  let k = wid.z - n * K;
   let c = k / taps;
   let kh = (k - c * taps) / p.KW;
   let kw = k - c * taps - kh * p.KW;
-  let oh = q / p.OW;
+  let oh = divFloor(q, 1.0 / f32(p.OW));
   let ih = i32(oh * p.SH + kh * p.DH) - i32(p.PH);
   let iw = i32((q - oh * p.OW) * p.SW + kw * p.DW) - i32(p.PW);
   let ok = u32(ih) < p.H && u32(iw) < p.W;
   let src = ((n * p.C + c) * p.H + u32(ih)) * p.W + u32(iw);
-  out[(n * colRows() + k) * P + q] = select(0.0, b[select(0u, src, ok)], ok);
+  out[wid.z * P + q] = select(0.0, b[select(0u, src, ok)], ok);
 }
-
-// K, the rows of each image's column matrix
-fn colRows() -> u32 { return p.C * p.KH * p.KW; }
 
 // dx: [N,C,H,W] = the sum, over the taps (kh, kw) through which output pixel (oh, ow) read
 // x[n,c,ih,iw] (oh*SH + kh*DH = ih + PH, likewise along W), of dcol: [N, K, P]; a gather, no
-// atomics; x: input pixel, y: channel, z: n
+// atomics; x: input pixel, z: n*C + c
 @compute @workgroup_size(64)
-fn col2im(@builtin(global_invocation_id) gid: vec3u) {
+fn col2im(@builtin(global_invocation_id) gid: vec3u, @builtin(workgroup_id) wid: vec3u) {
   let i = gid.x;
-  let c = gid.y;
-  let n = gid.z;
   if (i >= p.H * p.W) { return; }
-  let ih = i / p.W;
+  let n = wid.z / p.C;
+  let c = wid.z - n * p.C;
+  let ih = divFloor(i, 1.0 / f32(p.W));
   let iw = i - ih * p.W;
   let P = p.OH * p.OW;
+  let invSH = 1.0 / f32(p.SH);
+  let invSW = 1.0 / f32(p.SW);
+  let rows = (n * p.C + c) * p.KH * p.KW;  // dcol's row of (c, 0, 0) in image n
   var s = 0.0;
   for (var kh = 0u; kh < p.KH; kh++) {
     let th = i32(ih + p.PH) - i32(kh * p.DH);  // oh * SH
-    let oh = u32(th) / p.SH;
+    let oh = divFloor(u32(th), invSH);
     if (th < 0 || oh * p.SH != u32(th) || oh >= p.OH) { continue; }
     for (var kw = 0u; kw < p.KW; kw++) {
       let tw = i32(iw + p.PW) - i32(kw * p.DW);
-      let ow = u32(tw) / p.SW;
+      let ow = divFloor(u32(tw), invSW);
       if (tw < 0 || ow * p.SW != u32(tw) || ow >= p.OW) { continue; }
-      s += b[(n * colRows() + (c * p.KH + kh) * p.KW + kw) * P + oh * p.OW + ow];
+      s += b[(rows + kh * p.KW + kw) * P + oh * p.OW + ow];
     }
   }
-  out[((n * p.C + c) * p.H + ih) * p.W + iw] = s;
+  out[wid.z * p.H * p.W + i] = s;
 }
 
 // y: [N,OC,OH,OW] = forward's epilogue (bias, eval batchnorm, residual, ReLU) over the GEMM's sums

@@ -443,10 +443,10 @@ function isPointwise(geo: Conv2dGeometry): boolean {
   return geo.KH === 1 && geo.KW === 1 && geo.stride.every((s) => s === 1) && geo.padding.every((q) => q === 0);
 }
 
-/** The column matrix [N, C*KH*KW, OH*OW] of `geo` fits one storage binding and the dispatch grid. */
+/** The column matrix [N, C*KH*KW, OH*OW] of `geo` fits one storage binding and its rows the dispatch grid. */
 function im2colApplies(geo: Conv2dGeometry): boolean {
   const K = geo.C * geo.KH * geo.KW;
-  return geo.groups === 1 && K <= 65535 && geo.N <= 65535 && geo.N * K * geo.OH * geo.OW * 4 <= getGpu().limits.maxStorageBufferBindingSize;
+  return geo.groups === 1 && geo.N * K <= 65535 && geo.N * K * geo.OH * geo.OW * 4 <= getGpu().limits.maxStorageBufferBindingSize;
 }
 
 /** The default without a tuned choice. On CPUs the matmul's shared-tile GEMM does 2-3x the
@@ -480,7 +480,7 @@ function im2col(x: Tensor, geo: Conv2dGeometry, what: string): Tensor {
     kernel: kernel('im2col', 2, false),
     buffers: [col.buffer, x.buffer],
     params: params(geo),
-    workgroups: [Math.ceil((geo.OH * geo.OW) / 64), K, geo.N],
+    workgroups: [Math.ceil((geo.OH * geo.OW) / 64), 1, geo.N * K],
     label: `conv2d.im2col ${what}`,
     work: { flops: 0, bytes: 4 * (col.size + x.size) },
   });
@@ -532,7 +532,7 @@ function im2colBackwardInput(dy: Tensor, w: Tensor, geo: Conv2dGeometry): Tensor
     kernel: kernel('col2im', 2, false),
     buffers: [dx.buffer, dcol.buffer],
     params: params(geo),
-    workgroups: [Math.ceil((H * W) / 64), C, N],
+    workgroups: [Math.ceil((H * W) / 64), 1, N * C],
     label: `conv2d.col2im ${describe(geo)}`,
     work: { flops: 0, bytes: 4 * (dcol.size + dx.size) },
   });
