@@ -3,12 +3,10 @@
 //   with momentum: buf = d on the first step (no dampening then), else momentum * buf + (1 - dampening) * d;
 //                  d = d + momentum * buf with nesterov, else buf
 //   param -= lr * d
-// One launch updates up to as many parameters of one group as the adapter's storage bindings allow
-// (src/optim/sgd.ts): the bindings param<k>, grad<k> (and buf<k>) and each parameter's grid-strided
-// loop are written out by src/optim/sgd.ts (launchCode: the lengths, bindings and loops; they call sgd_plain or
-// sgd_momentum below), and every workgroup takes its stride of each parameter in turn, so the work
-// spreads evenly however the sizes differ. T is f32, or vec4<f32> when every parameter's length is
-// a multiple of 4.
+// One launch updates up to as many parameters of one group as the adapter's storage bindings allow:
+// the lengths n<k>, the bindings param<k>, grad<k> (and buf<k>) and each parameter's grid-strided
+// loop, which calls sgd_plain or sgd_momentum below, are written out by launchParameters
+// (src/optim/optimizer.ts). T is f32, or vec4<f32> when every parameter's length is a multiple of 4.
 // param<k>, grad<k>, buf<k>: [n<k>] (parameter k's shape, flattened)
 
 alias T = {{T}};

@@ -3,6 +3,7 @@ import { Adam, AdamW, type AdamOptions, type AdamParamGroup } from '../src/optim
 import type { Optimizer } from '../src/optim/optimizer.ts';
 import { SGD } from '../src/optim/sgd.ts';
 import { adamRef } from '../src/reference/adam.ts';
+import { getGpu } from '../src/gpu/index.ts';
 import { keep, OpError, Rng, Tensor, tidy } from '../src/tensor/index.ts';
 import { randomArray, relError, toGpu, useGpu } from './helpers.ts';
 import { torchRun } from './torch.ts';
@@ -52,6 +53,37 @@ describe('Adam and AdamW', () => {
       });
     }
   }
+
+  it('AdamW over 13 parameters (more than a launch holds, mixed lengths, one starting a step late) vs the float64 rule, in few launches', async () => {
+    const shapes = Array.from({ length: 13 }, (_, i) => [[7], [3, 4], [1], [2, 10], [5, 3]][i % 5]);
+    const LATE = 2;
+    const rng = new Rng(41);
+    const w0 = shapes.map((s) => randomArray(s, rng));
+    const grads = shapes.map((s) => Array.from({ length: STEPS }, () => randomArray(s, rng)));
+    let launches = 0;
+    const out = await tidy(async () => {
+      const ws = shapes.map((s, i) => toGpu(w0[i], s, true));
+      const opt = new AdamW(ws, { lr: 0.01 });
+      runSteps(opt, ws, grads, [0, 1, 2, 3], (k, i) => k === 0 && i === LATE);
+      ws.forEach((w, i) => (w.grad = keep(toGpu(grads[i][4], w.shape))));
+      const before = getGpu().dispatchCount;
+      opt.step(); // the late parameter is a step behind: its own launch
+      launches = getGpu().dispatchCount - before;
+      const values = await Promise.all(ws.map((w) => w.toArray()));
+      opt.release();
+      return values;
+    });
+    shapes.forEach((_, i) => {
+      const ref = adamRef(w0[i], grads[i].slice(i === LATE ? 1 : 0), { lr: 0.01, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 1e-2, decoupled: true });
+      expect(relError(out[i], ref.param), `parameter ${i}`).toBeLessThan(1e-6);
+    });
+    // per step count (2), per kind (vec4 or not), batches as large as the storage bindings allow
+    const per = Math.min(16, Math.floor(getGpu().limits.maxStorageBuffersPerShaderStage / 4));
+    const batches = (n: number) => Math.ceil(n / per);
+    const vec4 = (i: number) => shapes[i].reduce((a, b) => a * b) % 4 === 0;
+    const onTime = shapes.map((_, i) => i).filter((i) => i !== LATE);
+    expect(launches).toBe(batches(onTime.filter(vec4).length) + batches(onTime.filter((i) => !vec4(i)).length) + 1);
+  });
 
   it('state() and loadState() resume exactly, step counts included', async () => {
     const rng = new Rng(9);

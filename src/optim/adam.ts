@@ -1,13 +1,12 @@
 // Adam and AdamW, following torch.optim.Adam and torch.optim.AdamW exactly (amsgrad and maximize
 // off): bias-corrected first and second moments, eps outside the square root; Adam's weight decay
 // is L2 (added to the gradient), AdamW's is decoupled (the parameter shrinks by lr * weightDecay
-// before the step). One kernel launch per parameter updates it and both moments in place
+// before the step). One kernel launch updates many parameters and both their moments in place
 // (shaders/adam.wgsl holds the rule); each parameter counts its own steps, as torch's state does, so
 // a parameter frozen for a while starts its bias correction when it first gets a gradient.
 // Read first: the plain float64 rule in src/reference/adam.ts.
-import { getGpu, stridedWorkgroups } from '../gpu/index.ts';
-import { OpError, shapeStr, Tensor } from '../tensor/index.ts';
-import { BaseOptimizer, type ParamGroup, type ParamStep } from './optimizer.ts';
+import { OpError, Tensor } from '../tensor/index.ts';
+import { BaseOptimizer, launchParameters, type ParamArray, type ParamGroup, type ParamStep } from './optimizer.ts';
 
 export interface AdamOptions {
   lr: number;
@@ -37,37 +36,28 @@ class AdamBase extends BaseOptimizer<AdamOptions> {
     if (!((g.weightDecay ?? 0) >= 0)) throw bad(`invalid weightDecay ${g.weightDecay}`);
   }
 
-  /** One launch per parameter: the bias corrections follow each one's own step count. */
+  /** The group's parameters in few launches (launchParameters), one set per step count: the
+   *  bias corrections follow each parameter's own. */
   protected updateGroup(items: ParamStep[], g: AdamParamGroup & AdamOptions): void {
-    for (const { param, grad, step } of items) this.update(param, grad, g, step);
-  }
-
-  private update(p: Tensor, grad: Tensor, g: AdamParamGroup & AdamOptions, step: number): void {
-    const n = p.size;
     const [beta1, beta2] = g.betas ?? [0.9, 0.999];
     const weightDecay = g.weightDecay ?? 0;
-    // torch.zeros_like on the first step
-    const m = this.buffer('expAvg', p, true).buf;
-    const v = this.buffer('expAvgSq', p, true).buf;
-    const vec = n % 4 === 0;
-    getGpu().dispatch({
-      kernel: { shader: 'adam', entry: 'adam', bindings: ['write', 'read', 'write', 'write'], defines: { T: vec ? 'vec4<f32>' : 'f32' } },
-      buffers: [p.buffer, grad.buffer, m.buffer, v.buffer],
-      params: {
-        n: vec ? n / 4 : n,
+    for (const step of new Set(items.map((it) => it.step))) {
+      // torch.zeros_like on the first step
+      const params = items.filter((it) => it.step === step).map(({ param, grad }) => [param, grad, this.buffer('expAvg', param, true).buf, this.buffer('expAvgSq', param, true).buf]);
+      launchParameters('adam', ARRAYS, params, {
         decay: this.decoupled ? 1 - g.lr * weightDecay : 1,
         l2: this.decoupled ? 0 : weightDecay,
         beta1, oneMinusBeta1: 1 - beta1, beta2, oneMinusBeta2: 1 - beta2,
         stepSize: g.lr / (1 - beta1 ** step),
         correction2: Math.sqrt(1 - beta2 ** step),
         eps: g.eps ?? 1e-8,
-      },
-      workgroups: [stridedWorkgroups(vec ? n / 4 : n, 256)],
-      label: `${this.kind.toLowerCase()} ${p.name ?? `#${p.id}`} ${shapeStr(p.shape)}`,
-      work: { bytes: 4 * 7 * n },
-    });
+      }, ADAM_STEP);
+    }
   }
 }
+
+const ARRAYS: ParamArray[] = [{ name: 'param', access: 'write' }, { name: 'grad', access: 'read' }, { name: 'm', access: 'write' }, { name: 'v', access: 'write' }];
+const ADAM_STEP = (k: number) => `let s = adam_step(param${k}[i], grad${k}[i], m${k}[i], v${k}[i]); m${k}[i] = s.m; v${k}[i] = s.v; param${k}[i] = s.w;`;
 
 /** `given` with torch's defaults where it leaves a setting undefined. */
 function withTorchDefaults(given: AdamOptions, weightDecay: number): AdamOptions {

@@ -4,6 +4,7 @@
 // into a few launches and Adam into one per parameter), zeroGrad, and a
 // per-parameter state (buffers such as momentum, and step counts) that state() reads back for
 // checkpoints and loadState() restores, for an exact resume.
+import { getGpu, stridedWorkgroups, type Access } from '../gpu/index.ts';
 import { keep, noGrad, OpError, shapeStr, Tensor } from '../tensor/index.ts';
 
 /** The settings every optimizer has. */
@@ -179,5 +180,63 @@ export abstract class BaseOptimizer<O extends OptimizerSettings> implements Opti
       });
     }
     params.forEach((p, i) => this.steps.set(p, steps[i]));
+  }
+}
+
+// ---- many parameters per launch -------------------------------------------------------------
+
+/** Parameters one launch updates: as many as the adapter's storage bindings per shader stage
+ *  hold at `arrays` bindings each, at most 16 (the shader's code grows with them). */
+function perLaunch(arrays: number): number {
+  return Math.max(1, Math.min(16, Math.floor(getGpu().limits.maxStorageBuffersPerShaderStage / arrays)));
+}
+
+/** One array of each parameter an optimizer's kernel updates: its WGSL name and access. */
+export interface ParamArray {
+  name: string;
+  access: Access;
+}
+
+/**
+ * Launches entry `shader` of shaders/`shader`.wgsl over `params` (each its tensors in `arrays`'
+ * order, all of the parameter's length) in as few launches as the storage bindings allow, those
+ * whose lengths are multiples of 4 as vec4s. The shader declares `{{SIZES}}` in its Params,
+ * `{{BINDINGS}}` and `{{LOOPS}}` (in an entry that defines `first` and `stride`), written here:
+ * n<k>, the arrays <name><k>, and for each parameter k a grid-strided loop over i running
+ * `body(k)`. Every workgroup takes its stride of each parameter in turn, so the work spreads
+ * evenly however the sizes differ.
+ */
+export function launchParameters(
+  shader: string, arrays: readonly ParamArray[], params: Tensor[][], uniforms: Record<string, number | boolean>, body: (k: number) => string,
+): void {
+  const per = perLaunch(arrays.length);
+  for (const vec of [true, false]) {
+    const kind = params.filter((ts) => (ts[0].size % 4 === 0) === vec);
+    for (let start = 0; start < kind.length; start += per) {
+      const chunk = kind.slice(start, start + per);
+      const lengths = chunk.map((ts) => (vec ? ts[0].size / 4 : ts[0].size));
+      const ks = chunk.map((_, k) => k);
+      const binding = (k: number) =>
+        arrays.map((a, j) => `@group(0) @binding(${1 + arrays.length * k + j}) var<storage, ${a.access === 'write' ? 'read_write' : 'read'}> ${a.name}${k}: array<T>;`).join('\n');
+      const first = chunk[0][0];
+      getGpu().dispatch({
+        kernel: {
+          shader,
+          entry: shader,
+          bindings: chunk.flatMap(() => arrays.map((a) => a.access)),
+          defines: {
+            T: vec ? 'vec4<f32>' : 'f32',
+            SIZES: ks.map((k) => `n${k}: u32,`).join(' '),
+            BINDINGS: ks.map(binding).join('\n'),
+            LOOPS: ks.map((k) => `for (var i = first; i < p.n${k}; i += stride) { ${body(k)} }`).join('\n  '),
+          },
+        },
+        buffers: chunk.flatMap((ts) => ts.map((t) => t.buffer)),
+        params: { ...Object.fromEntries(lengths.map((n, k) => [`n${k}`, n])), ...uniforms },
+        workgroups: [stridedWorkgroups(lengths.reduce((a, b) => a + b, 0), 256)],
+        label: chunk.length === 1 ? `${shader} ${first.name ?? `#${first.id}`} ${shapeStr(first.shape)}` : `${shader} ${chunk.length} parameters`,
+        work: { bytes: 4 * (arrays.length + arrays.filter((a) => a.access === 'write').length) * chunk.reduce((a, ts) => a + ts[0].size, 0) },
+      });
+    }
   }
 }
