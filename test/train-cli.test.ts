@@ -63,7 +63,9 @@ afterAll(() => {
   if (tmp) rmSync(tmp, { recursive: true, force: true });
 });
 
-describe('gpunet train on generated image folders', () => {
+// Each test is a workflow of several gpunet processes (train, then eval and predict, each compiling
+// its pipelines): ~60-100 s on a quiet 2-core machine, twice that with other jobs on the cores.
+describe('gpunet train on generated image folders', { timeout: 300_000 }, () => {
   it('learns 3 colour classes to >= 95% valid accuracy; the run folder, predict and eval agree', async () => {
     const { out, run: r } = await learnRun();
     expect(r.ours).toEqual([]);
