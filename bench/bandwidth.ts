@@ -2,7 +2,7 @@
 // distorts the ratio little: the CPU time lavapipe's threads take per launch (the process's CPU
 // less the main thread's), for the ceiling kernel (shaders/ceiling.wgsl loadPeak, 64 MiB) and for
 // max pooling and the batchnorm passes at ResNet18's shapes in a training step (batch 8, 224 and
-// 112 px), rounds interleaved, medians. GB/s counts the bytes that must move (bench/pool.ts and
+// 112 px), and an optimizer step over ResNet18's parameters, rounds interleaved, medians. GB/s counts the bytes that must move (bench/pool.ts and
 // bench/batchnorm.ts say which); "% load" is the kernel's bytes per lavapipe CPU-second against
 // the ceiling's. Wall GB/s (the median round) is printed beside it, loaded as it may be.
 //   npx tsx bench/bandwidth.ts [filter] [--rounds N]
@@ -13,6 +13,7 @@ import { tidy } from '../src/tensor/index.ts';
 import * as batchnorm from './batchnorm.ts';
 import { openGpu, type BenchCase } from './harness.ts';
 import * as pool from './pool.ts';
+import * as sgd from './sgd.ts';
 
 const { values, positionals } = parseArgs({ allowPositionals: true, options: { rounds: { type: 'string', default: '5' } } });
 const ROUNDS = Number(values.rounds);
@@ -45,6 +46,7 @@ const ceiling: BenchCase = {
 const cases = [
   ...pool.cases.filter((c) => c.name.includes('maxPool2d')),
   ...batchnorm.cases.filter((c) => !c.name.startsWith('eval')),
+  ...sgd.cases.filter((c) => c.name.includes('resnet18')),
 ].filter((c) => !filter || c.name.includes(filter));
 
 const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];

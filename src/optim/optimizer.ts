@@ -186,9 +186,13 @@ export abstract class BaseOptimizer<O extends OptimizerSettings> implements Opti
 // ---- many parameters per launch -------------------------------------------------------------
 
 /** Parameters one launch updates: as many as the adapter's storage bindings per shader stage
- *  hold at `arrays` bindings each, at most 16 (the shader's code grows with them). */
+ *  hold at `arrays` bindings each, at most 16 (the shader's code grows with them); on a CPU
+ *  adapter, where a launch costs little and a kernel with more bindings runs slower (lavapipe,
+ *  ResNet18's SGD step interleaved in one process: 101, 111 and 122 ms of CPU at 1, 2 and 4 per
+ *  launch; bench/NOTES.md section 11), at most 2. */
 function perLaunch(arrays: number): number {
-  return Math.max(1, Math.min(16, Math.floor(getGpu().limits.maxStorageBuffersPerShaderStage / arrays)));
+  const gpu = getGpu();
+  return Math.max(1, Math.min(gpu.isCpu ? 2 : 16, Math.floor(gpu.limits.maxStorageBuffersPerShaderStage / arrays)));
 }
 
 /** One array of each parameter an optimizer's kernel updates: its WGSL name and access. */
