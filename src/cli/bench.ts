@@ -4,7 +4,7 @@ import { loadavg } from 'node:os';
 import { getGpu, initGpu, tuneCache } from '../gpu/index.ts';
 import type { Module } from '../nn/module.ts';
 import { ResNet, RESNET_BLOCKS, type ResNetArch } from '../nn/resnet.ts';
-import { loadClassifier } from '../onnx/load.ts';
+import { defaultSize, loadClassifier } from '../onnx/load.ts';
 import { Rng } from '../tensor/index.ts';
 import { benchmarkModel } from '../train/benchmark.ts';
 import { defineCommand } from './command.ts';
@@ -18,7 +18,7 @@ export const MODEL_OPTIONS = {
   checkpoint: str({ metavar: 'FILE', help: 'an ONNX classifier (its input size is the default --size)' }),
   arch: choice(Object.keys(RESNET_BLOCKS) as ResNetArch[], { defaultText: 'resnet18', help: 'a fresh torchvision-style ResNet instead of a checkpoint' }),
   batch: int({ min: 1, max: 4096, default: 1, help: 'images per step' }),
-  size: int({ min: 1, max: 4096, defaultText: "the checkpoint's, else 224", help: 'input side in pixels' }),
+  size: int({ min: 1, max: 4096, defaultText: "the checkpoint's, else its graph input's fixed side, else 224", help: 'input side in pixels' }),
   classes: int({ min: 1, max: 1_000_000, default: 1000, help: 'classes of the fresh --arch model' }),
   ...DEVICE,
 };
@@ -27,8 +27,8 @@ export const MODEL_OPTIONS = {
 export async function openModel(v: { checkpoint?: string; arch?: ResNetArch; size?: number; classes: number }): Promise<{ model: Module; classes: number; size: number; name: string }> {
   if (v.checkpoint && v.arch) throw new UsageError('give --checkpoint or --arch, not both');
   if (v.checkpoint) {
-    const c = await loadClassifier(v.checkpoint);
-    return { model: c.model, classes: c.classes.length, size: v.size ?? c.preprocessing?.size ?? 224, name: v.checkpoint };
+    const c = await loadClassifier(v.checkpoint, { size: v.size });
+    return { model: c.model, classes: c.classes.length, size: v.size ?? defaultSize(c), name: v.checkpoint };
   }
   const name = v.arch ?? 'resnet18';
   return { model: new ResNet(name, { numClasses: v.classes, rng: new Rng(0) }), classes: v.classes, size: v.size ?? 224, name };

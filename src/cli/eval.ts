@@ -181,8 +181,8 @@ precision / recall / F1, macro-F1, the confusion matrix and the most-confused pa
     pngPath('--confusion', v.confusion);
     if (v.topLosses !== undefined && !v.out) throw new UsageError('--top-losses N needs --out DIR, the folder to write top-losses.png into');
     if (v.cam && v.topLosses === undefined) throw new UsageError('--cam draws Grad-CAM over the --top-losses images: pass --top-losses N --out DIR too');
-    const c = await openCheckpoint({ checkpoint, device: v.device });
-    const p = resolvePreprocessing(v, c.preprocessing, c.source);
+    const c = await openCheckpoint({ checkpoint, device: v.device, size: v.size });
+    const p = resolvePreprocessing(v, c.preprocessing, c.source, c.declaredSize);
     const names = v.categoryNames ? readCategoryNames(v.categoryNames, c.classes) : c.classes;
     let samples: Sample[];
     let what: string | null = null; // said when gpunet chose the images

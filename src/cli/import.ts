@@ -2,6 +2,7 @@
 // file itself does not say (class names, input size, normalisation, resize mode) in its
 // metadata_props, so predict and eval need no preprocessing flags afterwards.
 import { META } from '../onnx/classifier.ts';
+import { declaredSide } from '../onnx/load.ts';
 import { readOnnx } from '../onnx/read.ts';
 import { saveOnnx } from '../onnx/write.ts';
 import { defineCommand } from './command.ts';
@@ -29,7 +30,7 @@ making it a checkpoint that predict and eval use without flags. The network is c
       prior[META.size] && prior[META.mean] && prior[META.std] && prior[META.resize]
         ? { size: Number(prior[META.size]), mean: JSON.parse(prior[META.mean]), std: JSON.parse(prior[META.std]), resize: prior[META.resize] as 'crop' | 'fill' }
         : null;
-    const p = resolvePreprocessing(v, base, v.model);
+    const p = resolvePreprocessing(v, base, v.model, declaredSide(model));
 
     // the output's class dimension, when the graph declares it
     const outShape = model.graph.outputs[0]?.shape ?? [];

@@ -34,9 +34,9 @@ export const INFERENCE_OPTIONS = {
 };
 
 /** The preprocessing flags on top of the checkpoint's (null for a foreign file): all four are
- *  needed where the checkpoint does not say. */
-export function resolvePreprocessing(v: PreprocessingValues, base: Preprocessing | null, source: string): Preprocessing {
-  const flags = { mean: v.means ?? base?.mean, std: v.stds ?? base?.std, size: v.size ?? base?.size, resize: v.resize ?? base?.resize };
+ *  needed where the checkpoint does not say, but for the size when its graph input declares one. */
+export function resolvePreprocessing(v: PreprocessingValues, base: Preprocessing | null, source: string, declaredSize?: number): Preprocessing {
+  const flags = { mean: v.means ?? base?.mean, std: v.stds ?? base?.std, size: v.size ?? base?.size ?? declaredSize, resize: v.resize ?? base?.resize };
   const missing = Object.entries({ means: flags.mean, stds: flags.std, size: flags.size, resize: flags.resize })
     .filter(([, x]) => x === undefined)
     .map(([k]) => `--${k}`);
@@ -102,10 +102,10 @@ export function readCategoryNames(file: string, classes: string[]): string[] {
   return data.map((x, i) => className('--category-names', file, i, x));
 }
 
-/** Loads the checkpoint named by --checkpoint after opening the GPU. */
-export async function openCheckpoint(v: { checkpoint: string; device?: string }): Promise<Classifier> {
+/** Loads the checkpoint named by --checkpoint after opening the GPU, planned for --size. */
+export async function openCheckpoint(v: { checkpoint: string; device?: string; size?: number }): Promise<Classifier> {
   await initGpu(v.device);
-  return loadClassifier(v.checkpoint);
+  return loadClassifier(v.checkpoint, { size: v.size });
 }
 
 /** The line reporting a file left out (its name escaped: it is the user's string). */
@@ -186,7 +186,7 @@ be decoded are reported and skipped; the exit status is non-zero only if no imag
     if (v.csv !== undefined && extname(v.csv).toLowerCase() !== '.csv') throw new UsageError(`--csv must name a .csv file, got '${v.csv}'`);
     const files = listImages(inputs);
     const c = await openCheckpoint(v);
-    const p = resolvePreprocessing(v, c.preprocessing, c.source);
+    const p = resolvePreprocessing(v, c.preprocessing, c.source, c.declaredSize);
     const names = v.categoryNames ? readCategoryNames(v.categoryNames, c.classes) : c.classes;
 
     const batchSize = fittedBatchSize('predict', c, p, Math.max(1, Math.min(v.batchSize, files.length)));

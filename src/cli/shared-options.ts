@@ -31,7 +31,7 @@ export const DATA_SOURCE = {
 export const PREPROCESSING = {
   means: numbers({ count: 3, metavar: 'R,G,B', defaultText: "the checkpoint's", help: 'per-channel mean of the normalisation, after scaling pixels to [0,1]' }),
   stds: numbers({ count: 3, above: 1e-6, metavar: 'R,G,B', defaultText: "the checkpoint's", help: 'per-channel standard deviation of the normalisation' }),
-  size: int({ min: 1, max: 4096, defaultText: "the checkpoint's", help: 'input side in pixels' }),
+  size: int({ min: 1, max: 4096, defaultText: "the checkpoint's, else its graph input's fixed side", help: 'input side in pixels' }),
   resize: choice(['crop', 'fill'] as const, {
    
     defaultText: "the checkpoint's",

@@ -5,7 +5,7 @@
 import { initGpu } from '../gpu/index.ts';
 import { RESNET_BLOCKS, ResNet, type ResNetArch } from '../nn/resnet.ts';
 import type { LayerRow } from '../nn/split.ts';
-import { loadClassifier } from '../onnx/load.ts';
+import { DEFAULT_SIZE, defaultSize, loadClassifier } from '../onnx/load.ts';
 import type { Network } from '../onnx/network.ts';
 import { formatTable } from '../train/metrics.ts';
 import { defineCommand } from './command.ts';
@@ -46,7 +46,7 @@ as Keras' model.summary() does. Shapes come from a dry forward pass at batch 1 (
   options: {
     arch: choice(Object.keys(RESNET_BLOCKS) as ResNetArch[], { defaultText: 'resnet18 without --model', help: 'a fresh torchvision ResNet with --classes outputs' }),
     model: str({ metavar: 'FILE', help: 'an ONNX checkpoint or foreign ONNX classifier' }),
-    size: int({ min: 1, max: 4096, defaultText: "the checkpoint's, else 224", help: 'input side in pixels' }),
+    size: int({ min: 1, max: 4096, defaultText: "the checkpoint's, else its graph input's fixed side, else 224", help: 'input side in pixels' }),
     classes: int({ min: 1, max: 100_000, default: 1000, help: 'outputs of a fresh --arch' }),
     ...DEVICE,
   },
@@ -57,7 +57,7 @@ as Keras' model.summary() does. Shapes come from a dry forward pass at batch 1 (
     await initGpu(v.device);
     let model: Network;
     let title: string;
-    let inputSize = v.size ?? 224;
+    let inputSize = v.size ?? DEFAULT_SIZE;
     if (arch) {
       model = new ResNet(arch, { numClasses: classes });
       title = arch;
@@ -65,7 +65,7 @@ as Keras' model.summary() does. Shapes come from a dry forward pass at batch 1 (
       const c = await loadClassifier(v.model!, { size: v.size });
       model = c.model;
       title = v.model!;
-      if (v.size === undefined && c.preprocessing) inputSize = c.preprocessing.size;
+      inputSize = v.size ?? defaultSize(c);
     }
     try {
       const counts = model.countParameters();

@@ -77,7 +77,7 @@ and the gradient norm of every parameter is printed.`,
     if ((v.checkpoint === undefined) === (v.arch === undefined)) throw new UsageError('give --checkpoint FILE or --arch resnet18|resnet34 (one of them)');
     await initGpu(v.device);
     const c: Classifier = v.checkpoint
-      ? await loadClassifier(v.checkpoint)
+      ? await loadClassifier(v.checkpoint, { size: v.size })
       : {
           model: new ResNet(v.arch!, { numClasses: v.classes, rng: new Rng(v.seed) }),
           classes: Array.from({ length: v.classes }, (_, i) => String(i)),
@@ -86,7 +86,7 @@ and the gradient norm of every parameter is printed.`,
         };
     try {
       if (v.label !== undefined && v.label >= c.classes.length) throw new UsageError(`--label ${v.label}: ${c.source} has ${c.classes.length} classes (0..${c.classes.length - 1})`);
-      const p = resolvePreprocessing(v, c.preprocessing, c.source);
+      const p = resolvePreprocessing(v, c.preprocessing, c.source, c.declaredSize);
       const image = await loadImage(v.input, p);
       const t = await tidy(() => traceModel(c.model, tensor(image, { shape: [1, 3, p.size, p.size] }), { backward: v.backward, label: v.label }));
       const { profile, ...trace } = t;

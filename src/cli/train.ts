@@ -54,7 +54,7 @@ export const RUN_OPTIONS = {
       defaultText: 'resnet18 with --weights none',
       help: `the network: ${BUILT_ARCHS.join(' and ')} are built here (from scratch with --weights none, or checked against --weights); any other network the ONNX path runs (vgg16, densenet121, mobilenet_v2, squeezenet1_1, resnet50, inception_v3, ...) needs --weights, an ONNX export of it`,
     }),
-    size: { ...PREPROCESSING.size, defaultText: "the checkpoint's, else 224" },
+    size: { ...PREPROCESSING.size, defaultText: "the checkpoint's, else its graph input's fixed side, else 224" },
     means: { ...PREPROCESSING.means, defaultText: "the checkpoint's, else ImageNet's" },
     stds: { ...PREPROCESSING.stds, defaultText: "the checkpoint's, else ImageNet's" },
   }),
@@ -105,14 +105,14 @@ export async function prepareRun(v: RunValues, command: string): Promise<RunSetu
   if (imbalance) console.log(imbalance);
 
   await initGpu(v.device);
-  const { model, base } = await buildModel({ classes: n, weights: pretrained ? v.weights : undefined, arch: built ?? 'resnet18', size: v.size, seed: v.seed });
+  const { model, base, size: builtSize } = await buildModel({ classes: n, weights: pretrained ? v.weights : undefined, arch: built ?? 'resnet18', size: v.size, seed: v.seed });
   // a built architecture named beside --weights must be what the file holds
   const loadedArch = (model as { arch?: string }).arch ?? 'an ONNX graph (not a torchvision ResNet)';
   if (pretrained && v.arch !== undefined && built && loadedArch !== built) {
     model.release();
     throw new UsageError(`--weights ${v.weights} holds ${loadedArch}, not --arch ${v.arch}: drop --arch, or name the network the file holds`);
   }
-  const preprocessing = { ...resolvePreprocessing(v, base ?? { size: 224, ...IMAGENET_NORMALIZATION, resize: 'crop' }, v.weights), resize: 'crop' as const };
+  const preprocessing = { ...resolvePreprocessing(v, base ?? { size: builtSize, ...IMAGENET_NORMALIZATION, resize: 'crop' }, v.weights), resize: 'crop' as const };
   const { size, mean, std } = preprocessing;
   const augment = augmentFrom(v);
   const { data, close } = imageData(dataset.train, dataset.valid, {

@@ -35,4 +35,6 @@ export interface Classifier {
   preprocessing: Preprocessing | null;
   /** where it came from, for messages */
   source: string;
+  /** the square side the file's graph input declares, when fixed (a foreign export's default size) */
+  declaredSize?: number;
 }

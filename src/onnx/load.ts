@@ -17,8 +17,19 @@ const LIMITS = { size: 4096, classes: 1_000_000, normalization: 1e3, minStd: 1e-
 export interface LoadOptions {
   /** the number of classes the caller needs (e.g. the data set's): another count is an error */
   expectClasses?: number;
-  /** the input side the caller will use (its --size), when the checkpoint does not record one */
+  /** the input side the caller will run at (its --size); default: defaultSize(). A side other
+   *  than the fixed one the graph input declares is taken if the graph runs at it (a convolutional
+   *  network does), else refused in one line naming the declared side */
   size?: number;
+}
+
+/** ImageNet's side: the input size of a file that neither records nor declares one. */
+export const DEFAULT_SIZE = 224;
+
+/** The input side a checkpoint runs at unless told: the one it records, else the fixed side its
+ *  graph input declares (a foreign export), else 224. */
+export function defaultSize(c: Pick<Classifier, 'preprocessing' | 'declaredSize'>): number {
+  return c.preprocessing?.size ?? c.declaredSize ?? DEFAULT_SIZE;
 }
 
 /** Reads a checkpoint: the network (in eval mode, planned for its input size), its class names and preprocessing. */
@@ -28,12 +39,13 @@ export async function loadClassifier(path: string, opts: LoadOptions = {}): Prom
   const classNames = parseClasses(meta, path);
   const preprocessing = parsePreprocessing(meta, path);
   const declared = declaredInput(onnx, path);
-  const size = opts.size ?? preprocessing?.size ?? declared.size ?? 224;
+  const declaredSize = declared.images ? declaredSide(onnx) : undefined;
+  const size = opts.size ?? defaultSize({ preprocessing, declaredSize });
   const input = onnx.graph.inputs[0].name;
   // images are planned for at their size now, so that refusals come before anything runs
   const inputShapes = declared.images ? { [input]: [1, 3, size, size] } : undefined;
   const resnet = importResNet(onnx);
-  const model = resnet ?? new GraphModule(onnx, { source: path, inputShapes });
+  const model = resnet ?? planGraph(onnx, path, inputShapes, declaredSize);
   try {
     if (resnet) checkFinite(onnx.graph, path); // (GraphModule checks its own)
     const planned = model instanceof GraphModule && inputShapes ? model.describe(inputShapes).shapes.get(onnx.graph.outputs[0].name)?.at(-1) : undefined;
@@ -47,27 +59,50 @@ export async function loadClassifier(path: string, opts: LoadOptions = {}): Prom
     if (opts.expectClasses !== undefined && opts.expectClasses !== count) {
       throw new OnnxError(path, `the checkpoint has ${count} classes, ${opts.expectClasses} expected`);
     }
-    return { model, classes: classNames ?? Array.from({ length: count }, (_, i) => String(i)), preprocessing, source: path };
+    return { model, classes: classNames ?? Array.from({ length: count }, (_, i) => String(i)), preprocessing, source: path, declaredSize };
   } catch (e) {
     model.release();
     throw e;
   }
 }
 
+/** A generic graph planned for `inputShapes`; a graph that does not run at a side other than the
+ *  one its input declares (a Flatten into a fixed Gemm, a ViT's position embeddings) is refused
+ *  naming both sides. */
+function planGraph(onnx: OnnxModel, path: string, inputShapes: Record<string, number[]> | undefined, declaredSize: number | undefined): GraphModule {
+  try {
+    return new GraphModule(onnx, { source: path, inputShapes });
+  } catch (e) {
+    const side = inputShapes ? Object.values(inputShapes)[0][2] : undefined;
+    if (!(e instanceof OnnxError) || declaredSize === undefined || side === undefined || side === declaredSize) throw e;
+    const input = onnx.graph.inputs[0].name;
+    const err = new OnnxError(path, `its input '${input}' is declared [N, 3, ${declaredSize}, ${declaredSize}] and the graph does not run at ${side} px (${e.problem}): use --size ${declaredSize}`);
+    err.cause = e;
+    throw err;
+  }
+}
+
 /**
- * What a classifier graph's one input declares: float images [N, 3, H, W] (`images`, with their
- * side when fixed and square), or feature vectors [N, F]; anything else is refused.
+ * What a classifier graph's one input declares: float images [N, 3, H, W] (`images`), or feature
+ * vectors [N, F]; anything else is refused.
  */
-function declaredInput(onnx: OnnxModel, path: string): { images: boolean; size: number | null } {
+function declaredInput(onnx: OnnxModel, path: string): { images: boolean } {
   const inputs = onnx.graph.inputs;
   if (inputs.length !== 1) throw new OnnxError(path, `a classifier takes one input (images), this graph has ${inputs.length}: ${inputs.map((v) => `'${v.name}'`).join(', ') || 'none'}`);
   const v = inputs[0];
   if (v.elemType !== DataType.FLOAT && v.elemType !== 0) throw new UnsupportedError(path, `input '${v.name}' is ${typeName(v.elemType)}: a classifier takes float images [N, 3, H, W]`);
-  if (v.shape.length === 2) return { images: false, size: null };
+  if (v.shape.length === 2) return { images: false };
   if (v.shape.length !== 0 && v.shape.length !== 4) throw new OnnxError(path, `input '${v.name}' has rank ${v.shape.length} (${JSON.stringify(v.shape)}): a classifier takes images [N, 3, H, W]`);
-  const [, c, h, w] = v.shape;
+  const c = v.shape[1];
   if (typeof c === 'number' && c !== 3) throw new OnnxError(path, `input '${v.name}' has ${c} channels: a classifier takes RGB images [N, 3, H, W]`);
-  return { images: true, size: typeof h === 'number' && h === w ? h : null };
+  return { images: true };
+}
+
+/** The side of the square images [N, C, S, S] a graph's first input declares, when fixed. */
+export function declaredSide(onnx: OnnxModel): number | undefined {
+  const shape = onnx.graph.inputs[0]?.shape ?? [];
+  const [h, w] = [shape[2], shape[3]];
+  return shape.length === 4 && typeof h === 'number' && h > 0 && h === w ? h : undefined;
 }
 
 /**

@@ -9,7 +9,7 @@ import { ImageLoader, type LoaderOptions } from '../data/loader.ts';
 import { balancedWeights } from '../data/sampler.ts';
 import { ResNet, type ResNetArch } from '../nn/resnet.ts';
 import type { Preprocessing } from '../onnx/classifier.ts';
-import { loadClassifier } from '../onnx/load.ts';
+import { DEFAULT_SIZE, defaultSize, loadClassifier } from '../onnx/load.ts';
 import type { Network } from '../onnx/network.ts';
 import { Rng } from '../tensor/index.ts';
 import type { TrainData } from './trainer.ts';
@@ -20,7 +20,8 @@ export interface ModelRequest {
   /** an ONNX classifier to start from; undefined: a fresh `arch` */
   weights?: string;
   arch: ResNetArch;
-  /** the input side (a generic graph's features are probed at it); default: the checkpoint's, else 224 */
+  /** the input side (a generic graph's features are probed at it); default: defaultSize() (the
+   *  checkpoint's, else its graph input's fixed side, else 224) */
   size?: number;
   seed: number;
 }
@@ -29,6 +30,8 @@ export interface BuiltModel {
   model: Network;
   /** the preprocessing the pretrained checkpoint records (null: none recorded, or no checkpoint) */
   base: Preprocessing | null;
+  /** the input side the model was built for */
+  size: number;
 }
 
 /**
@@ -37,10 +40,10 @@ export interface BuiltModel {
  * weighted layer, see src/onnx/transfer.ts).
  */
 export async function buildModel(r: ModelRequest): Promise<BuiltModel> {
-  if (r.weights === undefined) return { model: new ResNet(r.arch, { numClasses: r.classes, rng: new Rng(r.seed) }), base: null };
+  if (r.weights === undefined) return { model: new ResNet(r.arch, { numClasses: r.classes, rng: new Rng(r.seed) }), base: null, size: r.size ?? DEFAULT_SIZE };
   const c = await loadClassifier(r.weights, { size: r.size });
-  const size = r.size ?? c.preprocessing?.size ?? 224;
-  return { model: c.model.withNewHead(r.classes, { rng: new Rng(r.seed), size }), base: c.preprocessing };
+  const size = r.size ?? defaultSize(c);
+  return { model: c.model.withNewHead(r.classes, { rng: new Rng(r.seed), size }), base: c.preprocessing, size };
 }
 
 /** The loader settings of a run (the training loader augments and shuffles; the others do not). */
