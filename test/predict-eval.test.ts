@@ -163,7 +163,7 @@ describe('Darknet-tiny (real ImageNet weights) through predict, eval and import'
 
   it('a foreign ONNX file without preprocessing flags is a one-line error naming them', async () => {
     await expect(run(predictCommand, ['--input', join(IMAGENET, 'samoyed.jpg'), '--checkpoint', DARKNET])).rejects.toThrow(
-      /darknet-tiny-imagenet\.onnx does not record its preprocessing: pass --means --stds --size --resize/,
+      /darknet-tiny-imagenet\.onnx does not record its preprocessing: pass --means --stds --resize \(e\.g\. --means 0,0,0 --stds 1,1,1 --resize fill\)/,
     );
   });
 

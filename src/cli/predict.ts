@@ -37,11 +37,13 @@ export const INFERENCE_OPTIONS = {
  *  needed where the checkpoint does not say, but for the size when its graph input declares one. */
 export function resolvePreprocessing(v: PreprocessingValues, base: Preprocessing | null, source: string, declaredSize?: number): Preprocessing {
   const flags = { mean: v.means ?? base?.mean, std: v.stds ?? base?.std, size: v.size ?? base?.size ?? declaredSize, resize: v.resize ?? base?.resize };
+  const example = { means: '0,0,0', stds: '1,1,1', size: '224', resize: 'fill' };
   const missing = Object.entries({ means: flags.mean, stds: flags.std, size: flags.size, resize: flags.resize })
     .filter(([, x]) => x === undefined)
-    .map(([k]) => `--${k}`);
+    .map(([k]) => k as keyof typeof example);
   if (missing.length) {
-    throw new UsageError(`${source} does not record its preprocessing: pass ${missing.join(' ')} (e.g. --means 0,0,0 --stds 1,1,1 --size 224 --resize fill), or record them with gpunet import`);
+    const pass = (f: (k: keyof typeof example) => string) => missing.map(f).join(' ');
+    throw new UsageError(`${source} does not record its preprocessing: pass ${pass((k) => `--${k}`)} (e.g. ${pass((k) => `--${k} ${example[k]}`)}), or record them with gpunet import`);
   }
   return flags as Preprocessing;
 }

@@ -6,7 +6,8 @@
 // (ConvNeXt, ViT, Swin) must all run fused, as LayerNormalization. The models at small inputs also
 // take one backward pass in training mode, which must reach every parameter with a finite
 // gradient (the 224-px ones would add a minute: ViT's encoder block is checked against PyTorch's
-// gradients in test/onnx-blocks.test.ts). CNNs run at small inputs (64 px;
+// gradients in test/onnx-blocks.test.ts), and are fine-tuned as `train --weights` does them (new
+// head, a frozen and an unfrozen step, the checkpoint written and reloaded). CNNs run at small inputs (64 px;
 // Inception v3 at 80, VGG and AlexNet at 224, whose adaptive pools export only there), the
 // transformers at their native 224.
 //
@@ -15,16 +16,20 @@
 // logits are 1.0e-4 and 1.35e-4 from it in Wide ResNet and Inception v3 here, onnxruntime's
 // 0.8e-4 and 1.3e-4): the bound is 1e-4 relative plus twice the error of PyTorch's float32 forward
 // on the same input (which is below 1e-5 in 10 of the 20 models).
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { summaryCommand } from '../../src/cli/summary.ts';
 import { GraphModule } from '../../src/onnx/graph.ts';
-import { loadClassifier } from '../../src/onnx/load.ts';
-import { noGrad, relError, Tensor, tidy } from '../../src/tensor/index.ts';
+import { loadClassifier, saveClassifier } from '../../src/onnx/load.ts';
+import type { Network } from '../../src/onnx/network.ts';
+import { trainEpoch } from '../../src/train/classifier.ts';
+import { makeOptimizer, paramGroups, type Phase, setTrainable } from '../../src/train/trainer.ts';
+import { concat } from '../../src/ops/index.ts';
+import { noGrad, relError, Rng, Tensor, tidy } from '../../src/tensor/index.ts';
 import { runCommand, useGpu } from '../helpers.ts';
 import { PYTHON, readFloats } from '../torch.ts';
 
@@ -57,6 +62,8 @@ const ZOO = [
 
 const CACHE = join(tmpdir(), 'gpunet-zoo');
 const dirs = new Map<string, string>();
+const scratch = mkdtempSync(join(tmpdir(), 'gpunet-zoo-transfer-'));
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
 beforeAll(async () => {
   // two export processes (two cores), each importing torch once; the heavy exports (VGG, ViT,
@@ -114,6 +121,101 @@ describe('torchvision classifiers exported by PyTorch 1.13', () => {
       expect(summary.err).toEqual([]);
       expect(summary.code).toBe(0);
       expect(summary.out.find((l) => l.startsWith('Total params: '))).toMatch(/^Total params: [1-9][\d,]*$/);
+    });
+  }
+});
+
+/** Device copies of every parameter, to compare with after a step. */
+function paramCopies(model: Network): Map<string, Tensor> {
+  return new Map(model.namedParameters().map(([n, p]) => [n, p.clone()]));
+}
+
+/** The parameters whose values differ from `copies` (per parameter, the sum of its squared changes,
+ *  computed on the device and read back at once: reading ResNet-50-size weights back would cost
+ *  seconds); releases the copies. */
+async function changedSince(model: Network, copies: Map<string, Tensor>): Promise<string[]> {
+  const names = [...copies.keys()];
+  const params = new Map(model.namedParameters());
+  const sums = noGrad(() => tidy(() => concat(names.map((n) => {
+    const d = params.get(n)!.sub(copies.get(n)!);
+    return d.mul(d).sum().reshape([1]);
+  }), 0)));
+  const values = await sums.toArray();
+  sums.release();
+  for (const t of copies.values()) t.release();
+  return names.filter((_, i) => values[i] > 0);
+}
+
+/** Eval-mode logits of images [N, 3, S, S]. */
+async function logitsOf(model: Network, images: Float32Array, shape: number[]): Promise<Float32Array> {
+  model.eval();
+  const x = Tensor.from(images, shape);
+  const y = noGrad(() => model.forward(x));
+  const out = await y.toArray();
+  x.release();
+  y.release();
+  return out;
+}
+
+// What `gpunet train --weights model.onnx` does with each of them (src/train/setup.ts buildModel):
+// a new 2-class head on the backbone (Network.withNewHead), trained through the trainer's split
+// (src/train/trainer.ts: the frozen phase trains the head and the normalization layers, the
+// unfrozen one everything), one step of each, and written as the checkpoint that
+// predict and eval load.
+describe('fine-tuning them as train --weights does', () => {
+  for (const m of ZOO.filter((z) => z.size < 224)) {
+    it(`${m.family} (${m.arch}): a new 2-class head, a frozen step moves only it, an unfrozen one the backbone; the checkpoint reloads`, async () => {
+      const dir = dirs.get(m.arch)!;
+      const c = await loadClassifier(join(dir, 'model.onnx'));
+      const model = c.model.withNewHead(2, { rng: new Rng(5), size: m.size });
+      let reloaded: Network | undefined;
+      try {
+        expect(model.numClasses).toBe(2);
+        const split = model.split();
+        const head = new Set(split.groups.at(-1));
+        expect(head.size).toBeGreaterThan(0);
+        expect(split.groups.length).toBeGreaterThan(1);
+        // one image (the backward passes of the 16 take half the time at batch 1), labelled as
+        // the class the new head ranks last: a right label on a random deep net's confident logits
+        // can leave no gradient within float32
+        const shape = [1, 3, m.size, m.size];
+        const images = readFloats(join(dir, 'input.bin')).subarray(0, 3 * m.size * m.size);
+        const start = await logitsOf(model, images, shape);
+        const labels = [start[0] < start[1] ? 0 : 1];
+        const step = async (phase: Phase) => {
+          setTrainable(split, phase);
+          // AdamW's first step moves each parameter with a gradient by about lr, whatever the
+          // gradient's scale (SGD's, at a rate that moves a stem, diverges on RegNet's large features)
+          const opt = makeOptimizer('adamw', paramGroups(split, 1e-4, 1, 0).groups, 1e-4, 0.9);
+          const before = paramCopies(model);
+          const r = await trainEpoch(model, opt, [{ images, labels, paths: [] }], shape.slice(1));
+          expect(Number.isFinite(r.meanLoss)).toBe(true);
+          return changedSince(model, before);
+        };
+
+        // the head moves; of the backbone, only normalization scales and shifts may (fastai's train_bn)
+        const frozen = await step('frozen');
+        expect(frozen.filter((n) => head.has(n)).sort()).toEqual([...head].sort());
+        expect(frozen.filter((n) => !head.has(n) && !split.batchNormParams.has(n))).toEqual([]);
+        // unfrozen, every layer group of the backbone moves, the stem's first parameter among them
+        const unfrozen = new Set(await step('unfrozen'));
+        for (const g of split.groups.slice(0, -1)) expect(g.some((n) => unfrozen.has(n)), g[0]).toBe(true);
+        const stem = split.groups[0][0];
+        expect(unfrozen.has(stem), stem).toBe(true);
+
+        // the checkpoint: written as train writes best.onnx, loaded as predict and eval load it
+        const file = join(scratch, `${m.arch}.onnx`);
+        const classes = ['ants', 'bees'];
+        await saveClassifier({ model, classes, preprocessing: { size: m.size, mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25], resize: 'crop' }, source: m.arch }, file);
+        const expected = await logitsOf(model, images, shape);
+        const back = await loadClassifier(file, { expectClasses: 2 });
+        reloaded = back.model;
+        expect(back.classes).toEqual(classes);
+        expect(relError(await logitsOf(reloaded, images, shape), expected)).toBeLessThan(1e-5);
+      } finally {
+        model.release();
+        reloaded?.release();
+      }
     });
   }
 });
