@@ -13,7 +13,7 @@ import { trainCommand } from '../src/cli/train.ts';
 import { DEFAULT_AUGMENT } from '../src/data/augment.ts';
 import { scanDataset } from '../src/data/folder.ts';
 import { mixBatch, mixSeed } from '../src/data/mix.ts';
-import { IMAGENET_NORMALIZATION } from '../src/onnx/classifier.ts';
+import { IMAGENET_NORMALIZATION } from '../src/data/image.ts';
 import { Rng } from '../src/tensor/index.ts';
 import { imageData } from '../src/train/setup.ts';
 

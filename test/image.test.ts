@@ -7,8 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cropResizeSize, globToRegExp, ImageError, listImages, loadImage } from '../src/data/image.ts';
-import type { Preprocessing } from '../src/onnx/classifier.ts';
+import { cropResizeSize, globToRegExp, ImageError, listImages, loadImage, type Preprocessing } from '../src/data/image.ts';
 import { Rng } from '../src/tensor/index.ts';
 
 let dir: string;

@@ -14,9 +14,8 @@ import { INFERENCE_OPTIONS, predictCommand, readCategoryNames, resolvePreprocess
 import { parseOptions } from '../src/cli/options.ts';
 import { classifyFiles } from '../src/train/inference.ts';
 import { summaryCommand } from '../src/cli/summary.ts';
-import { loadImage } from '../src/data/image.ts';
+import { loadImage, type Preprocessing } from '../src/data/image.ts';
 import { smallCnn } from '../src/nn/smallcnn.ts';
-import type { Preprocessing } from '../src/onnx/classifier.ts';
 import { META } from '../src/onnx/classifier.ts';
 import { readOnnx } from '../src/onnx/read.ts';
 import { noGrad, Rng, Tensor, tidy } from '../src/tensor/index.ts';

@@ -4,11 +4,11 @@
 // heatmap) and the most-confused pairs.
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { basename, dirname, join, relative, resolve } from 'node:path';
-import { ImageError, listImages, loadImage, TTA_VIEWS } from '../data/image.ts';
+import { ImageError, listImages, loadImage, TTA_VIEWS, type Preprocessing } from '../data/image.ts';
 import { ensureDir, type FileError, readRegularFile, writeFileAtomic } from '../io/files.ts';
 import { printable } from '../io/printable.ts';
 import { readSplitFile, SPLIT_FILE } from '../data/split-file.ts';
-import type { Classifier, Preprocessing } from '../onnx/classifier.ts';
+import type { Classifier } from '../onnx/classifier.ts';
 import { evaluateFiles, type Evaluation, type LabelledFile } from '../train/inference.ts';
 import { gradCams, topLosses } from '../train/interpret.ts';
 import { heatmapOverlay, imageGridPng, resizeChw } from '../report/images.ts';

@@ -4,9 +4,9 @@
 import { readFileSync } from 'node:fs';
 import { basename, extname } from 'node:path';
 import { getGpu, initGpu } from '../gpu/index.ts';
-import { ImageError, listImages, loadImage, thumbnailPng, TTA_VIEWS } from '../data/image.ts';
+import { ImageError, listImages, loadImage, thumbnailPng, TTA_VIEWS, type Preprocessing } from '../data/image.ts';
 import { writeFileAtomic } from '../io/files.ts';
-import type { Classifier, Preprocessing } from '../onnx/classifier.ts';
+import type { Classifier } from '../onnx/classifier.ts';
 import { type FileError, readRegularFile } from '../io/files.ts';
 import { printable } from '../io/printable.ts';
 import { loadClassifier } from '../onnx/load.ts';

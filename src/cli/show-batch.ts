@@ -4,7 +4,7 @@
 import { basename } from 'node:path';
 import type { Batch } from '../data/dataset.ts';
 import { mixBatch, mixSeed } from '../data/mix.ts';
-import { IMAGENET_NORMALIZATION } from '../onnx/classifier.ts';
+import { IMAGENET_NORMALIZATION } from '../data/image.ts';
 import { Rng } from '../tensor/index.ts';
 import { augmentFlags, augmentFrom, augmentOptions, mixFrom } from './augment-options.ts';
 import { ImageLoader } from '../data/loader.ts';

@@ -2,10 +2,10 @@
 // through the network, one line per op (src/train/trace.ts), the totals, and with --backward the
 // gradient norm of every parameter after one cross-entropy backward.
 import { initGpu } from '../gpu/index.ts';
-import { loadImage } from '../data/image.ts';
+import { loadImage, IMAGENET_NORMALIZATION } from '../data/image.ts';
 import { printable } from '../io/printable.ts';
 import { ResNet } from '../nn/resnet.ts';
-import { IMAGENET_NORMALIZATION, type Classifier } from '../onnx/classifier.ts';
+import type { Classifier } from '../onnx/classifier.ts';
 import { loadClassifier } from '../onnx/load.ts';
 import { Rng, shapeStr, tensor, tidy } from '../tensor/index.ts';
 import { formatTable } from '../train/metrics.ts';

@@ -12,7 +12,22 @@
 import { readdirSync, realpathSync, statSync } from 'node:fs';
 import { extname, join } from 'node:path';
 import sharp from 'sharp';
-import type { Preprocessing } from '../onnx/classifier.ts';
+
+export type ResizeMode = 'crop' | 'fill';
+
+/** How an image becomes a network input (a checkpoint records it: src/onnx/classifier.ts). */
+export interface Preprocessing {
+  /** square input side in pixels */
+  size: number;
+  /** per-channel mean and std applied after scaling pixels to [0, 1] (RGB order) */
+  mean: [number, number, number];
+  std: [number, number, number];
+  /** 'crop': resize the shorter side to size/0.875 then center-crop (torchvision's eval transform);
+   *  'fill': resize to size x size, ignoring the aspect ratio */
+  resize: ResizeMode;
+}
+
+export const IMAGENET_NORMALIZATION = { mean: [0.485, 0.456, 0.406] as [number, number, number], std: [0.229, 0.224, 0.225] as [number, number, number] };
 
 /** A file that cannot be read or decoded as an image; the message is one line naming the file. */
 export class ImageError extends Error {

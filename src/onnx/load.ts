@@ -2,7 +2,8 @@
 // supported ops) and what gpunet writes back (with class names and preprocessing in metadata_props).
 // A graph that is a torchvision ResNet18/34 loads into the ResNet module (trainable like one built
 // here); anything else runs as a generic GraphModule. Either is a Network (src/onnx/network.ts).
-import { META, type Classifier, type Preprocessing, type ResizeMode } from './classifier.ts';
+import type { Preprocessing, ResizeMode } from '../data/image.ts';
+import { META, type Classifier } from './classifier.ts';
 import { checkFinite, GraphModule, UnsupportedError } from './graph.ts';
 import { DataType, type OnnxModel } from './ir.ts';
 import { typeName } from './ops/host.ts';

@@ -1,9 +1,9 @@
 // Inference over image files with a classifier: decode, batch, forward without a tape, logits out.
 // predict and eval run through here; so do the interpretation tools built on them.
-import { ImageError, loadImage, loadTtaViews } from '../data/image.ts';
+import { ImageError, loadImage, loadTtaViews, type Preprocessing } from '../data/image.ts';
 import { getGpu, isGpuLimit } from '../gpu/index.ts';
 import type { Module } from '../nn/module.ts';
-import type { Classifier, Preprocessing } from '../onnx/classifier.ts';
+import type { Classifier } from '../onnx/classifier.ts';
 import { OnnxError } from '../onnx/read.ts';
 import { noGrad, Tensor, tidy } from '../tensor/index.ts';
 import { classificationMetrics, type Metrics } from './metrics.ts';

@@ -8,7 +8,7 @@ import type { Sample } from '../data/dataset.ts';
 import { ImageLoader, type LoaderOptions } from '../data/loader.ts';
 import { balancedWeights } from '../data/sampler.ts';
 import { ResNet, type ResNetArch } from '../nn/resnet.ts';
-import type { Preprocessing } from '../onnx/classifier.ts';
+import type { Preprocessing } from '../data/image.ts';
 import { DEFAULT_SIZE, defaultSize, loadClassifier } from '../onnx/load.ts';
 import type { Network } from '../onnx/network.ts';
 import { Rng } from '../tensor/index.ts';
