@@ -34,6 +34,8 @@ const NO_FLAGS: BatchNormFlags = { training: false, hasGamma: false, hasBeta: fa
 const FLOATS_PER_LANE = 64;
 /** T elements per channel_affine invocation */
 const AFFINE_PER = 4;
+/** lanes of a channel_affine workgroup, whatever the reductions' */
+const AFFINE_WG = 256;
 /** bound on the slices of a channel: each finalize invocation merges one partial per slice */
 const MAX_SLICES = 1024;
 
@@ -57,15 +59,16 @@ function layout(shape: readonly number[], eps: number, momentum: number) {
   const span = Math.max(wg * perLane, Math.ceil(items / MAX_SLICES));
   const slices = Math.ceil(items / span);
   const total = N * C * planeVecs;
-  const stepN = Math.floor(wg / planeVecs);
   const defines = { T: lanes === 4 ? 'vec4<f32>' : 'f32', W: String(lanes) };
-  const spec = (entry: string, bindings: KernelSpec['bindings']): KernelSpec => ({
-    shader: 'batchnorm', entry, bindings, defines, constants: { WG: wg, PER: AFFINE_PER },
+  // the reductions run workgroups of wg lanes; channel_affine of AFFINE_WG (its walk steps by them)
+  const spec = (entry: string, bindings: KernelSpec['bindings'], size = wg): KernelSpec => ({
+    shader: 'batchnorm', entry, bindings, defines, constants: { WG: size, PER: AFFINE_PER },
   });
-  const params = (flags: Partial<BatchNormFlags>, withSlices = slices) => ({
-    params: { C, planeVecs, items, span, slices: withSlices, total, stepN, stepK: wg % planeVecs, stepC: stepN % C, ...NO_FLAGS, ...flags, eps, momentum },
-  });
-  return { slices, partials: [C, slices, wg, 4], spec, params, channelGroups: grid(C, 1), affineGroups: grid(total, wg * AFFINE_PER) };
+  const params = (flags: Partial<BatchNormFlags>, withSlices = slices, size = wg) => {
+    const stepN = Math.floor(size / planeVecs);
+    return { params: { C, planeVecs, items, span, slices: withSlices, total, stepN, stepK: size % planeVecs, stepC: stepN % C, ...NO_FLAGS, ...flags, eps, momentum } };
+  };
+  return { slices, partials: [C, slices, wg, 4], spec, params, channelGroups: grid(C, 1), affineGroups: grid(total, AFFINE_WG * AFFINE_PER) };
 }
 
 /** stats_finalize: saved (mean, invstd) and coef (the channel_affine coefficients of y) from the
@@ -146,9 +149,9 @@ export function batchNorm2d(
   partials?.release();
   const out = Tensor.empty(x.shape);
   gpu.dispatch({
-    kernel: geo.spec('channel_affine', ['write', 'read', 'read', 'read']),
+    kernel: geo.spec('channel_affine', ['write', 'read', 'read', 'read'], AFFINE_WG),
     buffers: [out.buffer, coef.buffer, x.buffer, x.buffer],
-    ...geo.params(modeFlags),
+    ...geo.params(modeFlags, geo.slices, AFFINE_WG),
     workgroups: geo.affineGroups,
     label: `${label}.normalize`,
     work: { bytes: 8 * x.size },
@@ -194,9 +197,9 @@ export function batchNorm2d(
       dx = Tensor.empty(x.shape);
       // training: dx = a*dy + b*(x - mean) + c; eval: dx = a*dy
       gpu.dispatch({
-        kernel: geo.spec('channel_affine', ['write', 'read', 'read', 'read']),
+        kernel: geo.spec('channel_affine', ['write', 'read', 'read', 'read'], AFFINE_WG),
         buffers: [dx.buffer, dxCoef.buffer, dy.buffer, x.buffer],
-        ...geo.params({ twoInputs: training }),
+        ...geo.params({ twoInputs: training }, geo.slices, AFFINE_WG),
         workgroups: geo.affineGroups,
         label: `${label}.dx`,
         work: { bytes: (training ? 12 : 8) * x.size },
