@@ -443,11 +443,17 @@ function isPointwise(geo: Conv2dGeometry): boolean {
   return geo.KH === 1 && geo.KW === 1 && geo.stride.every((s) => s === 1) && geo.padding.every((q) => q === 0);
 }
 
-/** The column matrix [N, C*KH*KW, OH*OW] of `geo` fits one storage binding and its rows the dispatch grid. */
+/** The column matrix [N, C*KH*KW, OH*OW] of `geo` fits one storage binding and COL_BYTES, and its
+ *  rows the dispatch grid. */
 function im2colApplies(geo: Conv2dGeometry): boolean {
   const K = geo.C * geo.KH * geo.KW;
-  return geo.groups === 1 && geo.N * K <= 65535 && geo.N * K * geo.OH * geo.OW * 4 <= getGpu().limits.maxStorageBufferBindingSize;
+  const bytes = geo.N * K * geo.OH * geo.OW * 4;
+  return geo.groups === 1 && geo.N * K <= 65535 && bytes <= Math.min(COL_BYTES, getGpu().limits.maxStorageBufferBindingSize);
 }
+
+/** The largest column matrix, bytes: ResNet18's stem at batch 16 and 224 px (118 MB) fits; what
+ *  the direct kernels do without a buffer is not worth gigabytes of one. */
+const COL_BYTES = 2 ** 27;
 
 /** The default without a tuned choice. On CPUs the matmul's shared-tile GEMM does 2-3x the
  *  multiply-adds per core-second of the implicit-GEMM kernels, whose loads bound them
