@@ -455,12 +455,14 @@ function im2colApplies(geo: Conv2dGeometry): boolean {
  *  the direct kernels do without a buffer is not worth gigabytes of one. */
 const COL_BYTES = 2 ** 27;
 
-/** The default without a tuned choice. On CPUs the matmul's shared-tile GEMM does 2-3x the
+/** The default without a tuned choice. On CPUs the matmul's shared-tile GEMM does up to 2-3x the
  *  multiply-adds per core-second of the implicit-GEMM kernels, whose loads bound them
  *  (bench/NOTES.md sections 6 and 10), and the column matrix is one pass over at most KH*KW times
- *  x; on GPUs the implicit GEMMs, which write no column matrix, stay the default. */
+ *  x; but an image of fewer than 32 output pixels (layer4 at 112 px: 16) fills less than one GEMM
+ *  tile's 32 columns per image and measured no faster. On GPUs the implicit GEMMs, which write no
+ *  column matrix, stay the default. */
 function im2colPays(geo: Conv2dGeometry): boolean {
-  return getGpu().isCpu && im2colApplies(geo);
+  return getGpu().isCpu && im2colApplies(geo) && geo.OH * geo.OW >= 32;
 }
 
 /** Whether pass `entry` of `geo` runs as im2col + GEMM: forced (setConv2dIm2col, the tuner's
