@@ -247,6 +247,21 @@ fn max_backward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg:
   }
 }
 
+@group(0) @binding(1) var<storage, read_write> maxgrad4_dx: array<vec4f>;
+
+// dx: [N,C,H,W] as vec4s; dy, argmax: [N,C,OH,OW] (maxgrad_dy, maxgrad_argmax). max_backward for
+// W a multiple of 4 and tiles whose origins are multiples of the strides: the windows that can
+// cover a tile then sit at fixed offsets from (t.y / SH, t.z / SW), and src/ops/pool.ts
+// (maxPoolVec4Grads) writes out, for each, its guarded loads and the compares of the tile rows
+// it covers; the text substituted below also stores the tile rows as vec4s.
+@compute @workgroup_size(TX, TY)
+fn max_backward_vec4(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let t = tile_origin(wid, nwg, lid, p.H);
+  if (t.x >= p.planes || t.y >= p.H || t.z >= p.W) { return; }
+  let planeOut = t.x * p.OH;
+  {{MAX4_GRADS}}
+}
+
 @group(0) @binding(1) var<storage, read_write> avggrad_dx: array<f32>;
 @group(0) @binding(2) var<storage, read> avggrad_dy: array<f32>;
 

@@ -142,10 +142,10 @@ function launch(
   work: { constants: Record<string, number>; workgroups: [number, number?, number?] },
   label: string,
   access: Access[] = ['write', ...buffers.slice(1).map((): Access => 'read')],
-  maxTaps = '',
+  code: { MAX4_TAPS?: string; MAX4_GRADS?: string } = {},
 ): void {
   getGpu().dispatch({
-    kernel: { shader: 'pool', entry, bindings: access, constants: work.constants, defines: { MAX4_TAPS: maxTaps } },
+    kernel: { shader: 'pool', entry, bindings: access, constants: work.constants, defines: { MAX4_TAPS: '', MAX4_GRADS: '', ...code } },
     buffers,
     params: { ...dims, ...flags },
     workgroups: work.workgroups,
@@ -208,6 +208,46 @@ function maxPoolVec4Taps(d: PoolDims, [DH, DW]: [number, number]): string | null
   return lines.join('\n  ');
 }
 
+/**
+ * The body of shaders/pool.wgsl's max_backward_vec4 for this geometry, or null where it does not
+ * apply (W not a multiple of 4, a tile's TILE_ROWS x 4 not multiples of the strides, windows too
+ * large). Window (oh0 + dr, ow0 + dc), oh0 = t.y / SH and ow0 = t.z / SW, covers tile row r when
+ * some tap kh has r = dr*SH + kh*DIL_H - PH (columns alike); each such window's dy and argmax are
+ * loaded once (guarded: it may lie outside the output) and added to the rows it covers where its
+ * argmax is the element, in the order max_backward sums them (oh, then ow).
+ */
+function maxPoolVec4Grads(d: PoolDims, [DH, DW]: [number, number]): string | null {
+  if (d.W % 4 !== 0 || TILE_ROWS % d.SH !== 0 || 4 % d.SW !== 0 || d.KH * d.KW > VEC4_MAX_TAPS) return null;
+  // the tile rows (or columns) window offset `w` covers along one dimension
+  const covers = (w: number, stride: number, k: number, dil: number, pad: number, size: number) =>
+    Array.from({ length: size }, (_, r) => r).filter((r) => {
+      const tap = r - w * stride + pad;
+      return tap >= 0 && tap <= (k - 1) * dil && tap % dil === 0;
+    });
+  const offsets = (stride: number, k: number, dil: number, pad: number, size: number) => {
+    const out: number[] = [];
+    for (let w = -Math.ceil(((k - 1) * dil) / stride) - 1; w * stride - pad <= size - 1; w++) if (covers(w, stride, k, dil, pad, size).length) out.push(w);
+    return out;
+  };
+  const rows = Array.from({ length: TILE_ROWS }, (_, r) => r);
+  const lines: string[] = [];
+  for (const r of rows) lines.push(`var sum${r} = vec4f(0.0);`, `let at${r} = (t.y + ${r}u) * p.W + t.z + vec4u(0u, 1u, 2u, 3u);`);
+  lines.push(`let oh0 = i32(t.y / ${d.SH}u);`, `let ow0 = i32(t.z / ${d.SW}u);`);
+  const colOffsets = offsets(d.SW, d.KW, DW, d.PW, 4);
+  for (const dr of offsets(d.SH, d.KH, DH, d.PH, TILE_ROWS)) {
+    const covered = covers(dr, d.SH, d.KH, DH, d.PH, TILE_ROWS);
+    for (const dc of colOffsets) {
+      lines.push(`{`, `  let oh = oh0 ${dr < 0 ? '-' : '+'} ${Math.abs(dr)};`, `  let ow = ow0 ${dc < 0 ? '-' : '+'} ${Math.abs(dc)};`);
+      lines.push(`  if (oh >= 0 && oh < i32(p.OH) && ow >= 0 && ow < i32(p.OW)) {`);
+      lines.push(`    let o = (planeOut + u32(oh)) * p.OW + u32(ow);`, `    let a = vec4u(maxgrad_argmax[o]);`, `    let g = vec4f(maxgrad_dy[o]);`);
+      for (const r of covered) lines.push(`    sum${r} += select(vec4f(0.0), g, at${r} == a);`);
+      lines.push(`  }`, `}`);
+    }
+  }
+  for (const r of rows) lines.push(`if (t.y + ${r}u < p.H) { maxgrad4_dx[((t.x * p.H + t.y + ${r}u) * p.W + t.z) / 4u] = sum${r}; }`);
+  return lines.join('\n  ');
+}
+
 /** torch.nn.functional.max_pool2d: padding is -inf; dy flows to each window's first maximum. */
 export function maxPool2d(x: Tensor, opts: MaxPool2dOptions): Tensor {
   const op = 'maxPool2d';
@@ -219,14 +259,15 @@ export function maxPool2d(x: Tensor, opts: MaxPool2dOptions): Tensor {
   const saveArgmax = isGradEnabled() && x.requiresGrad;
   const argmax = Tensor.empty(saveArgmax ? g.outShape : [1], 'maxpool argmax');
   const taps = maxPoolVec4Taps(g.dims, [DIL_H, DIL_W]);
-  launch(taps ? 'max_forward_vec4' : 'max_forward', [out.buffer, argmax.buffer, x.buffer], g.dims, { ...NO_FLAGS, saveArgmax }, dilated(g.forward), g.label, ['write', 'write', 'read'], taps ?? '');
+  launch(taps ? 'max_forward_vec4' : 'max_forward', [out.buffer, argmax.buffer, x.buffer], g.dims, { ...NO_FLAGS, saveArgmax }, dilated(g.forward), g.label, ['write', 'write', 'read'], { MAX4_TAPS: taps ?? '' });
   if (!saveArgmax) {
     argmax.release();
     return out;
   }
   return recordOp(op, [x], out, (dy) => {
     const dx = Tensor.empty(x.shape);
-    launch('max_backward', [dx.buffer, dy.buffer, argmax.buffer], g.dims, NO_FLAGS, dilated(g.backward), `${g.label}.backward`);
+    const grads = maxPoolVec4Grads(g.dims, [DIL_H, DIL_W]);
+    launch(grads ? 'max_backward_vec4' : 'max_backward', [dx.buffer, dy.buffer, argmax.buffer], g.dims, NO_FLAGS, dilated(g.backward), `${g.label}.backward`, undefined, { MAX4_GRADS: grads ?? '' });
     return [dx];
   });
 }
