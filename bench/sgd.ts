@@ -1,4 +1,4 @@
-// Optimizer steps, SGD and AdamW: one kernel launch per parameter, in place. Single parameters of
+// Optimizer steps, SGD and AdamW: several parameters per kernel launch, in place. Single parameters of
 // growing size (GB/s), and ResNet18's whole parameter list (where the per-launch cost shows).
 // validate() checks three steps (SGD with and without momentum, AdamW) against the float64 rules.
 //   npx tsx bench/sgd.ts [filter] [--quick]
