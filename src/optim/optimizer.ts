@@ -1,8 +1,9 @@
 // What every optimizer shares, as torch.optim.Optimizer: parameter groups whose settings override
 // the defaults and stay mutable (a schedule sets group.lr between steps), a step that updates every
 // parameter holding a gradient (outside the tape; a group's parameters in one call, which SGD and
-// Adam turn into a few launches: launchParameters, below), zeroGrad, and a per-parameter state (buffers such as momentum, and step counts) that state() reads back for
-// checkpoints and loadState() restores, for an exact resume.
+// Adam turn into a few launches: launchParameters, below), zeroGrad, and a per-parameter state
+// (buffers such as momentum, and step counts) that state() reads back for checkpoints and
+// loadState() restores, for an exact resume.
 import { getGpu, stridedWorkgroups, type Access } from '../gpu/index.ts';
 import { keep, noGrad, OpError, shapeStr, Tensor } from '../tensor/index.ts';
 
