@@ -1,7 +1,8 @@
 // The input side of an ONNX file that records no preprocessing (a foreign export): the fixed side its
 // graph input declares is the default of summary, predict, eval and train --weights (not 224), a
 // --size a convolutional graph runs at is taken, and one the graph does not run at (a Flatten into
-// a fixed Gemm) is refused in one line naming the file and the declared side.
+// a fixed Gemm) is refused in one line naming the file and the declared side. (The fine-tuning run
+// also shows a graph's layer groups named by their nodes.)
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -103,5 +104,11 @@ describe('the declared input side of a foreign ONNX file', () => {
     expect(t.ours).toEqual([]);
     expect(t.status).toBe(0);
     expect(t.stdout).toMatch(new RegExp(`^training model\\.onnx with a new 2-class head at ${SIZE} px`, 'm'));
+    // the rates per layer group name the graph nodes each group's weights are read by
+    const nodes = (n: string) => `nodes ${n} of (\\d+) \\((features\\.\\d+/[\\w./]+)…(features\\.\\d+/[\\w./]+)\\)`;
+    const phase = t.stdout.match(new RegExp(`^phase head, epoch 1 \\(onecycle\\): peak lr backbone ${nodes('1-(\\d+)')} frozen, backbone ${nodes('(\\d+)-(\\d+)')} frozen, head \\S+$`, 'm'));
+    expect(phase, t.stdout).not.toBeNull();
+    expect(phase![3]).toBe('features.0/Conv');
+
   }, 120_000);
 });

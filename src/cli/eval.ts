@@ -165,7 +165,7 @@ precision / recall / F1, macro-F1, the confusion matrix and the most-confused pa
     normalize: flag({ help: "the heatmap's rows as shares of each actual class (percentages) instead of counts" }),
     tta: flag({ help: "test-time augmentation: the probabilities averaged over each image, its mirror and 4 corner crops (fastai's tta), the gain over the plain view reported" }),
     topLosses: int({ min: 1, max: 400, metavar: 'N', help: "the N most confidently wrong images as a grid with actual, predicted and probability (fastai's plot_top_losses): OUT/top-losses.png" }),
-    cam: flag({ help: "with --top-losses: each image under the Grad-CAM heatmap of its predicted class (plot_top_losses' heatmap=True)" }),
+    cam: flag({ help: "only with --top-losses N --out DIR: each top-losses image under the Grad-CAM heatmap of its predicted class (fastai's plot_top_losses(heatmap=True)); predict --cam FILE draws one image's" }),
     out: str({ metavar: 'DIR', help: 'where --top-losses writes' }),
     ...INFERENCE_OPTIONS,
     checkpoint: str({ metavar: 'FILE', defaultText: 'RUN/best.onnx with --run', help: "an ONNX checkpoint (gpunet's own, or a foreign classifier with the preprocessing options)" }),

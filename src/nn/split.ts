@@ -16,6 +16,9 @@ export interface ModelSplit {
   groups: string[][];
   /** parameter names of normalization scales and shifts (batchnorm, layer norm) */
   batchNormParams: Set<string>;
+  /** what each group is, for the log (default: its first and last top-level modules, e.g.
+   *  'conv1…layer2'); a graph's groups name the nodes that read them */
+  groupLabels?: string[];
 }
 
 /**

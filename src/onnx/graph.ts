@@ -40,6 +40,13 @@ export class UnsupportedError extends OnnxError {
   }
 }
 
+/** PyTorch's scoped node name without the scopes its next one repeats:
+ *  '/features/features.5/features.5.0/block/block.0/Conv' -> 'features.5.0/block.0/Conv'. */
+function shortNodeName(name: string): string {
+  const parts = name.split('/').filter((p) => p !== '');
+  return parts.filter((p, i) => !(parts[i + 1] ?? '').startsWith(`${p}.`)).join('/');
+}
+
 /** A node's name, or its position in the graph for an unnamed one. */
 const nodeName = (node: OnnxNode, index: number): string => node.name || `#${index}`;
 
@@ -371,7 +378,18 @@ export class GraphModule extends Module implements Network {
     const head = this.subgraph([{ name: cut, elemType: DataType.FLOAT, shape: [] }], this.graph.outputs.map((v) => v.name));
     const names = this.namedParameters().map(([n]) => n);
     const groups = [...halves(names.filter((n) => !head.weights.has(n))), names.filter((n) => head.weights.has(n))];
-    return { model: this, head, features: (x) => backbone.forward(x), groups, batchNormParams: this.normParameterNames() };
+    const groupLabels = groups.map((g, i) => (i === groups.length - 1 ? `head ${this.nodeRange(g)}` : this.nodeRange(g)));
+    return { model: this, head, features: (x) => backbone.forward(x), groups, batchNormParams: this.normParameterNames(), groupLabels };
+  }
+
+  /** Where the weights `names` are read, in run order: 'nodes 1-31 of 62 (0/Conv…13/Conv)'. */
+  nodeRange(names: readonly string[]): string {
+    const wanted = new Set(names);
+    const at = this.order.flatMap((n, i) => (n.inputs.some((x) => wanted.has(x)) ? [i] : []));
+    if (at.length === 0) return 'no nodes';
+    const [a, b] = [at[0], at[at.length - 1]];
+    const name = (i: number) => shortNodeName(this.order[i].name || this.order[i].outputs[0]);
+    return a === b ? `node ${a + 1} of ${this.order.length} (${name(a)})` : `nodes ${a + 1}-${b + 1} of ${this.order.length} (${name(a)}…${name(b)})`;
   }
 
   /** Cut at the input of the last GlobalAveragePool: the body computes the maps, the tail the rest. */

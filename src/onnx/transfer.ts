@@ -41,11 +41,13 @@ export class TransferModel extends Module implements Network {
     return runLayers([this.backbone, ...this.pool, this.head], x);
   }
 
-  /** The backbone's parameters in two groups (first and second half), the head's last. */
+  /** The backbone's parameters in two groups (first and second half), the head's last; the
+   *  backbone's groups are named by the graph nodes that read them. */
   split(): ModelSplit {
     const names = this.namedParameters().map(([n]) => n);
-    const backbone = names.filter((n) => n.startsWith('backbone.'));
-    return { model: this, head: this.head, features: (x) => this.features(x), groups: [...halves(backbone), names.filter((n) => n.startsWith('head.'))], batchNormParams: this.normParameterNames() };
+    const backbone = halves(names.filter((n) => n.startsWith('backbone.')));
+    const groupLabels = [...backbone.map((g) => `backbone ${this.backbone.nodeRange(g.map((n) => n.slice('backbone.'.length)))}`), 'head'];
+    return { model: this, head: this.head, features: (x) => this.features(x), groups: [...backbone, names.filter((n) => n.startsWith('head.'))], batchNormParams: this.normParameterNames(), groupLabels };
   }
 
   /** Another fresh head on the same backbone. */

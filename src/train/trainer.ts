@@ -324,7 +324,7 @@ function phaseRates(split: ModelSplit, phase: Phase, baseLrs: readonly number[])
   const last = split.groups.length - 1;
   return split.groups
     .map((names, i) => {
-      const label = groupLabel(names, split.groups);
+      const label = split.groupLabels?.[i] ?? groupLabel(names, split.groups);
       const lr = baseLrs[2 * i].toExponential(2);
       if (phase === 'unfrozen' || i === last) return `${label} ${lr}`;
       if (phase === 'frozen' && names.some((n) => split.batchNormParams.has(n))) return `${label} batchnorm only ${lr}`;
