@@ -87,6 +87,8 @@ describe('best.onnx follows --monitor; early stopping', () => {
     // more epochs: a new cycle from epoch 4, whose patience counts from its own start
     const more = await fitRecording({ ...flat, epochs: 12, resume: true });
     expect(more.lines[0]).toBe('continuing after epoch 3 with a new onecycle cycle over epochs 4-12');
+    // ... trained as that cycle (not as the tail of the first, planned over epochs 1-10)
+    expect(more.lines[1]).toMatch(/^phase unfrozen, epochs 4-12 \(onecycle\): peak lr /);
     expect(more.res.status).toBe('done');
     expect(more.res.stoppedEarly).toEqual({ epoch: 5, patience: 2 });
     const cycles = [{ from: 0, to: 10, stoppedAt: 3, patience: 2 }, { from: 3, to: 12, stoppedAt: 5, patience: 2 }];

@@ -29,7 +29,7 @@ export const INFERENCE_OPTIONS = {
   checkpoint: str({ metavar: 'FILE', required: true, help: "an ONNX checkpoint (gpunet's own, or a foreign classifier with the preprocessing options)" }),
   categoryNames: str({ metavar: 'FILE', help: 'display names: JSON {"class": "name"} or ["name", ...], or text, one per line' }),
   batchSize: int({ min: 1, max: 1024, default: 8, help: 'images per forward pass' }),
-  ...grouped('preprocessing (a foreign ONNX file needs all four)', PREPROCESSING),
+  ...grouped('preprocessing (a foreign ONNX file needs all four, or the three besides --size when its graph input declares one)', PREPROCESSING),
   ...grouped('device', DEVICE),
 };
 

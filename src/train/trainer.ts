@@ -223,10 +223,17 @@ function plan(cycles: readonly Cycle[], freezeEpochs: number): PhasePlan[] {
         { phase: 'unfrozen', firstEpoch: freezeEpochs, epochs: epochs - freezeEpochs },
       ];
   for (const c of cycles.slice(1)) {
-    const ended = phases.find((p) => c.from - 1 >= p.firstEpoch && c.from - 1 < p.firstEpoch + p.epochs)!;
+    const ended = phaseAt(phases, c.from - 1);
     phases.push({ phase: ended.phase, firstEpoch: c.from, epochs: c.to - c.from });
   }
   return phases;
+}
+
+/** The phase epoch `e` (0-based) trains in: the latest planned over it (a cycle that patience
+ *  ended early is planned past the start of the next one). */
+function phaseAt(phases: readonly PhasePlan[], e: number): PhasePlan {
+  for (let i = phases.length - 1; i >= 0; i--) if (e >= phases[i].firstEpoch && e < phases[i].firstEpoch + phases[i].epochs) return phases[i];
+  throw new Error(`no phase planned for epoch ${e + 1}`);
 }
 
 /** The cycles a state file records, checked (a hostile file must not mislead the run). */
@@ -422,7 +429,7 @@ export async function fit(split: ModelSplit, data: TrainData, o: FitOptions): Pr
 
   // A frozen backbone for the rest of the run: the features of the plain images, once.
   let cached: { train: FeatureSet; valid: FeatureSet } | null = null;
-  if (epoch < o.epochs && phases.find((p) => epoch >= p.firstEpoch && epoch < p.firstEpoch + p.epochs)!.phase === 'head') {
+  if (epoch < o.epochs && phaseAt(phases, epoch).phase === 'head') {
     const t0 = Date.now();
     const bar = o.progress ? new ProgressBar('features', data.trainSize + data.validSize, 'img') : null;
     let done = 0;
@@ -446,7 +453,7 @@ export async function fit(split: ModelSplit, data: TrainData, o: FitOptions): Pr
 
   let announced: PhasePlan | null = null;
   for (; epoch < o.epochs; epoch++) {
-    const p = phases.find((q) => epoch >= q.firstEpoch && epoch < q.firstEpoch + q.epochs)!;
+    const p = phaseAt(phases, epoch);
     const schedule = schedules.get(p)!;
     if (announced !== p) {
       const span = p.epochs === 1 ? `epoch ${p.firstEpoch + 1}` : `epochs ${p.firstEpoch + 1}-${p.firstEpoch + p.epochs}`;
