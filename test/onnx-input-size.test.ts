@@ -109,6 +109,8 @@ describe('the declared input side of a foreign ONNX file', () => {
     const phase = t.stdout.match(new RegExp(`^phase head, epoch 1 \\(onecycle\\): peak lr backbone ${nodes('1-(\\d+)')} frozen, backbone ${nodes('(\\d+)-(\\d+)')} frozen, head \\S+$`, 'm'));
     expect(phase, t.stdout).not.toBeNull();
     expect(phase![3]).toBe('features.0/Conv');
+    // the halves meet between two nodes: no conv has its weight in one group and its bias in the other
+    expect(Number(phase![5])).toBeGreaterThan(Number(phase![1]));
 
   }, 120_000);
 });

@@ -35,9 +35,11 @@ export interface FeatureMapSplit {
 /** A parameter name under one of the child prefixes. */
 export const underPrefix = (name: string, prefixes: readonly string[]): boolean => prefixes.some((p) => name === p || name.startsWith(`${p}.`));
 
-/** Splits a parameter list in two halves (by position): the backbone groups of a generic model. */
-export function halves(names: string[]): string[][] {
-  const mid = Math.ceil(names.length / 2);
+/** Splits a parameter list in two halves (by position): the backbone groups of a generic model.
+ *  With `layerOf` (the layer a parameter belongs to), a layer's weight and bias stay in one half. */
+export function halves(names: string[], layerOf?: (name: string) => unknown): string[][] {
+  let mid = Math.ceil(names.length / 2);
+  while (layerOf && mid < names.length && layerOf(names[mid]) === layerOf(names[mid - 1])) mid++;
   return [names.slice(0, mid), names.slice(mid)].filter((g) => g.length > 0);
 }
 

@@ -377,9 +377,14 @@ export class GraphModule extends Module implements Network {
     const backbone = this.subgraph(this.graph.inputs, [cut]);
     const head = this.subgraph([{ name: cut, elemType: DataType.FLOAT, shape: [] }], this.graph.outputs.map((v) => v.name));
     const names = this.namedParameters().map(([n]) => n);
-    const groups = [...halves(names.filter((n) => !head.weights.has(n))), names.filter((n) => head.weights.has(n))];
+    const groups = [...halves(names.filter((n) => !head.weights.has(n)), (n) => this.firstReader(n)), names.filter((n) => head.weights.has(n))];
     const groupLabels = groups.map((g, i) => (i === groups.length - 1 ? `head ${this.nodeRange(g)}` : this.nodeRange(g)));
     return { model: this, head, features: (x) => backbone.forward(x), groups, batchNormParams: this.normParameterNames(), groupLabels };
+  }
+
+  /** The position (in run order) of the first node that reads weight `name` (-1: none). */
+  firstReader(name: string): number {
+    return this.order.findIndex((n) => n.inputs.includes(name));
   }
 
   /** Where the weights `names` are read, in run order: 'nodes 1-31 of 62 (0/Conv…13/Conv)'. */

@@ -45,7 +45,7 @@ export class TransferModel extends Module implements Network {
    *  backbone's groups are named by the graph nodes that read them. */
   split(): ModelSplit {
     const names = this.namedParameters().map(([n]) => n);
-    const backbone = halves(names.filter((n) => n.startsWith('backbone.')));
+    const backbone = halves(names.filter((n) => n.startsWith('backbone.')), (n) => this.backbone.firstReader(n.slice('backbone.'.length)));
     const groupLabels = [...backbone.map((g) => `backbone ${this.backbone.nodeRange(g.map((n) => n.slice('backbone.'.length)))}`), 'head'];
     return { model: this, head: this.head, features: (x) => this.features(x), groups: [...backbone, names.filter((n) => n.startsWith('head.'))], batchNormParams: this.normParameterNames(), groupLabels };
   }
