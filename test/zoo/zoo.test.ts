@@ -6,8 +6,9 @@
 // (ConvNeXt, ViT, Swin) must all run fused, as LayerNormalization. The models at small inputs also
 // take one backward pass in training mode, which must reach every parameter with a finite
 // gradient (the 224-px ones would add a minute: ViT's encoder block is checked against PyTorch's
-// gradients in test/onnx-blocks.test.ts), and are fine-tuned as `train --weights` does them (new
-// head, a frozen and an unfrozen step, the checkpoint written and reloaded). CNNs run at small inputs (64 px;
+// gradients in test/onnx-blocks.test.ts); all but VGG and AlexNet are fine-tuned as
+// `train --weights` does them (new head, a frozen and an unfrozen step, the checkpoint written and
+// reloaded). CNNs run at small inputs (64 px;
 // Inception v3 at 80, VGG and AlexNet at 224, whose adaptive pools export only there), the
 // transformers at their native 224.
 //
@@ -162,8 +163,11 @@ async function logitsOf(model: Network, images: Float32Array, shape: number[]): 
 // (src/train/trainer.ts: the frozen phase trains the head and the normalization layers, the
 // unfrozen one everything), one step of each, and written as the checkpoint that
 // predict and eval load.
+// VGG's and AlexNet's first fc weights (411 and 151 MB) are larger than one storage binding on
+// lavapipe (128 MiB), which the optimizers and elementwise ops do not split yet: not fine-tuned here.
+const BEYOND_ONE_BINDING = new Set(['vgg11', 'alexnet']);
 describe('fine-tuning them as train --weights does', () => {
-  for (const m of ZOO.filter((z) => z.size < 224)) {
+  for (const m of ZOO.filter((z) => !BEYOND_ONE_BINDING.has(z.arch))) {
     it(`${m.family} (${m.arch}): a new 2-class head, a frozen step moves only it, an unfrozen one the backbone; the checkpoint reloads`, async () => {
       const dir = dirs.get(m.arch)!;
       const c = await loadClassifier(join(dir, 'model.onnx'));
@@ -175,7 +179,7 @@ describe('fine-tuning them as train --weights does', () => {
         const head = new Set(split.groups.at(-1));
         expect(head.size).toBeGreaterThan(0);
         expect(split.groups.length).toBeGreaterThan(1);
-        // one image (the backward passes of the 16 take half the time at batch 1), labelled as
+        // one image (the backward passes take half the time at batch 1), labelled as
         // the class the new head ranks last: a right label on a random deep net's confident logits
         // can leave no gradient within float32
         const shape = [1, 3, m.size, m.size];
