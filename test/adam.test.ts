@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Adam, AdamW, type AdamOptions, type AdamParamGroup } from '../src/optim/adam.ts';
-import type { Optimizer } from '../src/optim/optimizer.ts';
+import { setParameterBindingLimit, type Optimizer } from '../src/optim/optimizer.ts';
 import { SGD } from '../src/optim/sgd.ts';
 import { adamRef } from '../src/reference/adam.ts';
 import { getGpu } from '../src/gpu/index.ts';
@@ -83,6 +83,35 @@ describe('Adam and AdamW', () => {
     const vec4 = (i: number) => shapes[i].reduce((a, b) => a * b) % 4 === 0;
     const onTime = shapes.map((_, i) => i).filter((i) => i !== LATE);
     expect(launches).toBe(batches(onTime.filter(vec4).length) + batches(onTime.filter((i) => !vec4(i)).length) + 1);
+  });
+
+  it('AdamW on parameters larger than one storage binding, in pieces, vs the float64 rule', async () => {
+    // a 256-byte binding holds 64 floats: 1001 elements (scalar kernel) and [40, 25] (vec4) take 16
+    // pieces each, the gradient and both moments bound at the same offsets
+    const shapes = [[1001], [40, 25]];
+    const rng = new Rng(43);
+    const w0 = shapes.map((s) => randomArray(s, rng));
+    const grads = shapes.map((s) => Array.from({ length: STEPS }, () => randomArray(s, rng)));
+    const o = { lr: 0.01, weightDecay: 0.1 };
+    setParameterBindingLimit(256);
+    const [out, state] = await tidy(async () => {
+      const ws = shapes.map((s, i) => toGpu(w0[i], s, true));
+      const opt = new AdamW(ws, o);
+      try {
+        runSteps(opt, ws, grads, [0, 1, 2, 3, 4]);
+      } finally {
+        setParameterBindingLimit(null);
+      }
+      const result = [await Promise.all(ws.map((w) => w.toArray())), await opt.state()] as const;
+      opt.release();
+      return result;
+    });
+    shapes.forEach((_, i) => {
+      const ref = adamRef(w0[i], grads[i], { ...o, betas: [0.9, 0.999], eps: 1e-8, decoupled: true });
+      expect(relError(out[i], ref.param), `parameter ${i}`).toBeLessThan(1e-6);
+      expect(relError(state.buffers.expAvg[i]!, ref.m), `parameter ${i}`).toBeLessThan(1e-6);
+      expect(relError(state.buffers.expAvgSq[i]!, ref.v), `parameter ${i}`).toBeLessThan(1e-6);
+    });
   });
 
   it('state() and loadState() resume exactly, step counts included', async () => {

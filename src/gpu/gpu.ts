@@ -93,6 +93,22 @@ export class Gpu {
     });
   }
 
+  /**
+   * The pieces of a flat f32 array of `elements` that each fit one storage binding of at most
+   * `maxBytes` (default: the adapter's maxStorageBufferBindingSize): `start`s aligned to
+   * minStorageBufferOffsetAlignment and to 16 bytes, so every piece but the last holds whole vec4s
+   * (and the last too when `elements` is a multiple of 4). Ops larger than one binding (VGG's
+   * classifier weight, 411 MB, against lavapipe's 128 MiB) bind these as BufferRanges.
+   */
+  bindingPieces(elements: number, maxBytes = this.limits.maxStorageBufferBindingSize): { start: number; length: number }[] {
+    const align = Math.max(16, this.limits.minStorageBufferOffsetAlignment);
+    const chunk = (Math.floor(Math.min(maxBytes, this.limits.maxStorageBufferBindingSize) / align) * align) / 4;
+    if (chunk === 0) throw new GpuError(`bindingPieces: a ${maxBytes}-byte binding holds no ${align}-byte aligned piece`);
+    const pieces: { start: number; length: number }[] = [];
+    for (let start = 0; start < elements; start += chunk) pieces.push({ start, length: Math.min(chunk, elements - start) });
+    return pieces;
+  }
+
   /** Records one compute dispatch into the pending encoder (during dryRun, only checks its launch). */
   dispatch(args: DispatchArgs): void {
     this.raisePending();

@@ -124,19 +124,27 @@ function launch(label: string, expr: string, names: readonly string[], operands:
     const index = `dot(pos, vec4u(p.s${k}0, p.s${k}1, p.s${k}2, p.s${k}3))`;
     return vec && operandStrides[k][0] === 0 ? `let ${name} = T(in${k}s[${index}]);` : `let ${name} = in${k}[${index}];`;
   });
-  getGpu().dispatch({
-    kernel: {
-      shader: 'elementwise',
-      entry: 'main',
-      bindings: ['write', ...tensors.map(() => 'read' as const)],
-      defines: { T: vec ? 'vec4<f32>' : 'f32', U: vec ? 'vec4<u32>' : 'u32', BODY: `${broadcast ? 'let pos = position(i); ' : ''}${loads.join(' ')} out[i] = ${expr};` },
-    },
-    buffers: [out.buffer, ...tensors.map((t) => t.buffer)],
-    params,
-    workgroups: grid(vec ? n / 4 : n, 256),
-    label: `${label} ${shapeStr(shape)}`,
-    work: { bytes: 4 * (n + tensors.reduce((b, t) => b + t.size, 0)) },
-  });
+  // same shapes: one dispatch per storage binding's piece (a tensor may exceed one binding: VGG's
+  // classifier weight), each binding its range of every tensor; a broadcast binds them whole
+  const gpu = getGpu();
+  const pieces = broadcast ? [{ start: 0, length: n }] : gpu.bindingPieces(n);
+  for (const { start, length } of pieces) {
+    const range = (t: Tensor) => (broadcast ? t.buffer : { buffer: t.buffer, offset: 4 * start, size: 4 * length });
+    const count = vec ? length / 4 : length;
+    gpu.dispatch({
+      kernel: {
+        shader: 'elementwise',
+        entry: 'main',
+        bindings: ['write', ...tensors.map(() => 'read' as const)],
+        defines: { T: vec ? 'vec4<f32>' : 'f32', U: vec ? 'vec4<u32>' : 'u32', BODY: `${broadcast ? 'let pos = position(i); ' : ''}${loads.join(' ')} out[i] = ${expr};` },
+      },
+      buffers: [range(out), ...tensors.map(range)],
+      params: { ...params, n: count },
+      workgroups: grid(count, 256),
+      label: `${label} ${shapeStr(shape)}`,
+      work: { bytes: 4 * (length + tensors.reduce((b, t) => b + (broadcast ? t.size : length), 0)) },
+    });
+  }
   return out;
 }
 

@@ -201,29 +201,43 @@ export interface ParamArray {
   access: Access;
 }
 
+let bindingLimitOverride: number | null = null;
+
+/** Lowers the storage binding limit launchParameters splits parameters for (null: the adapter's).
+ *  For tests. */
+export function setParameterBindingLimit(bytes: number | null): void {
+  bindingLimitOverride = bytes;
+}
+
 /**
  * Launches entry `shader` of shaders/`shader`.wgsl over `params` (each its tensors in `arrays`'
  * order, all of the parameter's length) in as few launches as the storage bindings allow, those
- * whose lengths are multiples of 4 as vec4s. The shader declares `{{SIZES}}` in its Params,
- * `{{BINDINGS}}` and `{{LOOPS}}` (in an entry that defines `first` and `stride`), written here:
- * n<k>, the arrays <name><k>, and for each parameter k a grid-strided loop over i running
- * `body(k)`. Every workgroup takes its stride of each parameter in turn, so the work spreads
- * evenly however the sizes differ.
+ * whose lengths are multiples of 4 as vec4s. A parameter larger than one storage binding (VGG11's
+ * first classifier weight, 411 MB, against lavapipe's 128 MiB) is split into pieces that each fit
+ * one (Gpu.bindingPieces), its tensors bound at the same offsets; a piece takes a parameter's place
+ * in a launch. The shader declares `{{SIZES}}` in its Params, `{{BINDINGS}}` and `{{LOOPS}}` (in
+ * an entry that defines `first` and `stride`), written here: n<k>, the arrays <name><k>, and for
+ * each piece k a grid-strided loop over i running `body(k)`. Every workgroup takes its stride of
+ * each piece in turn, so the work spreads evenly however the sizes differ.
  */
 export function launchParameters(
   shader: string, arrays: readonly ParamArray[], params: Tensor[][], uniforms: Record<string, number | boolean>, body: (k: number) => string,
 ): void {
+  const gpu = getGpu();
   const per = perLaunch(arrays.length);
   for (const vec of [true, false]) {
-    const kind = params.filter((ts) => (ts[0].size % 4 === 0) === vec);
-    for (let start = 0; start < kind.length; start += per) {
-      const chunk = kind.slice(start, start + per);
-      const lengths = chunk.map((ts) => (vec ? ts[0].size / 4 : ts[0].size));
+    const pieces = params
+      .filter((ts) => (ts[0].size % 4 === 0) === vec)
+      .flatMap((ts) => gpu.bindingPieces(ts[0].size, bindingLimitOverride ?? undefined).map((piece) => ({ ts, ...piece })));
+    for (let start = 0; start < pieces.length; start += per) {
+      const chunk = pieces.slice(start, start + per);
+      const lengths = chunk.map((piece) => (vec ? piece.length / 4 : piece.length));
       const ks = chunk.map((_, k) => k);
       const binding = (k: number) =>
         arrays.map((a, j) => `@group(0) @binding(${1 + arrays.length * k + j}) var<storage, ${a.access === 'write' ? 'read_write' : 'read'}> ${a.name}${k}: array<T>;`).join('\n');
-      const first = chunk[0][0];
-      getGpu().dispatch({
+      const first = chunk[0].ts[0];
+      const whole = chunk.length === 1 && chunk[0].length === first.size;
+      gpu.dispatch({
         kernel: {
           shader,
           entry: shader,
@@ -235,11 +249,11 @@ export function launchParameters(
             LOOPS: ks.map((k) => `for (var i = first; i < p.n${k}; i += stride) { ${body(k)} }`).join('\n  '),
           },
         },
-        buffers: chunk.flatMap((ts) => ts.map((t) => t.buffer)),
+        buffers: chunk.flatMap(({ ts, start, length }) => ts.map((t) => ({ buffer: t.buffer, offset: 4 * start, size: 4 * length }))),
         params: { ...Object.fromEntries(lengths.map((n, k) => [`n${k}`, n])), ...uniforms },
         workgroups: [stridedWorkgroups(lengths.reduce((a, b) => a + b, 0), 256)],
-        label: chunk.length === 1 ? `${shader} ${first.name ?? `#${first.id}`} ${shapeStr(first.shape)}` : `${shader} ${chunk.length} parameters`,
-        work: { bytes: 4 * (arrays.length + arrays.filter((a) => a.access === 'write').length) * chunk.reduce((a, ts) => a + ts[0].size, 0) },
+        label: whole ? `${shader} ${first.name ?? `#${first.id}`} ${shapeStr(first.shape)}` : `${shader} ${chunk.length} parameter pieces`,
+        work: { bytes: 4 * (arrays.length + arrays.filter((a) => a.access === 'write').length) * chunk.reduce((a, piece) => a + piece.length, 0) },
       });
     }
   }

@@ -15,16 +15,21 @@ export interface GradNode {
   scope: string;
 }
 
-/** a + b into a new tensor (sums gradients from several consumers) */
+/** a + b into a new tensor (sums gradients from several consumers), one storage binding's piece
+ *  at a time (a gradient may exceed one binding: VGG's classifier weight) */
 function addGrads(a: Tensor, b: Tensor): Tensor {
   const out = Tensor.empty(a.shape);
-  getGpu().dispatch({
-    kernel: { shader: 'tensor', entry: 'add', bindings: ['write', 'read', 'read'] },
-    buffers: [out.buffer, a.buffer, b.buffer],
-    params: { n: a.size, value: 0 },
-    workgroups: grid(a.size, 256),
-    label: `grad accumulate ${shapeStr(a.shape)}`,
-  });
+  const gpu = getGpu();
+  for (const { start, length } of gpu.bindingPieces(a.size)) {
+    const range = (t: Tensor) => ({ buffer: t.buffer, offset: start * 4, size: length * 4 });
+    gpu.dispatch({
+      kernel: { shader: 'tensor', entry: 'add', bindings: ['write', 'read', 'read'] },
+      buffers: [range(out), range(a), range(b)],
+      params: { n: length, value: 0 },
+      workgroups: grid(length, 256),
+      label: `grad accumulate ${shapeStr(a.shape)}`,
+    });
+  }
   return out;
 }
 

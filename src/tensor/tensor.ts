@@ -146,13 +146,10 @@ export class Tensor {
   fill(value: number): this {
     const gpu = getGpu();
     // a binding holds at most maxStorageBufferBindingSize bytes (128 MiB on lavapipe, less than
-    // VGG's classifier weight): a larger tensor is filled one aligned range at a time
-    // (a multiple of 16 bytes), written in vec4s: the buffer is a whole number of them (pool.ts)
-    const { maxStorageBufferBindingSize: maxBytes, minStorageBufferOffsetAlignment } = gpu.limits;
-    const align = Math.max(16, minStorageBufferOffsetAlignment);
-    const chunk = (Math.floor(maxBytes / align) * align) / 4;
-    for (let start = 0; start < this.size; start += chunk) {
-      const vecs = Math.ceil(Math.min(chunk, this.size - start) / 4);
+    // VGG's classifier weight): a larger tensor is filled one aligned range at a time, written in
+    // vec4s: the buffer is a whole number of them (pool.ts)
+    for (const { start, length } of gpu.bindingPieces(this.size)) {
+      const vecs = Math.ceil(length / 4);
       gpu.dispatch({
         kernel: { shader: 'tensor', entry: 'fill', bindings: ['write'] },
         buffers: [{ buffer: this.buffer, offset: start * 4, size: vecs * 16 }],
