@@ -6,12 +6,10 @@
 //   npx tsx bench/conv-vs-gemm.ts [--configs b1x224,b8x112] [--rounds 3] [--calls 2] [--filter TEXT]
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
-import { getGpu, threadCpuMs } from '../src/gpu/index.ts';
 import { conv2dBackwardInput, conv2dBackwardWeight, conv2dForward, conv2dGeometry, type Conv2dGeometry, type Conv2dOptions } from '../src/ops/conv2d.ts';
 import { gemm } from '../src/ops/matmul.ts';
-import { median } from '../src/train/benchmark.ts';
 import { Rng, type Tensor } from '../src/tensor/index.ts';
-import { openGpu, randomValues, toTensor } from './harness.ts';
+import { openGpu, randomValues, toTensor, workerCpuPerCall } from './harness.ts';
 
 const { values } = parseArgs({
   options: {
@@ -39,22 +37,7 @@ const CONVS: { name: string; c: number; oc: number; hw: number; k: number; opts:
   { name: '3x3 512->512 @7', c: 512, oc: 512, hw: 7, k: 3, opts: { padding: 1 } },
 ];
 
-/** lavapipe worker CPU ms per call of `run` (each call's tensors released), after one warm-up call */
-async function cpuPerCall(run: () => Tensor): Promise<number> {
-  const gpu = getGpu();
-  run().release();
-  await gpu.sync();
-  const samples: number[] = [];
-  for (let r = 0; r < rounds; r++) {
-    const main0 = threadCpuMs();
-    const cpu0 = process.cpuUsage();
-    for (let i = 0; i < calls; i++) run().release();
-    await gpu.sync();
-    const cpu = process.cpuUsage(cpu0);
-    samples.push(((cpu.user + cpu.system) / 1e3 - (threadCpuMs() - main0)) / calls);
-  }
-  return median(samples);
-}
+const cpuPerCall = (run: () => Tensor) => workerCpuPerCall(run, rounds, calls);
 
 const fmt = (ms: number, flops: number) => `${ms.toFixed(1).padStart(8)} ms ${(flops / ms / 1e6).toFixed(1).padStart(5)}`;
 

@@ -13,9 +13,10 @@
 import Benchmark from 'benchmark';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { getGpu, initGpu, measureCeilings, type Ceilings, type Gpu } from '../src/gpu/index.ts';
+import { getGpu, initGpu, measureCeilings, threadCpuMs, type Ceilings, type Gpu } from '../src/gpu/index.ts';
 import { gemm } from '../src/ops/matmul.ts';
 import { relError, Rng, Tensor, tidy, type Shape } from '../src/tensor/index.ts';
+import { median } from '../src/train/benchmark.ts';
 
 export interface BenchCase {
   name: string;
@@ -386,4 +387,23 @@ export async function runFamilies(families: BenchFamily[], cli: CliOptions = par
   if (!floors.length) return true;
   console.log('\nfloors');
   return checkFloors(floors, rows);
+}
+
+/** lavapipe worker CPU ms per call of `run` (the process's CPU less the main thread's, which load
+ *  barely distorts; each call's tensors released), the median of `rounds` rounds of `calls` calls,
+ *  after one warm-up call. */
+export async function workerCpuPerCall(run: () => Tensor, rounds: number, calls: number): Promise<number> {
+  const gpu = getGpu();
+  run().release();
+  await gpu.sync();
+  const samples: number[] = [];
+  for (let r = 0; r < rounds; r++) {
+    const main0 = threadCpuMs();
+    const cpu0 = process.cpuUsage();
+    for (let i = 0; i < calls; i++) run().release();
+    await gpu.sync();
+    const cpu = process.cpuUsage(cpu0);
+    samples.push(((cpu.user + cpu.system) / 1e3 - (threadCpuMs() - main0)) / calls);
+  }
+  return median(samples);
 }

@@ -1,12 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { getGpu } from '../src/gpu/index.ts';
 import { batchNormEvalCoefficients } from '../src/ops/batchnorm.ts';
-import { CONV2D_CANDIDATES, conv2d, conv2dFused, conv2dGeometry, setConv2dIm2col, setConv2dTiling, setConv2dWinograd, type Conv2dOptions, type Im2colMode } from '../src/ops/conv2d.ts';
+import { CONV2D_CANDIDATES, conv2d, conv2dFused, conv2dGeometry, im2col, setConv2dIm2col, setConv2dTiling, setConv2dWinograd, type Conv2dOptions, type Im2colMode } from '../src/ops/conv2d.ts';
 import { GEMM_CANDIDATES, setGemmSubgroups, setGemmTiling } from '../src/ops/matmul.ts';
 import { noGrad, OpError, Rng, Tensor, tidy } from '../src/tensor/index.ts';
 import { batchNorm2dRef } from '../src/reference/batchnorm.ts';
 import { numericGrads, randomArray, relError, runWithGrads, shapeSize, toGpu, useGpu } from './helpers.ts';
-import { conv2dRef, type ConvGeometry } from '../src/reference/conv2d.ts';
+import { conv2dRef, im2colRef, type ConvGeometry } from '../src/reference/conv2d.ts';
 import { torchRun, type TorchInput } from './torch.ts';
 
 useGpu();
@@ -138,6 +138,27 @@ describe('conv2d by im2col + GEMM', () => {
       const direct = await withIm2col('never', () => runGpu(c, inp));
       const got = await withIm2col('always', () => runGpu(c, inp));
       got.grads.forEach((g, i) => expect(relError(g!, direct.grads[i]!), `grad ${i}`).toBeLessThan(1e-5));
+    });
+  }
+
+  // the column matrix itself, exactly (a gather), with the output poisoned: a lane writes 4
+  // columns, vec4 where OH*OW % 4 == 0, short rows packed several to a workgroup
+  const colCases: { name: string; x: number[]; k: [number, number]; opts: Conv2dOptions }[] = [
+    { name: 'OW 6 (quads cross rows), vec4, rows packed', x: [2, 3, 4, 6], k: [3, 3], opts: { padding: 1 } },
+    { name: 'OW 2 (a quad spans 2 rows), stride 2', x: [1, 3, 8, 3], k: [3, 3], opts: { stride: 2, padding: 1 } },
+    { name: 'OH*OW 21, scalar stores', x: [1, 2, 7, 3], k: [3, 3], opts: { padding: 1 } },
+    { name: 'stride [2,1] dilation [2,1] padding [1,0], 3x2 kernel', x: [2, 4, 9, 10], k: [3, 2], opts: { stride: [2, 1], dilation: [2, 1], padding: [1, 0] } },
+    { name: '7x7 stride 2 pad 3, 360 columns (2 workgroups per row), vec4', x: [1, 3, 36, 40], k: [7, 7], opts: { stride: 2, padding: 3 } },
+    { name: 'dilation 2, 1406 columns, scalar stores', x: [1, 2, 40, 39], k: [3, 3], opts: { padding: 1, dilation: 2 } },
+  ];
+  for (const c of colCases) {
+    it(`im2col: ${c.name}`, async () => {
+      const xs = randomArray(c.x, new Rng(shapeSize(c.x)));
+      const g = conv2dGeometry(c.x, [5, c.x[1]!, ...c.k], null, c.opts);
+      const want = im2colRef(xs, c.x, g.KH, g.KW, refGeometry(c.opts));
+      const got = await tidy(() => im2col(toGpu(xs, c.x), g, 'test').toArray());
+      expect(got.length).toBe(want.length);
+      expect(got.filter((v, i) => v !== Math.fround(want[i]!)).length, 'elements unlike the reference').toBe(0);
     });
   }
 

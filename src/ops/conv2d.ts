@@ -479,16 +479,22 @@ function im2colChosen(entry: string, geo: Conv2dGeometry): boolean {
   return im2colPays(geo);
 }
 
-/** col: [N, C*KH*KW, OH*OW], the receptive fields of x: [N,C,H,W] (x itself for a pointwise conv). */
-function im2col(x: Tensor, geo: Conv2dGeometry, what: string): Tensor {
+/** col: [N, C*KH*KW, OH*OW], the receptive fields of x: [N,C,H,W] (x itself for a pointwise conv);
+ *  exported for its benchmark (bench/im2col.ts) and tests. */
+export function im2col(x: Tensor, geo: Conv2dGeometry, what: string): Tensor {
   if (isPointwise(geo)) return x;
   const K = geo.C * geo.KH * geo.KW;
-  const col = Tensor.empty([geo.N, K, geo.OH * geo.OW]);
+  const P = geo.OH * geo.OW;
+  const col = Tensor.empty([geo.N, K, P]);
+  // a lane per 4 columns; short rows packed R to a workgroup of 64 lanes (see the shader)
+  const quads = Math.ceil(P / 4);
+  const rowsPerGroup = Math.max(1, Math.floor(64 / quads));
   getGpu().dispatch({
-    kernel: kernel('im2col', 2, false),
+    // each lane 4 columns, as one vec4 store where every row of col starts 16-byte aligned
+    kernel: kernel(P % 4 === 0 ? 'im2col4' : 'im2col', 2, false),
     buffers: [col.buffer, x.buffer],
     params: params(geo),
-    workgroups: [Math.ceil((geo.OH * geo.OW) / 64), 1, geo.N * K],
+    workgroups: [Math.ceil(quads / 64), 1, Math.ceil((geo.N * K) / rowsPerGroup)],
     label: `conv2d.im2col ${what}`,
     work: { flops: 0, bytes: 4 * (col.size + x.size) },
   });

@@ -122,3 +122,24 @@ export function conv1dRef(
   const { y, shape } = conv2dRef(x, [xShape[0], xShape[1], 1, xShape[2]], w, [wShape[0], wShape[1], 1, wShape[2]], b, geo);
   return { y, shape: [shape[0], shape[1], shape[3]] };
 }
+
+/** The column matrix of im2col: x: [N,C,H,W] -> col: [N, C*KH*KW, OH*OW], col[n, (c,kh,kw), (oh,ow)] =
+ *  x[n, c, oh*sh - ph + kh*dh, ow*sw - pw + kw*dw] (zero outside x), so that y[n] = w [OC, C*KH*KW] col[n]
+ *  for groups 1. */
+export function im2colRef(x: Float64Array, xShape: readonly number[], KH: number, KW: number, g: ConvGeometry): Float64Array {
+  const [N, C, H, W] = xShape;
+  const OH = convOutSize(H, KH, g.stride[0], g.padding[0], g.dilation[0]);
+  const OW = convOutSize(W, KW, g.stride[1], g.padding[1], g.dilation[1]);
+  const col = new Float64Array(N * C * KH * KW * OH * OW);
+  let at = 0;
+  for (let n = 0; n < N; n++) for (let c = 0; c < C; c++) for (let kh = 0; kh < KH; kh++) for (let kw = 0; kw < KW; kw++) {
+    for (let oh = 0; oh < OH; oh++) {
+      for (let ow = 0; ow < OW; ow++, at++) {
+        const ih = oh * g.stride[0] - g.padding[0] + kh * g.dilation[0];
+        const iw = ow * g.stride[1] - g.padding[1] + kw * g.dilation[1];
+        col[at] = ih >= 0 && ih < H && iw >= 0 && iw < W ? x[((n * C + c) * H + ih) * W + iw]! : 0;
+      }
+    }
+  }
+  return col;
+}

@@ -1,0 +1,60 @@
+// The im2col pass alone (shaders/conv2d.wgsl, `im2col`) at ResNet18's shapes: lavapipe worker CPU
+// per call (the process's CPU less the main thread's, which load barely distorts), and GB/s of it
+// over the bytes it must move (col written once, x read once), medians of the rounds; the column
+// matrix checked against the reference's (src/reference/conv2d.ts) first.
+//   npx tsx bench/im2col.ts [--configs b1x224,b8x112] [--rounds 5] [--calls 4]
+import { loadavg } from 'node:os';
+import { parseArgs } from 'node:util';
+import { conv2dGeometry, im2col, type Conv2dGeometry, type Conv2dOptions } from '../src/ops/conv2d.ts';
+import { im2colRef } from '../src/reference/conv2d.ts';
+import { Rng, type Tensor } from '../src/tensor/index.ts';
+import { openGpu, randomValues, toTensor, workerCpuPerCall } from './harness.ts';
+
+const { values } = parseArgs({
+  options: {
+    configs: { type: 'string', default: 'b1x224,b8x112' },
+    rounds: { type: 'string', default: '5' },
+    calls: { type: 'string', default: '4' },
+  },
+});
+const rounds = Number(values.rounds);
+const calls = Number(values.calls);
+
+/** ResNet18's convolutions that take im2col (not pointwise) at input size 224 */
+const CONVS: { name: string; c: number; hw: number; k: number; opts: Conv2dOptions }[] = [
+  { name: 'stem 7x7 s2 3->64', c: 3, hw: 224, k: 7, opts: { stride: 2, padding: 3 } },
+  { name: '3x3 s2 64->128 @56', c: 64, hw: 56, k: 3, opts: { stride: 2, padding: 1 } },
+  { name: '1x1 s2 64->128 @56', c: 64, hw: 56, k: 1, opts: { stride: 2 } },
+  { name: '3x3 s2 128->256 @28', c: 128, hw: 28, k: 3, opts: { stride: 2, padding: 1 } },
+  { name: '3x3 s2 256->512 @14', c: 256, hw: 14, k: 3, opts: { stride: 2, padding: 1 } },
+  { name: '3x3 512->512 @7', c: 512, hw: 7, k: 3, opts: { padding: 1 } },
+];
+
+const cpuPerCall = (run: () => Tensor) => workerCpuPerCall(run, rounds, calls);
+
+await openGpu();
+const rng = new Rng(1);
+console.log(`per call: lavapipe worker CPU ms, GB/s (col written + x read) per core-second; medians of ${rounds} rounds of ${calls} calls`);
+for (const config of values.configs.split(',')) {
+  const m = /^b(\d+)x(\d+)$/.exec(config);
+  if (!m) throw new Error(`--configs: ${config} is not b<batch>x<size>`);
+  const [batch, size] = [Number(m[1]), Number(m[2])];
+  console.log(`\nbatch ${batch}, ${size} px`);
+  for (const s of CONVS) {
+    const hw = Math.ceil((s.hw * size) / 224);
+    const g = conv2dGeometry([batch, s.c, hw, hw], [64, s.c, s.k, s.k], null, s.opts);
+    const xs = randomValues(g.N * g.C * g.H * g.W, rng);
+    const x = toTensor(xs, [g.N, g.C, g.H, g.W]);
+    const col = im2col(x, g, 'bench');
+    const want = im2colRef(xs, [g.N, g.C, g.H, g.W], g.KH, g.KW, { stride: g.stride, padding: g.padding, dilation: g.dilation, groups: 1 });
+    const got = await col.toArray(); // exact: a gather of float32 values
+    col.release();
+    if (got.length !== want.length || got.some((v, i) => v !== want[i])) throw new Error(`${s.name}: im2col differs from the CPU gather`);
+    const ms = await cpuPerCall(() => im2col(x, g, 'bench'));
+    const bytes = 4 * (want.length + xs.length);
+    console.log(`${s.name.padEnd(22)} [${g.N},${g.C * g.KH * g.KW},${g.OH * g.OW}] ${ms.toFixed(2).padStart(8)} ms ${(bytes / ms / 1e6).toFixed(2).padStart(6)} GB/s`);
+    x.release();
+  }
+}
+console.log(`\nload average ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+process.exit(0);
