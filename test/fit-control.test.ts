@@ -1,11 +1,12 @@
 // What steers a run besides its rates: the monitored metric best.onnx keeps, early stopping with
 // a patience, a finished run resumed (nothing to do) or extended with a new cycle over the added
-// epochs, class weights in the loss, the class-balanced sampler, and the rates each layer group
-// gets per phase, logged once.
-import { copyFileSync, mkdtempSync, writeFileSync } from 'node:fs';
+// epochs, class weights in the loss, the class-balanced sampler, the rates each layer group
+// gets per phase, logged once, and a last training batch of one image left out.
+import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import type { Batch } from '../src/data/dataset.ts';
 import { ImageLoader } from '../src/data/loader.ts';
 import { balancedWeights, weightedDraws } from '../src/data/sampler.ts';
 import { syntheticImages } from '../src/data/synthetic.ts';
@@ -16,9 +17,10 @@ import { smallCnn } from '../src/nn/smallcnn.ts';
 import { Rng } from '../src/tensor/index.ts';
 import { loadTrainingState, readWeights } from '../src/train/checkpoint.ts';
 import { batches, predictLogits, trainEpoch } from '../src/train/classifier.ts';
+import { lrFind } from '../src/train/lr-find.ts';
 import { makeSchedule } from '../src/train/schedule.ts';
 import { inverseFrequencyWeights } from '../src/train/setup.ts';
-import { type FitOptions, fit, memoryData, RunFolderError, STATE_FILE } from '../src/train/trainer.ts';
+import { epochSteps, type FitOptions, fit, memoryData, RunFolderError, STATE_FILE, TooFewImagesError } from '../src/train/trainer.ts';
 import { SGD } from '../src/optim/sgd.ts';
 import { relError, useGpu } from './helpers.ts';
 
@@ -249,5 +251,63 @@ describe('the rates of each phase', () => {
       'phase unfrozen, epochs 2-3 (onecycle): peak lr 0…1 5.00e-3, 4…5 1.58e-2, 9 5.00e-2',
     ]);
     expect(lines.indexOf(phases[1])).toBe(lines.findIndex((l) => l.startsWith('epoch 1/3')) + 1);
+  });
+});
+
+describe('a last training batch of one image', () => {
+  // 2 px images: the small CNN's second batchnorm sees a 1x1 map, as a ResNet's last one does at 32 px
+  const tiny = (n: number, batchSize = 4) => {
+    const rng = new Rng(4);
+    return { split: smallCnn(4, { rng: new Rng(2) }).split(), data: memoryData(syntheticImages(n, 2, rng), syntheticImages(4, 2, rng), batchSize) };
+  };
+
+  it('is what batchnorm refuses in training', async () => {
+    const { split, data } = tiny(9);
+    const lone = batches(new Float32Array((data.train(0, 1, 0) as Batch[])[0].images.subarray(0, 12)), [0], 1);
+    await expect(trainEpoch(split.model, new SGD(split.model.parameters(), { lr: 0.1 }), lone, data.imageShape)).rejects.toThrow(/more than 1 value per channel/);
+    split.model.release();
+  });
+
+  it('is left out (9 images in batches of 4: 2 steps); the schedule spans the steps taken; a run stopped mid-epoch resumes exactly', async () => {
+    expect(epochSteps(9, 4)).toBe(2);
+    expect(epochSteps(10, 4)).toBe(3); // a last batch of 2 trains
+    expect(epochSteps(3, 8)).toBe(1); // a set smaller than a batch is one batch
+    const o = { ...OPTS, epochs: 2, lr: 0.1 };
+    const run = async (extra: Partial<FitOptions>) => {
+      const { split, data } = tiny(9);
+      expect((data.train(1, o.seed, 0) as Batch[]).map((b) => b.labels.length)).toEqual([4, 4]);
+      const res = await fit(split, data, { ...o, ...extra });
+      const weights = await readWeights(split.model);
+      split.model.release();
+      return { res, weights };
+    };
+    const straight = await run({ out: tmp() });
+    expect(straight.res.status).toBe('done');
+    // the last step ran at the one-cycle's last rate over 2 x 2 steps (3 steps an epoch would have ended at a higher one)
+    expect(straight.res.history[1].lr).toBeCloseTo(o.lr * makeSchedule('onecycle', 4).lrFactor(3), 12);
+    expect(makeSchedule('onecycle', 6).lrFactor(3)).toBeGreaterThan(2 * makeSchedule('onecycle', 4).lrFactor(3));
+    const out = tmp();
+    let steps = 0;
+    const stopped = await run({ out, shouldStop: () => ++steps >= 3 });
+    expect(stopped.res.stoppedAt).toEqual({ epoch: 1, step: 1, stepsPerEpoch: 2 });
+    expect(loadTrainingState(join(out, STATE_FILE)).globalStep).toBe(3);
+    // a state saved when that batch was trained (3 steps an epoch: global step 1 x 3 + 1) is refused in one line
+    const old = join(tmp(), STATE_FILE);
+    writeFileSync(old, Buffer.from(readFileSync(join(out, STATE_FILE), 'latin1').replace('"globalStep":3', '"globalStep":4'), 'latin1'));
+    expect(() => loadTrainingState(old)).toThrow(`${old}: saved by an earlier gpunet, which trained a last batch of one image each epoch (9 images in batches of 4); that batch is now left out, so its steps cannot resume exactly; delete it or choose another run folder`);
+    const resumed = await run({ out, resume: true });
+    expect(resumed.res.status).toBe('done');
+    for (const [name, w] of straight.weights) expect(relError(resumed.weights.get(name)!, w), name).toBeLessThan(1e-6);
+  });
+
+  it('lr-find skips it too; a training set with no batch left is one line', async () => {
+    const { split, data } = tiny(9);
+    const res = await lrFind(split, data, { phase: 'unfrozen', momentum: 0.9, weightDecay: 0, seed: 1, steps: 6, endLr: 1 });
+    expect(res.lrs.length).toBeGreaterThan(1);
+    split.model.release();
+    const one = tiny(1);
+    await expect(fit(one.split, one.data, OPTS)).rejects.toThrow(new TooFewImagesError(1, 4));
+    await expect(lrFind(one.split, one.data, { phase: 'unfrozen', momentum: 0.9, weightDecay: 0, seed: 1 })).rejects.toThrow(/^1 training image in batches of 4: a training batch needs at least 2 images \(batchnorm\); add training images$/);
+    one.split.model.release();
   });
 });

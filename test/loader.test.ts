@@ -77,13 +77,16 @@ describe('ImageLoader', () => {
     await loader.close();
   });
 
-  it('dropLast, no shuffle, and the validation transform', async () => {
-    const loader = new ImageLoader(samples, opts({ dropLast: true, shuffle: false, augment: null, batchSize: 7 }));
-    expect(loader.batchesPerEpoch).toBe(3);
+  it('training leaves out a last batch of one image only; no shuffle, and the validation transform', async () => {
+    expect(new ImageLoader(samples, opts({ training: true, batchSize: 11 })).batchesPerEpoch).toBe(3); // 11, 11, 2
+    expect(new ImageLoader(samples, opts({ training: true, batchSize: 30 })).batchesPerEpoch).toBe(1); // all 24 in one
+    expect(new ImageLoader(samples.slice(0, 1), opts({ training: true, batchSize: 2 })).batchesPerEpoch).toBe(0);
+    const loader = new ImageLoader(samples, opts({ training: true, shuffle: false, augment: null, batchSize: 23 }));
+    expect(loader.batchesPerEpoch).toBe(1);
     const batches = await collect(loader, 0);
-    expect(batches.flatMap((b) => b.paths)).toEqual(samples.slice(0, 21).map((s) => s.path));
+    expect(batches.flatMap((b) => b.paths)).toEqual(samples.slice(0, 23).map((s) => s.path));
     // no randomness at all: another epoch and another seed give the same tensors
-    const again = await collect(new ImageLoader(samples, opts({ dropLast: true, shuffle: false, augment: null, batchSize: 7, seed: 5 })), 3);
+    const again = await collect(new ImageLoader(samples, opts({ training: true, shuffle: false, augment: null, batchSize: 23, seed: 5 })), 3);
     expect(again.map((b) => Array.from(b.images))).toEqual(batches.map((b) => Array.from(b.images)));
   });
 

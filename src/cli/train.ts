@@ -34,7 +34,7 @@ const BUILT_ARCHS = Object.keys(RESNET_BLOCKS) as ResNetArch[];
 export const RUN_OPTIONS = {
   ...grouped('data', {
     ...DATA_SOURCE,
-    batchSize: int({ min: 1, max: 4096, default: 16, help: 'images per step' }),
+    batchSize: int({ min: 1, max: 4096, default: 16, help: 'images per step (a last training batch of one image is left out of each epoch: batchnorm cannot train on it)' }),
     workers: int({ min: 0, max: 32, defaultText: 'the core count, at most 4', help: 'image decoding threads (0: on the main thread)' }),
     sampler: choice(['shuffle', 'balanced'] as const, {
       default: 'shuffle',

@@ -16,7 +16,7 @@ import { Worker } from 'node:worker_threads';
 import { Rng } from '../tensor/random.ts';
 import { augmentImage, type AugmentOptions } from './augment.ts';
 import { weightedDraws } from './sampler.ts';
-import type { Batch, Sample, SkippedFile } from './dataset.ts';
+import { type Batch, type Sample, type SkippedFile, trainingBatchCount } from './dataset.ts';
 import { ImageError } from './image.ts';
 
 export interface LoaderOptions {
@@ -33,8 +33,9 @@ export interface LoaderOptions {
   workers?: number;
   /** batches decoded ahead of the one being consumed (default 2) */
   prefetch?: number;
-  /** leave out the last batch when it is short (default false) */
-  dropLast?: boolean;
+  /** the training set's batch count, trainingBatchCount (a last batch of one image left out);
+   *  default false: every sample is served (validation, test) */
+  training?: boolean;
   /** called once per file that fails to decode during an epoch */
   onSkip?: (file: SkippedFile) => void;
   /** draw each epoch's samples with replacement by these weights (sampler.ts; balanced classes)
@@ -196,12 +197,12 @@ export class ImageLoader {
     if (opts.sampleWeights && opts.sampleWeights.length !== samples.length) throw new Error(`ImageLoader: ${opts.sampleWeights.length} sample weights for ${samples.length} samples`);
     const prefetch = opts.prefetch ?? 2;
     if (!Number.isInteger(prefetch) || prefetch < 0) throw new Error(`ImageLoader: prefetch must be an integer >= 0, got ${prefetch}`);
-    this.opts = { ...opts, workers, prefetch, dropLast: opts.dropLast ?? false };
+    this.opts = { ...opts, workers, prefetch, training: opts.training ?? false };
   }
 
   get batchesPerEpoch(): number {
-    const n = this.samples.length / this.opts.batchSize;
-    return this.opts.dropLast ? Math.floor(n) : Math.ceil(n);
+    const [n, b] = [this.samples.length, this.opts.batchSize];
+    return this.opts.training ? trainingBatchCount(n, b) : Math.ceil(n / b);
   }
 
   /** The sample indices of epoch `index` in the order they are served. */

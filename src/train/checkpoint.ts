@@ -5,6 +5,7 @@
 // Layout: 'GPUNETTS', u32 header length, the JSON header (padded to 4 bytes), then the float32
 // arrays the header lists by offset. It is written atomically (src/io/files.ts), so a crash at any
 // moment leaves either the previous file or the new one, never a torn one.
+import { trainingBatchCount } from '../data/dataset.ts';
 import { readRegularFile, type WriteChunk, writeFileAtomic } from '../io/files.ts';
 import type { Module } from '../nn/module.ts';
 import type { Optimizer, OptimizerState } from '../optim/optimizer.ts';
@@ -128,10 +129,14 @@ export function decodeTrainingState(bytes: Uint8Array, source = 'training state'
   const config = h.config as Record<string, unknown>;
   check(isInt(config.epochs, 1), `config.epochs ${JSON.stringify(config.epochs)}`);
   check(isInt(config.trainSize, 1) && isInt(config.batchSize, 1), 'config.trainSize or config.batchSize missing');
-  const stepsPerEpoch = Math.ceil((config.trainSize as number) / (config.batchSize as number));
+  const stepsPerEpoch = trainingBatchCount(config.trainSize as number, config.batchSize as number);
   const epochs = config.epochs as number;
   check(isInt(h.epoch) && h.epoch <= epochs, `epoch ${JSON.stringify(h.epoch)} of a ${epochs}-epoch run`);
   const epoch = h.epoch as number;
+  const [trainSize, batchSize] = [config.trainSize as number, config.batchSize as number];
+  if (trainSize % batchSize === 1 && batchSize > 1 && isInt(h.stepInEpoch) && h.globalStep === epoch * Math.ceil(trainSize / batchSize) + h.stepInEpoch) {
+    throw new StateFileError(source, `saved by an earlier gpunet, which trained a last batch of one image each epoch (${trainSize} images in batches of ${batchSize}); that batch is now left out, so its steps cannot resume exactly`);
+  }
   check(isInt(h.stepInEpoch, 0, stepsPerEpoch - 1) && (h.stepInEpoch === 0 || epoch < epochs), `step ${JSON.stringify(h.stepInEpoch)} of ${stepsPerEpoch} in epoch ${epoch + 1}`);
   check(h.globalStep === epoch * stepsPerEpoch + (h.stepInEpoch as number), `global step ${JSON.stringify(h.globalStep)} is not epoch ${epoch} x ${stepsPerEpoch} + ${h.stepInEpoch}`);
   check(Array.isArray(h.partialLosses) && h.partialLosses.length === h.stepInEpoch && h.partialLosses.every((l) => isNum(l)), `partialLosses must be ${h.stepInEpoch} finite numbers`);

@@ -2,7 +2,7 @@
 // eval mode too): the backbone is then a fixed function, so each image's features are computed
 // once, without augmentation, and every epoch trains only the head on them — an epoch costs a few
 // small matrix products instead of a pass through the network.
-import type { Batch } from '../data/dataset.ts';
+import { type Batch, trainingBatchCount } from '../data/dataset.ts';
 import { noGrad, type Rng, Tensor, tidy } from '../tensor/index.ts';
 import { batches } from './classifier.ts';
 import type { ModelSplit } from '../nn/split.ts';
@@ -53,4 +53,10 @@ export async function computeFeatures(
 /** Batches of cached features (in an order of indices, or shuffled by an rng), as the head's input. */
 export function featureBatches(set: FeatureSet, batchSize: number, orderOrRng?: Rng | readonly number[]): Batch[] {
   return batches(set.features, set.labels, batchSize, orderOrRng);
+}
+
+/** An epoch's training batches of cached features: featureBatches less a last batch of one
+ *  (trainingBatchCount, as the image loader serves them). */
+export function trainingFeatureBatches(set: FeatureSet, batchSize: number, orderOrRng: Rng | readonly number[]): Batch[] {
+  return featureBatches(set, batchSize, orderOrRng).slice(0, trainingBatchCount(set.labels.length, batchSize));
 }

@@ -9,8 +9,8 @@ import { mixBatch, type MixOptions, mixSeed } from '../data/mix.ts';
 import { Rng } from '../tensor/index.ts';
 import { RunError } from './checkpoint.ts';
 import { trainEpoch } from './classifier.ts';
-import { computeFeatures, featureBatches } from './features.ts';
-import { epochSeed, makeOptimizer, type OptimizerName, paramGroups, setTrainable, type TrainData } from './trainer.ts';
+import { computeFeatures, trainingFeatureBatches } from './features.ts';
+import { epochSeed, epochSteps, makeOptimizer, type OptimizerName, paramGroups, setTrainable, type TrainData } from './trainer.ts';
 import type { ModelSplit } from '../nn/split.ts';
 
 export interface LrFindOptions {
@@ -102,6 +102,7 @@ export function suggestLrs(lrs: number[], losses: number[], planned = lrs.length
 /** Runs the finder on the model as it is (its weights change: use a fresh model afterwards). */
 export async function lrFind(split: ModelSplit, data: TrainData, o: LrFindOptions): Promise<LrFindResult> {
   const steps = o.steps ?? 100;
+  epochSteps(data.trainSize, data.batchSize); // (a training set with no batch to train on stops here, not in an endless loop)
   const [start, end] = [o.startLr ?? 1e-7, o.endLr ?? 10];
   const { groups } = paramGroups(split, start, 1, o.weightDecay);
   const opt = makeOptimizer(o.optimizer ?? 'sgd', groups, start, o.momentum);
@@ -111,10 +112,11 @@ export async function lrFind(split: ModelSplit, data: TrainData, o: LrFindOption
   let source: AsyncIterable<Batch>;
   if (o.phase === 'head') {
     const set = await computeFeatures(split, data.trainPlain(), data.imageShape);
+    epochSteps(set.labels.length, data.batchSize);
     model = split.head;
     shape = set.shape;
     source = (async function* () {
-      for (let e = 0; ; e++) yield* featureBatches(set, data.batchSize, new Rng(epochSeed(o.seed, e)));
+      for (let e = 0; ; e++) yield* trainingFeatureBatches(set, data.batchSize, new Rng(epochSeed(o.seed, e)));
     })();
   } else {
     source = (async function* () {

@@ -56,11 +56,11 @@ export interface ImageDataOptions extends Pick<LoaderOptions, 'size' | 'batchSiz
 /** The trainer's view of image files: epoch-addressable training batches, validation batches. */
 export function imageData(train: Sample[], valid: Sample[], o: ImageDataOptions): { data: TrainData; close: () => Promise<void> } {
   const { size, batchSize, mean, std, seed, workers, onSkip } = o;
-  const loader = (samples: Sample[], augment: AugmentOptions | null, shuffle: boolean, sampleWeights?: number[]) =>
-    new ImageLoader(samples, { size, batchSize, augment, mean, std, shuffle, seed, workers, onSkip, sampleWeights });
+  const loader = (samples: Sample[], augment: AugmentOptions | null, training: boolean, sampleWeights?: number[]) =>
+    new ImageLoader(samples, { size, batchSize, augment, mean, std, shuffle: training, training, seed, workers, onSkip, sampleWeights });
   const trainLoader = loader(train, o.augment, true, o.balanced ? balancedWeights(train.map((x) => x.label)) : undefined);
   const validLoader = loader(valid, null, false);
-  const plainLoader = loader(train, null, false);
+  const plainLoader = loader(train, null, false); // (every image's features: cached epochs leave out their own last one)
   const data: TrainData = {
     classes: o.classes,
     imageShape: [3, size, size],

@@ -21,7 +21,7 @@
 // step — an epoch boundary or a Ctrl-C mid-epoch — replays exactly the batches it would have seen.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Batch } from '../data/dataset.ts';
+import { type Batch, trainingBatchCount } from '../data/dataset.ts';
 import type { ImageSet } from '../data/synthetic.ts';
 import { mixBatch, type MixOptions, mixSeed } from '../data/mix.ts';
 import { ensureDir, sweepStaleTemps, type WriteChunk } from '../io/files.ts';
@@ -32,7 +32,7 @@ import { Rng, type Tensor } from '../tensor/index.ts';
 import { classificationMetrics } from './metrics.ts';
 import { captureState, loadTrainingState, RunError, saveTrainingState, StateFileError } from './checkpoint.ts';
 import { batches, crossEntropy, predictLogits, trainEpoch } from './classifier.ts';
-import { computeFeatures, featureBatches, type FeatureSet } from './features.ts';
+import { computeFeatures, featureBatches, type FeatureSet, trainingFeatureBatches } from './features.ts';
 import { type EpochRecord, formatEpoch, writeHistory } from './history.ts';
 import { applySchedule, discriminativeLrs, makeSchedule, type Schedule, type ScheduleName } from './schedule.ts';
 import type { ModelSplit } from '../nn/split.ts';
@@ -49,7 +49,8 @@ export interface TrainData {
   batchSize: number;
   /**
    * Training batches of epoch `epoch` (0-based), shuffled and augmented as a function of
-   * (seed, epoch) only, starting at batch `from` (a resumed epoch skips the batches done).
+   * (seed, epoch) only, starting at batch `from` (a resumed epoch skips the batches done):
+   * trainingBatchCount(trainSize, batchSize) of them (a last batch of one image left out).
    */
   train(epoch: number, seed: number, from: number): Batch[] | AsyncIterable<Batch>;
   /** validation batches: no augmentation, a fixed order */
@@ -76,10 +77,30 @@ export function memoryData(train: ImageSet, valid: ImageSet, batchSize: number):
     trainSize: train.labels.length,
     validSize: valid.labels.length,
     batchSize,
-    train: (epoch, seed, from) => batches(train.images, train.labels, batchSize, new Rng(epochSeed(seed, epoch))).slice(from),
+    train: (epoch, seed, from) => batches(train.images, train.labels, batchSize, new Rng(epochSeed(seed, epoch))).slice(from, trainingBatchCount(train.labels.length, batchSize)),
     valid: () => batches(valid.images, valid.labels, batchSize),
     trainPlain: () => batches(train.images, train.labels, batchSize),
   };
+}
+
+/** A training set with no batch left to train on: one image, in batches of more (a batch of one
+ *  image leaves batchnorm one value per channel). */
+export class TooFewImagesError extends RunError {
+  constructor(
+    readonly trainSize: number,
+    readonly batchSize: number,
+  ) {
+    super(`${trainSize} training image in batches of ${batchSize}: a training batch needs at least 2 images (batchnorm); add training images`);
+    this.name = 'TooFewImagesError';
+  }
+}
+
+/** The training steps of an epoch of `trainSize` images (trainingBatchCount), which the trainer's
+ *  schedule, progress and resume and the lr finder count with; none left is a TooFewImagesError. */
+export function epochSteps(trainSize: number, batchSize: number): number {
+  const steps = trainingBatchCount(trainSize, batchSize);
+  if (steps === 0) throw new TooFewImagesError(trainSize, batchSize);
+  return steps;
 }
 
 export interface FitOptions {
@@ -345,7 +366,8 @@ export async function fit(split: ModelSplit, data: TrainData, o: FitOptions): Pr
   const log = o.log ?? ((line: string) => console.log(line));
   if (!(Number.isInteger(o.epochs) && o.epochs >= 1)) throw new Error(`epochs must be a positive integer, got ${o.epochs}`);
   const monitor = o.monitor ?? 'accuracy';
-  const stepsPerEpoch = Math.ceil(data.trainSize / data.batchSize);
+  const stepsPerEpoch = epochSteps(data.trainSize, data.batchSize);
+  const imagesPerEpoch = Math.min(data.trainSize, stepsPerEpoch * data.batchSize); // (a last batch of one left out)
   const { groups, baseLrs } = paramGroups(split, o.lr, o.lrMult, o.weightDecay);
   const optimizer = o.optimizer ?? 'sgd';
   const mixing = !!(o.mix?.mixup || o.mix?.cutmix);
@@ -448,7 +470,7 @@ export async function fit(split: ModelSplit, data: TrainData, o: FitOptions): Pr
   /** The cached features' batches of an epoch, in the data's order when it has one for every image. */
   const cachedBatches = (set: FeatureSet, e: number) => {
     const order = data.trainOrder?.(e);
-    return order && set.labels.length === data.trainSize ? featureBatches(set, data.batchSize, order) : featureBatches(set, data.batchSize, new Rng(epochSeed(o.seed, e)));
+    return trainingFeatureBatches(set, data.batchSize, order && set.labels.length === data.trainSize ? order : new Rng(epochSeed(o.seed, e)));
   };
 
   let announced: PhasePlan | null = null;
@@ -467,7 +489,7 @@ export async function fit(split: ModelSplit, data: TrainData, o: FitOptions): Pr
     const source = cached ? cachedBatches(cached.train, epoch).slice(from) : mixing ? mixed(images!, epoch, from) : images!;
     const shape = cached ? cached.train.shape : data.imageShape;
     const lrs: number[] = [];
-    const bar = o.progress ? new ProgressBar(`epoch ${epoch + 1}/${o.epochs}`, data.trainSize, 'img') : null;
+    const bar = o.progress ? new ProgressBar(`epoch ${epoch + 1}/${o.epochs}`, imagesPerEpoch, 'img') : null;
     const t0 = Date.now();
     // the bar's loss: the mean of the losses read so far this epoch (one is read every few steps), as Keras' bar shows
     let [lossSum, lossesRead] = [0, 0];
@@ -482,7 +504,7 @@ export async function fit(split: ModelSplit, data: TrainData, o: FitOptions): Pr
       },
       onStep: (done, loss) => {
         if (loss !== undefined) [lossSum, lossesRead] = [lossSum + loss, lossesRead + 1];
-        bar?.update(Math.min(data.trainSize, (from + done) * data.batchSize), lossesRead ? { loss: lossSum / lossesRead } : {});
+        bar?.update(Math.min(imagesPerEpoch, (from + done) * data.batchSize), lossesRead ? { loss: lossSum / lossesRead } : {});
       },
       shouldStop: o.shouldStop,
     });
