@@ -300,6 +300,15 @@ describe('a last training batch of one image', () => {
     for (const [name, w] of straight.weights) expect(relError(resumed.weights.get(name)!, w), name).toBeLessThan(1e-6);
   });
 
+  it('cached features (a backbone frozen for the whole run) leave it out too', async () => {
+    const { split, data } = tiny(9);
+    const out = tmp();
+    const res = await fit(split, data, { ...OPTS, epochs: 2, freezeEpochs: 2, optimizer: 'adam', lr: 1e-3, out });
+    expect(res.status).toBe('done');
+    expect(Math.max(...loadTrainingState(join(out, STATE_FILE)).optimizer.steps)).toBe(4); // Adam's step count: 2 x 2
+    split.model.release();
+  });
+
   it('lr-find skips it too; a training set with no batch left is one line', async () => {
     const { split, data } = tiny(9);
     const res = await lrFind(split, data, { phase: 'unfrozen', momentum: 0.9, weightDecay: 0, seed: 1, steps: 6, endLr: 1 });
