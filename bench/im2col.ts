@@ -2,10 +2,10 @@
 // per call (the process's CPU less the main thread's, which load barely distorts), and GB/s of it
 // over the bytes it must move (col written once, x read once), medians of the rounds; the column
 // matrix checked against the reference's (src/reference/conv2d.ts) first.
-//   npx tsx bench/im2col.ts [--configs b1x224,b8x112] [--rounds 5] [--calls 4]
+//   npx tsx bench/im2col.ts [--configs b1x224,b8x112] [--rounds 5] [--calls 4] [--vec4s G (per lane; default: the adapter's)]
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
-import { conv2dGeometry, im2col, type Conv2dGeometry, type Conv2dOptions } from '../src/ops/conv2d.ts';
+import { conv2dGeometry, im2col, setIm2colVec4s, type Conv2dOptions } from '../src/ops/conv2d.ts';
 import { im2colRef } from '../src/reference/conv2d.ts';
 import { Rng, type Tensor } from '../src/tensor/index.ts';
 import { openGpu, randomValues, toTensor, workerCpuPerCall } from './harness.ts';
@@ -15,6 +15,7 @@ const { values } = parseArgs({
     configs: { type: 'string', default: 'b1x224,b8x112' },
     rounds: { type: 'string', default: '5' },
     calls: { type: 'string', default: '4' },
+    vec4s: { type: 'string', default: '' },
   },
 });
 const rounds = Number(values.rounds);
@@ -33,6 +34,7 @@ const CONVS: { name: string; c: number; hw: number; k: number; opts: Conv2dOptio
 const cpuPerCall = (run: () => Tensor) => workerCpuPerCall(run, rounds, calls);
 
 await openGpu();
+if (values.vec4s) setIm2colVec4s(Number(values.vec4s));
 const rng = new Rng(1);
 console.log(`per call: lavapipe worker CPU ms, GB/s (col written + x read) per core-second; medians of ${rounds} rounds of ${calls} calls`);
 for (const config of values.configs.split(',')) {

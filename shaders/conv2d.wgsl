@@ -366,35 +366,40 @@ fn transposeWeight(@builtin(global_invocation_id) gid: vec3u) {
 // dcol into dx) and dw = sum_n dy[n] col[n]^T are plain GEMMs: the matmul's shared-tile kernel
 // instead of the implicit GEMMs above, for one pass over col (N*K*P, at most KH*KW times x).
 
-// col: [N, K, P] from x: [N,C,H,W] (zeros where a tap falls in the padding). Each lane writes 4
-// consecutive columns q0..q0+3 of one row: the row's divisions and the first pixel's are paid
-// once for 4 elements, and where P is a multiple of 4 (every row starts 16-byte aligned) the 4 go
-// out as one vec4 store (im2col4); im2col stores scalars. A row has Q = ceil(P/4) quads; a
-// workgroup takes R = max(1, 64 / Q) whole rows (x: 0, z: rows z*R..) when they are short (Q 4 to
-// 13 in ResNet18's last layers, where one row per workgroup left most lanes idle), else 64 quads
-// of one row (x: quads / 64, z: row n*K + k).
+// col: [N, K, P] from x: [N,C,H,W] (zeros where a tap falls in the padding). Each lane writes
+// 4*G consecutive columns of one row: the row's divisions and the first pixel's are paid once for
+// them, then the lane steps along ow; where P is a multiple of 4 (every row starts 16-byte
+// aligned) they go out as G vec4 stores (im2col4), else as scalars (im2col). A row has
+// Q = ceil(P / 4G) lane-runs; a workgroup takes R = max(1, 64 / Q) whole rows (x: 0, z: rows z*R..)
+// when they are short (ResNet18's last layers, where one row per workgroup left most lanes
+// idle), else 64 runs of one row (x: runs / 64, z: row n*K + k).
+override G: u32 = 1u;  // vec4s of columns per lane
 @group(0) @binding(1) var<storage, read_write> col4: array<vec4f>;  // out seen as vec4s (im2col4 alone uses it)
 
-// the 4 values of col row `row` at columns q0..q0+3 (those past P are don't-cares)
-fn im2colQuad(row: u32, q0: u32) -> vec4f {
+// where a lane is in col: the row's input plane and tap, the output pixel of its next column
+struct ColCursor { plane: u32, kh: u32, kw: u32, oh: u32, ow: u32 }
+
+fn colCursor(row: u32, q0: u32) -> ColCursor {
   let taps = p.KH * p.KW;
   let K = p.C * taps;
   let n = divFloor(row, 1.0 / f32(K));  // per lane where a workgroup packs rows
   let k = row - n * K;
   let c = divFloor(k, 1.0 / f32(taps));
   let kh = divFloor(k - c * taps, 1.0 / f32(p.KW));
-  let kw = k - c * taps - kh * p.KW;
-  var oh = divFloor(q0, 1.0 / f32(p.OW));
-  var ow = q0 - oh * p.OW;
-  let plane = (n * p.C + c) * p.H * p.W;
+  let oh = divFloor(q0, 1.0 / f32(p.OW));
+  return ColCursor((n * p.C + c) * p.H * p.W, kh, k - c * taps - kh * p.KW, oh, q0 - oh * p.OW);
+}
+
+// the next 4 columns' values (those past P are don't-cares), the cursor moved past them
+fn colNext4(at: ptr<function, ColCursor>) -> vec4f {
   var v: vec4f;
   for (var j = 0u; j < 4u; j++) {
-    let ih = i32(oh * p.SH + kh * p.DH) - i32(p.PH);
-    let iw = i32(ow * p.SW + kw * p.DW) - i32(p.PW);
+    let ih = i32((*at).oh * p.SH + (*at).kh * p.DH) - i32(p.PH);
+    let iw = i32((*at).ow * p.SW + (*at).kw * p.DW) - i32(p.PW);
     let ok = u32(ih) < p.H && u32(iw) < p.W;
-    v[j] = select(0.0, b[select(0u, plane + u32(ih) * p.W + u32(iw), ok)], ok);
-    ow += 1u;
-    if (ow == p.OW) { ow = 0u; oh += 1u; }
+    v[j] = select(0.0, b[select(0u, (*at).plane + u32(ih) * p.W + u32(iw), ok)], ok);
+    (*at).ow += 1u;
+    if ((*at).ow == p.OW) { (*at).ow = 0u; (*at).oh += 1u; }
   }
   return v;
 }
@@ -402,20 +407,23 @@ fn im2colQuad(row: u32, q0: u32) -> vec4f {
 // the row and first column of lane `lane` of workgroup `wg`, or row = N*K when it has none
 fn im2colLane(wg: vec3u, lane: u32) -> vec2u {
   let P = p.OH * p.OW;
-  let Q = (P + 3u) / 4u;
+  let Q = (P + 4u * G - 1u) / (4u * G);
   let R = max(1u, 64u / Q);
   let r = select(0u, divFloor(lane, 1.0 / f32(Q)), R > 1u);
-  let quad = wg.x * 64u + lane - r * Q;
+  let run = wg.x * 64u + lane - r * Q;
   let row = wg.z * R + r;
   let rows = p.N * p.C * p.KH * p.KW;
-  return select(vec2u(rows, 0u), vec2u(row, 4u * quad), r < R && row < rows && quad < Q);
+  return select(vec2u(rows, 0u), vec2u(row, 4u * G * run), r < R && row < rows && run < Q);
 }
 
 @compute @workgroup_size(64)
 fn im2col4(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) wid: vec3u) {
   let at = im2colLane(wid, lane);
   if (at.x == p.N * p.C * p.KH * p.KW) { return; }
-  col4[(at.x * p.OH * p.OW + at.y) / 4u] = im2colQuad(at.x, at.y);
+  let P = p.OH * p.OW;
+  var cur = colCursor(at.x, at.y);
+  let n4 = min(G, (P - at.y) / 4u);
+  for (var i = 0u; i < n4; i++) { col4[(at.x * P + at.y) / 4u + i] = colNext4(&cur); }
 }
 
 @compute @workgroup_size(64)
@@ -423,8 +431,11 @@ fn im2col(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) wid
   let at = im2colLane(wid, lane);
   if (at.x == p.N * p.C * p.KH * p.KW) { return; }
   let P = p.OH * p.OW;
-  let v = im2colQuad(at.x, at.y);
-  for (var j = 0u; j < min(4u, P - at.y); j++) { out[at.x * P + at.y + j] = v[j]; }
+  var cur = colCursor(at.x, at.y);
+  for (var q = at.y; q < min(at.y + 4u * G, P); q += 4u) {
+    let v = colNext4(&cur);
+    for (var j = 0u; j < min(4u, P - q); j++) { out[at.x * P + q + j] = v[j]; }
+  }
 }
 
 // dx: [N,C,H,W] = the sum, over the taps (kh, kw) through which output pixel (oh, ow) read

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { getGpu } from '../src/gpu/index.ts';
 import { batchNormEvalCoefficients } from '../src/ops/batchnorm.ts';
-import { CONV2D_CANDIDATES, conv2d, conv2dFused, conv2dGeometry, im2col, setConv2dIm2col, setConv2dTiling, setConv2dWinograd, type Conv2dOptions, type Im2colMode } from '../src/ops/conv2d.ts';
+import { CONV2D_CANDIDATES, conv2d, conv2dFused, conv2dGeometry, im2col, setConv2dIm2col, setIm2colVec4s, setConv2dTiling, setConv2dWinograd, type Conv2dOptions, type Im2colMode } from '../src/ops/conv2d.ts';
 import { GEMM_CANDIDATES, setGemmSubgroups, setGemmTiling } from '../src/ops/matmul.ts';
 import { noGrad, OpError, Rng, Tensor, tidy } from '../src/tensor/index.ts';
 import { batchNorm2dRef } from '../src/reference/batchnorm.ts';
@@ -141,25 +141,35 @@ describe('conv2d by im2col + GEMM', () => {
     });
   }
 
-  // the column matrix itself, exactly (a gather), with the output poisoned: a lane writes 4
-  // columns, vec4 where OH*OW % 4 == 0, short rows packed several to a workgroup
+  // the column matrix itself, exactly (a gather), with the output poisoned: a lane writes 4*G
+  // columns (G = 1: GPUs, 8: CPUs), as vec4s where OH*OW % 4 == 0, short rows packed several to a
+  // workgroup, long ones over several
   const colCases: { name: string; x: number[]; k: [number, number]; opts: Conv2dOptions }[] = [
-    { name: 'OW 6 (quads cross rows), vec4, rows packed', x: [2, 3, 4, 6], k: [3, 3], opts: { padding: 1 } },
-    { name: 'OW 2 (a quad spans 2 rows), stride 2', x: [1, 3, 8, 3], k: [3, 3], opts: { stride: 2, padding: 1 } },
+    { name: 'OW 6 (runs cross rows), vec4, rows packed', x: [2, 3, 4, 6], k: [3, 3], opts: { padding: 1 } },
+    { name: 'OW 2 (a vec4 spans 2 rows), stride 2', x: [1, 3, 8, 3], k: [3, 3], opts: { stride: 2, padding: 1 } },
     { name: 'OH*OW 21, scalar stores', x: [1, 2, 7, 3], k: [3, 3], opts: { padding: 1 } },
     { name: 'stride [2,1] dilation [2,1] padding [1,0], 3x2 kernel', x: [2, 4, 9, 10], k: [3, 2], opts: { stride: [2, 1], dilation: [2, 1], padding: [1, 0] } },
-    { name: '7x7 stride 2 pad 3, 360 columns (2 workgroups per row), vec4', x: [1, 3, 36, 40], k: [7, 7], opts: { stride: 2, padding: 3 } },
+    { name: '7x7 stride 2 pad 3, 360 columns, vec4', x: [1, 3, 36, 40], k: [7, 7], opts: { stride: 2, padding: 3 } },
     { name: 'dilation 2, 1406 columns, scalar stores', x: [1, 2, 40, 39], k: [3, 3], opts: { padding: 1, dilation: 2 } },
+    { name: '2400 columns (2 workgroups a row at G 8), vec4', x: [1, 2, 50, 48], k: [3, 3], opts: { padding: 1 } },
+    { name: '2209 columns, scalar stores', x: [1, 1, 47, 47], k: [3, 3], opts: { padding: 1 } },
   ];
-  for (const c of colCases) {
-    it(`im2col: ${c.name}`, async () => {
-      const xs = randomArray(c.x, new Rng(shapeSize(c.x)));
-      const g = conv2dGeometry(c.x, [5, c.x[1]!, ...c.k], null, c.opts);
-      const want = im2colRef(xs, c.x, g.KH, g.KW, refGeometry(c.opts));
-      const got = await tidy(() => im2col(toGpu(xs, c.x), g, 'test').toArray());
-      expect(got.length).toBe(want.length);
-      expect(got.filter((v, i) => v !== Math.fround(want[i]!)).length, 'elements unlike the reference').toBe(0);
-    });
+  for (const vec4s of [1, 8]) {
+    for (const c of colCases) {
+      it(`im2col, ${vec4s} vec4s a lane: ${c.name}`, async () => {
+        const xs = randomArray(c.x, new Rng(shapeSize(c.x)));
+        const g = conv2dGeometry(c.x, [5, c.x[1]!, ...c.k], null, c.opts);
+        const want = im2colRef(xs, c.x, g.KH, g.KW, refGeometry(c.opts));
+        setIm2colVec4s(vec4s);
+        try {
+          const got = await tidy(() => im2col(toGpu(xs, c.x), g, 'test').toArray());
+          expect(got.length).toBe(want.length);
+          expect(got.filter((v, i) => v !== Math.fround(want[i]!)).length, 'elements unlike the reference').toBe(0);
+        } finally {
+          setIm2colVec4s(null);
+        }
+      });
+    }
   }
 
   it(`${cases[4].name}: forward at every tiling of its GEMM (GEMM_CANDIDATES)`, async () => {

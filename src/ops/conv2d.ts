@@ -479,6 +479,21 @@ function im2colChosen(entry: string, geo: Conv2dGeometry): boolean {
   return im2colPays(geo);
 }
 
+let im2colVec4s: number | null = null;
+
+/** Forces the vec4s of columns each im2col lane writes (null: the adapter's default); for
+ *  benchmarks and the tests of every choice. */
+export function setIm2colVec4s(vec4s: number | null): void {
+  im2colVec4s = vec4s;
+}
+
+/** vec4s of columns per im2col lane: on CPUs 8 (32 columns), where the lane's index work, not the
+ *  bytes, bounded the pass (1, 2, 4, 8 and 16 measured, bench/NOTES.md section 10); on GPUs 1, for
+ *  lanes enough to fill the device. */
+function im2colLaneVec4s(): number {
+  return im2colVec4s ?? (getGpu().isCpu ? 8 : 1);
+}
+
 /** col: [N, C*KH*KW, OH*OW], the receptive fields of x: [N,C,H,W] (x itself for a pointwise conv);
  *  exported for its benchmark (bench/im2col.ts) and tests. */
 export function im2col(x: Tensor, geo: Conv2dGeometry, what: string): Tensor {
@@ -486,15 +501,16 @@ export function im2col(x: Tensor, geo: Conv2dGeometry, what: string): Tensor {
   const K = geo.C * geo.KH * geo.KW;
   const P = geo.OH * geo.OW;
   const col = Tensor.empty([geo.N, K, P]);
-  // a lane per 4 columns; short rows packed R to a workgroup of 64 lanes (see the shader)
-  const quads = Math.ceil(P / 4);
-  const rowsPerGroup = Math.max(1, Math.floor(64 / quads));
+  // a lane per 4*G columns; short rows packed R to a workgroup of 64 lanes (see the shader)
+  const G = im2colLaneVec4s();
+  const runs = Math.ceil(P / (4 * G));
+  const rowsPerGroup = Math.max(1, Math.floor(64 / runs));
   getGpu().dispatch({
-    // each lane 4 columns, as one vec4 store where every row of col starts 16-byte aligned
-    kernel: kernel(P % 4 === 0 ? 'im2col4' : 'im2col', 2, false),
+    // G vec4 stores per lane where every row of col starts 16-byte aligned
+    kernel: kernel(P % 4 === 0 ? 'im2col4' : 'im2col', 2, false, undefined, { G }),
     buffers: [col.buffer, x.buffer],
     params: params(geo),
-    workgroups: [Math.ceil(quads / 64), 1, Math.ceil((geo.N * K) / rowsPerGroup)],
+    workgroups: [Math.ceil(runs / 64), 1, Math.ceil((geo.N * K) / rowsPerGroup)],
     label: `conv2d.im2col ${what}`,
     work: { flops: 0, bytes: 4 * (col.size + x.size) },
   });
