@@ -9,8 +9,8 @@
 // momentum) at batch 8 and 112 and 224 px for those that train. Every row runs in a child process
 // of its own (a hung or crashed peer costs its row only, and no row inherits another's memory or
 // threads), with gpunet's timing loop (src/train/benchmark.ts: warm-up, then the median of timed
-// steps, each ending with a read-back). Writes bench/RESULTS.md (the table, the machine and the
-// adapter) and, with --json, one row per system, task, batch and size.
+// steps, each ending with a read-back). A whole run writes bench/RESULTS.md (the table, the machine and the
+// adapter; --quick or --only print theirs and keep it) and, with --json, one row per system, task, batch and size.
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -208,9 +208,13 @@ async function main(): Promise<void> {
     ...machine(adapter, loads),
     '',
   ].join('\n');
-  writeFileAtomic(join(import.meta.dirname, 'RESULTS.md'), md);
+  // only a whole run (every system, full length) replaces the committed table; a partial one prints it
+  const whole = !values.quick && !values.only && values.warmup === undefined && values.steps === undefined && values.budget === undefined;
+  if (whole) writeFileAtomic(join(import.meta.dirname, 'RESULTS.md'), md);
+  else console.log(`\n${resultsTable(rows, systems).join('\n')}`);
   if (values.json) writeFileAtomic(values.json, JSON.stringify(rows, null, 1));
-  console.log(`\nwrote bench/RESULTS.md${values.json ? ` and ${values.json}` : ''}`);
+  const wrote = [whole ? 'bench/RESULTS.md' : '', values.json ?? ''].filter(Boolean);
+  console.log(`\n${wrote.length ? `wrote ${wrote.join(' and ')}` : 'a partial run (--quick, --only or changed lengths): bench/RESULTS.md kept'}`);
 }
 
 await main();
