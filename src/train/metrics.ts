@@ -53,7 +53,7 @@ export interface MetricsOptions {
   mostConfused?: number;
 }
 
-/** The predicted class of each row of `logits` [n, classes]: the first largest value. */
+/** The predicted class of each row of `logits` (`[n, classes]`), the first largest value. */
 export function argmaxRows(logits: Float32Array, classes: number): number[] {
   const n = logits.length / classes;
   const out = new Array<number>(n);
