@@ -9,8 +9,9 @@
 // momentum) at batch 8 and 112 and 224 px for those that train. Every row runs in a child process
 // of its own (a hung or crashed peer costs its row only, and no row inherits another's memory or
 // threads), with gpunet's timing loop (src/train/benchmark.ts: warm-up, then the median of timed
-// steps, each ending with a read-back). A whole run writes bench/RESULTS.md (the table, the machine and the
-// adapter; --quick or --only print theirs and keep it) and, with --json, one row per system, task, batch and size.
+// steps, each ending with a read-back). A whole run writes bench/RESULTS.md (the table, the
+// machine and the adapter; a partial one prints its table and keeps the file) and, with --json,
+// one row per system, task, batch and size.
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -214,7 +215,8 @@ async function main(): Promise<void> {
   else console.log(`\n${resultsTable(rows, systems).join('\n')}`);
   if (values.json) writeFileAtomic(values.json, JSON.stringify(rows, null, 1));
   const wrote = [whole ? 'bench/RESULTS.md' : '', values.json ?? ''].filter(Boolean);
-  console.log(`\n${wrote.length ? `wrote ${wrote.join(' and ')}` : 'a partial run (--quick, --only or changed lengths): bench/RESULTS.md kept'}`);
+  const kept = whole ? '' : 'bench/RESULTS.md kept (a partial run: --quick, --only or changed lengths)';
+  console.log(`\n${[wrote.length ? `wrote ${wrote.join(' and ')}` : '', kept].filter(Boolean).join('; ')}`);
 }
 
 await main();
