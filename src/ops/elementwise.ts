@@ -128,8 +128,9 @@ function launch(label: string, expr: string, names: readonly string[], operands:
   // classifier weight), each binding its range of every tensor; a broadcast binds them whole
   const gpu = getGpu();
   const pieces = broadcast ? [{ start: 0, length: n }] : gpu.bindingPieces(n);
-  for (const { start, length } of pieces) {
-    const range = (t: Tensor) => (broadcast ? t.buffer : { buffer: t.buffer, offset: 4 * start, size: 4 * length });
+  for (const piece of pieces) {
+    const { length } = piece;
+    const range = (t: Tensor) => (broadcast ? t.buffer : t.range(piece));
     const count = vec ? length / 4 : length;
     gpu.dispatch({
       kernel: {

@@ -249,7 +249,7 @@ export function launchParameters(
             LOOPS: ks.map((k) => `for (var i = first; i < p.n${k}; i += stride) { ${body(k)} }`).join('\n  '),
           },
         },
-        buffers: chunk.flatMap(({ ts, start, length }) => ts.map((t) => ({ buffer: t.buffer, offset: 4 * start, size: 4 * length }))),
+        buffers: chunk.flatMap((piece) => piece.ts.map((t) => t.range(piece))),
         params: { ...Object.fromEntries(lengths.map((n, k) => [`n${k}`, n])), ...uniforms },
         workgroups: [stridedWorkgroups(lengths.reduce((a, b) => a + b, 0), 256)],
         label: whole ? `${shader} ${first.name ?? `#${first.id}`} ${shapeStr(first.shape)}` : `${shader} ${chunk.length} parameter pieces`,

@@ -20,13 +20,12 @@ export interface GradNode {
 function addGrads(a: Tensor, b: Tensor): Tensor {
   const out = Tensor.empty(a.shape);
   const gpu = getGpu();
-  for (const { start, length } of gpu.bindingPieces(a.size)) {
-    const range = (t: Tensor) => ({ buffer: t.buffer, offset: start * 4, size: length * 4 });
+  for (const piece of gpu.bindingPieces(a.size)) {
     gpu.dispatch({
       kernel: { shader: 'tensor', entry: 'add', bindings: ['write', 'read', 'read'] },
-      buffers: [range(out), range(a), range(b)],
-      params: { n: length, value: 0 },
-      workgroups: grid(length, 256),
+      buffers: [out.range(piece), a.range(piece), b.range(piece)],
+      params: { n: piece.length, value: 0 },
+      workgroups: grid(piece.length, 256),
       label: `grad accumulate ${shapeStr(a.shape)}`,
     });
   }

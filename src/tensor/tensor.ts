@@ -4,7 +4,7 @@
 // `tidy()` scope and goes back to the buffer pool when that scope ends, unless it is returned from
 // the scope or kept (`keep()`: parameters, optimizer state, running statistics). A tensor used
 // after release raises an error naming it.
-import { getGpu, GpuLimitError, grid } from '../gpu/index.ts';
+import { type BufferRange, getGpu, GpuLimitError, grid } from '../gpu/index.ts';
 import { runBackward, type GradNode } from './autograd.ts';
 import { Rng } from './random.ts';
 
@@ -128,6 +128,12 @@ export class Tensor {
   get buffer(): GPUBuffer {
     if (!this.storage) throw new OpError('tensor', `${this.describe()} used after release`);
     return this.storage.buffer;
+  }
+
+  /** Elements [start, start + length) of the buffer, as a binding (a piece of Gpu.bindingPieces:
+   *  the ops that split a tensor larger than one storage binding bind their tensors this way). */
+  range(piece: { start: number; length: number }): BufferRange {
+    return { buffer: this.buffer, offset: 4 * piece.start, size: 4 * piece.length };
   }
 
   get released(): boolean {
