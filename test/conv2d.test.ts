@@ -1,9 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { getGpu } from '../src/gpu/index.ts';
 import { batchNormEvalCoefficients } from '../src/ops/batchnorm.ts';
-import { CONV2D_CANDIDATES, conv2d, conv2dFused, conv2dGeometry, im2col, setConv2dIm2col, setIm2colVec4s, setConv2dTiling, setConv2dWinograd, type Conv2dOptions, type Im2colMode } from '../src/ops/conv2d.ts';
+import { CONV2D_CANDIDATES, conv2d, conv2dFused, conv2dGeometry, im2col, setConv2dIm2col, setIm2colVec4s, setConv2dTiling, setConv2dWinograd, setConv2dWinogradCache, type Conv2dOptions, type Im2colMode } from '../src/ops/conv2d.ts';
 import { GEMM_CANDIDATES, setGemmSubgroups, setGemmTiling } from '../src/ops/matmul.ts';
-import { noGrad, OpError, Rng, Tensor, tidy } from '../src/tensor/index.ts';
+import { Conv2d } from '../src/nn/layers.ts';
+import { SGD } from '../src/optim/sgd.ts';
+import { keep, noGrad, OpError, Rng, Tensor, tidy } from '../src/tensor/index.ts';
 import { batchNorm2dRef } from '../src/reference/batchnorm.ts';
 import { numericGrads, randomArray, relError, runWithGrads, shapeSize, toGpu, useGpu } from './helpers.ts';
 import { conv2dRef, im2colRef, type ConvGeometry } from '../src/reference/conv2d.ts';
@@ -335,6 +337,116 @@ describe('conv2d by Winograd F(2x2,3x3) and F(4x4,3x3) (3x3 stride 1: forward an
       }
     }
   });
+});
+
+describe('conv2d inference keeps Winograd\'s transformed weights until the weight is written', () => {
+  // 16->40 3x3 at 8x8, F(2x2) forced: U = G w G^T is kept with w when w is not being trained
+  const c = largeCases[0];
+  const inference = (x: Tensor, w: Tensor, b: Tensor) => {
+    const before = getGpu().dispatchCount;
+    const y = tidy(() => noGrad(() => conv2d(x, w, b, c.opts)));
+    return { y, dispatches: getGpu().dispatchCount - before };
+  };
+  const read = async ({ y }: { y: Tensor }) => {
+    const a = await y.toArray();
+    y.release();
+    return a;
+  };
+  const reference = async (x: Tensor, w: Tensor, b: Tensor) => conv2dRef(Float64Array.from(await x.toArray()), c.x, Float64Array.from(await w.toArray()), c.w, Float64Array.from(await b.toArray()), refGeometry(c.opts)).y;
+  const withWinograd2 = async (fn: () => Promise<void>) => {
+    setConv2dWinograd(2);
+    try {
+      await fn();
+    } finally {
+      setConv2dWinograd('auto');
+      setConv2dWinogradCache(true);
+    }
+  };
+
+  it('equals the path that transforms every call (bit for bit, and the float64 reference), without the weight transform', () =>
+    withWinograd2(async () => {
+      const inp = inputsOf(c, 41);
+      const [x, w, b] = [toGpu(inp.x, c.x), toGpu(inp.w, c.w), toGpu(inp.b!, [c.w[0]])].map(keep);
+      setConv2dWinogradCache(false);
+      const plain = [inference(x, w, b), inference(x, w, b)];
+      expect(plain[1].dispatches).toBe(plain[0].dispatches);
+      const computed = await read(plain[0]);
+      await read(plain[1]);
+      setConv2dWinogradCache(true);
+      const [first, second] = [inference(x, w, b), inference(x, w, b)];
+      expect(first.dispatches).toBe(plain[0].dispatches);
+      // no weight transform, and no NaN fill of a new U (the tests poison every new tensor)
+      expect(second.dispatches).toBe(first.dispatches - 2);
+      expect(await read(first)).toEqual(computed);
+      expect(await read(second)).toEqual(computed);
+      expect(relError(computed, await reference(x, w, b))).toBeLessThan(1e-4);
+      // the fused inference path (conv2dFused) reads the same kept U
+      const fused = tidy(() => noGrad(() => conv2dFused(x, w, b, c.opts, {})));
+      expect(await fused.toArray()).toEqual(computed);
+      [x, w, b, fused].forEach((t) => t.release());
+    }));
+
+  it('after an optimizer step, a load into the weights or a fill, the next inference uses the new weights (and matches PyTorch)', () =>
+    withWinograd2(async () => {
+      const inp = inputsOf(c, 43);
+      const rng = new Rng(44);
+      const layer = new Conv2d(c.x[1], c.w[0], 3, { padding: 1, rng });
+      const x = keep(toGpu(inp.x, c.x));
+      const { weight: w, bias } = layer;
+      const check = async (what: string) => {
+        const cached = inference(x, w, bias!);
+        setConv2dWinogradCache(false);
+        const computed = await read(inference(x, w, bias!));
+        setConv2dWinogradCache(true);
+        const got = await read(cached);
+        expect(got, what).toEqual(computed);
+        expect(relError(got, await reference(x, w, bias!)), what).toBeLessThan(1e-4);
+        return got;
+      };
+      await check('initial weights');
+      // an SGD step (momentum, weight decay), its gradients given (a training forward would drop
+      // the kept U itself: the step alone must make it stale)
+      const sgd = new SGD(layer.parameters(), { lr: 0.5, momentum: 0.9, weightDecay: 0.01 });
+      for (const p of layer.parameters()) p.grad = keep(toGpu(randomArray(p.shape, rng), p.shape));
+      sgd.step();
+      layer.zeroGrad();
+      await check('after an SGD step');
+      // loading weights in place (a checkpoint's state dict: from tensors, copyFrom, and from arrays, set)
+      const other = new Conv2d(c.x[1], c.w[0], 3, { padding: 1, rng });
+      layer.loadStateDict(other.stateDict());
+      await check('after loadStateDict from tensors');
+      layer.loadStateDict({ weight: Float32Array.from(randomArray(c.w, rng)), bias: Float32Array.from(randomArray([c.w[0]], rng)) });
+      await check('after loadStateDict from arrays');
+      w.fill(0.25);
+      const last = await check('after fill');
+      const ref = torchRun([{
+        inputs: { x: { shape: c.x, data: inp.x }, w: { shape: c.w, data: Float64Array.from(await w.toArray()) }, b: { shape: [c.w[0]], data: Float64Array.from(await bias!.toArray()) } },
+        expr: 'F.conv2d(x, w, b, padding=1)',
+      }]);
+      expect(relError(last, ref[0].out)).toBeLessThan(1e-4);
+      [x, other.weight, other.bias!, ...layer.parameters()].forEach((t) => t.release());
+    }));
+
+  it('a weight being trained keeps nothing: its training forward transforms it each step and drops what inference kept', () =>
+    withWinograd2(async () => {
+      const inp = inputsOf(c, 45);
+      const [x, w, b] = [toGpu(inp.x, c.x), toGpu(inp.w, c.w, true), toGpu(inp.b!, [c.w[0]])].map(keep);
+      w.requiresGrad = true;
+      const first = inference(x, w, b); // keeps U
+      const live = getGpu().pool.stats().liveBuffers;
+      const train = () => {
+        const before = getGpu().dispatchCount;
+        tidy(() => void conv2d(x, w, b, c.opts));
+        return getGpu().dispatchCount - before;
+      };
+      expect(train()).toBe(first.dispatches);
+      expect(getGpu().pool.stats().liveBuffers).toBe(live - 1); // U went back to the pool
+      expect(train()).toBe(first.dispatches);
+      const again = inference(x, w, b);
+      expect(again.dispatches).toBe(first.dispatches); // made again
+      expect(await read(again)).toEqual(await read(first));
+      [x, w, b].forEach((t) => t.release());
+    }));
 });
 
 describe('conv2d: every tuning candidate (tile shape) is correct', () => {

@@ -177,6 +177,54 @@ describe('tensor core', () => {
     out.release();
   });
 
+  it('changes version on every write into its memory, shared with its views', () => {
+    tidy(() => {
+      const t = Tensor.from([1, 2, 3, 4], [4]);
+      const view = t.reshape([2, 2]);
+      const other = Tensor.from([5, 6, 7, 8], [4]);
+      const versions = [t.version];
+      const writes: [string, () => void][] = [
+        ['fill', () => t.fill(1)],
+        ['set', () => t.set(new Float32Array(4))],
+        ['copyFrom', () => t.copyFrom(other)],
+        ['a kernel writing into it (a view bound)', () => getGpu().dispatch({ kernel: { shader: 'tensor', entry: 'fill', bindings: ['write'] }, buffers: [view.buffer], params: { n: 1, value: 2 }, workgroups: [1] })],
+      ];
+      for (const [what, write] of writes) {
+        const o = other.version;
+        write();
+        expect(t.version, what).not.toBe(versions.at(-1));
+        expect(view.version, what).toBe(t.version);
+        expect(other.version, `${what}: the source is only read`).toBe(o);
+        versions.push(t.version);
+      }
+      add(t, other); // reads only
+      expect(t.version).toBe(versions.at(-1));
+    });
+  });
+
+  it('derived: made once, made again after a write, released with the memory', async () => {
+    const gpu = getGpu();
+    const t = keep(Tensor.from([1, 2, 3, 4], [4]));
+    let made = 0;
+    const doubled = () => tidy(() => t.derived('doubled', () => (made++, add(t, t))));
+    const first = doubled();
+    expect(doubled()).toBe(first);
+    expect(tidy(() => t.reshape([2, 2]).derived('doubled', () => Tensor.zeros([4])))).toBe(first); // a view shares it
+    expect(made).toBe(1);
+    expect(first.released).toBe(false); // kept out of the tidy scopes
+    t.set(Float32Array.from([5, 6, 7, 8]));
+    const second = doubled();
+    expect(made).toBe(2);
+    expect(first.released).toBe(true); // the stale one went back to the pool
+    expect(Array.from(await second.toArray())).toEqual([10, 12, 14, 16]);
+    expect(gpu.dryRun(() => t.derived('doubled', () => (made++, Tensor.zeros([4]))))).not.toBe(second); // a dry run keeps nothing
+    expect(doubled()).toBe(second);
+    const live = gpu.pool.stats().liveBuffers;
+    t.release();
+    expect(second.released).toBe(true);
+    expect(gpu.pool.stats().liveBuffers).toBe(live - 2);
+  });
+
   it('keeps the pool flat over many scoped steps', async () => {
     const gpu = getGpu();
     const x = keep(Tensor.from([1, 2, 3, 4], [4]));

@@ -38,6 +38,22 @@ describe('the tuning cache', () => {
     expect(new TuneCache(getGpu()).lookup('conv2d', pending[0].key)).toEqual(choice.config);
   });
 
+  it('times a Winograd forward as inference runs it: the weight transformed by the untimed launch, kept for the timed ones', () => {
+    const gpu = getGpu();
+    tidy(() => noGrad(() => void conv2d(Tensor.ones([1, 16, 12, 12]), Tensor.ones([16, 16, 3, 3]), null, { padding: 1 })));
+    const task = tuneCache(gpu).pending().find((t) => t.key.startsWith('forward x[1,16,12,12]'))!;
+    const { launch, dispose } = task.setup();
+    const dispatches = () => {
+      const before = gpu.dispatchCount;
+      launch({ winograd: 2 });
+      return gpu.dispatchCount - before;
+    };
+    const first = dispatches();
+    // no weight transform, nor the NaN fill of its output (the tests poison every new tensor)
+    expect(dispatches()).toBe(first - 2);
+    dispose();
+  });
+
   it('gpunet tune: bad options are one line', async () => {
     await expect(runCommand(tuneCommand, ['--arch', 'resnet18', '--checkpoint', 'm.onnx'])).rejects.toThrow(/not both/);
     await expect(runCommand(tuneCommand, ['--batch', '0'])).rejects.toThrow(/^--batch must be an integer in 1\.\.4096, got '0'$/);

@@ -72,6 +72,9 @@ export class Gpu {
   dispatchCount = 0;
   /** command buffers submitted since creation */
   submitCount = 0;
+  /** for every buffer written since its creation, the serial number of its last write (writeVersion) */
+  private lastWrite = new WeakMap<GPUBuffer, number>();
+  private writes = 0;
   /** a software adapter (lavapipe, SwiftShader): each invocation is one SIMD lane on a CPU core,
    *  launching a workgroup costs microseconds and barriers are dear, so kernels pick other layouts */
   readonly isCpu: boolean;
@@ -153,6 +156,7 @@ export class Gpu {
     if (this.profiler) {
       pass.end();
     }
+    for (const [i, access] of kernel.spec.bindings.entries()) if (access === 'write') this.wrote(ranges[i].buffer);
     this.dispatchCount++;
     this.lastLabels.push(label);
     if (this.lastLabels.length > 8) this.lastLabels.shift();
@@ -169,6 +173,7 @@ export class Gpu {
     this.closePass();
     this.commandEncoder().copyBufferToBuffer(staging, 0, buffer, byteOffset, bytes);
     this.toDestroy.push(staging);
+    this.wrote(buffer);
   }
 
   /** Copies `bytes` bytes between storage buffers, ordered with the dispatches. */
@@ -177,6 +182,21 @@ export class Gpu {
     if (this.dry) return;
     this.closePass();
     this.commandEncoder().copyBufferToBuffer(src, srcOffset, dst, dstOffset, bytes);
+    this.wrote(dst);
+  }
+
+  /**
+   * A number that changes whenever `buffer` is written: by a dispatch that binds it for writing, an
+   * upload or a copy into it, the only ways gpunet writes a buffer. Taken when the write is
+   * recorded, so in the order the GPU runs them. What is computed from a buffer's values and kept
+   * (Tensor.derived) is valid while this stays the same.
+   */
+  writeVersion(buffer: GPUBuffer): number {
+    return this.lastWrite.get(buffer) ?? 0;
+  }
+
+  private wrote(buffer: GPUBuffer): void {
+    this.lastWrite.set(buffer, ++this.writes);
   }
 
   /** Submits everything recorded so far (no wait). */

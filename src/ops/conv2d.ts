@@ -137,13 +137,15 @@ function tuneTask(entry: string, key: string, geo: Conv2dGeometry): TuneTask {
   const computed = { forward: geo, backwardInput: winogradBackward(geo), backwardWeight: winogradWeightGeometry(geo) }[entry] ?? null;
   const winograd = computed !== null && winogradApplies(computed);
   const im2col = im2colApplies(geo);
+  // its forward launches keep U as inference does (the tuner's weight wants no gradient)
+  const keptU = entry === 'forward' && winogradCache;
   return {
     family: 'conv2d',
     key,
     // Winograd F(2x2) and F(4x4), and im2col + GEMM, are more candidates where they apply (their
     // GEMMs have tuning tasks of their own)
     candidates: [...CONV2D_CANDIDATES, ...(winograd ? WINOGRAD_TILES.map((m) => ({ winograd: m })) : []), ...(im2col ? [{ im2col: 1 }] : [])],
-    defaultConfig: winograd && winogradPays(computed) ? { winograd: winogradPays(computed) } : im2col && im2colPays(geo) ? { im2col: 1 } : DEFAULT_TILES,
+    defaultConfig: winograd && winogradPays(computed, keptU) ? { winograd: winogradPays(computed, keptU) } : im2col && im2colPays(geo) ? { im2col: 1 } : DEFAULT_TILES,
     setup: () => {
       const x = Tensor.zeros([geo.N, geo.C, geo.H, geo.W]);
       const w = Tensor.zeros([geo.OC, geo.Cg, geo.KH, geo.KW]);
@@ -278,6 +280,28 @@ export function setConv2dWinograd(mode: WinogradMode): void {
   winogradMode = mode;
 }
 
+let winogradCache = true;
+
+/** Turns the cache of Winograd's transformed weights off or on (benchmarks, and the tests that
+ *  compare both paths). */
+export function setConv2dWinogradCache(on: boolean): void {
+  winogradCache = on;
+}
+
+/**
+ * Whether a Winograd forward keeps its transformed weight U = G w G^T with w (Tensor.derived), so
+ * that the next calls with the same weight values skip the weight transform: when w is not being
+ * trained (inference, a frozen layer, the tuner's launches). U is a^2/9 of w's size (16/9 for
+ * F(2x2): 64 MiB for all of ResNet18's 3x3 stride-1 convs), freed with w; a weight being trained
+ * is written every step, so its forward drops what was kept (after an evaluation) and keeps
+ * nothing.
+ */
+function keepsWinogradWeights(w: Tensor): boolean {
+  const training = isGradEnabled() && w.requiresGrad;
+  if (training) w.dropDerived();
+  return winogradCache && !training;
+}
+
 /** Tiles of F(m x m, 3x3) over `geo`'s output: N * ceil(OH/m) * ceil(OW/m). */
 function winogradTiles(geo: Conv2dGeometry, m: number): number {
   return geo.N * Math.ceil(geo.OH / m) * Math.ceil(geo.OW / m);
@@ -306,20 +330,25 @@ function winogradWeightGeometry(geo: Conv2dGeometry): Conv2dGeometry | null {
  *  direct kernels. F(2x2)'s GEMMs do 16 products per tile and channel where the direct kernel
  *  does 36, F(4x4)'s 36 where it does 144, but the transforms are passes over memory, whose share
  *  grows as 1/C, and the weight's (OC*C*(9 + a^2) loads and stores) is paid back only over enough
- *  tiles (ResNet18's 512-channel 7x7 convs at batch 1, 16 tiles of 2x2, gained nothing:
- *  bench/NOTES.md). The default is F(2x2): F(4x4)'s larger transform constants round more, and
- *  through a deep network (Wide ResNet-50, Inception v3 in the zoo test) its logits drift to
- *  4-5x PyTorch's own float32 error, where F(2x2)'s stay within it; `gpunet tune` may still
- *  choose F(4x4) for speed. */
-function winogradPays(geo: Conv2dGeometry): number {
-  return Math.min(geo.C, geo.OC) >= 16 && winogradTiles(geo, 2) >= 32 ? DEFAULT_WINOGRAD : 0;
+ *  tiles: 32 (ResNet18's 512-channel 7x7 convs at batch 1, 16 tiles of 2x2, gained nothing).
+ *  With U kept (keptU: inference) only the input and output transforms' launches and passes
+ *  remain, and 16 tiles (a 7x7 or 8x8 map at batch 1: layer4 at 224 px, layer3 at 112) pay where
+ *  the GEMMs are large, 128 channels or more (1.1-1.4x against im2col + GEMM); at 64 channels and
+ *  fewer, or under 16 tiles, Winograd measured slower or no faster (bench/NOTES.md section 13).
+ *  The default is F(2x2): F(4x4)'s larger transform constants round more, and through a deep
+ *  network (Wide ResNet-50, Inception v3 in the zoo test) its logits drift to 4-5x PyTorch's own
+ *  float32 error, where F(2x2)'s stay within it; `gpunet tune` may still choose F(4x4) for speed. */
+function winogradPays(geo: Conv2dGeometry, keptU = false): number {
+  const channels = Math.min(geo.C, geo.OC);
+  const tiles = winogradTiles(geo, 2);
+  return channels >= 16 && (tiles >= 32 || (keptU && tiles >= 16 && channels >= 128)) ? DEFAULT_WINOGRAD : 0;
 }
 const DEFAULT_WINOGRAD = 2;
 
 /** Whether pass `entry` of `geo` runs as `computed` (its Winograd form) through Winograd, and with
  *  which m (0: direct): forced (setConv2dWinograd, the tuner's candidates), else the tuner's
  *  choice, else winogradPays. */
-function winogradChosen(entry: string, geo: Conv2dGeometry, computed: Conv2dGeometry | null): number {
+function winogradChosen(entry: string, geo: Conv2dGeometry, computed: Conv2dGeometry | null, keptU = false): number {
   if (computed === null || !winogradApplies(computed) || winogradMode === 'never') return 0;
   if (winogradMode !== 'auto') return winogradMode;
   if (forced?.winograd !== undefined) return forced.winograd;
@@ -329,7 +358,7 @@ function winogradChosen(entry: string, geo: Conv2dGeometry, computed: Conv2dGeom
   const tuned = tuneCache(gpu).lookup('conv2d', key);
   if (tuned) return Number(tuned.winograd ?? 0);
   tuneCache(gpu).notePending(tuneTask(entry, key, geo));
-  return winogradPays(computed);
+  return winogradPays(computed, keptU);
 }
 
 /** out: [batch, rows, cols] = a: [batch, rows, depth] x b: [batch, depth, cols], row-major, on the
@@ -359,8 +388,10 @@ function winogradInputTransform(x: Tensor, geo: Conv2dGeometry, m: number, what:
 }
 
 /** y: [N,OC,OH,OW] = conv(src: [N,C,H,W], w') + bias, then the epilogue, by Winograd F(m x m,3x3);
- *  w' = w: [OC,C,3,3], or for the input gradient (flip) w: [C,OC,3,3] rotated by 180 degrees. */
-function winogradConv(src: Tensor, w: Tensor, bias: Tensor | null, geo: Conv2dGeometry, flip: boolean, epilogue: ConvEpilogue, pass: string, m: number): Tensor {
+ *  w' = w: [OC,C,3,3], or for the input gradient (flip) w: [C,OC,3,3] rotated by 180 degrees.
+ *  keepU: the transformed weight U is kept with w (Tensor.derived) and computed again only after
+ *  w is written. */
+function winogradConv(src: Tensor, w: Tensor, bias: Tensor | null, geo: Conv2dGeometry, flip: boolean, epilogue: ConvEpilogue, pass: string, m: number, keepU = false): Tensor {
   const gpu = getGpu();
   const { N, C, OC, OH, OW } = geo;
   const T = winogradTiles(geo, m);
@@ -369,14 +400,18 @@ function winogradConv(src: Tensor, w: Tensor, bias: Tensor | null, geo: Conv2dGe
   const what = `${describe(geo)} (${pass}, F${m}x${m})`;
   const WM = { WM: m };
   const v = winogradInputTransform(src, geo, m, what);
-  const u = Tensor.empty([a2, OC, C]);
-  gpu.dispatch({
-    kernel: kernel('winogradWeight', 2, false, undefined, WM),
-    buffers: [u.buffer, w.buffer],
-    params: { ...params(geo), flip },
-    workgroups: [Math.ceil(C / 64), OC],
-    label: `conv2d.winogradWeight ${what}`,
-  });
+  const transform = () => {
+    const u = Tensor.empty([a2, OC, C]);
+    gpu.dispatch({
+      kernel: kernel('winogradWeight', 2, false, undefined, WM),
+      buffers: [u.buffer, w.buffer],
+      params: { ...params(geo), flip },
+      workgroups: [Math.ceil(C / 64), OC],
+      label: `conv2d.winogradWeight ${what}`,
+    });
+    return u;
+  };
+  const u = keepU ? w.derived(`winograd U F${m}x${m}${flip ? ' flipped' : ''}`, transform) : transform();
   // the GEMM counts the convolution's FLOPs, 2 * N*OC*OH*OW * C*9, as the direct kernels do (what
   // the op computes, so that profiles and benchmarks compare algorithms by time): it does a^2/9m^2 of them
   const z = batchedGemm(u, v, { batch: a2, rows: OC, depth: C, cols: Tp }, ` ${what}`, 2 * N * OC * OH * OW * C * 9);
@@ -389,7 +424,7 @@ function winogradConv(src: Tensor, w: Tensor, bias: Tensor | null, geo: Conv2dGe
     workgroups: [Math.ceil(T / 64), OC],
     label: `conv2d.winogradOutput ${what}`,
   });
-  [v, u, z].forEach((t) => t.release()); // the recorded dispatches keep their order with later reuse
+  [v, z, ...(keepU ? [] : [u])].forEach((t) => t.release()); // the recorded dispatches keep their order with later reuse
   return y;
 }
 
@@ -584,8 +619,9 @@ function im2colBackwardWeight(dy: Tensor, x: Tensor, geo: Conv2dGeometry): Tenso
 
 /** y: [N,OC,OH,OW] = conv(x: [N,C,H,W], w: [OC,C/groups,KH,KW]) + bias: [OC], then the epilogue */
 export function conv2dForward(x: Tensor, w: Tensor, bias: Tensor | null, geo: Conv2dGeometry, epilogue: ConvEpilogue = {}): Tensor {
-  const m = winogradChosen('forward', geo, geo);
-  if (m) return winogradConv(x, w, bias, geo, false, epilogue, 'forward', m);
+  const keepU = keepsWinogradWeights(w);
+  const m = winogradChosen('forward', geo, geo, keepU);
+  if (m) return winogradConv(x, w, bias, geo, false, epilogue, 'forward', m, keepU);
   if (im2colChosen('forward', geo)) return im2colForward(x, w, bias, geo, epilogue);
   const y = Tensor.empty([geo.N, geo.OC, geo.OH, geo.OW]);
   const K = geo.Cg * geo.KH * geo.KW;

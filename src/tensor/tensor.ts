@@ -8,10 +8,17 @@ import { type BufferRange, getGpu, GpuLimitError, grid } from '../gpu/index.ts';
 import { runBackward, type GradNode } from './autograd.ts';
 import { Rng } from './random.ts';
 
-/** GPU memory shared by a tensor and its views (reshape); returned to the pool when the last goes. */
+/** GPU memory shared by a tensor and its views (reshape); returned to the pool when the last goes,
+ *  with the tensors computed from its values (Tensor.derived). */
 class Storage {
   refs = 1;
+  derived: Map<string, { version: number; tensor: Tensor }> | null = null;
   constructor(readonly buffer: GPUBuffer) {}
+
+  dropDerived(): void {
+    for (const { tensor } of this.derived?.values() ?? []) tensor.release();
+    this.derived = null;
+  }
 }
 
 export type Shape = readonly number[];
@@ -140,6 +147,37 @@ export class Tensor {
     return this.storage === null;
   }
 
+  /** A number that changes whenever this tensor's memory is written (a kernel, an upload or a copy
+   *  into it: an optimizer step, fill, set, copyFrom, loading weights); shared with its views. */
+  get version(): number {
+    return getGpu().writeVersion(this.buffer);
+  }
+
+  /**
+   * The tensor `make()` computes from this one's values (Winograd's transformed weights), kept and
+   * returned again until this tensor's memory is next written (`version`), then made anew;
+   * released with that memory (or by dropDerived). `key` tells a tensor's derivations apart. The
+   * caller must not release what this returns. In a dry run (Gpu.dryRun) nothing is kept.
+   */
+  derived(key: string, make: () => Tensor): Tensor {
+    const storage = this.storage;
+    if (!storage) throw new OpError('tensor', `${this.describe()} used after release`);
+    const gpu = getGpu();
+    if (gpu.dryRunning) return make();
+    const version = gpu.writeVersion(storage.buffer);
+    const kept = storage.derived?.get(key);
+    if (kept?.version === version && !kept.tensor.released) return kept.tensor;
+    kept?.tensor.release();
+    const tensor = keep(make());
+    (storage.derived ??= new Map()).set(key, { version, tensor });
+    return tensor;
+  }
+
+  /** Releases what derived() keeps for this tensor's memory (a weight about to be trained). */
+  dropDerived(): void {
+    this.storage?.dropDerived();
+  }
+
   get ndim(): number {
     return this.shape.length;
   }
@@ -224,7 +262,10 @@ export class Tensor {
     this.storage = null;
     this.node = null;
     for (const scope of scopes) scope.delete(this);
-    if (--s.refs === 0) getGpu().pool.release(s.buffer);
+    if (--s.refs === 0) {
+      s.dropDerived();
+      getGpu().pool.release(s.buffer);
+    }
   }
 
   /**
