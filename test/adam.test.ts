@@ -187,7 +187,7 @@ describe('Adam and AdamW', () => {
     const skip = (k: number, i: number) => i === 2 && k < 2; // the third parameter is frozen for two steps
     const groups = (ps: string[]) => `[{'params': [${ps[0]}, ${ps[1]}], 'weight_decay': 0.05}, {'params': [${ps[2]}], 'lr': 0.02, 'betas': (0.8, 0.99), 'eps': 1e-6}]`;
     const settings = { lr: 0.01, weightDecay: 0.01 };
-    const ref = torchRun((['Adam', 'AdamW'] as const).map((kind) => ({
+    const ref = await torchRun((['Adam', 'AdamW'] as const).map((kind) => ({
       inputs: Object.fromEntries([
         ...shapes.map((s, i) => [`p${i}`, { shape: s, data: w0[i] }]),
         ...shapes.map((s, i) => [`g${i}`, { shape: [STEPS, ...s], data: grads[i].flatMap((g) => Array.from(g)) }]),

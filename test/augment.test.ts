@@ -214,7 +214,7 @@ describe('augmentImage colour and normalisation', () => {
     const seeds = [1, 2, 3];
     const shifts = seeds.map((seed) => new Rng(seed).uniform(-0.4, 0.4)); // hue is the only draw
     const ours = await Promise.all(seeds.map((seed) => augmentImage(file, 5, { colorJitter: { hue: 0.4 } }, ...RAW, new Rng(seed))));
-    const theirs = torchRun(
+    const theirs = await torchRun(
       shifts.map((h) => ({ inputs: { x: { shape: [3, 5, 5], data: plain } }, prelude: 'import torchvision.transforms.functional as TF', expr: `TF.adjust_hue(x, ${h})`, dtype: 'float32' as const })),
     );
     ours.forEach((x, i) => expect(maxAbsDiff(x, theirs[i].out), `shift ${shifts[i]}`).toBeLessThan(1e-5));

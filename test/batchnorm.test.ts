@@ -204,7 +204,7 @@ describe('batchNorm2d matches PyTorch', () => {
         outputs: ['rm', 'rv'],
       },
     ];
-    const ref = torchRun(cases);
+    const ref = await torchRun(cases);
     const runs = [
       await runBn(train, true, true, [true, true, true]),
       await runBn(evalCase, false, true, [true, true, true]),

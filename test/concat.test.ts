@@ -114,7 +114,7 @@ describe('concat, narrow, padAxis and clip match PyTorch', () => {
       { inputs: { x: { shape: [2, 3, 4, 4], data: x, grad: true } }, expr: 'F.pad(x, (2, 1), value=0.25)', dy: padDy },
       { inputs: { x: { shape: [2, 3, 4, 4], data: x, grad: true } }, expr: 'torch.clamp(x, -0.5, 1.0)', dy: clipDy },
     ];
-    const ref = torchRun(torchCases);
+    const ref = await torchRun(torchCases);
     const cat = await runWithGrads((ts) => concat(ts, 1), [{ data: a, shape: [2, 3, 7, 5] }, { data: b, shape: [2, 4, 7, 5] }], catDy);
     expect(relError(cat.out, ref[0].out)).toBeLessThan(1e-6);
     expect(relError(cat.grads[0]!, ref[0].grads!.a)).toBeLessThan(1e-6);

@@ -54,7 +54,7 @@ describe('conv1d (conv2d of [N,C,1,L])', () => {
 
   it('matches F.conv1d forward and backward', async () => {
     const runs = cases.map((c, i) => ({ c, inp: inputsOf(c, 50 + i) }));
-    const ref = torchRun(
+    const ref = await torchRun(
       runs.map(({ c, inp }) => {
         const o = geometry(c.opts);
         const inputs: Record<string, TorchInput> = { x: { shape: c.x, data: inp.x, grad: true }, w: { shape: c.w, data: inp.w, grad: true } };

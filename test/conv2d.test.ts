@@ -419,7 +419,7 @@ describe('conv2d inference keeps Winograd\'s transformed weights until the weigh
       await check('after loadStateDict from arrays');
       w.fill(0.25);
       const last = await check('after fill');
-      const ref = torchRun([{
+      const ref = await torchRun([{
         inputs: { x: { shape: c.x, data: inp.x }, w: { shape: c.w, data: Float64Array.from(await w.toArray()) }, b: { shape: [c.w[0]], data: Float64Array.from(await bias!.toArray()) } },
         expr: 'F.conv2d(x, w, b, padding=1)',
       }]);
@@ -475,7 +475,7 @@ describe('conv2d matches PyTorch', () => {
     const all = [...cases, ...largeCases];
     const inputs = all.map((c, i) => inputsOf(c, 1000 + i));
     const pyPair = (v: number | [number, number] | undefined, d: number) => JSON.stringify(v ?? d).replace('[', '(').replace(']', ')');
-    const ref = torchRun(
+    const ref = await torchRun(
       all.map((c, i) => {
         const inp = inputs[i];
         const tin: Record<string, TorchInput> = { x: { shape: c.x, data: inp.x, grad: true }, w: { shape: c.w, data: inp.w, grad: true } };

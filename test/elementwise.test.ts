@@ -156,7 +156,7 @@ describe('elementwise table vs PyTorch', () => {
     });
     // torch's F.hardsigmoid fixes alpha = 1/6, beta = 1/2: the wrapper's defaults, checked last
     const hard = { x: sample('hardSigmoid', 0, [4, 5], rng), dy: randomArray([4, 5], rng) };
-    const ref = torchRun([
+    const ref = await torchRun([
       ...NAMES.map((name, i) => ({
         inputs: Object.fromEntries(ELEMENTWISE[name].inputs.map((v, k) => [v, { shape: data[i].shapes[k], data: data[i].inputs[k], grad: v !== 'c' }])),
         expr: torchExpr[name],

@@ -61,7 +61,7 @@ describe('layerNorm', () => {
   it('matches PyTorch F.layer_norm forward and backward', async () => {
     const rng = new Rng(17);
     const data = CASES.map((c) => ({ ...inputs(c, rng), dy: randomArray(c.shape, rng) }));
-    const ref = torchRun(CASES.map((c, i) => ({
+    const ref = await torchRun(CASES.map((c, i) => ({
       inputs: {
         x: { shape: c.shape, data: data[i].x, grad: true },
         ...(data[i].w ? { w: { shape: c.norm, data: data[i].w!, grad: true } } : {}),

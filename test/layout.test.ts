@@ -162,7 +162,7 @@ describe('data movement vs the float64 reference and finite differences', () => 
     const runs = withTorch.map((c, i) => ({ c, inp: inputs(c, 200 + i) }));
     const torchCases: TorchCase[] = runs.map(({ c, inp }) => ({ inputs: { x: { shape: c.shape, data: inp.x, grad: true } }, expr: `(${c.torch}).reshape(-1)`, dy: inp.dy }));
     torchCases.push({ inputs: { x: { shape: [5, 7], data: f32Array([5, 7], new Rng(1)), grad: true } }, expr: 'torch.cat(list(reversed(torch.split(x, [2, 3, 2], 1))), 1).reshape(-1)', dy: randomArray([35], new Rng(2)) });
-    const ref = torchRun(torchCases);
+    const ref = await torchRun(torchCases);
     for (const [i, { c, inp }] of runs.entries()) {
       const { out, grads } = await runWithGrads(([t]) => c.gpu(t), [{ data: inp.x, shape: c.shape }], inp.dy);
       expect(relError(out, ref[i].out), c.name).toBe(0);

@@ -362,7 +362,7 @@ describe('matmul and linear match PyTorch', () => {
         dy: inp.dy,
       })),
     ];
-    const ref = torchRun(cases);
+    const ref = await torchRun(cases);
 
     const lin = [
       await runWithGrads((ts) => linear(ts[0], ts[1], ts[2]), [{ data: x, shape: [N, IN] }, { data: w, shape: [OUT, IN] }, { data: b, shape: [OUT] }], dyLin),

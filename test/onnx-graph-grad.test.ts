@@ -44,7 +44,7 @@ describe('gradients through a generic ONNX graph', () => {
     const dy = randomArray([2, 5], rng);
     const inputs: Record<string, TorchInput> = { x: { shape: [2, 3, 8, 6], data: x } };
     for (const [k, s] of Object.entries(shapes)) inputs[k] = { shape: s, data: Float32Array.from(weights[k]), grad: true };
-    const [ref] = torchRun([{
+    const [ref] = await torchRun([{
       inputs,
       expr: 'F.linear(F.leaky_relu(F.conv2d(F.max_pool2d(F.leaky_relu(F.conv2d(x, w1, b1, padding=1), 0.1), 2), w2, b2, padding=1), 0.1).mean((2, 3)), fw, fb)',
       dy,

@@ -5,7 +5,6 @@
 // reads in the same form as `summary` below, so each parse is compared field by field, tensors by
 // sha256 of their bytes (bit-exact).
 import { createHash } from 'node:crypto';
-import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -14,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DataType, type AttrValue, type OnnxModel, type OnnxTensor } from '../src/onnx/ir.ts';
 import { OnnxError, parseOnnx, parseTensor, readOnnx } from '../src/onnx/read.ts';
 import { encodeOnnx, saveOnnx } from '../src/onnx/write.ts';
+import { output } from './binary.ts';
 
 const SHARED = path.join(import.meta.dirname, '..', '..', 'shared');
 const DARKNET = path.join(SHARED, 'weights', 'darknet-tiny-imagenet.onnx');
@@ -227,13 +227,10 @@ let dir: string;
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 let py: any;
 
-beforeAll(() => {
+beforeAll(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gpunet-onnx-io-'));
   saveOnnx(gemmModel(), path.join(dir, 'ours.onnx'));
-  const stdout = execFileSync('/usr/bin/python3', ['-c', PYTHON, dir, ...CASES.map((c) => path.join(NODE_CASES, c))], {
-    encoding: 'utf8',
-    maxBuffer: 64 << 20,
-  });
+  const stdout = await output('/usr/bin/python3', ['-c', PYTHON, dir, ...CASES.map((c) => path.join(NODE_CASES, c))]);
   py = JSON.parse(stdout);
 }, 60_000);
 

@@ -2,12 +2,12 @@
 // folder outside the checkout, once from the checkout's path and once from the tarball; then a
 // plain .mjs script imports 'gpunet' under Node with no tsx and uses the engine end to end: the
 // shaders, onnx.proto and the image loader's worker thread all resolve from the built dist/.
-import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { output } from './binary.ts';
 
 const checkout = join(import.meta.dirname, '..');
 const work = mkdtempSync(join(tmpdir(), 'gpunet-package-'));
@@ -65,26 +65,26 @@ await loader.close();
 console.log(JSON.stringify(out));
 `;
 
-function run(cmd: string, args: string[], cwd: string): string {
+function run(cmd: string, args: string[], cwd: string): Promise<string> {
   // no NODE_OPTIONS: vitest's own loader hooks must not reach the child, which runs plain Node
   const env = { ...process.env };
   delete env.NODE_OPTIONS;
-  return execFileSync(cmd, args, { cwd, env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  return output(cmd, args, { cwd, env });
 }
 
 /** A fresh folder with `pkg` installed from npm's cache, and the script beside it. Installing the
  *  checkout's folder would run its `prepare` (npm run build) again: beforeAll just ran it. */
-function install(name: string, pkg: string): string {
+async function install(name: string, pkg: string): Promise<string> {
   const dir = join(work, name);
   mkdirSync(dir);
   writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: `try-${name}`, private: true, type: 'module' }));
-  run('npm', ['install', pkg, '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error', '--ignore-scripts'], dir);
+  await run('npm', ['install', pkg, '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error', '--ignore-scripts'], dir);
   writeFileSync(join(dir, 'script.mjs'), SCRIPT);
   return dir;
 }
 
-function runScript(dir: string) {
-  const lines = run(process.execPath, ['script.mjs', work], dir).trim().split('\n');
+async function runScript(dir: string) {
+  const lines = (await run(process.execPath, ['script.mjs', work], dir)).trim().split('\n');
   return JSON.parse(lines[lines.length - 1]);
 }
 
@@ -92,8 +92,8 @@ describe('the installed package', () => {
   let tarball = '';
   beforeAll(async () => {
     await sharp({ create: { width: 4, height: 4, channels: 3, background: { r: 255, g: 0, b: 0 } } }).png().toFile(join(work, 'red.png'));
-    run('npm', ['run', 'build', '--silent'], checkout);
-    run('npm', ['pack', '--ignore-scripts', '--silent', '--pack-destination', work], checkout);
+    await run('npm', ['run', 'build', '--silent'], checkout);
+    await run('npm', ['pack', '--ignore-scripts', '--silent', '--pack-destination', work], checkout);
     tarball = join(work, readdirSync(work).find((f) => f.endsWith('.tgz'))!);
   });
   afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -108,17 +108,17 @@ describe('the installed package', () => {
     expect(out.pixels).toEqual([1, 1, 0, 0]); // red: R plane ones, G plane zeros
   };
 
-  it('from the checkout folder', () => {
-    expectWorks(runScript(install('folder', checkout)));
+  it('from the checkout folder', async () => {
+    expectWorks(await runScript(await install('folder', checkout)));
   });
 
-  it('from the npm pack tarball, which carries dist, shaders and no sources', () => {
-    const dir = install('tarball', tarball);
+  it('from the npm pack tarball, which carries dist, shaders and no sources', async () => {
+    const dir = await install('tarball', tarball);
     const files = readdirSync(join(dir, 'node_modules', 'gpunet'));
     expect(files).toEqual(expect.arrayContaining(['dist', 'shaders', 'bin', 'package.json']));
     expect(files).not.toContain('src');
-    expectWorks(runScript(dir));
+    expectWorks(await runScript(dir));
     // the command line runs from the built files too
-    expect(run(process.execPath, [join(dir, 'node_modules', 'gpunet', 'bin', 'gpunet.mjs'), '--help'], dir)).toContain('usage: gpunet');
+    expect(await run(process.execPath, [join(dir, 'node_modules', 'gpunet', 'bin', 'gpunet.mjs'), '--help'], dir)).toContain('usage: gpunet');
   });
 });

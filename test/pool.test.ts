@@ -276,7 +276,7 @@ describe('pooling matches PyTorch', () => {
       gpuRuns.push({ dy, shape, ...(await runWithGrads(([t]) => r.gpu(t), [{ data: r.x, shape: r.shape }], dy)) });
     }
     const cases: TorchCase[] = rows.map((r, i) => ({ inputs: { x: { shape: r.shape, data: r.x, grad: true } }, expr: r.expr, dy: gpuRuns[i].dy }));
-    const ref = torchRun(cases);
+    const ref = await torchRun(cases);
     rows.forEach((r, i) => {
       expect(ref[i].shape, r.expr).toEqual(gpuRuns[i].shape);
       expect(relError(gpuRuns[i].out, ref[i].out), r.expr).toBeLessThan(1e-6);

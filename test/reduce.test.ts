@@ -174,7 +174,7 @@ describe('reductions over axes: backward', () => {
       return { x, dy: randomArray(expectedShape(c.shape, c.axes, c.keepdim), rng) };
     });
     const expr = { sum: 'x.sum', mean: 'x.mean', max: 'x.amax' } as const;
-    const ref = torchRun(cases.map((c, i) => ({
+    const ref = await torchRun(cases.map((c, i) => ({
       inputs: { x: { shape: c.shape, data: data[i].x, grad: true } },
       expr: `${expr[c.name]}(dim=${JSON.stringify(c.axes)}, keepdim=${c.keepdim ? 'True' : 'False'})`,
       dy: data[i].dy,

@@ -18,7 +18,7 @@ import { encodeOnnx } from '../src/onnx/write.ts';
 import { Rng } from '../src/tensor/index.ts';
 import { loadTrainingState } from '../src/train/checkpoint.ts';
 import { STATE_FILE } from '../src/train/trainer.ts';
-import { BIN, gpunet, ourLines, type Run } from './binary.ts';
+import { BIN, gpunet, ourLines, runProcess, type Run } from './binary.ts';
 
 /** Exit 1 with exactly one line of ours, matching `line`; no stack trace, no NaN anywhere else
  *  (the line itself may name a NaN it refuses). */
@@ -163,7 +163,7 @@ describe('nothing lost', () => {
       ['eval', ['eval', '--checkpoint', join(ref, 'best.onnx'), '--data', join(data, 'valid'), '--json', join(disk, 'report.json')], join(disk, 'report.json')],
       ['train', train(join(disk, 'run')), join(disk, 'run', '*')], // (whichever file the run writes first)
     ];
-    const { results, after } = onFullDisk(prev, commands);
+    const { results, after } = await onFullDisk(prev, commands);
     for (const [i, [name, , file]] of commands(after.disk).entries()) {
       expectRefusal(results[i], new RegExp(`^gpunet ${name}: ${escapeRe(file).replace('\\*', '[\\w.-]+')}: the disk is full \\(writing [\\d.]+ [kM]B\\): free some space or write elsewhere; nothing was replaced$`), name);
     }
@@ -183,7 +183,7 @@ function escapeRe(s: string): string {
  * folder whose writes fail with ENOSPC (test/full-disk.mjs). Returns each run and where the disk's
  * files are afterwards (`disk`: the path the commands named; `files`: a copy to read).
  */
-function onFullDisk(prev: string, commands: (disk: string) => [string, string[], string][]): { results: Run[]; after: { disk: string; files: string } } {
+async function onFullDisk(prev: string, commands: (disk: string) => [string, string[], string][]): Promise<{ results: Run[]; after: { disk: string; files: string } }> {
   const disk = join(tmp, 'disk');
   const res = join(tmp, 'disk-results');
   mkdirSync(disk);
@@ -195,8 +195,8 @@ function onFullDisk(prev: string, commands: (disk: string) => [string, string[],
     ? [`mount -t tmpfs -o size=4m tmpfs ${q(disk)} || exit 99`, `cp ${q(prev)}/* ${q(disk)}/`, `dd if=/dev/zero of=${q(join(disk, '.filler'))} bs=4096 2>/dev/null`, ...runs, `rm ${q(join(disk, '.filler'))}`, `cp -a ${q(disk)} ${q(join(res, 'after'))}`]
     : [`cp ${q(prev)}/* ${q(disk)}/`, ...runs, `cp -a ${q(disk)} ${q(join(res, 'after'))}`];
   const env = tmpfs ? process.env : { ...process.env, NODE_OPTIONS: `--import=${join(import.meta.dirname, 'full-disk.mjs')}`, GPUNET_FULL_DISK: disk };
-  const sh = tmpfs ? spawnSync('unshare', ['-rm', 'sh', '-c', script.join('\n')], { env }) : spawnSync('sh', ['-c', script.join('\n')], { env });
-  expect(sh.status, sh.stderr?.toString()).toBe(0);
+  const sh = await (tmpfs ? runProcess('unshare', ['-rm', 'sh', '-c', script.join('\n')], { env }) : runProcess('sh', ['-c', script.join('\n')], { env }));
+  expect(sh.status, sh.stderr).toBe(0);
   const results = commands(disk).map((_, i) => {
     const stderr = readFileSync(join(res, `${i}.err`), 'utf8');
     return { status: Number(readFileSync(join(res, `${i}.rc`), 'utf8')), signal: null, stdout: readFileSync(join(res, `${i}.out`), 'utf8'), stderr, ours: ourLines(stderr) };

@@ -30,10 +30,11 @@ const CASES: { name: ScheduleName; total: number; torch: string }[] = [
   { name: 'constant', total: 9, torch: 'torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)' },
 ];
 
+const results = await torchRun(
+  CASES.map((c) => ({ inputs: {}, prelude: torchSchedule(c.torch, c.total), expr: 'torch.tensor(lrs, dtype=torch.float64)', outputs: ['moms'] })),
+);
+
 describe('schedules match torch.optim.lr_scheduler', () => {
-  const results = torchRun(
-    CASES.map((c) => ({ inputs: {}, prelude: torchSchedule(c.torch, c.total), expr: 'torch.tensor(lrs, dtype=torch.float64)', outputs: ['moms'] })),
-  );
 
   CASES.forEach((c, k) => {
     it(`${c.name} over ${c.total} steps: both groups' rates and the momentum`, () => {

@@ -240,7 +240,7 @@ describe('SGD', () => {
       expr: 'torch.cat([p.detach().flatten() for p in ps])',
       dtype: 'float32',
     }));
-    const ref = torchRun(cases);
+    const ref = await torchRun(cases);
     for (const [i, o] of settings.entries()) {
       const { params, grads } = problems[i];
       const { out, launches } = await runMany(o, grads, params);
@@ -276,7 +276,7 @@ describe('SGD', () => {
       expr: 'p.detach()',
       dtype: 'float32',
     }));
-    const ref = torchRun(cases);
+    const ref = await torchRun(cases);
     for (const [i, o] of combos.entries()) {
       const out = await runSteps(problems[i], o);
       expect(relError(out, ref[i].out), comboName(o)).toBeLessThan(1e-6);

@@ -231,7 +231,7 @@ describe('softmaxCrossEntropy', () => {
       }),
       ...sm.map(({ name, shape, axis, x, dy }) => ({ inputs: { x: { shape, data: x, grad: true } }, expr: `F.${ops[name][2]}(x, dim=${axis})`, dy })),
     ];
-    const ref = torchRun(cases);
+    const ref = await torchRun(cases);
     for (const [i, { k, inp, dy }] of ce.entries()) {
       const { out, grads } = await runWithGrads(([t]) => gpuLoss(k, t, inp), [{ data: inp.x, shape: k.shape }], dy);
       expect(relError(out, ref[i].out), ceName(k)).toBeLessThan(1e-5);

@@ -49,7 +49,7 @@ for i in range(${steps.length}):
 final = model.state_dict()
 ${names.map((n, i) => `s${i} = final[${JSON.stringify(n)}]`).join('\n')}
 `;
-    const [ref] = torchRun([{ inputs, prelude, expr: 'torch.tensor(losses)', outputs: names.map((_, i) => `s${i}`) }]);
+    const [ref] = await torchRun([{ inputs, prelude, expr: 'torch.tensor(losses)', outputs: names.map((_, i) => `s${i}`) }]);
 
     const opt = new SGD(model.parameters(), { lr: 0.1, momentum: 0.9, weightDecay: 5e-4 });
     const { losses } = await trainEpoch(model, opt, steps, [3, size, size]);

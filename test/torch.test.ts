@@ -19,7 +19,7 @@ describe('elementwise ops match PyTorch', () => {
       { name: 'add', n: 2, expr: 'a + b' },
       { name: 'mul', n: 2, expr: 'a * b' },
     ] as const;
-    const ref = torchRun(
+    const ref = await torchRun(
       rows.map((r) => {
         const inputs: Record<string, TorchInput> = { a: { shape, data: a, grad: true } };
         if (r.n === 2) inputs.b = { shape, data: b, grad: true };

@@ -1,10 +1,9 @@
 // Drives tools/torch_ref.py: PyTorch (Debian's python3-torch) as the reference no one here wrote.
 // Batch many cases into one call: importing torch takes a second or two.
-import { execFile, execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
+import { output } from './binary.ts';
 
 export interface TorchInput {
   shape: readonly number[];
@@ -37,7 +36,8 @@ export interface TorchResult {
 
 export const PYTHON = '/usr/bin/python3';
 
-export function torchRun(cases: TorchCase[]): TorchResult[] {
+/** Runs `cases` through PyTorch (in a child process that does not block the event loop: see runProcess). */
+export async function torchRun(cases: TorchCase[]): Promise<TorchResult[]> {
   const dir = mkdtempSync(join(tmpdir(), 'gpunet-torch-'));
   try {
     const payload = cases.map((c) => ({
@@ -46,9 +46,7 @@ export function torchRun(cases: TorchCase[]): TorchResult[] {
       dy: c.dy ? Array.from(c.dy) : undefined,
     }));
     writeFileSync(join(dir, 'in.json'), JSON.stringify(payload));
-    execFileSync(PYTHON, [join(import.meta.dirname, '..', 'tools', 'torch_ref.py'), join(dir, 'in.json'), join(dir, 'out.json')], {
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
+    await output(PYTHON, [join(import.meta.dirname, '..', 'tools', 'torch_ref.py'), join(dir, 'in.json'), join(dir, 'out.json')]);
     return JSON.parse(readFileSync(join(dir, 'out.json'), 'utf8')) as TorchResult[];
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -62,9 +60,8 @@ export function torchRun(cases: TorchCase[]): TorchResult[] {
  */
 export async function exportTorchvision(jobs: { dir: string; args: string[] }[]): Promise<void> {
   const script = join(import.meta.dirname, '..', 'tools', 'export_torchvision.py');
-  const run = promisify(execFile);
   for (let i = 0; i < jobs.length; i += 2) {
-    await Promise.all(jobs.slice(i, i + 2).map((j) => run(PYTHON, [script, j.dir, ...j.args])));
+    await Promise.all(jobs.slice(i, i + 2).map((j) => output(PYTHON, [script, j.dir, ...j.args])));
   }
 }
 
