@@ -6,10 +6,11 @@
 //   npx tsx bench/conv-vs-gemm.ts [--configs b1x224,b8x112] [--rounds 3] [--calls 2] [--filter TEXT]
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
-import { conv2dBackwardInput, conv2dBackwardWeight, conv2dForward, conv2dGeometry, type Conv2dGeometry, type Conv2dOptions } from '../src/ops/conv2d.ts';
+import { conv2dBackwardInput, conv2dBackwardWeight, conv2dForward, type Conv2dGeometry } from '../src/ops/conv2d.ts';
 import { gemm } from '../src/ops/matmul.ts';
 import { Rng, type Tensor } from '../src/tensor/index.ts';
 import { openGpu, randomValues, toTensor, workerCpuPerCall } from './harness.ts';
+import { parseConfig, RESNET18_CONVS, resnetConvGeometry } from './resnet18-convs.ts';
 
 const { values } = parseArgs({
   options: {
@@ -21,21 +22,6 @@ const { values } = parseArgs({
 });
 const rounds = Number(values.rounds);
 const calls = Number(values.calls);
-
-/** ResNet18's distinct convolutions at input size 224 (channels in, out, input size, kernel, options) */
-const CONVS: { name: string; c: number; oc: number; hw: number; k: number; opts: Conv2dOptions }[] = [
-  { name: 'stem 7x7 s2 3->64', c: 3, oc: 64, hw: 224, k: 7, opts: { stride: 2, padding: 3 } },
-  { name: '3x3 64->64 @56', c: 64, oc: 64, hw: 56, k: 3, opts: { padding: 1 } },
-  { name: '3x3 s2 64->128 @56', c: 64, oc: 128, hw: 56, k: 3, opts: { stride: 2, padding: 1 } },
-  { name: '1x1 s2 64->128 @56', c: 64, oc: 128, hw: 56, k: 1, opts: { stride: 2 } },
-  { name: '3x3 128->128 @28', c: 128, oc: 128, hw: 28, k: 3, opts: { padding: 1 } },
-  { name: '3x3 s2 128->256 @28', c: 128, oc: 256, hw: 28, k: 3, opts: { stride: 2, padding: 1 } },
-  { name: '1x1 s2 128->256 @28', c: 128, oc: 256, hw: 28, k: 1, opts: { stride: 2 } },
-  { name: '3x3 256->256 @14', c: 256, oc: 256, hw: 14, k: 3, opts: { padding: 1 } },
-  { name: '3x3 s2 256->512 @14', c: 256, oc: 512, hw: 14, k: 3, opts: { stride: 2, padding: 1 } },
-  { name: '1x1 s2 256->512 @14', c: 256, oc: 512, hw: 14, k: 1, opts: { stride: 2 } },
-  { name: '3x3 512->512 @7', c: 512, oc: 512, hw: 7, k: 3, opts: { padding: 1 } },
-];
 
 const cpuPerCall = (run: () => Tensor) => workerCpuPerCall(run, rounds, calls);
 
@@ -52,13 +38,10 @@ console.log(`gemm 1024^3 (default tiling): ${gemmMs.toFixed(1)} ms, ${gemmRate.t
 console.log(`per call: lavapipe worker CPU ms, GFLOP per core-second, % of the GEMM's; medians of ${rounds} rounds of ${calls} calls`);
 
 for (const config of values.configs.split(',')) {
-  const m = /^b(\d+)x(\d+)$/.exec(config);
-  if (!m) throw new Error(`--configs: ${config} is not b<batch>x<size>`);
-  const [batch, size] = [Number(m[1]), Number(m[2])];
+  const { batch, size } = parseConfig(config);
   console.log(`\nbatch ${batch}, ${size} px${' '.repeat(14)}${['forward', 'dx', 'dw'].map((p) => p.padStart(21)).join('')}`);
-  for (const s of CONVS.filter((c) => c.name.includes(values.filter))) {
-    const hw = Math.ceil((s.hw * size) / 224);
-    const g: Conv2dGeometry = conv2dGeometry([batch, s.c, hw, hw], [s.oc, s.c, s.k, s.k], null, s.opts);
+  for (const s of RESNET18_CONVS.filter((c) => c.name.includes(values.filter))) {
+    const g: Conv2dGeometry = resnetConvGeometry(s, batch, size);
     const flops = 2 * g.N * g.OC * g.OH * g.OW * g.C * g.KH * g.KW;
     const x = rand([g.N, g.C, g.H, g.W]);
     const w = rand([g.OC, g.C, g.KH, g.KW]);

@@ -40,7 +40,8 @@ export type GemmTiling =
  * kernel (the tests run them all): gemm's 8x8 outputs per invocation in 8x8 and 16x16 workgroups
  * (the usual register-blocked shape for GPUs without workgroup memory), and gemmShared with 8 to 32
  * rows per workgroup and 4 or 8 columns per lane (few rows suit GEMMs with few rows, as the fc
- * layer's batch of 16; TM 32 with NB 2 was no faster than NB 1 on lavapipe and compiles slower).
+ * layer's batch of 16). TM 32 with NB 1 was the fastest on an Intel Xeon's lavapipe (NB 2 no
+ * faster there); TM 32 with NB 2 is the fastest on an AMD EPYC's (bench/NOTES.md section 12).
  */
 export const GEMM_CANDIDATES: readonly GemmTiling[] = [
   { kernel: 'gemm', wgN: 8, wgM: 8, blocksM: 2, blocksN: 2 },
@@ -49,20 +50,26 @@ export const GEMM_CANDIDATES: readonly GemmTiling[] = [
   { kernel: 'gemmShared', TM: 16, NB: 1 },
   { kernel: 'gemmShared', TM: 16, NB: 2 },
   { kernel: 'gemmShared', TM: 32, NB: 1 },
+  { kernel: 'gemmShared', TM: 32, NB: 2 },
 ];
 
 /**
  * The tiling without a tuned choice. On lavapipe (the CPU) every storage load is a per-lane scalar
  * loop that costs far more than the multiply-adds it feeds, so gemmShared, which loads an A line
- * once per subgroup instead of once per lane, wins: at 1024^3, 8.0 GFLOP per core-second with gemm's
- * 8x8 tiles, 23 with gemmShared at TM 32, NB 1 (worker CPU time, bench/NOTES.md). TM 16 is ~10%
- * slower but compiles in less than half the time (LLVM takes seconds over the unrolled tile), so
- * GEMMs under 2^24 multiply-adds, where compiling would cost more than it saves, take it. On GPUs, a
- * 16x16 workgroup of gemm's 8x8 tiles.
+ * once per subgroup instead of once per lane, wins (bench/NOTES.md sections 8 and 12). GEMMs of at
+ * least 2^24 multiply-adds (and 32 rows, one tile) take TM 32, and NB 2 where N fills a
+ * workgroup's 8 columns per lane (64 on lavapipe): each A line a lane shuffles in then feeds 8
+ * columns, not 4. On an AMD EPYC that took 1.2-1.8x less lavapipe CPU than NB 1 at 1024^3 (NB 1
+ * was the Intel Xeon's best, NB 2 within 10% of it there) and 5-10% less over ResNet18's training
+ * convolutions; at N = 32 NB 2 lost 1.4x. Smaller GEMMs take TM 16, NB 1: the bigger tiles take
+ * LLVM 2-7x longer to compile (the unrolled tile: 30 s of CPU for TM 32, NB 2, 4.5 s for TM 16,
+ * NB 1), more than they save on a GEMM this small the first time it runs. On GPUs, a 16x16
+ * workgroup of gemm's 8x8 tiles.
  */
-function defaultTiling(gpu: Gpu, M: number, work: number): GemmTiling {
+function defaultTiling(gpu: Gpu, M: number, N: number, work: number): GemmTiling {
   if (!gpu.isCpu) return GEMM_CANDIDATES[1];
-  return GEMM_CANDIDATES[M >= 32 && work >= 2 ** 24 ? 5 : 3];
+  if (M < 32 || work < 2 ** 24) return GEMM_CANDIDATES[3];
+  return GEMM_CANDIDATES[N >= 8 * sharing(gpu).SG ? 6 : 5];
 }
 
 /** How gemmShared's lanes share the A tile on this adapter: by shuffles within one subgroup of `SG`
@@ -97,7 +104,7 @@ function tuneKey(M: number, N: number, K: number, batch: number, transA: boolean
  *  (gpunet tune), else the default. */
 export function gemmTiling(gpu: Gpu, shape: { M: number; N: number; K: number; batch?: number; transA?: boolean; transB?: boolean }): GemmTiling {
   const tuned = tuneCache(gpu).lookup('gemm', tuneKey(shape.M, shape.N, shape.K, shape.batch ?? 1, shape.transA ?? false, shape.transB ?? false));
-  return tuned ? (tuned as GemmTiling) : defaultTiling(gpu, shape.M, shape.M * shape.N * shape.K * (shape.batch ?? 1));
+  return tuned ? (tuned as GemmTiling) : defaultTiling(gpu, shape.M, shape.N, shape.M * shape.N * shape.K * (shape.batch ?? 1));
 }
 
 function checkTiling(t: GemmTiling, op: string): void {
@@ -337,7 +344,7 @@ function tuneTask(g: GemmLaunch): TuneTask {
     family: 'gemm',
     key: tuneKey(g.M, g.N, g.K, g.batch, g.transA, g.transB),
     candidates: GEMM_CANDIDATES,
-    defaultConfig: defaultTiling(getGpu(), g.M, g.M * g.N * g.K * g.batch),
+    defaultConfig: defaultTiling(getGpu(), g.M, g.N, g.M * g.N * g.K * g.batch),
     setup: () => {
       const sizes = [g.M, g.N, g.K, g.batch];
       const fresh = (m: Stored): Stored => {
