@@ -63,11 +63,14 @@ export const GEMM_CANDIDATES: readonly GemmTiling[] = [
  * was the Intel Xeon's best, NB 2 within 10% of it there) and 5-10% less over ResNet18's training
  * convolutions; at N = 32 NB 2 lost 1.4x. Smaller GEMMs take TM 16, NB 1: the bigger tiles take
  * LLVM 2-7x longer to compile (the unrolled tile: 30 s of CPU for TM 32, NB 2, 4.5 s for TM 16,
- * NB 1), more than they save on a GEMM this small the first time it runs. On GPUs, a 16x16
- * workgroup of gemm's 8x8 tiles.
+ * NB 1), more than they save on a GEMM this small the first time it runs. GEMMs of at most 8 rows
+ * (a classifier's fc layer at batch 1-8) take TM 8, NB 2, which the tuner chose for all three such
+ * shapes of ResNet18 and which took 1.3-1.4x less CPU than TM 16 there (half of whose rows would
+ * be past M). On GPUs, a 16x16 workgroup of gemm's 8x8 tiles.
  */
 function defaultTiling(gpu: Gpu, M: number, N: number, work: number): GemmTiling {
   if (!gpu.isCpu) return GEMM_CANDIDATES[1];
+  if (M <= 8) return GEMM_CANDIDATES[2];
   if (M < 32 || work < 2 ** 24) return GEMM_CANDIDATES[3];
   return GEMM_CANDIDATES[N >= 8 * sharing(gpu).SG ? 6 : 5];
 }
