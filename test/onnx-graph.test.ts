@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { getGpu } from '../src/gpu/index.ts';
 import { checkSupported, GraphModule } from '../src/onnx/graph.ts';
 import { supportedOpsText } from '../src/onnx/ops/index.ts';
+import { setConv2dWinograd, setConv2dWinogradCache } from '../src/ops/conv2d.ts';
 import { DataType, type OnnxModel, type OnnxNode, type OnnxTensor } from '../src/onnx/ir.ts';
 import { OnnxError, readOnnx } from '../src/onnx/read.ts';
 import { loadClassifier } from '../src/onnx/load.ts';
@@ -323,6 +324,36 @@ describe('hostile or broken classifier files give one line naming the file, befo
 });
 
 describe('Darknet-tiny (a real ImageNet classifier exported by PyTorch) through the generic graph path', () => {
+  it('keeps its Winograd-transformed weights from one inference to the next, with the same logits', async () => {
+    const m = readOnnx(DARKNET);
+    const winogradConvs = m.graph.nodes.filter((n) => n.opType === 'Conv' && `${n.attrs.kernel_shape}` === '3,3' && `${n.attrs.strides}` === '1,1').length;
+    expect(winogradConvs).toBe(8);
+    const net = new GraphModule(m, { source: DARKNET });
+    const x = Tensor.randn([1, 3, 64, 64], new Rng(8));
+    setConv2dWinograd(2); // every 3x3 stride-1 conv, whatever its size
+    try {
+      const run = async () => {
+        const before = getGpu().dispatchCount;
+        const logits = await noGrad(() => tidy(() => net.forward(x).toArray()));
+        return { dispatches: getGpu().dispatchCount - before, logits };
+      };
+      const first = await run();
+      const second = await run();
+      setConv2dWinogradCache(false);
+      const transformed = await run();
+      // each kept weight spares its transform and the NaN fill of its output (tests poison)
+      expect(first.dispatches - second.dispatches).toBe(2 * winogradConvs);
+      expect(transformed.dispatches).toBe(first.dispatches);
+      expect(second.logits).toEqual(first.logits);
+      expect(transformed.logits).toEqual(first.logits);
+    } finally {
+      setConv2dWinograd('auto');
+      setConv2dWinogradCache(true);
+      x.release();
+      net.release();
+    }
+  });
+
   it('agrees with onnxruntime on the check photos and calls the samoyed a Samoyed', async () => {
     const classes = readFileSync(join(IMAGENET, 'classes.txt'), 'utf8').trim().split('\n');
     // labels.tsv also lists the samoyed photo under another name: only the files present count
