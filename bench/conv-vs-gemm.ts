@@ -3,10 +3,15 @@
 // worker threads (the process's CPU less the main thread's) per call, and GFLOP per core-second of
 // it (the convolution's FLOPs, 2*N*OC*OH*OW*C*KH*KW, whatever algorithm computes it), next to the
 // 1024^3 matmul's (gemmShared) timed the same way in the same process. Medians of the rounds.
+// --im2col forces the algorithm (auto: today's choice), --fold off runs the im2col GEMMs one per
+// image instead of with the batch folded into their columns.
 //   npx tsx bench/conv-vs-gemm.ts [--configs b1x224,b8x112] [--rounds 3] [--calls 2] [--filter TEXT]
+//                                 [--im2col auto|always|never] [--fold on|off]
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
-import { conv2dBackwardInput, conv2dBackwardWeight, conv2dForward, type Conv2dGeometry } from '../src/ops/conv2d.ts';
+import {
+  conv2dBackwardInput, conv2dBackwardWeight, conv2dForward, setConv2dBatchFold, setConv2dIm2col, type Conv2dGeometry, type Im2colMode,
+} from '../src/ops/conv2d.ts';
 import { gemm } from '../src/ops/matmul.ts';
 import { Rng, type Tensor } from '../src/tensor/index.ts';
 import { openGpu, randomValues, toTensor, workerCpuPerCall } from './harness.ts';
@@ -18,8 +23,12 @@ const { values } = parseArgs({
     rounds: { type: 'string', default: '3' },
     calls: { type: 'string', default: '2' },
     filter: { type: 'string', default: '' },
+    im2col: { type: 'string', default: 'auto' },
+    fold: { type: 'string', default: 'on' },
   },
 });
+setConv2dIm2col(values.im2col as Im2colMode);
+setConv2dBatchFold(values.fold !== 'off');
 const rounds = Number(values.rounds);
 const calls = Number(values.calls);
 

@@ -468,15 +468,6 @@ fn col2im(@builtin(global_invocation_id) gid: vec3u, @builtin(workgroup_id) wid:
   out[wid.z * p.H * p.W + i] = s;
 }
 
-// y: [N,OC,OH,OW] = forward's epilogue (bias, eval batchnorm, residual, ReLU) over the GEMM's sums
-// in b (the same layout); x: pixel, y: channel, z: n
-@compute @workgroup_size(64)
-fn epilogue(@builtin(global_invocation_id) gid: vec3u) {
-  let P = p.OH * p.OW;
-  if (gid.x >= P) { return; }
-  let at = (gid.z * p.OC + gid.y) * P + gid.x;
-  out[at] = applyEpilogue(epilogueOf(gid.y), b[at], at);
-}
 
 // ---- Winograd F(m x m, 3x3) for 3x3 stride-1 convolutions (Lavin & Gray, 2015), m = 2 or 4 ------
 //

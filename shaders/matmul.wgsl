@@ -1,6 +1,6 @@
 // Matrix multiply, the kernel family behind matmul and linear (src/ops/matmul.ts).
 //
-// C[M,N] = op(A) op(B) (+ bias[N] added to every row), op(X) = X or X^T by the override flags
+// C[M,N] = epilogue(op(A) op(B)), op(X) = X or X^T by the override flags
 // TRANS_A / TRANS_B: one piece of code for the four transpose combinations, because a transposed
 // operand differs only in which way its contiguous lines run. Backward of C = A B is the same GEMM
 // with other flags (dA = dC B^T, dB = A^T dC); for the linear layer y = x w^T + b:
@@ -27,25 +27,37 @@
 // its bound range with its own row stride, and chunks along K add into C (p.accumulate).
 // Batched GEMMs (C[z] = op(A[z]) op(B[z])) take workgroup z as the batch item: matrix z of each
 // operand lies z * batchA (batchB, batchC) elements past the first, 0 for a broadcast operand.
+//
+// The store applies the epilogue to each finished sum s: C = relu(a * (s + bias - m) + c + R), the
+// bias and the (_, a, c, m) table per row of C (EPI_ROWS: a convolution's output channels, an eval
+// batchnorm's map) or per column (linear's bias), R a residual of C's layout; each part optional.
+// C's and B's columns may come in groups of P (p.P > 0): column j lies at (j / P) * group + j % P,
+// group = p.groupB or p.groupC, so one GEMM [OC, K] x [K, N*P] reads im2col's [N, K, P] and stores
+// a convolution's y: [N, OC, P] with the batch folded into its columns.
 {{ENABLE}}
 
 struct Params {
   M: u32,
   N: u32,
   K: u32,
-  hasBias: u32,     // add bias[N] to every row of C (a flag, not an override: it costs one branch per
-                    // invocation, and matmul and linear then share their pipelines)
+  hasBias: u32,     // the epilogue's bias: [M] or [N] and affine: [M] or [N] of (_, a, c, m)
+  hasAffine: u32,   // (flags, not overrides: loaded once per row or column, and GEMMs with and
+                    // without them share their pipelines; the residual and ReLU are overrides)
   accumulate: u32,  // C += result (a later chunk along K) instead of C = result
   offC: u32,        // element offsets of each window in its bound range
   offA: u32,
   offB: u32,
-  offBias: u32,
+  offR: u32,        // the residual's window offset (its strides are C's)
+  offEpi: u32,      // the chunk's first row (EPI_ROWS) or column in bias and affine, bound whole
   ldC: u32,         // row strides (elements) of the stored matrices
   ldA: u32,
   ldB: u32,
   batchA: u32,      // element strides between the batch items' matrices
   batchB: u32,
   batchC: u32,
+  P: u32,           // columns per group of B and C (0: not grouped)
+  groupB: u32,      // element strides between the column groups of B and C
+  groupC: u32,
 }
 
 override TRANS_A: bool = false;   // A is stored [K,M] instead of [M,K]
@@ -55,6 +67,10 @@ override WG_M: u32 = 8;           // invocations per workgroup along M
 override BLOCKS_M: u32 = 2;       // 4x4 blocks per invocation along M: 1 or 2 (acc holds 2x2)
 override BLOCKS_N: u32 = 2;       // 4x4 blocks per invocation along N: 1 or 2
 override SG: u32 = 8;             // gemmShared: lanes per workgroup (the subgroup size with subgroups)
+override EPI_ROWS: bool = false; // the epilogue's bias and table run along C's rows, else its columns
+override EPI_RESIDUAL: bool = false;  // the epilogue adds the residual
+override EPI_RELU: bool = false;      // and ends with a ReLU (overrides: each is code in every line's
+                                      // store, which a flag made twice as slow to compile at TM 32)
 const TM = {{TM}}u;               // gemmShared: rows per workgroup, a multiple of 4 up to 32
 const NB = {{NB}}u;               // gemmShared: 4-column blocks per lane, 1 or 2
 
@@ -68,7 +84,9 @@ alias BElem = {{B_TYPE}};
 @group(0) @binding(1) var<storage, read_write> c: array<{{C_TYPE}}>;  // c: [M,N]
 @group(0) @binding(2) var<storage, read> a: array<AElem>;      // a: [M,K] or [K,M] (TRANS_A)
 @group(0) @binding(3) var<storage, read> b: array<BElem>;      // b: [K,N] or [N,K] (TRANS_B)
-@group(0) @binding(4) var<storage, read> bias: array<f32>;     // bias: [N] (read only if p.hasBias)
+@group(0) @binding(4) var<storage, read> bias: array<f32>;     // bias: [M] or [N] (read only if p.hasBias)
+@group(0) @binding(5) var<storage, read> affine: array<vec4f>; // affine: [M] or [N] of (_, a, c, m)
+@group(0) @binding(6) var<storage, read> residual: array<{{C_TYPE}}>;  // residual: C's layout
 
 var<private> offA: u32;  // where this invocation's matrices of A and B start: batch item gid.z's
 var<private> offB: u32;
@@ -85,9 +103,19 @@ fn lineA(s: u32, f: u32) -> vec4f {
   return {{LOAD_A}};
 }
 
-fn lineB(s: u32, f: u32) -> vec4f {
-  let i = select(lineIndices(s, f, p.K, p.N, offB, p.ldB), lineIndices(s, f, p.N, p.K, offB, p.ldB), TRANS_B);
+// Elements f..f+3 of row s of B stored [N,K] (TRANS_B), or, stored [K,N], of row s at the column
+// offsets `cols` (columnOffsets: a lane's columns are fixed, so it finds their offsets once).
+fn lineB(s: u32, f: u32, cols: vec4u) -> vec4f {
+  let i = select(offB + min(s, p.K - 1u) * p.ldB + cols, lineIndices(s, f, p.N, p.K, offB, p.ldB), TRANS_B);
   return {{LOAD_B}};
+}
+
+// Where columns n..n+3 (clamped into N) lie within a row: at j, or in groups of P columns `group`
+// elements apart.
+fn columnOffsets(n: u32, group: u32) -> vec4u {
+  let j = min(vec4u(n) + vec4u(0u, 1u, 2u, 3u), vec4u(p.N - 1u));
+  if (p.P == 0u) { return j; }
+  return (j / p.P) * group + j % p.P;
 }
 
 // op(A)[m..m+3, k..k+3], transposed: column r holds op(A)[m+r, k..k+3].
@@ -98,12 +126,12 @@ fn blockAT(m: u32, k: u32) -> mat4x4f {
   return mat4x4f(lineA(m, k), lineA(m + 1u, k), lineA(m + 2u, k), lineA(m + 3u, k));
 }
 
-// op(B)[k..k+3, n..n+3]: column j holds op(B)[k+j, n..n+3].
-fn blockB(k: u32, n: u32) -> mat4x4f {
+// op(B)[k..k+3, n..n+3]: column j holds op(B)[k+j, n..n+3]; `cols` = columnOffsets(n, p.groupB).
+fn blockB(k: u32, n: u32, cols: vec4u) -> mat4x4f {
   if (TRANS_B) {  // stored lines run along k
-    return transpose(mat4x4f(lineB(n, k), lineB(n + 1u, k), lineB(n + 2u, k), lineB(n + 3u, k)));
+    return transpose(mat4x4f(lineB(n, k, cols), lineB(n + 1u, k, cols), lineB(n + 2u, k, cols), lineB(n + 3u, k, cols)));
   }
-  return mat4x4f(lineB(k, n), lineB(k + 1u, n), lineB(k + 2u, n), lineB(k + 3u, n));
+  return mat4x4f(lineB(k, n, cols), lineB(k + 1u, n, cols), lineB(k + 2u, n, cols), lineB(k + 3u, n, cols));
 }
 
 // c: [batch,M,N], a: [batch,M,K] / [batch,K,M], b: [batch,K,N] / [batch,N,K], bias: [N]
@@ -117,10 +145,12 @@ fn gemm(@builtin(global_invocation_id) gid: vec3u) {
   let offC = p.offC + gid.z * p.batchC;
   // block (i, j) at 2i + j; its column r is C[m0 + 4i + r, n0 + 4j .. n0 + 4j + 3] (a row of C)
   var acc: array<mat4x4f, 4>;
+  var bCols: array<vec4u, 2>;
+  for (var j = 0u; j < BLOCKS_N; j++) { bCols[j] = columnOffsets(n0 + 4u * j, p.groupB); }
   for (var k = 0u; k < p.K; k += 4u) {
     var bs: array<mat4x4f, 2>;
     for (var j = 0u; j < BLOCKS_N; j++) {
-      bs[j] = blockB(k, n0 + 4u * j);
+      bs[j] = blockB(k, n0 + 4u * j, bCols[j]);
       if (k + 4u > p.K) {  // the last step reaches past K: its clamped lines must not count
         let live = vec4u(k) + vec4u(0u, 1u, 2u, 3u) < vec4u(p.K);
         let zero = vec4f(0.0);
@@ -135,24 +165,47 @@ fn gemm(@builtin(global_invocation_id) gid: vec3u) {
     }
   }
   for (var j = 0u; j < BLOCKS_N; j++) {
-    let bl = biasLine(n0 + 4u * j);
+    let ce = colEpilogue(n0 + 4u * j);
+    let cols = columnOffsets(n0 + 4u * j, p.groupC);
     for (var i = 0u; i < BLOCKS_M; i++) {
-      for (var r = 0u; r < 4u; r++) { storeLine(offC, m0 + 4u * i + r, n0 + 4u * j, acc[2u * i + j][r] + bl); }
+      for (var r = 0u; r < 4u; r++) {
+        let m = m0 + 4u * i + r;
+        storeLine(offC, m, n0 + 4u * j, cols, acc[2u * i + j][r], rowEpilogue(m), ce);
+      }
     }
   }
 }
 
-// bias[n..n+3] (clamped into N), or zeros without a bias.
-fn biasLine(n: u32) -> vec4f {
-  if (p.hasBias == 0u) { return vec4f(0.0); }
-  let bi = p.offBias + min(vec4u(n) + vec4u(0u, 1u, 2u, 3u), vec4u(p.N - 1u));
-  return vec4f(bias[bi.x], bias[bi.y], bias[bi.z], bias[bi.w]);
+// The epilogue's map of one bias and table entry as v * scale + shift: (1, 0) without them.
+fn epilogueAt(i: u32) -> vec2f {
+  var bi = 0.0;
+  if (p.hasBias != 0u) { bi = bias[i]; }
+  var t = vec4f(0.0, 1.0, 0.0, 0.0);  // (_, a, c, m): the identity
+  if (p.hasAffine != 0u) { t = affine[i]; }
+  return vec2f(t.y, t.y * (bi - t.w) + t.z);
 }
 
-// C[m, n..n+3] (the columns inside N; nothing when m is past M) = v, or C += v when p.accumulate.
-fn storeLine(offC: u32, m: u32, n: u32, v: vec4f) {
+// (scale, shift) of row m (clamped into M), the identity unless the epilogue runs along rows.
+fn rowEpilogue(m: u32) -> vec2f {
+  if (!EPI_ROWS) { return vec2f(1.0, 0.0); }
+  return epilogueAt(p.offEpi + min(m, p.M - 1u));
+}
+
+// (scale, shift) of columns n..n+3 (clamped into N) as the columns of a 4x2 matrix, the identity
+// unless the epilogue runs along columns.
+fn colEpilogue(n: u32) -> mat2x4f {
+  if (EPI_ROWS) { return mat2x4f(vec4f(1.0), vec4f(0.0)); }
+  let i = p.offEpi + min(vec4u(n) + vec4u(0u, 1u, 2u, 3u), vec4u(p.N - 1u));
+  let e = mat4x2f(epilogueAt(i.x), epilogueAt(i.y), epilogueAt(i.z), epilogueAt(i.w));
+  return transpose(e);
+}
+
+// C[m, n..n+3] (the columns inside N, at row offsets `cols`; nothing when m is past M) = the
+// epilogue of v, or of C + v when p.accumulate: relu((s * re.x + re.y) * ce[0] + ce[1] + R).
+fn storeLine(offC: u32, m: u32, n: u32, cols: vec4u, v: vec4f, re: vec2f, ce: mat2x4f) {
   if (m >= p.M || n >= p.N) { return; }
-  let ci = offC + m * p.ldC + n;
+  let row = offC + m * p.ldC;
+  let toR = p.offR - p.offC;  // the residual's index is C's moved to its own window (u32 wraps)
   {{STORE_LINE}}
 }
 
@@ -189,6 +242,8 @@ fn gemmShared(@builtin(workgroup_id) wid: vec3u, {{LANE}}) {
   let offC = p.offC + wid.z * p.batchC;
   // row i, block j at i * NB + j: C[m0 + i, n0 + 4j .. n0 + 4j + 3]
   var acc: array<vec4f, TM * NB>;
+  var bCols: array<vec4u, 2>;
+  for (var j = 0u; j < NB; j++) { bCols[j] = columnOffsets(n0 + 4u * j, p.groupB); }
   // no early return for lanes past N: every lane must take part in the shuffles (their B lines
   // are clamped, their outputs not stored)
   for (var k = 0u; k < p.K; k += 4u) {
@@ -196,7 +251,7 @@ fn gemmShared(@builtin(workgroup_id) wid: vec3u, {{LANE}}) {
     let tail = k + 4u > p.K;
     var bs: array<mat4x4f, 2>;
     for (var j = 0u; j < NB; j++) {
-      bs[j] = blockB(k, n0 + 4u * j);
+      bs[j] = blockB(k, n0 + 4u * j, bCols[j]);
       if (tail) {
         let zero = vec4f(0.0);
         bs[j] = mat4x4f(select(zero, bs[j][0], live.x), select(zero, bs[j][1], live.y), select(zero, bs[j][2], live.z), select(zero, bs[j][3], live.w));
@@ -216,8 +271,9 @@ fn gemmShared(@builtin(workgroup_id) wid: vec3u, {{LANE}}) {
 //   LOAD_A_TILE  mine[q] = tileLine(q * SG + lane, m0, k) for q < TM / SG
 //   ACCUMULATE   for each group g of 4 rows: blk = rowsOfA(4g, tail, live), then for r < 4, j < NB:
 //                acc[(4g + r) * NB + j] += bs[j] * blk[r]
-//   STORE_C      bias_j = biasLine(n0 + 4j), then storeLine(offC, m0 + i, n0 + 4j, acc[i * NB + j] + bias_j)
-//                for i < TM, j < NB
+//   STORE_C      ce_j = colEpilogue(n0 + 4j), cols_j = columnOffsets(n0 + 4j, p.groupC) for j < NB,
+//                re_i = rowEpilogue(m0 + i) for i < TM, then
+//                storeLine(offC, m0 + i, n0 + 4j, cols_j, acc[i * NB + j], re_i, ce_j)
 
 // op(A)[m0 + t .. m0 + t + 3, k..k+3] from the A tile's lines t..t+3 (t % 4 == 0): column r holds
 // row m0 + t + r; elements past K are zeroed on the last step (a clamped inf must not make 0 * inf).

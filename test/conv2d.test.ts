@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { getGpu } from '../src/gpu/index.ts';
 import { batchNormEvalCoefficients } from '../src/ops/batchnorm.ts';
-import { CONV2D_CANDIDATES, conv2d, conv2dFused, conv2dGeometry, im2col, setConv2dIm2col, setIm2colVec4s, setConv2dTiling, setConv2dWinograd, setConv2dWinogradCache, type Conv2dOptions, type Im2colMode } from '../src/ops/conv2d.ts';
+import { CONV2D_CANDIDATES, conv2d, conv2dFused, conv2dGeometry, im2col, setConv2dBatchFold, setConv2dIm2col, setIm2colVec4s, setConv2dTiling, setConv2dWinograd, setConv2dWinogradCache, type Conv2dOptions, type Im2colMode } from '../src/ops/conv2d.ts';
 import { GEMM_CANDIDATES, setGemmSubgroups, setGemmTiling } from '../src/ops/matmul.ts';
 import { Conv2d } from '../src/nn/layers.ts';
 import { SGD } from '../src/optim/sgd.ts';
@@ -188,6 +188,26 @@ describe('conv2d by im2col + GEMM', () => {
       }
     }
   });
+});
+
+describe('conv2d by im2col with the batch folded into the GEMM columns', () => {
+  // the im2col tests above run folded wherever N > 1 (the default); here the same cases one GEMM
+  // per image, the paths compared: outputs (poisoned) and dx, dw; P from 1 to 64 (49, 35, 20, 12:
+  // lines of 4 columns cross images), N*P mostly multiples of no tile
+  for (const c of [...cases, ...largeCases].filter((k) => k.x[0] > 1 && !k.opts.groups)) {
+    it(`${c.name}: folded and per image agree`, async () => {
+      const inp = inputsOf(c, shapeSize(c.x) + 5);
+      const folded = await withIm2col('always', () => runGpu(c, inp));
+      setConv2dBatchFold(false);
+      try {
+        const single = await withIm2col('always', () => runGpu(c, inp));
+        expect(relError(folded.out, single.out), 'y').toBeLessThan(1e-5);
+        folded.grads.forEach((g, i) => expect(relError(g!, single.grads[i]!), `grad ${i}`).toBeLessThan(1e-5));
+      } finally {
+        setConv2dBatchFold(true);
+      }
+    });
+  }
 });
 
 describe('conv2d without subgroups (workgroup-memory sharing)', () => {

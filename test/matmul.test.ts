@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { getGpu, type BufferRange, type DispatchArgs } from '../src/gpu/index.ts';
-import { GEMM_CANDIDATES, gemm, linear, matmul, setGemmBindingLimit, setGemmSubgroups } from '../src/ops/matmul.ts';
+import { GEMM_CANDIDATES, gemm, gemmStrided, linear, matmul, setGemmBindingLimit, setGemmSubgroups, setGemmTiling, type GemmEpilogue, type GemmTiling } from '../src/ops/matmul.ts';
 import { OpError, Rng, Tensor, tidy } from '../src/tensor/index.ts';
 import { numericGrads, randomArray, relError, runWithGrads, toGpu, useGpu } from './helpers.ts';
 import { linearRef, matmulNdRef, matmulRef } from '../src/reference/matmul.ts';
@@ -90,6 +90,131 @@ describe('matmul forward', () => {
     const bias = new Float64Array([1, -2, 3, 4]);
     const out = await tidy(() => gemm(Tensor.empty([2, 0]), Tensor.empty([0, 4]), { bias: toGpu(bias, [4]) }).toArray());
     expect(Array.from(out)).toEqual([1, -2, 3, 4, 1, -2, 3, 4]);
+  });
+});
+
+/** The store's epilogue in float64: C = relu(a * (s + bias - m) + c + residual), bias and the
+ *  (_, a, c, m) table per row of C (along rows) or per column. */
+function epilogueRef(s: Float64Array, M: number, N: number, e: { rows: boolean; bias?: Float64Array; affine?: Float64Array; residual?: Float64Array; relu?: boolean }): Float64Array {
+  return s.map((v, at) => {
+    const i = e.rows ? Math.floor(at / N) : at % N;
+    const [a, c, m] = e.affine ? [e.affine[4 * i + 1], e.affine[4 * i + 2], e.affine[4 * i + 3]] : [1, 0, 0];
+    const r = a * (v + (e.bias ? e.bias[i] : 0) - m) + c + (e.residual ? e.residual[at] : 0);
+    return e.relu ? Math.max(r, 0) : r;
+  });
+}
+
+describe("the GEMM store's epilogue (bias, affine table, residual, ReLU)", () => {
+  // along rows (a convolution's channels) and columns (linear), every part on and each alone, at
+  // every candidate tiling; 33x17x9 stores scalars past tile edges, 16x24x36 vec4s; outputs poisoned
+  const parts = [
+    { bias: true, affine: true, residual: true, relu: true },
+    { bias: true },
+    { affine: true },
+    { residual: true },
+    { relu: true },
+  ];
+  const run = (M: number, N: number, K: number, rows: boolean, part: (typeof parts)[number], rng: Rng, tiling?: GemmTiling) => {
+    const a = randomArray([M, K], rng);
+    const b = randomArray([K, N], rng);
+    const len = rows ? M : N;
+    const bias = part.bias ? randomArray([len], rng) : undefined;
+    const affine = part.affine ? randomArray([len, 4], rng) : undefined;
+    const residual = part.residual ? randomArray([M, N], rng) : undefined;
+    const want = epilogueRef(matmulRef(a, b, M, N, K), M, N, { rows, bias, affine, residual, relu: part.relu });
+    const got = tidy(() => {
+      const epilogue: GemmEpilogue = {
+        along: rows ? 'rows' : 'cols', relu: part.relu,
+        bias: bias && toGpu(bias, [len]), affine: affine && toGpu(affine, [len, 4]), residual: residual && toGpu(residual, [M, N]),
+      };
+      return gemm(toGpu(a, [M, K]), toGpu(b, [K, N]), { epilogue }, tiling).toArray();
+    });
+    return { got, want };
+  };
+  // each tiling one pipeline (a TM 32 one compiles for seconds): rows and columns, scalar and
+  // vec4 stores in turn
+  it('every part at every candidate tiling, along rows and columns', async () => {
+    const rng = new Rng(81);
+    for (const [t, tiling] of GEMM_CANDIDATES.entries()) {
+      const [M, N, K] = t % 2 === 0 ? [33, 17, 9] : [16, 24, 36];
+      const rows = t % 4 < 2;
+      const { got, want } = run(M, N, K, rows, parts[0], rng, tiling);
+      expect(want.some((v) => v === 0) && want.some((v) => v > 0), 'the ReLU bites').toBe(true);
+      expect(relError(await got, want), `${JSON.stringify(tiling)} ${M}x${N}x${K} along ${rows ? 'rows' : 'columns'}`).toBeLessThan(1e-5);
+    }
+  }, 300_000); // six pipelines to compile: ~100 s cold at load 7, under a second cached
+
+  it('each part alone, along rows and columns', async () => {
+    const rng = new Rng(82);
+    for (const rows of [true, false]) {
+      for (const part of parts.slice(1)) {
+        const { got, want } = run(33, 17, 9, rows, part, rng, GEMM_CANDIDATES[0]);
+        expect(relError(await got, want), `${JSON.stringify(part)} along ${rows ? 'rows' : 'columns'}`).toBeLessThan(1e-5);
+      }
+    }
+  });
+
+  it('applies once, to the whole sum, when K runs in chunks', async () => {
+    const rng = new Rng(83);
+    for (const rows of [true, false]) {
+      const { result, dispatches } = await withBindingLimit(512, async () => {
+        const r = run(9, 13, 70, rows, parts[0], rng);
+        return { got: await r.got, want: r.want };
+      });
+      expect(dispatches, 'chunked').toBeGreaterThan(3);
+      expect(relError(result.got, result.want), rows ? 'rows' : 'columns').toBeLessThan(1e-5);
+    }
+  });
+
+  it('refuses tensors of the wrong shape, and an epilogue on a sum over the batch', () => {
+    tidy(() => {
+      const [a, b] = [Tensor.ones([3, 2]), Tensor.ones([2, 5])];
+      expect(() => gemm(a, b, { epilogue: { along: 'rows', bias: Tensor.ones([5]) } })).toThrow(/bias must be \[3\]/);
+      expect(() => gemm(a, b, { epilogue: { along: 'cols', affine: Tensor.ones([5, 3]) } })).toThrow(/affine must be \[5,4\]/);
+      expect(() => gemm(a, b, { epilogue: { along: 'cols', residual: Tensor.ones([2, 5]) } })).toThrow(/residual \[2,5\] must have C's layout/);
+      const c = Tensor.empty([3, 5]);
+      expect(() => gemmStrided('t', 't', { M: 3, N: 5, K: 2, batch: 2 }, { t: a, stride: 0 }, { t: Tensor.ones([2, 2, 5]), stride: 10 }, { t: c, stride: 0 }, undefined, { along: 'rows', relu: true }))
+        .toThrow(/not to a sum over the batch/);
+    });
+  });
+});
+
+describe('a GEMM over images folded into its columns (B: [G, K, P], C: [G, M, P])', () => {
+  // C[g, m, p] = sum_k op(A)[m, k] B[g, k, p] as one GEMM of G*P columns in groups of P: P 5 and 7
+  // (lines cross images, scalar stores), P 8 (vec4); M and G*P multiples of no tile; A as stored and
+  // transposed (the input gradient's w^T); with the epilogue along rows; outputs poisoned
+  it('matches the float64 reference at every candidate tiling', async () => {
+    const rng = new Rng(91);
+    for (const [t, tiling] of GEMM_CANDIDATES.entries()) {
+      const [M, K, G, P] = [[33, 9, 3, 5], [20, 12, 5, 8], [13, 7, 4, 7]][t % 3];
+      const transA = t % 2 === 1;
+      const a = randomArray(transA ? [K, M] : [M, K], rng);
+      const b = randomArray([G, K, P], rng);
+      const bias = randomArray([M], rng);
+      const residual = randomArray([G, M, P], rng);
+      const want = new Float64Array(G * M * P);
+      for (let g = 0; g < G; g++) {
+        const s = matmulRef(a, b.subarray(g * K * P, (g + 1) * K * P), M, P, K, { transA });
+        want.set(epilogueRef(s, M, P, { rows: true, bias, residual: residual.subarray(g * M * P, (g + 1) * M * P), relu: true }), g * M * P);
+      }
+      setGemmTiling(tiling);
+      const got = await tidy(() => {
+        const c = Tensor.empty([G, M, P]);
+        gemmStrided('t', 't', { M, N: G * P, K, batch: 1, P }, { t: toGpu(a, transA ? [K, M] : [M, K]), stride: 0, trans: transA },
+          { t: toGpu(b, [G, K, P]), stride: 0, group: K * P }, { t: c, stride: 0, group: M * P }, undefined,
+          { along: 'rows', bias: toGpu(bias, [M]), residual: toGpu(residual, [G, M, P]), relu: true });
+        return c.toArray();
+      }).finally(() => setGemmTiling(null));
+      expect(relError(got, want), `${JSON.stringify(tiling)} M ${M} K ${K} ${G} images of ${P}${transA ? ', A^T' : ''}`).toBeLessThan(1e-5);
+    }
+  }, 300_000); // six pipelines to compile: ~100 s cold at load 7, under a second cached
+
+  it('refuses groups on A or on a transposed B', () => {
+    tidy(() => {
+      const m = (shape: number[]) => ({ t: Tensor.ones(shape), stride: 0, group: 6 });
+      expect(() => gemmStrided('t', 't', { M: 2, N: 6, K: 3, batch: 1, P: 3 }, m([2, 3]), m([2, 3, 3]), m([2, 2, 3]))).toThrow(/grouped columns/);
+      expect(() => gemmStrided('t', 't', { M: 2, N: 6, K: 3, batch: 1, P: 3 }, { t: Tensor.ones([2, 3]), stride: 0 }, { ...m([6, 3]), trans: true }, m([2, 2, 3]))).toThrow(/grouped columns/);
+    });
   });
 });
 

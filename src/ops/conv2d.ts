@@ -493,11 +493,34 @@ const COL_BYTES = 2 ** 27;
 /** The default without a tuned choice. On CPUs the matmul's shared-tile GEMM does up to 2-3x the
  *  multiply-adds per core-second of the implicit-GEMM kernels, whose loads bound them
  *  (bench/NOTES.md sections 6 and 10), and the column matrix is one pass over at most KH*KW times
- *  x; but an image of fewer than 32 output pixels (layer4 at 112 px: 16) fills less than one GEMM
- *  tile's 32 columns per image and measured no faster. On GPUs the implicit GEMMs, which write no
- *  column matrix, stay the default. */
+ *  x; but a GEMM of fewer than 32 columns (one tile's width) measured no faster: an image of 16
+ *  output pixels (layer4 at 112 px) alone, not a batch of them folded into the columns. On GPUs
+ *  the implicit GEMMs, which write no column matrix, stay the default. */
 function im2colPays(geo: Conv2dGeometry): boolean {
-  return getGpu().isCpu && im2colApplies(geo) && geo.OH * geo.OW >= 32;
+  return getGpu().isCpu && im2colApplies(geo) && (batchFolded(geo) ? geo.N : 1) * geo.OH * geo.OW >= 32;
+}
+
+let foldBatch = true;
+
+/** Whether the im2col GEMMs fold the batch into their columns (batchFolded); for benchmarks and
+ *  the tests of both paths. */
+export function setConv2dBatchFold(on: boolean): void {
+  foldBatch = on;
+}
+
+/** Whether the forward and input-gradient GEMMs of `geo` take the batch as columns: one GEMM
+ *  [OC, K] x [K, N*P] whose store writes y: [N, OC, P] (the GEMM's column groups), instead of one
+ *  [OC, K] x [K, P] per image, whose tiles a small image fills only in part (P 16 or 49 against 32
+ *  columns a tile) and whose dispatches are many small ones. Where images are small (P <= 256,
+ *  16x16 output pixels; the GEMM's inner loop is the same either way, each lane finding its
+ *  columns' offsets once) and the matrices fit one storage binding. On large images one image's
+ *  column matrix is what the row tiles share in cache; folded, every row tile streams all images'
+ *  (the stem at batch 8 measured 1.3-1.4x slower folded, bench/NOTES.md section 14). The weight
+ *  gradient sums over the images along K, so its tiles are full either way. */
+function batchFolded(geo: Conv2dGeometry): boolean {
+  const P = geo.OH * geo.OW;
+  const bytes = 4 * geo.N * P * Math.max(geo.C * geo.KH * geo.KW, geo.OC);
+  return foldBatch && geo.N > 1 && P <= 256 && bytes <= getGpu().limits.maxStorageBufferBindingSize;
 }
 
 /** Whether pass `entry` of `geo` runs as im2col + GEMM: forced (setConv2dIm2col, the tuner's
@@ -552,35 +575,33 @@ export function im2col(x: Tensor, geo: Conv2dGeometry, what: string): Tensor {
   return col;
 }
 
-/** The GEMMs over images n of `geo`'s column matrices, with the convolution's FLOPs for the profiler. */
-function convGemm(geo: Conv2dGeometry, pass: string, dims: { M: number; N: number; K: number }, a: StridedMatrices, b: StridedMatrices, c: StridedMatrices): void {
+/** The GEMMs over images n of `geo`'s column matrices, with the convolution's FLOPs for the
+ *  profiler: one per image, or with `fold` (dims.N = P = OH*OW) one over N*P columns whose groups
+ *  of P are B's and C's images (each `stride` apart); the forward's epilogue (bias, eval
+ *  batchnorm, residual, ReLU per output channel, a row of the GEMM) in the GEMM's store. */
+function convGemm(
+  geo: Conv2dGeometry, pass: string, dims: { M: number; N: number; K: number }, a: StridedMatrices, b: StridedMatrices, c: StridedMatrices,
+  fold: boolean, epilogue?: ConvEpilogue & { bias: Tensor | null },
+): void {
   const flops = 2 * geo.N * geo.OC * geo.OH * geo.OW * geo.C * geo.KH * geo.KW;
-  gemmStrided('conv2d', `conv2d.${pass} ${describe(geo)} (im2col GEMM)`, { ...dims, batch: geo.N }, a, b, c, flops);
+  const { bias = null, affine = null, residual = null, relu = false } = epilogue ?? {};
+  // without one, the GEMM shares its pipelines with every other (the epilogue's direction is an override)
+  const store = bias || affine || residual || relu ? { along: 'rows' as const, bias, affine, residual, relu } : null;
+  const label = `conv2d.${pass} ${describe(geo)} (im2col GEMM${fold ? ', batch in columns' : ''})`;
+  if (!fold) return gemmStrided('conv2d', label, { ...dims, batch: geo.N }, a, b, c, flops, store);
+  gemmStrided('conv2d', label, { ...dims, N: geo.N * dims.N, batch: 1, P: dims.N }, a, { ...b, group: b.stride }, { ...c, group: c.stride }, flops, store);
 }
 
 /** y = conv(x, w) + bias, then the epilogue: y[n] = w [OC,K] col[n] [K,P] on the GEMM kernels, the
- *  epilogue a pass of its own when there is one. */
+ *  epilogue in the GEMM's store. */
 function im2colForward(x: Tensor, w: Tensor, bias: Tensor | null, geo: Conv2dGeometry, epilogue: ConvEpilogue): Tensor {
   const { N, OC, OH, OW } = geo;
   const K = geo.C * geo.KH * geo.KW;
   const P = OH * OW;
   const col = im2col(x, geo, describe(geo));
-  const sums = Tensor.empty([N, OC, OH, OW]);
-  convGemm(geo, 'forward', { M: OC, N: P, K }, { t: w, stride: 0 }, { t: col, stride: K * P }, { t: sums, stride: OC * P });
-  if (col !== x) col.release();
-  const { affine = null, residual = null, relu = false } = epilogue;
-  if (!bias && !affine && !residual && !relu) return sums;
   const y = Tensor.empty([N, OC, OH, OW]);
-  // bindings the flags leave unread are given w
-  getGpu().dispatch({
-    kernel: kernel('epilogue', 6, false),
-    buffers: [y.buffer, sums.buffer, w.buffer, (bias ?? w).buffer, (affine ?? w).buffer, (residual ?? w).buffer],
-    params: params(geo, bias !== null, undefined, { hasAffine: affine !== null, hasResidual: residual !== null, relu }),
-    workgroups: [Math.ceil(P / 64), OC, N],
-    label: `conv2d.epilogue ${describe(geo)}`,
-    work: { flops: 0, bytes: 4 * (2 + Number(residual !== null)) * y.size },
-  });
-  sums.release();
+  convGemm(geo, 'forward', { M: OC, N: P, K }, { t: w, stride: 0 }, { t: col, stride: K * P }, { t: y, stride: OC * P }, batchFolded(geo), { ...epilogue, bias });
+  if (col !== x) col.release();
   return y;
 }
 
@@ -590,7 +611,7 @@ function im2colBackwardInput(dy: Tensor, w: Tensor, geo: Conv2dGeometry): Tensor
   const K = C * geo.KH * geo.KW;
   const P = geo.OH * geo.OW;
   const dcol = Tensor.empty([N, K, P]);
-  convGemm(geo, 'backwardInput', { M: K, N: P, K: OC }, { t: w, stride: 0, trans: true }, { t: dy, stride: OC * P }, { t: dcol, stride: K * P });
+  convGemm(geo, 'backwardInput', { M: K, N: P, K: OC }, { t: w, stride: 0, trans: true }, { t: dy, stride: OC * P }, { t: dcol, stride: K * P }, batchFolded(geo));
   if (isPointwise(geo)) return dcol.reshape([N, C, H, W]);
   const dx = Tensor.empty([N, C, H, W]);
   getGpu().dispatch({
@@ -612,7 +633,7 @@ function im2colBackwardWeight(dy: Tensor, x: Tensor, geo: Conv2dGeometry): Tenso
   const P = geo.OH * geo.OW;
   const col = im2col(x, geo, `${describe(geo)} (backwardWeight)`);
   const dw = Tensor.empty([OC, geo.C, geo.KH, geo.KW]);
-  convGemm(geo, 'backwardWeight', { M: OC, N: K, K: P }, { t: dy, stride: OC * P }, { t: col, stride: K * P, trans: true }, { t: dw, stride: 0 });
+  convGemm(geo, 'backwardWeight', { M: OC, N: K, K: P }, { t: dy, stride: OC * P }, { t: col, stride: K * P, trans: true }, { t: dw, stride: 0 }, false);
   if (col !== x) col.release();
   return dw;
 }

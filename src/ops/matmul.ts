@@ -17,10 +17,30 @@ export interface GemmOptions {
   transA?: boolean;
   /** B is stored [N, K] */
   transB?: boolean;
-  /** [N], added to every row of C */
+  /** [N], added to every row of C: the epilogue `{ along: 'cols', bias }` */
   bias?: Tensor | null;
+  /** what the store does to each result (not with `bias`) */
+  epilogue?: GemmEpilogue | null;
   /** op name for errors and the dispatch label */
   op?: string;
+}
+
+/**
+ * What a GEMM's store does to each finished sum s before writing it:
+ * C = relu(a * (s + bias - m) + c + residual), with the bias and the table of (_, a, c, m) per row
+ * of C (`along: 'rows'`: a convolution's output channels and an eval batchnorm's map,
+ * batchNormEvalCoefficients) or per column (`'cols'`: linear's bias), and the residual stored in
+ * C's own layout. Every part is optional: a bias alone is the GEMM's bias.
+ */
+export interface GemmEpilogue {
+  along: 'rows' | 'cols';
+  /** [M] or [N] */
+  bias?: Tensor | null;
+  /** [M,4] or [N,4] of (_, a, c, m) */
+  affine?: Tensor | null;
+  /** at C's offset and strides */
+  residual?: Tensor | null;
+  relu?: boolean;
 }
 
 /**
@@ -98,15 +118,15 @@ export function setGemmSubgroups(on: boolean): void {
   forcedNoSubgroups = !on;
 }
 
-/** The tuning cache's key of a GEMM shape. */
-function tuneKey(M: number, N: number, K: number, batch: number, transA: boolean, transB: boolean): string {
-  return `${transA ? 'A^T' : 'A'} ${transB ? 'B^T' : 'B'} [${M},${N},${K}]${batch > 1 ? ` x${batch}` : ''}`;
+/** The tuning cache's key of a GEMM shape (P: B's and C's columns in groups of P). */
+function tuneKey(M: number, N: number, K: number, batch: number, transA: boolean, transB: boolean, P = 0): string {
+  return `${transA ? 'A^T' : 'A'} ${transB ? 'B^T' : 'B'} [${M},${N},${K}]${batch > 1 ? ` x${batch}` : ''}${P ? ` /${P}` : ''}`;
 }
 
 /** The tiling for a GEMM of this shape on `gpu`: the tuner's choice when the adapter's cache has one
  *  (gpunet tune), else the default. */
-export function gemmTiling(gpu: Gpu, shape: { M: number; N: number; K: number; batch?: number; transA?: boolean; transB?: boolean }): GemmTiling {
-  const tuned = tuneCache(gpu).lookup('gemm', tuneKey(shape.M, shape.N, shape.K, shape.batch ?? 1, shape.transA ?? false, shape.transB ?? false));
+export function gemmTiling(gpu: Gpu, shape: { M: number; N: number; K: number; batch?: number; transA?: boolean; transB?: boolean; P?: number }): GemmTiling {
+  const tuned = tuneCache(gpu).lookup('gemm', tuneKey(shape.M, shape.N, shape.K, shape.batch ?? 1, shape.transA ?? false, shape.transB ?? false, shape.P));
   return tuned ? (tuned as GemmTiling) : defaultTiling(gpu, shape.M, shape.N, shape.M * shape.N * shape.K * (shape.batch ?? 1));
 }
 
@@ -127,12 +147,25 @@ function operandDefines(name: 'a' | 'b', vec4: boolean): Record<string, string> 
     : { [`${up}_TYPE`]: 'f32', [`LOAD_${up}`]: `vec4f(${name}[i.x], ${name}[i.y], ${name}[i.z], ${name}[i.w])` };
 }
 
-/** WGSL text for the result: one vec4 store per line of 4 when C's window is whole aligned vec4s
- *  (a line then lies inside N or past it), else the columns inside N one by one. */
+/** WGSL text for the result: one vec4 store per line of 4 when C's (and the residual's) window is
+ *  whole aligned vec4s (a line then lies inside N or past it, and inside one column group), else
+ *  the columns inside N one by one; the epilogue works on the line as a vec4 either way (see
+ *  storeLine in the shader: one copy of it per line of the tile, so it stays short to compile). */
 function resultDefines(vec4: boolean): Record<string, string> {
-  return vec4
-    ? { C_TYPE: 'vec4<f32>', STORE_LINE: 'var r = v;\n  if (p.accumulate != 0u) { r += c[ci / 4u]; }\n  c[ci / 4u] = r;' }
-    : { C_TYPE: 'f32', STORE_LINE: 'for (var q = 0u; q < min(4u, p.N - n); q++) { c[ci + q] = select(0.0, c[ci + q], p.accumulate != 0u) + v[q]; }' };
+  const load = (arr: string, i: string) => (vec4 ? `${arr}[${i}.x / 4u]` : `vec4f(${arr}[${i}.x], ${arr}[${i}.y], ${arr}[${i}.z], ${arr}[${i}.w])`);
+  const store = vec4 ? 'c[i.x / 4u] = r;' : 'for (var q = 0u; q < min(4u, p.N - n); q++) { c[i[q]] = r[q]; }';
+  return {
+    C_TYPE: vec4 ? 'vec4<f32>' : 'f32',
+    STORE_LINE: [
+      'let i = row + cols;',
+      'var r = v;',
+      `if (p.accumulate != 0u) { r += ${load('c', 'i')}; }`,
+      'r = (r * re.x + re.y) * ce[0] + ce[1];',
+      `if (EPI_RESIDUAL) { let j = i + toR; r += ${load('residual', 'j')}; }`,
+      'if (EPI_RELU) { r = max(r, vec4f(0.0)); }',
+      store,
+    ].join('\n  '),
+  };
 }
 
 function is2d(t: Tensor): boolean {
@@ -164,7 +197,9 @@ const DIM_BATCH = 3;
 
 /** A stored row-major matrix of a GEMM: its rows run along problem dimension `rows`, its columns
  *  along `cols` (null: a vector, one element per row). A batched GEMM's matrices lie `stride`
- *  elements apart from `base` on (stride 0: one matrix serves every batch item). */
+ *  elements apart from `base` on (stride 0: one matrix serves every batch item). With `group`
+ *  (B stored [K,N] and C only), its columns come in groups of the launch's P, `group` elements
+ *  apart, and its rows are P long: C [N*P columns] stored [N, M, P]. */
 interface Stored {
   name: string;
   t: Tensor;
@@ -172,6 +207,7 @@ interface Stored {
   cols: number | null;
   base: number;
   stride: number;
+  group?: number;
 }
 
 /** A matrix's window in one chunk: its bound range, the window's element offset in that range, its
@@ -215,31 +251,51 @@ function chunkStarts(size: number, chunk: number): number[] {
   return size === 0 ? [0] : Array.from({ length: Math.ceil(size / chunk) }, (_, i) => i * chunk);
 }
 
-/** The window of `m` over the chunk [start, start + size) of a problem with dimensions `sizes`. */
-function bindWindow(m: Stored, start: readonly number[], size: readonly number[], sizes: readonly number[], align: number): Window {
-  const ld = m.cols === null ? 1 : sizes[m.cols];
+/** The window of `m` over the chunk [start, start + size) of a problem with dimensions `sizes`
+ *  (whole along a grouped matrix's columns), its columns in groups of `P` if it has `group`. */
+function bindWindow(m: Stored, start: readonly number[], size: readonly number[], sizes: readonly number[], align: number, P = 0): Window {
+  const grouped = m.group !== undefined && m.cols !== null;
+  const ld = m.cols === null ? 1 : grouped ? P : sizes[m.cols];
   const cols = m.cols === null ? 1 : size[m.cols];
+  // one past the last column's offset within a row
+  const span = grouped ? Math.floor((cols - 1) / P) * m.group! + ((cols - 1) % P) + 1 : cols;
   const first = m.base + start[DIM_BATCH] * m.stride + start[m.rows] * ld + (m.cols === null ? 0 : start[m.cols]);
-  const end = size[m.rows] * cols === 0 ? first : first + (size[DIM_BATCH] - 1) * m.stride + (size[m.rows] - 1) * ld + cols;
+  const end = size[m.rows] * cols === 0 ? first : first + (size[DIM_BATCH] - 1) * m.stride + (size[m.rows] - 1) * ld + span;
   const offset = Math.floor((first * 4) / align) * align;
   const buffer = m.t.buffer;
   // an empty window still needs a (never read) binding: 16 bytes hold one vec4
   const bytes = Math.min(Math.max(end * 4 - offset, 16), buffer.size - offset);
   const off = first - offset / 4;
-  return { range: { buffer, offset, size: bytes }, off, ld, stride: m.stride, vec4: ld % 4 === 0 && off % 4 === 0 && cols % 4 === 0 && m.stride % 4 === 0 };
+  const vec4 = ld % 4 === 0 && off % 4 === 0 && cols % 4 === 0 && m.stride % 4 === 0 && (!grouped || (P % 4 === 0 && m.group! % 4 === 0));
+  return { range: { buffer, offset, size: bytes }, off, ld, stride: m.stride, vec4 };
 }
 
+/** Which parts of the epilogue a dispatch applies (none but on the last pass along K): flags in
+ *  Params for the bias and the table, override constants for the residual and the ReLU. */
+interface EpilogueFlags {
+  hasBias: boolean;
+  hasAffine: boolean;
+  residual: boolean;
+  relu: boolean;
+}
+
+const NO_EPILOGUE: EpilogueFlags = { hasBias: false, hasAffine: false, residual: false, relu: false };
+
 /** The Params of shaders/matmul.wgsl, in declaration order. */
-function gemmParams(p: { M: number; N: number; K: number; hasBias?: boolean; accumulate: boolean; c?: Window; a?: Window; b?: Window; bias?: Window }) {
-  const { c, a, b, bias } = p;
+function gemmParams(p: {
+  M: number; N: number; K: number; accumulate: boolean; epilogue?: EpilogueFlags; offEpi?: number; P?: number;
+  c?: Window; a?: Window; b?: Window; residual?: Window; groupB?: number; groupC?: number;
+}) {
+  const { c, a, b, residual } = p;
   return {
-    M: p.M, N: p.N, K: p.K, hasBias: p.hasBias ?? false, accumulate: p.accumulate,
-    offC: c?.off ?? 0, offA: a?.off ?? 0, offB: b?.off ?? 0, offBias: bias?.off ?? 0, ldC: c?.ld ?? 0, ldA: a?.ld ?? 0, ldB: b?.ld ?? 0,
-    batchA: a?.stride ?? 0, batchB: b?.stride ?? 0, batchC: c?.stride ?? 0,
+    M: p.M, N: p.N, K: p.K, hasBias: p.epilogue?.hasBias ?? false, hasAffine: p.epilogue?.hasAffine ?? false, accumulate: p.accumulate,
+    offC: c?.off ?? 0, offA: a?.off ?? 0, offB: b?.off ?? 0, offR: residual?.off ?? 0, offEpi: p.offEpi ?? 0,
+    ldC: c?.ld ?? 0, ldA: a?.ld ?? 0, ldB: b?.ld ?? 0,
+    batchA: a?.stride ?? 0, batchB: b?.stride ?? 0, batchC: c?.stride ?? 0, P: p.P ?? 0, groupB: p.groupB ?? 0, groupC: p.groupC ?? 0,
   };
 }
 
-/** One launch of the gemm kernel family: C[z] = op(A[z]) op(B[z]) (+ bias) for `batch` items. */
+/** One launch of the gemm kernel family: C[z] = epilogue(op(A[z]) op(B[z])) for `batch` items. */
 interface GemmLaunch {
   op: string;
   label: string;
@@ -251,7 +307,9 @@ interface GemmLaunch {
   a: Stored;
   b: Stored;
   c: Stored;
-  bias: Stored | null;
+  epilogue: GemmEpilogue | null;
+  /** B's and C's columns in groups of P (0: not grouped): see Stored.group */
+  P: number;
   batch: number;
   /** C += the product instead of C = it: a later pass of a sum over broadcast batch items */
   accumulate: boolean;
@@ -260,10 +318,13 @@ interface GemmLaunch {
 }
 
 /** The kernel spec and workgroup grid of tiling `t` for a chunk of `size` ([M, N, K, batch]). */
-function gemmKernel(g: GemmLaunch, t: GemmTiling, gpu: Gpu, vec4: { a: boolean; b: boolean; c: boolean }, size: readonly number[]): { kernel: KernelSpec; workgroups: [number, number, number] } {
+function gemmKernel(g: GemmLaunch, t: GemmTiling, gpu: Gpu, vec4: { a: boolean; b: boolean; c: boolean }, size: readonly number[], e: EpilogueFlags): { kernel: KernelSpec; workgroups: [number, number, number] } {
   const operands = { ...operandDefines('a', vec4.a), ...operandDefines('b', vec4.b), ...resultDefines(vec4.c) };
-  const trans = { TRANS_A: Number(g.transA), TRANS_B: Number(g.transB) };
-  const bindings: KernelSpec['bindings'] = ['write', 'read', 'read', 'read'];
+  const trans = {
+    TRANS_A: Number(g.transA), TRANS_B: Number(g.transB),
+    EPI_ROWS: Number(g.epilogue?.along === 'rows'), EPI_RESIDUAL: Number(e.residual), EPI_RELU: Number(e.relu),
+  };
+  const bindings: KernelSpec['bindings'] = ['write', 'read', 'read', 'read', 'read', 'read'];
   if (t.kernel === 'gemm') {
     return {
       kernel: { shader: 'matmul', entry: 'gemm', bindings, constants: { ...trans, WG_N: t.wgN, WG_M: t.wgM, BLOCKS_M: t.blocksM, BLOCKS_N: t.blocksN }, defines: { ...operands, ...sharingDefines(false) } },
@@ -293,8 +354,9 @@ function sharingDefines(subgroups: boolean, tile?: { TM: number; NB: number; SG:
     return `{ let blk = rowsOfA(${4 * g}u, tail, live); ${fmas.join(' ')} }`;
   });
   const stores = [
-    ...range(NB).map((j) => `let bias${j} = biasLine(n0 + ${4 * j}u);`),
-    ...range(TM).flatMap((i) => range(NB).map((j) => `storeLine(offC, m0 + ${i}u, n0 + ${4 * j}u, acc[${i * NB + j}] + bias${j});`)),
+    ...range(NB).map((j) => `let ce${j} = colEpilogue(n0 + ${4 * j}u); let cols${j} = columnOffsets(n0 + ${4 * j}u, p.groupC);`),
+    ...range(TM).map((i) => `let re${i} = rowEpilogue(m0 + ${i}u);`),
+    ...range(TM).flatMap((i) => range(NB).map((j) => `storeLine(offC, m0 + ${i}u, n0 + ${4 * j}u, cols${j}, acc[${i * NB + j}], re${i}, ce${j});`)),
   ];
   const join = (xs: string[]) => xs.join('\n    ');
   return { ...share, TM: String(TM), NB: String(NB), LOAD_A_TILE: join(lines), ACCUMULATE: join(groups), STORE_C: join(stores) };
@@ -306,28 +368,45 @@ function sharingDefines(subgroups: boolean, tile?: { TM: number; NB: number; SG:
 function launchGemm(g: GemmLaunch, forced?: GemmTiling): void {
   if (g.M === 0 || g.N === 0 || g.batch === 0) return;
   const gpu = getGpu();
-  const shape = { M: g.M, N: g.N, K: g.K, batch: g.batch, transA: g.transA, transB: g.transB };
+  const shape = { M: g.M, N: g.N, K: g.K, batch: g.batch, transA: g.transA, transB: g.transB, P: g.P };
   const tiling = forced ?? testTiling ?? gemmTiling(gpu, shape);
   checkTiling(tiling, g.op);
-  if (!forced && !testTiling && !tuneCache(gpu).lookup('gemm', tuneKey(g.M, g.N, g.K, g.batch, g.transA, g.transB))) tuneCache(gpu).notePending(tuneTask(g));
+  if (!forced && !testTiling && !tuneCache(gpu).lookup('gemm', tuneKey(g.M, g.N, g.K, g.batch, g.transA, g.transB, g.P))) tuneCache(gpu).notePending(tuneTask(g));
   const align = gpu.limits.minStorageBufferOffsetAlignment;
   const sizes = [g.M, g.N, g.K, g.batch];
-  // without a bias, binding 4 is never read: a stands in for it
-  const biasStored = g.bias ?? g.a;
-  const chunk = chunkSizes(sizes, [g.c, g.a, g.b, biasStored], bindingLimit(gpu), align, g.op);
+  const e = g.epilogue;
+  if (e && g.accumulate) throw new OpError(g.op, 'an epilogue applies to a finished product, not to one added into C');
+  // the residual is read at C's offsets and strides; without one, a stands in for its binding
+  const residual: Stored = e?.residual ? { ...g.c, name: `residual${shapeStr(e.residual.shape)}`, t: e.residual } : g.a;
+  const mats = [g.c, g.a, g.b, residual];
+  const limit = bindingLimit(gpu);
+  // a grouped GEMM is not chunked (its caller keeps its matrices within one binding)
+  const chunk = g.P ? [...sizes.slice(0, 3), Math.min(g.batch, MAX_BATCH)] : chunkSizes(sizes, mats, limit, align, g.op);
+  // bias and affine are bound whole (vectors of M or N) from the chunk's first row or column on
+  const alongRows = e?.along === 'rows';
+  const whole = (t: Tensor | null | undefined, stand: BufferRange): BufferRange => (t ? { buffer: t.buffer, offset: 0, size: Math.min(t.buffer.size, Math.max(16, 4 * t.size)) } : stand);
   for (const z0 of chunkStarts(g.batch, chunk[DIM_BATCH])) {
     for (const m0 of chunkStarts(g.M, chunk[DIM_M])) {
       for (const n0 of chunkStarts(g.N, chunk[DIM_N])) {
         for (const k0 of chunkStarts(g.K, chunk[DIM_K])) {
           const start = [m0, n0, k0, z0];
           const size = start.map((s, d) => Math.min(chunk[d], sizes[d] - s));
-          const [wc, wa, wb, wbias] = [g.c, g.a, g.b, biasStored].map((m) => bindWindow(m, start, size, sizes, align));
+          const [wc, wa, wb, wr] = mats.map((m) => bindWindow(m, start, size, sizes, align, g.P));
+          if (g.P && [wc, wb, wr].some((w) => (w.range.size ?? 0) > limit)) throw new OpError(g.op, `a GEMM with grouped columns must fit one storage binding (${limit} bytes)`);
           const accumulate = g.accumulate || k0 > 0;
+          // the epilogue maps the finished sums: the last pass along K applies it
+          const last = k0 + size[DIM_K] >= g.K;
+          const flags: EpilogueFlags = e && last
+            ? { hasBias: Boolean(e.bias), hasAffine: Boolean(e.affine), residual: Boolean(e.residual), relu: Boolean(e.relu) }
+            : NO_EPILOGUE;
           gpu.dispatch({
-            ...gemmKernel(g, tiling, gpu, { a: wa.vec4, b: wb.vec4, c: wc.vec4 }, size),
-            buffers: [wc.range, wa.range, wb.range, wbias.range],
-            // the bias is added once, by the first pass; later ones add into C
-            params: gemmParams({ M: size[DIM_M], N: size[DIM_N], K: size[DIM_K], hasBias: g.bias !== null && !accumulate, accumulate, c: wc, a: wa, b: wb, bias: wbias }),
+            ...gemmKernel(g, tiling, gpu, { a: wa.vec4, b: wb.vec4, c: wc.vec4 && (!e?.residual || wr.vec4) }, size, flags),
+            // a's window stands in for the bindings the flags leave unread
+            buffers: [wc.range, wa.range, wb.range, whole(e?.bias, wa.range), whole(e?.affine, wa.range), wr.range],
+            params: gemmParams({
+              M: size[DIM_M], N: size[DIM_N], K: size[DIM_K], accumulate, epilogue: flags, offEpi: alongRows ? m0 : n0,
+              P: g.P, c: wc, a: wa, b: wb, residual: wr, groupB: g.b.group, groupC: g.c.group,
+            }),
             label: g.label,
             work: {
               flops: (g.flops ?? 2 * g.M * g.N * g.K * g.batch) * ((size[DIM_M] * size[DIM_N] * size[DIM_K] * size[DIM_BATCH]) / (g.M * g.N * g.K * g.batch)),
@@ -345,21 +424,23 @@ function launchGemm(g: GemmLaunch, forced?: GemmTiling): void {
 function tuneTask(g: GemmLaunch): TuneTask {
   return {
     family: 'gemm',
-    key: tuneKey(g.M, g.N, g.K, g.batch, g.transA, g.transB),
+    key: tuneKey(g.M, g.N, g.K, g.batch, g.transA, g.transB, g.P),
     candidates: GEMM_CANDIDATES,
     defaultConfig: defaultTiling(getGpu(), g.M, g.N, g.M * g.N * g.K * g.batch),
     setup: () => {
       const sizes = [g.M, g.N, g.K, g.batch];
       const fresh = (m: Stored): Stored => {
-        const matrix = sizes[m.rows] * (m.cols === null ? 1 : sizes[m.cols]);
+        // a grouped matrix's groups of P columns follow each other: [groups, rows, P]
+        const group = m.group === undefined || m.cols === null ? undefined : sizes[m.rows] * g.P;
+        const matrix = group ? Math.ceil(sizes[m.cols!] / g.P) * group : sizes[m.rows] * (m.cols === null ? 1 : sizes[m.cols]);
         const stride = m.stride === 0 ? 0 : matrix;
-        return { ...m, t: Tensor.zeros([Math.max(1, matrix * (stride ? g.batch : 1))]), base: 0, stride };
+        return { ...m, t: Tensor.zeros([Math.max(1, matrix * (stride ? g.batch : 1))]), base: 0, stride, group };
       };
       const [a, b, c] = [fresh(g.a), fresh(g.b), fresh(g.c)];
-      const bias = g.bias ? fresh(g.bias) : null;
+      // timed without the epilogue, a few operations per stored element
       return {
-        launch: (config) => launchGemm({ ...g, a, b, c, bias }, config as unknown as GemmTiling),
-        dispose: () => [a, b, c, bias].forEach((m) => m?.t.release()),
+        launch: (config) => launchGemm({ ...g, a, b, c, epilogue: null }, config as unknown as GemmTiling),
+        dispose: () => [a, b, c].forEach((m) => m.t.release()),
       };
     },
   };
@@ -376,10 +457,20 @@ function single(name: string, t: Tensor, [rows, cols]: [number, number | null]):
   return { name: `${name}${shapeStr(t.shape)}`, t, rows, cols, base: 0, stride: 0 };
 }
 
+/** Checks the shapes of an epilogue's tensors against C: [M, N] matrices in a tensor of cSize elements. */
+function checkEpilogue(e: GemmEpilogue, M: number, N: number, cSize: number, op: string): void {
+  const len = e.along === 'rows' ? M : N;
+  const bad = (t: Tensor | null | undefined, shape: number[]) => t && (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i]));
+  if (bad(e.bias, [len])) throw new OpError(op, `the epilogue's bias must be [${len}] (one per ${e.along === 'rows' ? 'row' : 'column'} of C), got ${shapeStr(e.bias!.shape)}`);
+  if (bad(e.affine, [len, 4])) throw new OpError(op, `the epilogue's affine must be [${len},4], got ${shapeStr(e.affine!.shape)}`);
+  if (e.residual && e.residual.size !== cSize) throw new OpError(op, `the epilogue's residual ${shapeStr(e.residual.shape)} must have C's layout (${cSize} elements)`);
+}
+
 /**
- * The raw GEMM launcher (not recorded on the tape): C[M,N] = op(A) op(B) (+ bias[N] on every row),
- * a: [M,K] or [K,M] (transA), b: [K,N] or [N,K] (transB). Split into chunks when a matrix exceeds
- * the storage binding limit. `tiling` forces one (else the tuned or default choice for the shape).
+ * The raw GEMM launcher (not recorded on the tape): C[M,N] = epilogue(op(A) op(B)) (a bias[N] on
+ * every row, or GemmEpilogue), a: [M,K] or [K,M] (transA), b: [K,N] or [N,K] (transB). Split into
+ * chunks when a matrix exceeds the storage binding limit. `tiling` forces one (else the tuned or
+ * default choice for the shape).
  */
 export function gemm(a: Tensor, b: Tensor, opts: GemmOptions = {}, tiling?: GemmTiling): Tensor {
   const { transA = false, transB = false, bias = null, op = 'gemm' } = opts;
@@ -391,14 +482,16 @@ export function gemm(a: Tensor, b: Tensor, opts: GemmOptions = {}, tiling?: Gemm
   const [Kb, N] = transB ? [b.shape[1], b.shape[0]] : b.shape;
   if (Ka !== Kb) throw new OpError(op, `inner dimensions differ (${Ka} vs ${Kb}): ${desc()}`);
   if (bias && (bias.shape.length !== 1 || bias.shape[0] !== N)) throw new OpError(op, `bias must be [${N}]: ${desc()}`);
+  if (bias && opts.epilogue) throw new OpError(op, 'give the bias in the epilogue, or the bias alone');
+  const epilogue = opts.epilogue ?? (bias ? { along: 'cols' as const, bias } : null);
+  if (epilogue) checkEpilogue(epilogue, M, N, M * N, op);
   const out = Tensor.empty([M, N]);
   launchGemm(
     {
-      op, label: `${op} ${desc()}`, M, N, K: Ka, transA, transB, batch: 1, accumulate: false,
+      op, label: `${op} ${desc()}`, M, N, K: Ka, transA, transB, batch: 1, accumulate: false, epilogue, P: 0,
       c: single('out', out, [DIM_M, DIM_N]),
       a: single('a', a, operandDims('a', transA)),
       b: single('b', b, operandDims('b', transB)),
-      bias: bias ? single('bias', bias, [DIM_N, null]) : null,
     },
     tiling,
   );
@@ -406,29 +499,41 @@ export function gemm(a: Tensor, b: Tensor, opts: GemmOptions = {}, tiling?: Gemm
 }
 
 /** One operand of `gemmStrided`: row-major matrices (transposed when `trans`) from element `offset`
- *  of `t` on, `stride` elements apart (0: one matrix serves every batch item). */
+ *  of `t` on, `stride` elements apart (0: one matrix serves every batch item). With the problem's
+ *  `P` (B stored [K,N] and C only): its columns in groups of P, `group` elements apart, rows P long. */
 export interface StridedMatrices {
   t: Tensor;
   offset?: number;
   stride: number;
   trans?: boolean;
+  group?: number;
 }
 
 /**
- * C[z] = op(A[z]) op(B[z]) for z < batch on row-major matrices at fixed strides, not recorded on
- * the tape: the GEMMs other ops are made of (conv2d's Winograd products, its 1x1 convolutions) on
- * these kernels and their tuning. c's stride 0 sums the products into one matrix. `flops` is what
- * the profiler is told (the convolution's, for Winograd); `label` names the dispatches.
+ * C[z] = epilogue(op(A[z]) op(B[z])) for z < batch on row-major matrices at fixed strides, not
+ * recorded on the tape: the GEMMs other ops are made of (conv2d's Winograd products, its im2col
+ * convolutions) on these kernels and their tuning. c's stride 0 sums the products into one matrix.
+ * `dims.P`: B's and C's columns come in groups of P (each operand's `group` apart), which folds a
+ * batch of images into the columns: [OC, K] x [K, N*P] reading col: [N, K, P], storing y: [N, OC, P]
+ * (the matrices must then fit one storage binding). `flops` is what the profiler is told (the
+ * convolution's, for Winograd); `label` names the dispatches.
  */
 export function gemmStrided(
-  op: string, label: string, dims: { M: number; N: number; K: number; batch: number },
-  a: StridedMatrices, b: StridedMatrices, c: StridedMatrices, flops?: number,
+  op: string, label: string, dims: { M: number; N: number; K: number; batch: number; P?: number },
+  a: StridedMatrices, b: StridedMatrices, c: StridedMatrices, flops?: number, epilogue: GemmEpilogue | null = null,
 ): void {
-  const { M, N, K, batch } = dims;
+  const { M, N, K, batch, P = 0 } = dims;
+  if (P && (b.trans || b.group === undefined || c.group === undefined || a.group !== undefined)) {
+    throw new OpError(op, 'grouped columns are B stored [K,N] and C, both with a group stride');
+  }
+  if (epilogue) {
+    if (c.stride === 0 && batch > 1) throw new OpError(op, 'an epilogue applies to a finished product, not to a sum over the batch');
+    checkEpilogue(epilogue, M, N, c.t.size, op);
+  }
   const stored = (name: string, m: StridedMatrices, [rows, cols]: [number, number], z: number): Stored =>
-    ({ name: `${name}${shapeStr(m.t.shape)}`, t: m.t, rows, cols, base: (m.offset ?? 0) + z * m.stride, stride: m.stride });
+    ({ name: `${name}${shapeStr(m.t.shape)}`, t: m.t, rows, cols, base: (m.offset ?? 0) + z * m.stride, stride: m.stride, group: P ? m.group : undefined });
   const launch = (z: number, items: number, accumulate: boolean) => launchGemm({
-    op, label, M, N, K, transA: a.trans ?? false, transB: b.trans ?? false, batch: items, bias: null, accumulate,
+    op, label, M, N, K, transA: a.trans ?? false, transB: b.trans ?? false, batch: items, epilogue, P, accumulate,
     a: stored('a', a, operandDims('a', a.trans ?? false), z),
     b: stored('b', b, operandDims('b', b.trans ?? false), z),
     c: stored('out', c, [DIM_M, DIM_N], z),
@@ -484,7 +589,7 @@ function batchedGemm(op: string, label: string, batch: Shape, a: BatchOperand, b
     const base = [0, 1, 2].map((i) => outer.reduce((sum, l, j) => sum + index[j] * l.strides[i], 0));
     launchGemm(
       {
-        op, label, M, N, K, transA: a.trans, transB: b.trans, batch: z.size, bias: null,
+        op, label, M, N, K, transA: a.trans, transB: b.trans, batch: z.size, epilogue: null, P: 0,
         accumulate: written.has(base[2]),
         a: stored('a', a, base[0], z.strides[0]),
         b: stored('b', b, base[1], z.strides[1]),
