@@ -57,7 +57,7 @@ describe('matmul forward', () => {
         expect(relError(out, matmulRef(a, b, M, N, K, { transA, transB })), `${JSON.stringify(tiling)} ${tag(transA, transB)} ${M}x${N}x${K}`).toBeLessThan(1e-5);
       }
     }
-  });
+    }, 300_000); // seven pipelines to compile: the big tiles take LLVM 10-30 s each on a cold shader cache
 
   it('gemmShared without subgroups (the A tile through workgroup memory) gives the same results', async () => {
     const rng = new Rng(4);
