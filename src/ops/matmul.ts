@@ -77,22 +77,21 @@ export const GEMM_CANDIDATES: readonly GemmTiling[] = [
  * The tiling without a tuned choice. On lavapipe (the CPU) every storage load is a per-lane scalar
  * loop that costs far more than the multiply-adds it feeds, so gemmShared, which loads an A line
  * once per subgroup instead of once per lane, wins (bench/NOTES.md sections 8 and 12). GEMMs of at
- * least 2^24 multiply-adds (and 32 rows, one tile) take TM 32, and NB 2 where N fills a
- * workgroup's 8 columns per lane (64 on lavapipe): each A line a lane shuffles in then feeds 8
- * columns, not 4. On an AMD EPYC that took 1.2-1.8x less lavapipe CPU than NB 1 at 1024^3 (NB 1
- * was the Intel Xeon's best, NB 2 within 10% of it there) and 5-10% less over ResNet18's training
- * convolutions; at N = 32 NB 2 lost 1.4x. Smaller GEMMs take TM 16, NB 1: the bigger tiles take
- * LLVM 2-7x longer to compile (the unrolled tile: 30 s of CPU for TM 32, NB 2, 4.5 s for TM 16,
- * NB 1), more than they save on a GEMM this small the first time it runs. GEMMs of at most 8 rows
+ * least 2^24 multiply-adds (and 32 rows, one tile) take TM 32, NB 1. NB 2 (8 columns per lane)
+ * took 1.2-1.8x less lavapipe CPU at 1024^3 on an AMD EPYC and 5-10% less over ResNet18's training
+ * convolutions, nothing measurable on its inference, but LLVM takes 30 s of CPU to compile each of
+ * its pipelines (TM 32, NB 1: 9 s): as the default it made a first ResNet18 inference on a cold
+ * shader cache take 144 s instead of 90, so it is left to the tuner (gpunet tune). Smaller GEMMs
+ * take TM 16, NB 1 (4.5 s to compile), where a bigger tile's compile would cost more than it saves
+ * the first time it runs. GEMMs of at most 8 rows
  * (a classifier's fc layer at batch 1-8) take TM 8, NB 2, which the tuner chose for all three such
  * shapes of ResNet18 and which took 1.3-1.4x less CPU than TM 16 there (half of whose rows would
  * be past M). On GPUs, a 16x16 workgroup of gemm's 8x8 tiles.
  */
-function defaultTiling(gpu: Gpu, M: number, N: number, work: number): GemmTiling {
+function defaultTiling(gpu: Gpu, M: number, work: number): GemmTiling {
   if (!gpu.isCpu) return GEMM_CANDIDATES[1];
   if (M <= 8) return GEMM_CANDIDATES[2];
-  if (M < 32 || work < 2 ** 24) return GEMM_CANDIDATES[3];
-  return GEMM_CANDIDATES[N >= 8 * sharing(gpu).SG ? 6 : 5];
+  return GEMM_CANDIDATES[M >= 32 && work >= 2 ** 24 ? 5 : 3];
 }
 
 /** How gemmShared's lanes share the A tile on this adapter: by shuffles within one subgroup of `SG`
@@ -127,7 +126,7 @@ function tuneKey(M: number, N: number, K: number, batch: number, transA: boolean
  *  (gpunet tune), else the default. */
 export function gemmTiling(gpu: Gpu, shape: { M: number; N: number; K: number; batch?: number; transA?: boolean; transB?: boolean; P?: number }): GemmTiling {
   const tuned = tuneCache(gpu).lookup('gemm', tuneKey(shape.M, shape.N, shape.K, shape.batch ?? 1, shape.transA ?? false, shape.transB ?? false, shape.P));
-  return tuned ? (tuned as GemmTiling) : defaultTiling(gpu, shape.M, shape.N, shape.M * shape.N * shape.K * (shape.batch ?? 1));
+  return tuned ? (tuned as GemmTiling) : defaultTiling(gpu, shape.M, shape.M * shape.N * shape.K * (shape.batch ?? 1));
 }
 
 function checkTiling(t: GemmTiling, op: string): void {
@@ -426,7 +425,7 @@ function tuneTask(g: GemmLaunch): TuneTask {
     family: 'gemm',
     key: tuneKey(g.M, g.N, g.K, g.batch, g.transA, g.transB, g.P),
     candidates: GEMM_CANDIDATES,
-    defaultConfig: defaultTiling(getGpu(), g.M, g.N, g.M * g.N * g.K * g.batch),
+    defaultConfig: defaultTiling(getGpu(), g.M, g.M * g.N * g.K * g.batch),
     setup: () => {
       const sizes = [g.M, g.N, g.K, g.batch];
       const fresh = (m: Stored): Stored => {
