@@ -2,7 +2,7 @@
 // and gradient checking of a GPU op against central finite differences of a float64 reference.
 import { beforeAll, vi } from 'vitest';
 import type { Command } from '../src/cli/main.ts';
-import { getGpu, initGpu } from '../src/gpu/index.ts';
+import { getGpu, initGpu, type BufferRange, type DispatchArgs } from '../src/gpu/index.ts';
 import { relError, setPoison, shapeSize } from '../src/tensor/index.ts';
 
 /** Opens the GPU once per test file and poisons every new uninitialised tensor with NaN. */
@@ -28,6 +28,27 @@ export async function withGpuLayouts<T>(fn: () => Promise<T>): Promise<T> {
     return await fn();
   } finally {
     gpu.isCpu = was;
+  }
+}
+
+/** Runs `fn`, counting the dispatches of shaders/`shader`.wgsl and the largest storage range any
+ *  of them bound (bytes): how the tests see work split across binding pieces. */
+export async function dispatchesOf<T>(shader: string, fn: () => Promise<T>): Promise<{ result: T; dispatches: number; largest: number }> {
+  const gpu = getGpu();
+  const dispatch = gpu.dispatch;
+  let dispatches = 0;
+  let largest = 0;
+  gpu.dispatch = (args: DispatchArgs) => {
+    if ('shader' in args.kernel && args.kernel.shader === shader) {
+      dispatches++;
+      for (const b of args.buffers as BufferRange[]) largest = Math.max(largest, b.size!);
+    }
+    dispatch.call(gpu, args);
+  };
+  try {
+    return { result: await fn(), dispatches, largest };
+  } finally {
+    gpu.dispatch = dispatch;
   }
 }
 

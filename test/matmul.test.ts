@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { getGpu, type BufferRange, type DispatchArgs } from '../src/gpu/index.ts';
+import { getGpu, type DispatchArgs } from '../src/gpu/index.ts';
 import { GEMM_CANDIDATES, gemm, gemmStrided, linear, matmul, setGemmBindingLimit, setGemmSubgroups, setGemmTiling, type GemmEpilogue, type GemmTiling } from '../src/ops/matmul.ts';
 import { OpError, Rng, Tensor, tidy } from '../src/tensor/index.ts';
-import { numericGrads, randomArray, relError, runWithGrads, toGpu, useGpu } from './helpers.ts';
+import { dispatchesOf, numericGrads, randomArray, relError, runWithGrads, toGpu, useGpu } from './helpers.ts';
 import { linearRef, matmulNdRef, matmulRef } from '../src/reference/matmul.ts';
 import { torchRun, type TorchCase } from './torch.ts';
 
@@ -371,23 +371,11 @@ describe('linear', () => {
  * matmul-shader dispatches bound: the largest range in bytes, and how many dispatches there were.
  */
 async function withBindingLimit<T>(limit: number, f: () => Promise<T>): Promise<{ result: T; largest: number; dispatches: number }> {
-  const gpu = getGpu();
-  const dispatch = gpu.dispatch;
-  let largest = 0;
-  let dispatches = 0;
-  gpu.dispatch = (args: DispatchArgs) => {
-    if ('shader' in args.kernel && args.kernel.shader === 'matmul') {
-      dispatches++;
-      for (const b of args.buffers as BufferRange[]) largest = Math.max(largest, b.size!);
-    }
-    dispatch.call(gpu, args);
-  };
   setGemmBindingLimit(limit);
   try {
-    return { result: await f(), largest, dispatches };
+    return await dispatchesOf('matmul', f);
   } finally {
     setGemmBindingLimit(null);
-    gpu.dispatch = dispatch;
   }
 }
 

@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { setParameterBindingLimit } from '../src/optim/optimizer.ts';
 import { SGD, type SGDOptions } from '../src/optim/sgd.ts';
-import { getGpu, type BufferRange, type DispatchArgs } from '../src/gpu/index.ts';
+import { getGpu } from '../src/gpu/index.ts';
 import { keep, OpError, Rng, Tensor, tidy } from '../src/tensor/index.ts';
-import { randomArray, relError, toGpu, useGpu } from './helpers.ts';
+import { dispatchesOf, randomArray, relError, toGpu, useGpu } from './helpers.ts';
 import { sgdRef, type SgdRefOptions } from '../src/reference/sgd.ts';
 import { torchRun, type TorchCase } from './torch.ts';
 
@@ -80,27 +80,10 @@ describe('SGD', () => {
     // momentum buffers bound at the same offsets
     const o = { lr: 0.1, momentum: 0.9, dampening: 0, weightDecay: 1e-4, nesterov: true };
     const per = Math.min(getGpu().isCpu ? 2 : 16, Math.floor(getGpu().limits.maxStorageBuffersPerShaderStage / 3));
-    const gpu = getGpu();
-    const dispatch = gpu.dispatch;
     for (const shape of [[1001], [40, 25]]) {
       const p = problem(shape.length, shape);
-      let launches = 0;
-      let largest = 0;
-      gpu.dispatch = (args: DispatchArgs) => {
-        if ('shader' in args.kernel && args.kernel.shader === 'sgd') {
-          launches++;
-          for (const b of args.buffers as BufferRange[]) largest = Math.max(largest, b.size!);
-        }
-        dispatch.call(gpu, args);
-      };
       setParameterBindingLimit(256);
-      let out: Float32Array;
-      try {
-        out = await runSteps(p, o);
-      } finally {
-        setParameterBindingLimit(null);
-        gpu.dispatch = dispatch;
-      }
+      const { result: out, dispatches: launches, largest } = await dispatchesOf('sgd', () => runSteps(p, o)).finally(() => setParameterBindingLimit(null));
       expect(largest, JSON.stringify(shape)).toBe(256);
       expect(launches, JSON.stringify(shape)).toBe(STEPS * Math.ceil(16 / per));
       expect(relError(out, sgdRef(p.param, p.grads, o).param), JSON.stringify(shape)).toBeLessThan(1e-6);
