@@ -5,10 +5,11 @@
 //   npx tsx bench/im2col.ts [--configs b1x224,b8x112] [--rounds 5] [--calls 4] [--vec4s G (per lane; default: the adapter's)]
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
-import { conv2dGeometry, im2col, setIm2colVec4s, type Conv2dOptions } from '../src/ops/conv2d.ts';
+import { im2col, setIm2colVec4s } from '../src/ops/conv2d.ts';
 import { im2colRef } from '../src/reference/conv2d.ts';
 import { Rng, type Tensor } from '../src/tensor/index.ts';
 import { openGpu, randomValues, toTensor, workerCpuPerCall } from './harness.ts';
+import { parseConfig, RESNET18_CONVS, resnetConvGeometry } from './resnet18-convs.ts';
 
 const { values } = parseArgs({
   options: {
@@ -21,15 +22,9 @@ const { values } = parseArgs({
 const rounds = Number(values.rounds);
 const calls = Number(values.calls);
 
-/** ResNet18's convolutions that take im2col (not pointwise) at input size 224 */
-const CONVS: { name: string; c: number; hw: number; k: number; opts: Conv2dOptions }[] = [
-  { name: 'stem 7x7 s2 3->64', c: 3, hw: 224, k: 7, opts: { stride: 2, padding: 3 } },
-  { name: '3x3 s2 64->128 @56', c: 64, hw: 56, k: 3, opts: { stride: 2, padding: 1 } },
-  { name: '1x1 s2 64->128 @56', c: 64, hw: 56, k: 1, opts: { stride: 2 } },
-  { name: '3x3 s2 128->256 @28', c: 128, hw: 28, k: 3, opts: { stride: 2, padding: 1 } },
-  { name: '3x3 s2 256->512 @14', c: 256, hw: 14, k: 3, opts: { stride: 2, padding: 1 } },
-  { name: '3x3 512->512 @7', c: 512, hw: 7, k: 3, opts: { padding: 1 } },
-];
+/** ResNet18's convolutions that take im2col (not Winograd, not a stride-1 pointwise) at batch 1 and 224 px */
+const IM2COL = ['stem 7x7 s2 3->64', '3x3 s2 64->128 @56', '1x1 s2 64->128 @56', '3x3 s2 128->256 @28', '3x3 s2 256->512 @14', '3x3 512->512 @7'];
+const CONVS = RESNET18_CONVS.filter((s) => IM2COL.includes(s.name));
 
 const cpuPerCall = (run: () => Tensor) => workerCpuPerCall(run, rounds, calls);
 
@@ -38,13 +33,10 @@ if (values.vec4s) setIm2colVec4s(Number(values.vec4s));
 const rng = new Rng(1);
 console.log(`per call: lavapipe worker CPU ms, GB/s (col written + x read) per core-second; medians of ${rounds} rounds of ${calls} calls`);
 for (const config of values.configs.split(',')) {
-  const m = /^b(\d+)x(\d+)$/.exec(config);
-  if (!m) throw new Error(`--configs: ${config} is not b<batch>x<size>`);
-  const [batch, size] = [Number(m[1]), Number(m[2])];
+  const { batch, size } = parseConfig(config);
   console.log(`\nbatch ${batch}, ${size} px`);
   for (const s of CONVS) {
-    const hw = Math.ceil((s.hw * size) / 224);
-    const g = conv2dGeometry([batch, s.c, hw, hw], [64, s.c, s.k, s.k], null, s.opts);
+    const g = resnetConvGeometry(s, batch, size);
     const xs = randomValues(g.N * g.C * g.H * g.W, rng);
     const x = toTensor(xs, [g.N, g.C, g.H, g.W]);
     const col = im2col(x, g, 'bench');

@@ -1,5 +1,6 @@
 // ResNet18's distinct convolutions, for the benchmarks that time each of them (bench/conv-vs-gemm.ts,
-// bench/gemm-tilings.ts): channels in and out, the input size at 224 px, kernel and options.
+// bench/gemm-tilings.ts, bench/im2col.ts): channels in and out, the input size at 224 px, kernel and
+// options.
 import { conv2dGeometry, type Conv2dGeometry, type Conv2dOptions } from '../src/ops/conv2d.ts';
 
 export interface ResNetConv {

@@ -12,6 +12,7 @@ import { conv2dForward, conv2dGeometry, setConv2dWinograd, setConv2dWinogradCach
 import { median } from '../src/train/benchmark.ts';
 import { Rng } from '../src/tensor/index.ts';
 import { openGpu, randomValues, toTensor, workerCpuPerCall } from './harness.ts';
+import { parseConfig } from './resnet18-convs.ts';
 
 const { values } = parseArgs({
   options: {
@@ -45,9 +46,7 @@ const rand = (shape: number[]) => toTensor(randomValues(shape.reduce((p, d) => p
 console.log(`per call: lavapipe worker CPU ms (GFLOP per core-second of the convolution's 2*N*OC*OH*OW*C*9), medians of ${rounds} rounds of ${calls} calls, modes interleaved`);
 console.log(`${'conv'.padEnd(24)}${MODES.map((m) => m.name.padStart(24)).join('')}`);
 for (const config of values.configs.split(',')) {
-  const m = /^b(\d+)x(\d+)$/.exec(config);
-  if (!m) throw new Error(`--configs: ${config} is not b<batch>x<size>`);
-  const [batch, size] = [Number(m[1]), Number(m[2])];
+  const { batch, size } = parseConfig(config);
   for (const s of CONVS) {
     const hw = Math.ceil((s.hw * size) / 224);
     const name = `b${batch} ${s.c}->${s.c} @${hw}`;
