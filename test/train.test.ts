@@ -46,4 +46,18 @@ describe('training end to end', () => {
     expect(pool.stats().liveBuffers).toBe(live);
     model.release();
   });
+
+  it('options.steps runs the first steps of an array of batches, and refuses more than it holds', async () => {
+    const rng = new Rng(3);
+    const size = 8;
+    const data = syntheticImages(12, size, rng);
+    const model = smallCnn(data.classes.length, { rng, width: 4 });
+    const opt = new SGD(model.parameters(), { lr: 0.01 });
+    const three = batches(data.images, data.labels, 4);
+    const result = await trainEpoch(model, opt, three, [3, size, size], { steps: 2 });
+    expect(result.steps).toBe(2);
+    expect(result.losses).toHaveLength(2);
+    await expect(trainEpoch(model, opt, three, [3, size, size], { steps: 4 })).rejects.toThrow('options.steps is 4 but the array holds 3 batches');
+    model.release();
+  });
 });
