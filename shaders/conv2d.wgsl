@@ -366,7 +366,9 @@ fn transposeWeight(@builtin(global_invocation_id) gid: vec3u) {
 // dcol into dx) and dw = sum_n dy[n] col[n]^T are plain GEMMs: the matmul's shared-tile kernel
 // instead of the implicit GEMMs above, for one pass over col (N*K*P, at most KH*KW times x).
 
-// col: [N, K, P] from x: [N,C,H,W] (zeros where a tap falls in the padding). Each lane writes
+// col: [N, K, P] from x: [N,C,H,W] (zeros where a tap falls in the padding), or with BATCH_INNER
+// col: [K, N, P], the layout in which the weight gradient's sum over the images and pixels is one
+// GEMM's reduction (dw = dy [OC, N*P] col^T; a pointwise conv's x transposed). Each lane writes
 // 4*G consecutive columns of one row: the row's divisions and the first pixel's are paid once for
 // them, then the lane steps along ow; where P is a multiple of 4 (every row starts 16-byte
 // aligned) they go out as G vec4 stores (im2col4), else as scalars (im2col). A row has
@@ -374,10 +376,12 @@ fn transposeWeight(@builtin(global_invocation_id) gid: vec3u) {
 // when they are short (ResNet18's last layers, where one row per workgroup left most lanes
 // idle), else 64 runs of one row (x: runs / 64, z: row n*K + k).
 override G: u32 = 1u;  // vec4s of columns per lane
+override BATCH_INNER: bool = false;  // col stored [K, N, P] instead of [N, K, P]
 @group(0) @binding(1) var<storage, read_write> col4: array<vec4f>;  // out seen as vec4s (im2col4 alone uses it)
 
-// where a lane is in col: the row's input plane and tap, the output pixel of its next column
-struct ColCursor { plane: u32, kh: u32, kw: u32, oh: u32, ow: u32 }
+// where a lane is in col: the row's input plane and tap, the output pixel of its next column, and
+// where row n*K + k is stored
+struct ColCursor { plane: u32, kh: u32, kw: u32, oh: u32, ow: u32, stored: u32 }
 
 fn colCursor(row: u32, q0: u32) -> ColCursor {
   let taps = p.KH * p.KW;
@@ -387,7 +391,7 @@ fn colCursor(row: u32, q0: u32) -> ColCursor {
   let c = divFloor(k, 1.0 / f32(taps));
   let kh = divFloor(k - c * taps, 1.0 / f32(p.KW));
   let oh = divFloor(q0, 1.0 / f32(p.OW));
-  return ColCursor((n * p.C + c) * p.H * p.W, kh, k - c * taps - kh * p.KW, oh, q0 - oh * p.OW);
+  return ColCursor((n * p.C + c) * p.H * p.W, kh, k - c * taps - kh * p.KW, oh, q0 - oh * p.OW, select(row, k * p.N + n, BATCH_INNER));
 }
 
 // the next 4 columns' values (those past P are don't-cares), the cursor moved past them
@@ -423,7 +427,7 @@ fn im2col4(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) wi
   let P = p.OH * p.OW;
   var cur = colCursor(at.x, at.y);
   let n4 = min(G, (P - at.y) / 4u);
-  for (var i = 0u; i < n4; i++) { col4[(at.x * P + at.y) / 4u + i] = colNext4(&cur); }
+  for (var i = 0u; i < n4; i++) { col4[(cur.stored * P + at.y) / 4u + i] = colNext4(&cur); }
 }
 
 @compute @workgroup_size(64)
@@ -434,7 +438,7 @@ fn im2col(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) wid
   var cur = colCursor(at.x, at.y);
   for (var q = at.y; q < min(at.y + 4u * G, P); q += 4u) {
     let v = colNext4(&cur);
-    for (var j = 0u; j < min(4u, P - q); j++) { out[at.x * P + q + j] = v[j]; }
+    for (var j = 0u; j < min(4u, P - q); j++) { out[cur.stored * P + q + j] = v[j]; }
   }
 }
 

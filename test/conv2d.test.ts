@@ -155,16 +155,21 @@ describe('conv2d by im2col + GEMM', () => {
     { name: 'dilation 2, 1406 columns, scalar stores', x: [1, 2, 40, 39], k: [3, 3], opts: { padding: 1, dilation: 2 } },
     { name: '2400 columns (2 workgroups a row at G 8), vec4', x: [1, 2, 50, 48], k: [3, 3], opts: { padding: 1 } },
     { name: '2209 columns, scalar stores', x: [1, 1, 47, 47], k: [3, 3], opts: { padding: 1 } },
+    { name: '1x1 stride 1 (pointwise: x itself, or x transposed batch inner)', x: [3, 4, 5, 4], k: [1, 1], opts: {} },
+    { name: '1x1 stride 2 (downsample), 3 images', x: [3, 5, 7, 5], k: [1, 1], opts: { stride: 2 } },
   ];
-  for (const vec4s of [1, 8]) {
-    for (const c of colCases) {
-      it(`im2col, ${vec4s} vec4s a lane: ${c.name}`, async () => {
+  // batch inner: col [K, N, P], the weight gradient's folded layout (the reference's [N, K, P] permuted)
+  for (const [vec4s, batchInner] of [[1, false], [8, false], [1, true], [8, true]] as const) {
+    for (const c of colCases.filter((k) => !batchInner || k.x[0]! > 1)) {
+      it(`im2col, ${vec4s} vec4s a lane${batchInner ? ', batch inner' : ''}: ${c.name}`, async () => {
         const xs = randomArray(c.x, new Rng(shapeSize(c.x)));
         const g = conv2dGeometry(c.x, [5, c.x[1]!, ...c.k], null, c.opts);
-        const want = im2colRef(xs, c.x, g.KH, g.KW, refGeometry(c.opts));
+        const ref = im2colRef(xs, c.x, g.KH, g.KW, refGeometry(c.opts));
+        const [N, K, P] = [g.N, g.C * g.KH * g.KW, g.OH * g.OW];
+        const want = batchInner ? ref.map((_, i) => ref[(Math.floor(i / P) % N) * K * P + Math.floor(i / (N * P)) * P + (i % P)]!) : ref;
         setIm2colVec4s(vec4s);
         try {
-          const got = await tidy(() => im2col(toGpu(xs, c.x), g, 'test').toArray());
+          const got = await tidy(() => im2col(toGpu(xs, c.x), g, 'test', batchInner).toArray());
           expect(got.length).toBe(want.length);
           expect(got.filter((v, i) => v !== Math.fround(want[i]!)).length, 'elements unlike the reference').toBe(0);
         } finally {

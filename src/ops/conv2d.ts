@@ -12,6 +12,7 @@ import { getGpu, grid, tuneCache, type KernelSpec, type TuneTask } from '../gpu/
 import { conv1dRef, conv2dRef } from '../reference/conv2d.ts';
 import { isGradEnabled, OpError, recordOp, type Shape, shapeStr, Tensor } from '../tensor/index.ts';
 import { registerGradcheck } from './gradcheck.ts';
+import { transpose } from './layout.ts';
 import { gemmStrided, type StridedMatrices } from './matmul.ts';
 
 export interface Conv2dOptions {
@@ -502,8 +503,8 @@ function im2colPays(geo: Conv2dGeometry): boolean {
 
 let foldBatch = true;
 
-/** Whether the im2col GEMMs fold the batch into their columns (batchFolded); for benchmarks and
- *  the tests of both paths. */
+/** Whether the im2col GEMMs fold the batch into their columns (batchFolded) and the weight
+ *  gradient's into its reduction (weightGradientFolded); for benchmarks and the tests of both paths. */
 export function setConv2dBatchFold(on: boolean): void {
   foldBatch = on;
 }
@@ -516,11 +517,21 @@ export function setConv2dBatchFold(on: boolean): void {
  *  columns' offsets once) and the matrices fit one storage binding. On large images one image's
  *  column matrix is what the row tiles share in cache; folded, every row tile streams all images'
  *  (the stem at batch 8 measured 1.3-1.4x slower folded, bench/NOTES.md section 14). The weight
- *  gradient sums over the images along K, so its tiles are full either way. */
+ *  gradient sums over the images along K, so its tiles are full either way: it folds the batch
+ *  into K (weightGradientFolded). */
 function batchFolded(geo: Conv2dGeometry): boolean {
   const P = geo.OH * geo.OW;
   const bytes = 4 * geo.N * P * Math.max(geo.C * geo.KH * geo.KW, geo.OC);
   return foldBatch && geo.N > 1 && P <= 256 && bytes <= getGpu().limits.maxStorageBufferBindingSize;
+}
+
+/** Whether the weight gradient of `geo` is one GEMM over the batch, its reduction N*P long (dy
+ *  transposed to [OC, N, P], col written [K, N, P]), instead of N GEMMs of K = P each adding into
+ *  dw: [OC, K]. Per image, a small image's GEMM reads and writes all of dw for few multiply-adds
+ *  (the 1x1 downsample at 16 pixels: 16 per element of dw, 8 times over); folded, dw is stored
+ *  once. Where images are small (the P <= 256 of batchFolded) and dy's copy fits one binding. */
+function weightGradientFolded(geo: Conv2dGeometry): boolean {
+  return foldBatch && geo.N > 1 && geo.OH * geo.OW <= 256 && 4 * geo.N * geo.OC * geo.OH * geo.OW <= getGpu().limits.maxStorageBufferBindingSize;
 }
 
 /** Whether pass `entry` of `geo` runs as im2col + GEMM: forced (setConv2dIm2col, the tuner's
@@ -552,20 +563,21 @@ function im2colLaneVec4s(): number {
   return im2colVec4s ?? (getGpu().isCpu ? 8 : 1);
 }
 
-/** col: [N, C*KH*KW, OH*OW], the receptive fields of x: [N,C,H,W] (x itself for a pointwise conv);
- *  exported for its benchmark (bench/im2col.ts) and tests. */
-export function im2col(x: Tensor, geo: Conv2dGeometry, what: string): Tensor {
-  if (isPointwise(geo)) return x;
+/** col: [N, C*KH*KW, OH*OW], the receptive fields of x: [N,C,H,W] (x itself for a pointwise conv),
+ *  or with `batchInner` col: [C*KH*KW, N, OH*OW] (the weight gradient's folded layout; for a
+ *  pointwise conv x transposed); exported for its benchmark (bench/im2col.ts) and tests. */
+export function im2col(x: Tensor, geo: Conv2dGeometry, what: string, batchInner = false): Tensor {
+  if (isPointwise(geo) && (!batchInner || geo.N === 1)) return x;
   const K = geo.C * geo.KH * geo.KW;
   const P = geo.OH * geo.OW;
-  const col = Tensor.empty([geo.N, K, P]);
+  const col = Tensor.empty(batchInner ? [K, geo.N, P] : [geo.N, K, P]);
   // a lane per 4*G columns; short rows packed R to a workgroup of 64 lanes (see the shader)
   const G = im2colLaneVec4s();
   const runs = Math.ceil(P / (4 * G));
   const rowsPerGroup = Math.max(1, Math.floor(64 / runs));
   getGpu().dispatch({
     // G vec4 stores per lane where every row of col starts 16-byte aligned
-    kernel: kernel(P % 4 === 0 ? 'im2col4' : 'im2col', 2, false, undefined, { G }),
+    kernel: kernel(P % 4 === 0 ? 'im2col4' : 'im2col', 2, false, undefined, { G, BATCH_INNER: Number(batchInner) }),
     buffers: [col.buffer, x.buffer],
     params: params(geo),
     workgroups: [Math.ceil(runs / 64), 1, Math.ceil((geo.N * K) / rowsPerGroup)],
@@ -576,19 +588,19 @@ export function im2col(x: Tensor, geo: Conv2dGeometry, what: string): Tensor {
 }
 
 /** The GEMMs over images n of `geo`'s column matrices, with the convolution's FLOPs for the
- *  profiler: one per image, or with `fold` (dims.N = P = OH*OW) one over N*P columns whose groups
+ *  profiler: one per image (`batch` 1: one GEMM whose operands hold every image), or with `fold` (dims.N = P = OH*OW) one over N*P columns whose groups
  *  of P are B's and C's images (each `stride` apart); the forward's epilogue (bias, eval
  *  batchnorm, residual, ReLU per output channel, a row of the GEMM) in the GEMM's store. */
 function convGemm(
   geo: Conv2dGeometry, pass: string, dims: { M: number; N: number; K: number }, a: StridedMatrices, b: StridedMatrices, c: StridedMatrices,
-  fold: boolean, epilogue?: ConvEpilogue & { bias: Tensor | null },
+  fold: boolean, epilogue?: ConvEpilogue & { bias: Tensor | null }, batch = geo.N,
 ): void {
   const flops = 2 * geo.N * geo.OC * geo.OH * geo.OW * geo.C * geo.KH * geo.KW;
   const { bias = null, affine = null, residual = null, relu = false } = epilogue ?? {};
   // without one, the GEMM shares its pipelines with every other (the epilogue's direction is an override)
   const store = bias || affine || residual || relu ? { along: 'rows' as const, bias, affine, residual, relu } : null;
-  const label = `conv2d.${pass} ${describe(geo)} (im2col GEMM${fold ? ', batch in columns' : ''})`;
-  if (!fold) return gemmStrided('conv2d', label, { ...dims, batch: geo.N }, a, b, c, flops, store);
+  const label = `conv2d.${pass} ${describe(geo)} (im2col GEMM${fold ? ', batch in columns' : batch === 1 && geo.N > 1 ? ', batch in K' : ''})`;
+  if (!fold) return gemmStrided('conv2d', label, { ...dims, batch }, a, b, c, flops, store);
   gemmStrided('conv2d', label, { ...dims, N: geo.N * dims.N, batch: 1, P: dims.N }, a, { ...b, group: b.stride }, { ...c, group: c.stride }, flops, store);
 }
 
@@ -626,14 +638,23 @@ function im2colBackwardInput(dy: Tensor, w: Tensor, geo: Conv2dGeometry): Tensor
   return dx;
 }
 
-/** dw [OC,K] = sum over images of dy[n] [OC,P] col[n]^T [P,K]. */
+/** dw [OC,K] = sum over images of dy[n] [OC,P] col[n]^T [P,K]: one GEMM per image, each adding
+ *  into dw, or where weightGradientFolded one GEMM whose reduction runs over the images and pixels,
+ *  dy: [OC, N*P] (dy transposed) times col: [K, N*P] (im2col's batch-inner layout) transposed. */
 function im2colBackwardWeight(dy: Tensor, x: Tensor, geo: Conv2dGeometry): Tensor {
-  const { OC } = geo;
+  const { N, OC } = geo;
   const K = geo.C * geo.KH * geo.KW;
   const P = geo.OH * geo.OW;
-  const col = im2col(x, geo, `${describe(geo)} (backwardWeight)`);
+  const fold = weightGradientFolded(geo);
+  const col = im2col(x, geo, `${describe(geo)} (backwardWeight${fold ? ', batch inner' : ''})`, fold);
   const dw = Tensor.empty([OC, geo.C, geo.KH, geo.KW]);
-  convGemm(geo, 'backwardWeight', { M: OC, N: K, K: P }, { t: dy, stride: OC * P }, { t: col, stride: K * P, trans: true }, { t: dw, stride: 0 }, false);
+  if (fold) {
+    const dyT = transpose(dy.reshape([N, OC, P]), [1, 0, 2]);
+    convGemm(geo, 'backwardWeight', { M: OC, N: K, K: N * P }, { t: dyT, stride: 0 }, { t: col, stride: 0, trans: true }, { t: dw, stride: 0 }, false, undefined, 1);
+    dyT.release();
+  } else {
+    convGemm(geo, 'backwardWeight', { M: OC, N: K, K: P }, { t: dy, stride: OC * P }, { t: col, stride: K * P, trans: true }, { t: dw, stride: 0 }, false);
+  }
   if (col !== x) col.release();
   return dw;
 }
