@@ -33,7 +33,7 @@ const rounds = Number(values.rounds);
 const calls = Number(values.calls);
 const tilings: (GemmTiling | null)[] = [null, ...(values.tilings ? (JSON.parse(values.tilings) as GemmTiling[]) : GEMM_CANDIDATES)];
 const tilingName = (t: GemmTiling | null) =>
-  t === null ? 'default' : t.kernel === 'gemm' ? `gemm ${t.wgN}x${t.wgM} ${t.blocksM}x${t.blocksN}` : `TM${t.TM} NB${t.NB}`;
+  t === null ? 'default' : t.kernel === 'gemm' ? `gemm ${t.wgN}x${t.wgM} ${t.blocksM}x${t.blocksN}` : `TM${t.TM} NB${t.NB}${t.lanes ? ` L${t.lanes}` : ''}`;
 
 await openGpu();
 const gpu = getGpu();

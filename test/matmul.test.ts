@@ -57,18 +57,19 @@ describe('matmul forward', () => {
         expect(relError(out, matmulRef(a, b, M, N, K, { transA, transB })), `${JSON.stringify(tiling)} ${tag(transA, transB)} ${M}x${N}x${K}`).toBeLessThan(1e-5);
       }
     }
-    }, 300_000); // seven pipelines to compile: the big tiles take LLVM 10-30 s each on a cold shader cache
+    }, 300_000); // eight pipelines to compile: the big tiles take LLVM 10-30 s each on a cold shader cache
 
   it('gemmShared without subgroups (the A tile through workgroup memory) gives the same results', async () => {
     const rng = new Rng(4);
     setGemmSubgroups(false);
     try {
-      for (const [M, N, K] of [[33, 17, 9], [70, 70, 70]]) {
+      // a full subgroup's workgroup, and a narrow one (4 lanes)
+      for (const [tiling, [M, N, K]] of [[{ TM: 8, NB: 2 }, [33, 17, 9]], [{ TM: 8, NB: 2 }, [70, 70, 70]], [{ TM: 16, NB: 1, lanes: 4 }, [33, 17, 9]]] as const) {
         const a = randomArray([M, K], rng);
         const b = randomArray([K, N], rng);
         const bias = randomArray([N], rng);
-        const out = await tidy(() => gemm(toGpu(a, [M, K]), toGpu(b, [K, N]), { bias: toGpu(bias, [N]) }, { kernel: 'gemmShared', TM: 8, NB: 2 }).toArray());
-        expect(relError(out, matmulRef(a, b, M, N, K, { bias })), `${M}x${N}x${K}`).toBeLessThan(1e-5);
+        const out = await tidy(() => gemm(toGpu(a, [M, K]), toGpu(b, [K, N]), { bias: toGpu(bias, [N]) }, { kernel: 'gemmShared', ...tiling }).toArray());
+        expect(relError(out, matmulRef(a, b, M, N, K, { bias })), `${JSON.stringify(tiling)} ${M}x${N}x${K}`).toBeLessThan(1e-5);
       }
     } finally {
       setGemmSubgroups(true);

@@ -50,10 +50,12 @@ export interface GemmEpilogue {
  *  - `gemmShared`: a workgroup is one subgroup of lanes sharing a TM-row tile of A (TM a multiple of
  *    4, up to 32), each lane owning 4 * NB columns (NB 1 or 2); the lanes read the A tile's lines
  *    from each other by subgroup shuffles, or through workgroup memory without the subgroups feature.
+ *    `lanes` (a power of two, at most the subgroup: the default) narrows the workgroup to that many
+ *    lanes, 4 * NB * lanes columns, for GEMMs with fewer columns than a subgroup's tile.
  */
 export type GemmTiling =
   | { kernel: 'gemm'; wgN: number; wgM: number; blocksM: number; blocksN: number }
-  | { kernel: 'gemmShared'; TM: number; NB: number };
+  | { kernel: 'gemmShared'; TM: number; NB: number; lanes?: number };
 
 /**
  * The tilings the tuner times per shape (src/gpu/tuning.ts, `gpunet tune`), every one a correct
@@ -62,6 +64,8 @@ export type GemmTiling =
  * rows per workgroup and 4 or 8 columns per lane (few rows suit GEMMs with few rows, as the fc
  * layer's batch of 16). TM 32 with NB 1 was the fastest on an Intel Xeon's lavapipe (NB 2 no
  * faster there); TM 32 with NB 2 is the fastest on an AMD EPYC's (bench/NOTES.md section 12).
+ * TM 16 with 4 lanes (16 columns a workgroup) is for GEMMs of at most 16 columns, as ResNet18's
+ * layer4 Winograd GEMMs at batch 1 (16 tiles; section 16).
  */
 export const GEMM_CANDIDATES: readonly GemmTiling[] = [
   { kernel: 'gemm', wgN: 8, wgM: 8, blocksM: 2, blocksN: 2 },
@@ -71,6 +75,7 @@ export const GEMM_CANDIDATES: readonly GemmTiling[] = [
   { kernel: 'gemmShared', TM: 16, NB: 2 },
   { kernel: 'gemmShared', TM: 32, NB: 1 },
   { kernel: 'gemmShared', TM: 32, NB: 2 },
+  { kernel: 'gemmShared', TM: 16, NB: 1, lanes: 4 },
 ];
 
 /**
@@ -86,11 +91,14 @@ export const GEMM_CANDIDATES: readonly GemmTiling[] = [
  * the first time it runs. GEMMs of at most 8 rows
  * (a classifier's fc layer at batch 1-8) take TM 8, NB 2, which the tuner chose for all three such
  * shapes of ResNet18 and which took 1.3-1.4x less CPU than TM 16 there (half of whose rows would
- * be past M). On GPUs, a 16x16 workgroup of gemm's 8x8 tiles.
+ * be past M). GEMMs of at most 16 columns take TM 16 with 4 lanes: a subgroup's 8 lanes would
+ * leave half of its 32 columns past N (1.2-1.3x less CPU on layer4's Winograd GEMMs at batch 1,
+ * section 16). On GPUs, a 16x16 workgroup of gemm's 8x8 tiles.
  */
-function defaultTiling(gpu: Gpu, M: number, work: number): GemmTiling {
+function defaultTiling(gpu: Gpu, M: number, N: number, work: number): GemmTiling {
   if (!gpu.isCpu) return GEMM_CANDIDATES[1];
   if (M <= 8) return GEMM_CANDIDATES[2];
+  if (N <= 16) return GEMM_CANDIDATES[7];
   return GEMM_CANDIDATES[M >= 32 && work >= 2 ** 24 ? 5 : 3];
 }
 
@@ -126,14 +134,15 @@ function tuneKey(M: number, N: number, K: number, batch: number, transA: boolean
  *  (gpunet tune), else the default. */
 export function gemmTiling(gpu: Gpu, shape: { M: number; N: number; K: number; batch?: number; transA?: boolean; transB?: boolean; P?: number }): GemmTiling {
   const tuned = tuneCache(gpu).lookup('gemm', tuneKey(shape.M, shape.N, shape.K, shape.batch ?? 1, shape.transA ?? false, shape.transB ?? false, shape.P));
-  return tuned ? (tuned as GemmTiling) : defaultTiling(gpu, shape.M, shape.M * shape.N * shape.K * (shape.batch ?? 1));
+  return tuned ? (tuned as GemmTiling) : defaultTiling(gpu, shape.M, shape.N, shape.M * shape.N * shape.K * (shape.batch ?? 1));
 }
 
 function checkTiling(t: GemmTiling, op: string): void {
   const ok =
     t.kernel === 'gemm'
       ? [t.blocksM, t.blocksN].every((n) => n === 1 || n === 2) && [t.wgN, t.wgM].every((n) => Number.isInteger(n) && n >= 1)
-      : t.kernel === 'gemmShared' && Number.isInteger(t.TM) && t.TM >= 4 && t.TM <= 32 && t.TM % 4 === 0 && (t.NB === 1 || t.NB === 2);
+      : t.kernel === 'gemmShared' && Number.isInteger(t.TM) && t.TM >= 4 && t.TM <= 32 && t.TM % 4 === 0 && (t.NB === 1 || t.NB === 2) &&
+        (t.lanes === undefined || [1, 2, 4, 8, 16, 32, 64].includes(t.lanes));
   if (!ok) throw new OpError(op, `tiling ${JSON.stringify(t)}: gemm takes blocksM and blocksN of 1 or 2, gemmShared TM a multiple of 4 up to 32 and NB 1 or 2`);
 }
 
@@ -330,7 +339,9 @@ function gemmKernel(g: GemmLaunch, t: GemmTiling, gpu: Gpu, vec4: { a: boolean; 
       workgroups: [Math.ceil(size[DIM_N] / (4 * t.blocksN * t.wgN)), Math.ceil(size[DIM_M] / (4 * t.blocksM * t.wgM)), size[DIM_BATCH]],
     };
   }
-  const { subgroups, SG } = sharing(gpu);
+  const shared = sharing(gpu);
+  const { subgroups } = shared;
+  const SG = Math.min(t.lanes ?? shared.SG, shared.SG);
   return {
     kernel: { shader: 'matmul', entry: 'gemmShared', bindings, constants: { ...trans, SG }, defines: { ...operands, ...sharingDefines(subgroups, { TM: t.TM, NB: t.NB, SG }) } },
     workgroups: [Math.ceil(size[DIM_N] / (4 * t.NB * SG)), Math.ceil(size[DIM_M] / t.TM), size[DIM_BATCH]],
@@ -425,7 +436,7 @@ function tuneTask(g: GemmLaunch): TuneTask {
     family: 'gemm',
     key: tuneKey(g.M, g.N, g.K, g.batch, g.transA, g.transB, g.P),
     candidates: GEMM_CANDIDATES,
-    defaultConfig: defaultTiling(getGpu(), g.M, g.M * g.N * g.K * g.batch),
+    defaultConfig: defaultTiling(getGpu(), g.M, g.N, g.M * g.N * g.K * g.batch),
     setup: () => {
       const sizes = [g.M, g.N, g.K, g.batch];
       const fresh = (m: Stored): Stored => {
