@@ -13,7 +13,7 @@
 import Benchmark from 'benchmark';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { getGpu, initGpu, measureCeilings, threadCpuMs, type Ceilings, type Gpu } from '../src/gpu/index.ts';
+import { getGpu, initGpu, measureCeilings, workerCpuMs, type Ceilings, type Gpu } from '../src/gpu/index.ts';
 import { gemm } from '../src/ops/matmul.ts';
 import { relError, Rng, Tensor, tidy, type Shape } from '../src/tensor/index.ts';
 import { median } from '../src/train/benchmark.ts';
@@ -398,12 +398,10 @@ export async function workerCpuPerCall(run: () => Tensor, rounds: number, calls:
   await gpu.sync();
   const samples: number[] = [];
   for (let r = 0; r < rounds; r++) {
-    const main0 = threadCpuMs();
-    const cpu0 = process.cpuUsage();
+    const cpu0 = workerCpuMs().ms;
     for (let i = 0; i < calls; i++) run().release();
     await gpu.sync();
-    const cpu = process.cpuUsage(cpu0);
-    samples.push(((cpu.user + cpu.system) / 1e3 - (threadCpuMs() - main0)) / calls);
+    samples.push((workerCpuMs().ms - cpu0) / calls);
   }
   return median(samples);
 }

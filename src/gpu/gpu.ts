@@ -70,6 +70,8 @@ export class Gpu {
   private dry = false;
   /** dispatches recorded since creation, for tests and stats */
   dispatchCount = 0;
+  /** workgroups of those dispatches (the tuner: a launch of fewer than a CPU's worker threads leaves some idle) */
+  workgroupCount = 0;
   /** command buffers submitted since creation */
   submitCount = 0;
   /** for every buffer written since its creation, the serial number of its last write (writeVersion) */
@@ -158,6 +160,7 @@ export class Gpu {
     }
     for (const [i, access] of kernel.spec.bindings.entries()) if (access === 'write') this.wrote(ranges[i].buffer);
     this.dispatchCount++;
+    this.workgroupCount += x * y * z;
     this.lastLabels.push(label);
     if (this.lastLabels.length > 8) this.lastLabels.shift();
   }

@@ -4,6 +4,6 @@ export { AdapterSelectError, isCpuAdapter, listAdapters, NoAdapterError, webgpuI
 export { type Access, type Kernel, type KernelSpec, packParams, paramFields, type ParamField, type ParamType, shaderSource, SHADER_DIR } from './kernels.ts';
 export { BufferPool, sizeClass, type PoolStats } from './pool.ts';
 export { type DispatchInfo, type DispatchWork, type ProfileEvent } from './profiler.ts';
-export { quietly, threadCpuMs } from './wait.ts';
+export { quietly, threadCpuMs, workerCpuMs } from './wait.ts';
 export { measureCeilings, type Ceilings } from './ceilings.ts';
-export { tuneCache, TuneCache, type TuneChoice, type TuneConfig, type TuneTask } from './tuning.ts';
+export { chooseFastest, timestampTimer, tuneCache, TuneCache, workerCpuTimer, type TuneChoice, type TuneConfig, type TuneTask, type TuneTimer } from './tuning.ts';

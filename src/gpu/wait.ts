@@ -9,6 +9,7 @@
 // for a ResNet18 inference went from ~280 ms to ~15 ms per step, and the step's wall time halved.
 
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 
 const SLEEP_MS = 0.5;
 const cell = new Int32Array(new SharedArrayBuffer(4));
@@ -54,4 +55,14 @@ export function threadCpuMs(): number {
   } catch {
     return NaN;
   }
+}
+
+/** CPU time of the process's other threads so far, ms: on a CPU adapter, its worker threads (lavapipe
+ *  runs a dispatch's workgroups on a pool of one thread per core, LP_NUM_THREADS, besides a few
+ *  ms of Dawn's and V8's), and how many workers there are. NaN without Linux's schedstat. What
+ *  a CPU adapter's kernels cost, which load barely distorts (a preempted thread's wait is not
+ *  counted, as a timestamp counts it). */
+export function workerCpuMs(): { ms: number; threads: number } {
+  const cpu = process.cpuUsage();
+  return { ms: (cpu.user + cpu.system) / 1e3 - threadCpuMs(), threads: Number(process.env.LP_NUM_THREADS) || availableParallelism() };
 }
