@@ -91,14 +91,15 @@ export const GEMM_CANDIDATES: readonly GemmTiling[] = [
  * the first time it runs. GEMMs of at most 8 rows
  * (a classifier's fc layer at batch 1-8) take TM 8, NB 2, which the tuner chose for all three such
  * shapes of ResNet18 and which took 1.3-1.4x less CPU than TM 16 there (half of whose rows would
- * be past M). GEMMs of at most 16 columns take TM 16 with 4 lanes: a subgroup's 8 lanes would
- * leave half of its 32 columns past N (1.2-1.3x less CPU on layer4's Winograd GEMMs at batch 1,
- * section 16). On GPUs, a 16x16 workgroup of gemm's 8x8 tiles.
+ * be past M). GEMMs of at most 16 columns and at least 512 rows take TM 16 with 4 lanes: a
+ * subgroup's 8 lanes would leave half of its 32 columns past N (1.2-1.3x less CPU on layer4's
+ * Winograd GEMMs at batch 1, [512,16,512] x16); with 128-256 rows it tied or lost by 3-10%
+ * (section 16). On GPUs, a 16x16 workgroup of gemm's 8x8 tiles.
  */
 function defaultTiling(gpu: Gpu, M: number, N: number, work: number): GemmTiling {
   if (!gpu.isCpu) return GEMM_CANDIDATES[1];
   if (M <= 8) return GEMM_CANDIDATES[2];
-  if (N <= 16) return GEMM_CANDIDATES[7];
+  if (N <= 16 && M >= 512) return GEMM_CANDIDATES[7];
   return GEMM_CANDIDATES[M >= 32 && work >= 2 ** 24 ? 5 : 3];
 }
 
