@@ -47,7 +47,7 @@ describe('training end to end', () => {
     model.release();
   });
 
-  it('options.steps runs the first steps of an array of batches, and refuses more than it holds', async () => {
+  it('options.steps runs at most the first steps of an array of batches', async () => {
     const rng = new Rng(3);
     const size = 8;
     const data = syntheticImages(12, size, rng);
@@ -57,7 +57,7 @@ describe('training end to end', () => {
     const result = await trainEpoch(model, opt, three, [3, size, size], { steps: 2 });
     expect(result.steps).toBe(2);
     expect(result.losses).toHaveLength(2);
-    await expect(trainEpoch(model, opt, three, [3, size, size], { steps: 4 })).rejects.toThrow('options.steps is 4 but the array holds 3 batches');
+    expect((await trainEpoch(model, opt, three, [3, size, size], { steps: 4 })).steps).toBe(3);
     model.release();
   });
 });

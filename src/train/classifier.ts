@@ -34,7 +34,7 @@ export function batches(images: Float32Array, labels: readonly number[], batchSi
 
 export interface TrainEpochOptions {
   /** batches to run: required for an async source (which must yield exactly that many); for an
-   *  array, its first `steps` batches (all of them when omitted) */
+   *  array, at most its first `steps` batches (a shorter array runs whole) */
   steps?: number;
   /** called before step `step` (0-based) is recorded: set the learning rate here */
   beforeStep?: (step: number) => void;
@@ -70,10 +70,7 @@ export async function trainEpoch(
   options: TrainEpochOptions | ((step: number) => void) = {},
 ): Promise<EpochResult> {
   const o: TrainEpochOptions = typeof options === 'function' ? { onStep: options } : options;
-  if (Array.isArray(data) && o.steps !== undefined) {
-    if (o.steps > data.length) throw new Error(`trainEpoch: options.steps is ${o.steps} but the array holds ${data.length} batches`);
-    data = data.slice(0, o.steps);
-  }
+  if (Array.isArray(data) && o.steps !== undefined) data = data.slice(0, o.steps);
   const total = Array.isArray(data) ? data.length : o.steps;
   if (total === undefined) throw new Error('trainEpoch: an async batch source needs options.steps');
   if (!o.keepMode) model.train();
