@@ -16,13 +16,15 @@ interface Instr {
 const [file, names] = process.argv.slice(2);
 if (!file) throw new Error('usage: npx tsx bench/asm-count.ts <GALLIVM_DEBUG=asm dump> [name,name,...]');
 
-// each shader's code is the function `cs_co_variant:` (lavapipe's compute coroutine), up to its
-// `.resume` / `.destroy` stubs
-const shaders: Instr[][] = [];
+// each shader's code is the function `cs_co_variant:` (lavapipe's compute coroutine) and its
+// `.resume` part (LLVM's coroutine split puts the code after a barrier there), each a list of
+// segments whose offsets restart; `.destroy` is a stub
+const shaders: Instr[][][] = [];
 let current: Instr[] | null = null;
 for (const line of readFileSync(file, 'utf8').split('\n')) {
-  if (line === 'cs_co_variant:') shaders.push((current = []));
-  else if (line.startsWith('cs_co_variant.')) current = null;
+  if (line === 'cs_co_variant:') shaders.push([(current = [])]);
+  else if (line === 'cs_co_variant.resume:') shaders[shaders.length - 1]?.push((current = []));
+  else if (/^\S/.test(line)) current = null;
   else if (current) {
     const m = /^\s*([0-9a-f]+):\t(\S+)\s*(.*)$/.exec(line);
     if (m) current.push({ offset: parseInt(m[1], 16), op: m[2], args: m[3] });
@@ -43,8 +45,9 @@ function mainLoop(code: Instr[]): Instr[] {
 const count = (code: Instr[], test: (x: Instr) => boolean) => code.filter(test).length;
 const labels = names?.split(',') ?? [];
 console.log('shader               total   loop  branches  cmp  scalar loads  stack vector ops  ymm16-31  k-mask  mul+add  fma  gathers  loop bytes');
-shaders.forEach((code, i) => {
-  const loop = mainLoop(code);
+shaders.forEach((segments, i) => {
+  const code = segments.flat();
+  const loop = segments.map(mainLoop).reduce((a, b) => (b.length > a.length ? b : a), []);
   const bytes = loop.length ? loop[loop.length - 1].offset - loop[0].offset : 0;
   const cells = [
     code.length,

@@ -12,6 +12,9 @@
 //   6  addresses from the Params uniform only, written out: src[p.pad + j]
 //   7  per lane from a uniform buffer (64 KiB, var<uniform> array<vec4f, 4096>), in a loop
 //   8  subgroup-uniform from that uniform buffer, in a loop
+//   9  per lane from workgroup memory (a 64-vec4 tile each workgroup fills once, 8 stores a lane), in a loop
+//  10  per lane, scalar f32 loads (the same buffer as array<f32>), in a loop: 4x the instructions of 1
+//      for the same bytes, so its ns compare per load instruction, its GB/s per byte
 // GB/s counts the bytes delivered to lanes (8 x 16 per load instruction) and, for the uniform
 // versions, the distinct bytes read (16 per instruction).
 //   npx tsx bench/uniform-loads.ts [--rounds N]
@@ -36,6 +39,7 @@ struct Params { loads: u32, pad: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> out: array<vec4f>;  // out: [workgroups * 8] (each lane's sum)
 @group(0) @binding(2) var<storage, read> src: array<vec4f>;        // src: [workgroups * 8 * LOADS]
+@group(0) @binding(3) var<storage, read> src32: array<f32>;        // src32: src as floats
 
 // 1: per lane, in a loop
 @compute @workgroup_size(${LANES})
@@ -71,6 +75,26 @@ fn perLaneUnrolled(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_
   let base = wid.x * ${LOADS * LANES}u + lid;
   var s = vec4f(0.0);
 ${unrolled((j) => `base + ${j * LANES}u`)}
+  out[wid.x * ${LANES}u + lid] = s;
+}
+
+// 9: per lane from workgroup memory: tile[i] = (i, workgroup, 1, 2), lane l reads (8k + l) % 64
+var<workgroup> tile: array<vec4f, 64>;
+@compute @workgroup_size(${LANES})
+fn sharedPerLane(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  for (var j = 0u; j < 8u; j++) { let i = j * ${LANES}u + lid; tile[i] = vec4f(f32(i), f32(wid.x), 1.0, 2.0); }
+  workgroupBarrier();
+  var s = vec4f(0.0);
+  for (var k = 0u; k < p.loads; k++) { s += tile[(k * ${LANES}u + lid) % 64u]; }
+  out[wid.x * ${LANES}u + lid] = s;
+}
+
+// 10: per lane, scalar loads (4 per vec4 of version 1; the same bytes)
+@compute @workgroup_size(${LANES})
+fn perLaneScalar(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let base = wid.x * p.loads * ${LANES}u + lid;
+  var s = vec4f(0.0);
+  for (var k = 0u; k < p.loads * 4u; k++) { s.x += src32[base + k * ${LANES}u]; }
   out[wid.x * ${LANES}u + lid] = s;
 }
 
@@ -122,6 +146,8 @@ const versions = [
   { n: 6, entry: 'paramsUnrolled', uniform: true, constant: true },
   { n: 7, entry: 'uboPerLane', uniform: false, ubo: true },
   { n: 8, entry: 'uboUniformLoop', uniform: true, ubo: true },
+  { n: 9, entry: 'sharedPerLane', uniform: false, shared: true },
+  { n: 10, entry: 'perLaneScalar', uniform: false, scalar: true },
 ];
 
 const gpu = await openGpu();
@@ -154,26 +180,37 @@ const launchUbo = (entry: string) => {
 
 const launch = (entry: string) =>
   uboPipelines.has(entry) ? launchUbo(entry) : gpu.dispatch({
-    kernel: { shader: 'uniform-loads', source, entry, bindings: ['write', 'read'] },
-    buffers: [out, src],
+    kernel: { shader: 'uniform-loads', source, entry, bindings: ['write', 'read', 'read'] },
+    buffers: [out, src, src],
     params: { loads: LOADS, pad: 0 },
     workgroups: [WORKGROUPS],
     label: `uniform-loads.${entry}`,
   });
 
 // validate: each lane's sum against float64
+type Version = (typeof versions)[number];
+function expected(v: Version, w: number, l: number, c: number): number {
+  let ref = 0;
+  if ('shared' in v) {
+    for (let k = 0; k < LOADS; k++) ref += [(k * LANES + l) % 64, w, 1, 2][c];
+  } else if ('scalar' in v) {
+    for (let k = 0; c === 0 && k < LOADS * 4; k++) ref += values32[w * LOADS * LANES + l + k * LANES];
+  } else {
+    for (let k = 0; k < LOADS; k++) {
+      let i = (('constant' in v ? 0 : w) * LOADS + k) * LANES + (v.uniform ? 0 : l);
+      if ('ubo' in v) i %= UBO_VEC4;
+      ref += values32[i * 4 + c];
+    }
+  }
+  return ref;
+}
 for (const v of versions) {
   launch(v.entry);
   const got = new Float32Array(await gpu.read(out, 0, WORKGROUPS * LANES * 16));
   for (const w of [0, 1, WORKGROUPS - 1]) {
     for (let l = 0; l < LANES; l++) {
       for (let c = 0; c < 4; c++) {
-        let ref = 0;
-        for (let k = 0; k < LOADS; k++) {
-          let i = ((v.constant ? 0 : w) * LOADS + k) * LANES + (v.uniform ? 0 : l);
-          if (v.ubo) i %= UBO_VEC4;
-          ref += values32[i * 4 + c];
-        }
+        const ref = expected(v, w, l, c);
         const g = got[(w * LANES + l) * 4 + c];
         if (Math.abs(g - ref) > 1e-4 * (1 + Math.abs(ref))) throw new Error(`version ${v.n} (${v.entry}): workgroup ${w} lane ${l}: ${g} against ${ref}`);
       }
@@ -197,13 +234,14 @@ for (let r = 0; r < ROUNDS; r++) {
     cpu[versions.indexOf(v)].push((workerCpuMs().ms - c0) / 2);
   }
 }
-const instructions = WORKGROUPS * LOADS; // subgroup load instructions a launch
 console.log('version                 worker CPU ms   ns per subgroup load   lane GB per CPU-s   distinct GB per CPU-s');
 for (let i = 0; i < versions.length; i++) {
   const v = versions[i];
   const ms = median(cpu[i]);
-  const lane = (instructions * LANES * 16) / (ms / 1e3) / 1e9;
-  const distinct = v.uniform ? (instructions * 16) / (ms / 1e3) / 1e9 : lane;
+  const width = 'scalar' in v ? 4 : 16; // bytes a lane receives per load
+  const instructions = WORKGROUPS * LOADS * (16 / width); // subgroup load instructions a launch
+  const lane = (instructions * LANES * width) / (ms / 1e3) / 1e9;
+  const distinct = v.uniform ? (instructions * width) / (ms / 1e3) / 1e9 : lane;
   console.log(`${`${v.n} ${v.entry}`.padEnd(22)}  ${ms.toFixed(1).padStart(13)}  ${((ms * 1e6) / instructions).toFixed(2).padStart(21)}  ${lane.toFixed(2).padStart(18)}  ${distinct.toFixed(2).padStart(22)}`);
 }
 console.log(`load average now ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);
