@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { getGpu } from '../src/gpu/index.ts';
 import { batchNorm2d } from '../src/ops/batchnorm.ts';
 import { OpError, Rng, Tensor, tidy } from '../src/tensor/index.ts';
-import { numericGrads, randomArray, relError, toGpu, useGpu } from './helpers.ts';
+import { dispatchesOf, numericGrads, randomArray, relError, toGpu, useGpu, withGpuLayouts } from './helpers.ts';
 import { batchNorm2dRef, type BatchNormRefOptions } from '../src/reference/batchnorm.ts';
 import { torchRun, type TorchCase } from './torch.ts';
 
@@ -135,6 +135,8 @@ describe('batchNorm2d backward vs finite differences', () => {
     ['training, no affine', [2, 3, 5, 7], true, false],
     ['eval, batch 1, 7x5', [1, 3, 7, 5], false, true],
     ['eval, no affine, vec4 path', [2, 3, 2, 4], false, false],
+    ['training, vec4 path over slices (not a small map)', [2, 3, 24, 24], true, true],
+    ['eval, vec4 path over slices (not a small map)', [2, 3, 24, 24], false, true],
   ];
   for (const [name, shape, training, affine] of cases) {
     it(`${name} ${JSON.stringify(shape)}`, async () => {
@@ -177,9 +179,95 @@ describe('batchNorm2d backward vs finite differences', () => {
   });
 });
 
+// Small maps (a channel's N*H*W values up to 1024, C*H*W a multiple of 4) take one kernel per
+// pass: one workgroup per group of channels whose planes together are whole vec4s (four 7x7 planes;
+// on a CPU adapter as many as a workgroup's 64 lanes cover at one image: 4 of 7x7, 16 of 4x4, 3
+// of 2x2 at C 3), its lanes walking images nGroups at a time. GPU layouts: one unit of channels per
+// workgroup (4 of 7x7, 1 of 4x4: 16 images at once). The shapes below cover 7x7 and 4x4 maps, a
+// last group of fewer channels ([2,20,4,4]: 16 + 4 on a CPU), N = 1, images that do not divide
+// among the lanes ([40,3,2,2]: 21 at once on a CPU, [20,2,4,4]: 16 on a GPU), more channels than
+// a workgroup's lanes ([4,72,1,1]: 64 + 8 on a CPU) and a large mean.
+describe('batchNorm2d on small maps (one kernel per pass)', () => {
+  const shapes: [number[], number][] = [
+    [[2, 8, 7, 7], 0],
+    [[1, 12, 7, 7], 0],
+    [[3, 8, 7, 7], 100],
+    [[2, 20, 4, 4], 0],
+    [[1, 8, 4, 4], 0],
+    [[20, 2, 4, 4], 0],
+    [[40, 3, 2, 2], 0],
+    [[4, 72, 1, 1], 0],
+  ];
+  const layouts: [string, <T>(fn: () => Promise<T>) => Promise<T>][] = [
+    ['', (fn) => fn()],
+    [', GPU layouts', withGpuLayouts],
+  ];
+  for (const [where, within] of layouts) {
+    for (const [shape, offset] of shapes) {
+      it(`forward, training and eval${where}: ${JSON.stringify(shape)}${offset ? ` mean ${offset}` : ''}, one dispatch each`, async () => {
+        const c = bnCase(shape, 3 * shape[1] + shape[0] + offset, offset);
+        const rm = c.runningMean.slice();
+        const rv = c.runningVar.slice();
+        const y = batchNorm2dRef(c.x, shape, c.gamma, c.beta, rm, rv, { training: true, ...OPTS });
+        const train = await within(() => dispatchesOf('batchnorm', () => runBn(c, true, true)));
+        expect(train.dispatches).toBe(1);
+        expect(relError(train.result.y, y)).toBeLessThan(1e-4);
+        expect(relError(train.result.runningMean, rm)).toBeLessThan(1e-5);
+        expect(relError(train.result.runningVar, rv)).toBeLessThan(1e-4);
+        const evalY = batchNorm2dRef(c.x, shape, c.gamma, c.beta, c.runningMean.slice(), c.runningVar.slice(), { training: false, ...OPTS });
+        const evaluated = await within(() => runBn(c, false, true));
+        expect(relError(evaluated.y, evalY)).toBeLessThan(1e-5);
+        expect(relError(evaluated.runningMean, c.runningMean)).toBe(0);
+        expect(relError(evaluated.runningVar, c.runningVar)).toBe(0);
+      });
+    }
+  }
+
+  const backwardCases: [number[], boolean, boolean][] = [
+    [[2, 8, 7, 7], true, true],
+    [[1, 12, 7, 7], true, false],
+    [[2, 20, 4, 4], true, true],
+    [[20, 2, 4, 4], true, true],
+    [[40, 3, 2, 2], true, true],
+    [[2, 8, 7, 7], false, true],
+    [[1, 8, 4, 4], false, false],
+  ];
+  for (const [where, within] of layouts) {
+    for (const [shape, training, affine] of backwardCases) {
+      it(`backward vs finite differences${where}: ${training ? 'training' : 'eval'}, ${affine ? 'affine' : 'no affine'} ${JSON.stringify(shape)}`, async () => {
+        const c = bnCase(shape, 13 * shape[1] + shape[0]);
+        const needs = [true, affine, affine];
+        const run = await within(() => dispatchesOf('batchnorm', () => runBn(c, training, affine, needs)));
+        expect(run.dispatches).toBe(2); // forward, backward
+        const which = affine ? [0, 1, 2] : [0];
+        const numeric = numericGrads(refForward(c, training, affine), [c.x.slice(), c.gamma.slice(), c.beta.slice()], c.dy, which);
+        which.forEach((k, i) => expect(relError(run.result.grads[k]!, numeric[i]), `grad ${k}`).toBeLessThan(1e-4));
+      });
+    }
+  }
+
+  it('only the gradients asked for: dgamma and dbeta without dx, dx alone', async () => {
+    const c = bnCase([2, 8, 7, 7], 23);
+    const got = await runBn(c, true, true, [false, true, true]);
+    expect(got.grads[0]).toBeNull();
+    const numeric = numericGrads(refForward(c, true, true), [c.x.slice(), c.gamma.slice(), c.beta.slice()], c.dy, [0, 1, 2]);
+    expect(relError(got.grads[1]!, numeric[1])).toBeLessThan(1e-4);
+    expect(relError(got.grads[2]!, numeric[2])).toBeLessThan(1e-4);
+    for (const training of [true, false]) {
+      const frozen = await runBn(c, training, true, [true, false, false]);
+      expect(frozen.grads[1]).toBeNull();
+      expect(frozen.grads[2]).toBeNull();
+      const [dx] = numericGrads(refForward(c, training, true), [c.x.slice(), c.gamma.slice(), c.beta.slice()], c.dy, [0]);
+      expect(relError(frozen.grads[0]!, dx)).toBeLessThan(1e-4);
+    }
+  });
+});
+
 describe('batchNorm2d matches PyTorch', () => {
-  it('training, eval, no affine, running stats over several calls', async () => {
+  it('training, eval, no affine, running stats over several calls, small maps', async () => {
     const train = bnCase([2, 3, 7, 5], 31);
+    const small = bnCase([4, 8, 7, 7], 35); // one kernel per pass
+    const smallEval = bnCase([2, 20, 4, 4], 36);
     const evalCase = bnCase([1, 7, 5, 3], 32);
     const plain = bnCase([2, 7, 4, 4], 33);
     const rng = new Rng(34);
@@ -203,6 +291,8 @@ describe('batchNorm2d matches PyTorch', () => {
         expr: call('x2', true, true),
         outputs: ['rm', 'rv'],
       },
+      { inputs: inputs(small, true), expr: call('x', true, true), dy: small.dy, outputs: ['rm', 'rv'] },
+      { inputs: inputs(smallEval, true), expr: call('x', true, false), dy: smallEval.dy },
     ];
     const ref = await torchRun(cases);
     const runs = [
@@ -210,6 +300,8 @@ describe('batchNorm2d matches PyTorch', () => {
       await runBn(evalCase, false, true, [true, true, true]),
       await runBn(plain, true, false, [true, false, false]),
       await runBn(train, true, true, [false, false, false], xs),
+      await runBn(small, true, true, [true, true, true]),
+      await runBn(smallEval, false, true, [true, true, true]),
     ];
     runs.forEach((got, i) => {
       const r = ref[i];
@@ -225,6 +317,8 @@ describe('batchNorm2d matches PyTorch', () => {
     // every gradient torch computed was checked
     expect(Object.keys(ref[0].grads!)).toEqual(['x', 'w', 'b']);
     expect(Object.keys(ref[2].grads!)).toEqual(['x']);
+    expect(Object.keys(ref[4].grads!)).toEqual(['x', 'w', 'b']);
+    expect(Object.keys(ref[5].grads!)).toEqual(['x', 'w', 'b']);
   });
 });
 

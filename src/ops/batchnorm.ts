@@ -3,7 +3,8 @@
 // the batch's (unbiased variance) in place; eval normalizes with the running stats. The math and
 // the kernels are described in shaders/batchnorm.wgsl: per-channel reductions (a grid of slices per
 // channel, then a per-channel merge) and one per-element affine kernel with per-channel
-// coefficients, used for y and for dx alike.
+// coefficients, used for y and for dx alike; on small maps (layer3-4's 7x7 and 4x4) each pass is
+// one kernel instead, a workgroup per group of channels.
 // Read first: the plain float64 loops in src/reference/batchnorm.ts; the kernels are in shaders/batchnorm.wgsl.
 import { getGpu, grid, type KernelSpec } from '../gpu/index.ts';
 import { batchNorm2dRef } from '../reference/batchnorm.ts';
@@ -29,6 +30,9 @@ interface BatchNormFlags {
 }
 
 const NO_FLAGS: BatchNormFlags = { training: false, hasGamma: false, hasBeta: false, writeDGamma: false, writeDBeta: false, twoInputs: false };
+
+/** The small-map kernels' Params fields, unused by the others. */
+const NO_SMALL = { N: 0, hw: 0, group: 0, run: 0, imageVecs: 0, nGroups: 0, needDx: false };
 
 /** floats each reduction invocation runs over before writing its 16-byte partial result */
 const FLOATS_PER_LANE = 64;
@@ -66,9 +70,47 @@ function layout(shape: readonly number[], eps: number, momentum: number) {
   });
   const params = (flags: Partial<BatchNormFlags>, withSlices = slices, size = wg) => {
     const stepN = Math.floor(size / planeVecs);
-    return { params: { C, planeVecs, items, span, slices: withSlices, total, stepN, stepK: size % planeVecs, stepC: stepN % C, ...NO_FLAGS, ...flags, eps, momentum } };
+    return { params: { C, planeVecs, items, span, slices: withSlices, total, stepN, stepK: size % planeVecs, stepC: stepN % C, ...NO_FLAGS, ...flags, eps, momentum, ...NO_SMALL } };
   };
   return { slices, partials: [C, slices, wg, 4], spec, params, channelGroups: grid(C, 1), affineGroups: grid(total, AFFINE_WG * AFFINE_PER) };
+}
+
+/** A channel's values (N*H*W) up to which a pass is one kernel (small_forward, small_backward). */
+const SMALL_MAX_VALUES = 1024;
+/** lanes of a small-map workgroup */
+const SMALL_WG = 64;
+
+const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
+
+/** The small-map path's layout, or null where x takes the three-kernel path: channels per
+ *  workgroup (a group's planes at one image are whole vec4s together: four 7x7 planes make 49),
+ *  each group's run at one image no longer than a workgroup, and the images its lanes walk at once.
+ *  On a CPU adapter a workgroup takes as many channels as its lanes cover (few workgroups, each
+ *  looping over the images: its launch and barriers are what cost); on a GPU the fewest, for many
+ *  workgroups. */
+function smallLayout(shape: readonly number[], eps: number, momentum: number) {
+  const [N, C, H, W] = shape;
+  const hw = H * W;
+  if ((C * hw) % 4 !== 0 || N * hw > SMALL_MAX_VALUES) return null;
+  const unit = 4 / gcd(hw, 4); // channels whose planes together are whole vec4s
+  const unitRun = (unit * hw) / 4;
+  if (unitRun > SMALL_WG) return null;
+  // a workgroup's lanes fold its channels' sums (one lane each)
+  const units = getGpu().isCpu ? Math.min(Math.floor(SMALL_WG / unitRun), Math.floor(SMALL_WG / unit), Math.ceil(C / unit)) : 1;
+  const group = unit * units;
+  const run = (group * hw) / 4;
+  const nGroups = Math.min(N, Math.floor(SMALL_WG / run));
+  const workgroups = grid(Math.ceil(C / group), 1);
+  const spec = (entry: string, bindings: KernelSpec['bindings']): KernelSpec => ({
+    shader: 'batchnorm', entry, bindings, defines: { T: 'vec4<f32>', W: '4' }, constants: { WG: SMALL_WG, PER: AFFINE_PER },
+  });
+  const params = (flags: Partial<BatchNormFlags> & { needDx?: boolean }) => ({
+    params: {
+      C, planeVecs: 0, items: 0, span: 0, slices: 0, total: 0, stepN: 0, stepK: 0, stepC: 0, ...NO_FLAGS, eps, momentum,
+      ...NO_SMALL, N, hw, group, run, imageVecs: (C * hw) / 4, nGroups, ...flags,
+    },
+  });
+  return { spec, params, workgroups };
 }
 
 /** stats_finalize: saved (mean, invstd) and coef (the channel_affine coefficients of y) from the
@@ -102,6 +144,106 @@ export function batchNormEvalCoefficients(weight: Tensor | null, bias: Tensor | 
   return coef;
 }
 
+/** The training or eval forward on small maps: one kernel (statistics and y). */
+function smallForward(
+  small: NonNullable<ReturnType<typeof smallLayout>>, flags: Partial<BatchNormFlags>, x: Tensor, weight: Tensor | null, bias: Tensor | null,
+  runningMean: Tensor, runningVar: Tensor, saved: Tensor, label: string,
+): Tensor {
+  const out = Tensor.empty(x.shape);
+  getGpu().dispatch({
+    kernel: small.spec('small_forward', ['write', 'write', 'write', 'write', 'read', 'read', 'read']),
+    buffers: [out.buffer, saved.buffer, runningMean.buffer, runningVar.buffer, x.buffer, (weight ?? x).buffer, (bias ?? x).buffer],
+    ...small.params(flags),
+    workgroups: small.workgroups,
+    label: `${label}.forward`,
+    work: { bytes: (flags.training ? 12 : 8) * x.size },
+  });
+  return out;
+}
+
+/** The forward on large maps: the statistics' partials over a grid of slices per channel (when
+ *  training), their per-channel merge (or the running stats) into y's coefficients, then y. */
+function forward(
+  geo: ReturnType<typeof layout>, flags: Partial<BatchNormFlags>, x: Tensor, weight: Tensor | null, bias: Tensor | null,
+  runningMean: Tensor, runningVar: Tensor, saved: Tensor, label: string,
+): Tensor {
+  const gpu = getGpu();
+  const [, C] = x.shape;
+  const coef = Tensor.empty([C, 4], 'batchnorm coefficients');
+  // unused read-only bindings are given x, never read
+  let partials: Tensor | null = null;
+  if (flags.training) {
+    partials = Tensor.empty(geo.partials, 'batchnorm partial moments');
+    gpu.dispatch({
+      kernel: geo.spec('stats_partial', ['write', 'read']),
+      buffers: [partials.buffer, x.buffer],
+      ...geo.params(flags),
+      workgroups: [geo.slices, C],
+      label: `${label}.stats`,
+      work: { bytes: 4 * x.size },
+    });
+  }
+  finalize(geo, flags, [saved, coef, runningMean, runningVar], partials, weight, bias, x, label);
+  partials?.release();
+  const out = Tensor.empty(x.shape);
+  gpu.dispatch({
+    kernel: geo.spec('channel_affine', ['write', 'read', 'read', 'read'], AFFINE_WG),
+    buffers: [out.buffer, coef.buffer, x.buffer, x.buffer],
+    ...geo.params(flags, geo.slices, AFFINE_WG),
+    workgroups: geo.affineGroups,
+    label: `${label}.normalize`,
+    work: { bytes: 8 * x.size },
+  });
+  coef.release();
+  return out;
+}
+
+/** The backward on large maps: the sums of dy and dy*xhat over a grid of slices (when training or
+ *  when dgamma or dbeta is wanted), their per-channel merge into dgamma, dbeta and dx's
+ *  coefficients, then dx (when wanted). */
+function backward(
+  geo: ReturnType<typeof layout>, flags: Partial<BatchNormFlags>, dy: Tensor, x: Tensor, weight: Tensor | null, saved: Tensor,
+  dx: Tensor | null, dgammaOut: Tensor, dbetaOut: Tensor, label: string,
+): void {
+  const gpu = getGpu();
+  const [, C] = x.shape;
+  const training = flags.training ?? false;
+  const reduce = flags.writeDGamma || flags.writeDBeta || (dx !== null && training);
+  let gradPartials: Tensor | null = null;
+  if (reduce) {
+    gradPartials = Tensor.empty(geo.partials, 'batchnorm partial sums');
+    gpu.dispatch({
+      kernel: geo.spec('grad_partial', ['write', 'read', 'read', 'read']),
+      buffers: [gradPartials.buffer, dy.buffer, x.buffer, saved.buffer],
+      ...geo.params(flags),
+      workgroups: [geo.slices, C],
+      label: `${label}.gradSums`,
+      work: { bytes: 8 * x.size },
+    });
+  }
+  const dxCoef = Tensor.empty([C, 4], 'batchnorm dx coefficients');
+  gpu.dispatch({
+    kernel: geo.spec('grad_finalize', ['write', 'write', 'write', 'read', 'read', 'read']),
+    buffers: [dxCoef.buffer, dgammaOut.buffer, dbetaOut.buffer, (gradPartials ?? x).buffer, saved.buffer, (weight ?? x).buffer],
+    ...geo.params(flags, reduce ? geo.slices : 0),
+    workgroups: geo.channelGroups,
+    label: `${label}.gradFinalize`,
+  });
+  gradPartials?.release();
+  if (dx) {
+    // training: dx = a*dy + b*(x - mean) + c; eval: dx = a*dy
+    gpu.dispatch({
+      kernel: geo.spec('channel_affine', ['write', 'read', 'read', 'read'], AFFINE_WG),
+      buffers: [dx.buffer, dxCoef.buffer, dy.buffer, x.buffer],
+      ...geo.params({ twoInputs: training }, geo.slices, AFFINE_WG),
+      workgroups: geo.affineGroups,
+      label: `${label}.dx`,
+      work: { bytes: (training ? 12 : 8) * x.size },
+    });
+  }
+  dxCoef.release();
+}
+
 export function batchNorm2d(
   x: Tensor,
   weight: Tensor | null,
@@ -126,86 +268,38 @@ export function batchNorm2d(
   const eps = opts.eps ?? 1e-5;
   const training = opts.training;
   const gpu = getGpu();
-  const geo = layout(x.shape, eps, momentum);
   const label = `${op} x${shapeStr(x.shape)}`;
   const modeFlags = { hasGamma: weight !== null, hasBeta: bias !== null, training };
-
   const saved = Tensor.empty([C, 2], 'batchnorm mean, invstd'); // for the backward
-  const coef = Tensor.empty([C, 4], 'batchnorm coefficients');
-  // unused read-only bindings are given x, never read
-  let partials: Tensor | null = null;
-  if (training) {
-    partials = Tensor.empty(geo.partials, 'batchnorm partial moments');
-    gpu.dispatch({
-      kernel: geo.spec('stats_partial', ['write', 'read']),
-      buffers: [partials.buffer, x.buffer],
-      ...geo.params(modeFlags),
-      workgroups: [geo.slices, C],
-      label: `${label}.stats`,
-      work: { bytes: 4 * x.size },
-    });
-  }
-  finalize(geo, modeFlags, [saved, coef, runningMean, runningVar], partials, weight, bias, x, label);
-  partials?.release();
-  const out = Tensor.empty(x.shape);
-  gpu.dispatch({
-    kernel: geo.spec('channel_affine', ['write', 'read', 'read', 'read'], AFFINE_WG),
-    buffers: [out.buffer, coef.buffer, x.buffer, x.buffer],
-    ...geo.params(modeFlags, geo.slices, AFFINE_WG),
-    workgroups: geo.affineGroups,
-    label: `${label}.normalize`,
-    work: { bytes: 8 * x.size },
-  });
-  coef.release();
+  const small = smallLayout(x.shape, eps, momentum);
+  const out = small ? smallForward(small, modeFlags, x, weight, bias, runningMean, runningVar, saved, label) : forward(layout(x.shape, eps, momentum), modeFlags, x, weight, bias, runningMean, runningVar, saved, label);
 
   const y = recordOp(op, [x, weight, bias], out, (dy, needs) => {
     const [needX, needGamma, needBeta] = needs;
-    // dgamma, dbeta and the training dx need the per-channel sums of dy and dy*xhat
-    const reduce = needGamma || needBeta || (needX && training);
     const dgamma = needGamma ? Tensor.empty([C]) : null;
     const dbeta = needBeta ? Tensor.empty([C]) : null;
     const gradFlags = { ...modeFlags, writeDGamma: needGamma, writeDBeta: needBeta };
-    let gradPartials: Tensor | null = null;
-    if (reduce) {
-      gradPartials = Tensor.empty(geo.partials, 'batchnorm partial sums');
-      gpu.dispatch({
-        kernel: geo.spec('grad_partial', ['write', 'read', 'read', 'read']),
-        buffers: [gradPartials.buffer, dy.buffer, x.buffer, saved.buffer],
-        ...geo.params(gradFlags),
-        workgroups: [geo.slices, C],
-        label: `${label}.gradSums`,
-        work: { bytes: 8 * x.size },
-      });
-    }
     // a gradient nobody asked for is bound to a scratch buffer, which the kernel does not write
     // (each its own: WebGPU forbids two writable bindings of one buffer)
     const dgammaOut = dgamma ?? Tensor.empty([1], 'batchnorm unused dgamma');
     const dbetaOut = dbeta ?? Tensor.empty([1], 'batchnorm unused dbeta');
-    const dxCoef = Tensor.empty([C, 4], 'batchnorm dx coefficients');
-    gpu.dispatch({
-      kernel: geo.spec('grad_finalize', ['write', 'write', 'write', 'read', 'read', 'read']),
-      buffers: [dxCoef.buffer, dgammaOut.buffer, dbetaOut.buffer, (gradPartials ?? x).buffer, saved.buffer, (weight ?? x).buffer],
-      ...geo.params(gradFlags, reduce ? geo.slices : 0),
-      workgroups: geo.channelGroups,
-      label: `${label}.gradFinalize`,
-    });
-    gradPartials?.release();
+    const dx = needX ? Tensor.empty(x.shape) : null;
+    if (small) {
+      const dxOut = dx ?? Tensor.empty([4], 'batchnorm unused dx');
+      gpu.dispatch({
+        kernel: small.spec('small_backward', ['write', 'write', 'write', 'read', 'read', 'read', 'read']),
+        buffers: [dxOut.buffer, dgammaOut.buffer, dbetaOut.buffer, dy.buffer, x.buffer, saved.buffer, (weight ?? x).buffer],
+        ...small.params({ ...gradFlags, needDx: needX }),
+        workgroups: small.workgroups,
+        label: `${label}.backward`,
+        work: { bytes: ((training || needGamma || needBeta ? 8 : 0) + (needX ? (training ? 12 : 8) : 0)) * x.size },
+      });
+      if (!dx) dxOut.release();
+    } else {
+      backward(layout(x.shape, eps, momentum), gradFlags, dy, x, weight, saved, dx, dgammaOut, dbetaOut, label);
+    }
     if (!dgamma) dgammaOut.release();
     if (!dbeta) dbetaOut.release();
-    let dx: Tensor | null = null;
-    if (needX) {
-      dx = Tensor.empty(x.shape);
-      // training: dx = a*dy + b*(x - mean) + c; eval: dx = a*dy
-      gpu.dispatch({
-        kernel: geo.spec('channel_affine', ['write', 'read', 'read', 'read'], AFFINE_WG),
-        buffers: [dx.buffer, dxCoef.buffer, dy.buffer, x.buffer],
-        ...geo.params({ twoInputs: training }, geo.slices, AFFINE_WG),
-        workgroups: geo.affineGroups,
-        label: `${label}.dx`,
-        work: { bytes: (training ? 12 : 8) * x.size },
-      });
-    }
-    dxCoef.release();
     return [dx, dgamma, dbeta];
   });
   if (!y.node) saved.release(); // no backward will read it
