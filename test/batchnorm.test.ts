@@ -182,11 +182,12 @@ describe('batchNorm2d backward vs finite differences', () => {
 // Small maps (a channel's N*H*W values up to 1024, C*H*W a multiple of 4) take one kernel per
 // pass: one workgroup per group of channels whose planes together are whole vec4s (four 7x7 planes;
 // on a CPU adapter as many as a workgroup's 64 lanes cover at one image: 4 of 7x7, 16 of 4x4, 3
-// of 2x2 at C 3), its lanes walking images nGroups at a time. GPU layouts: one unit of channels per
-// workgroup (4 of 7x7, 1 of 4x4: 16 images at once). The shapes below cover 7x7 and 4x4 maps, a
-// last group of fewer channels ([2,20,4,4]: 16 + 4 on a CPU), N = 1, images that do not divide
-// among the lanes ([40,3,2,2]: 21 at once on a CPU, [20,2,4,4]: 16 on a GPU), more channels than
-// a workgroup's lanes ([4,72,1,1]: 64 + 8 on a CPU) and a large mean.
+// of 2x2 at C 3), its lanes walking images nGroups at a time. GPU layouts: the fewest channels
+// whose planes at every image fill the lanes (4 of 7x7; 4x4 at N 2: 8). The shapes below cover
+// 7x7 and 4x4 maps, a last group of fewer channels ([2,20,4,4]: 16 + 4 on a CPU, 8 + 8 + 4 on a
+// GPU), N = 1, images that do not divide among the lanes ([40,3,2,2]: 21 at once on a CPU,
+// [20,2,4,4]: 16 on a GPU), more channels than a workgroup's lanes ([4,72,1,1]: 64 + 8) and a
+// large mean.
 describe('batchNorm2d on small maps (one kernel per pass)', () => {
   const shapes: [number[], number][] = [
     [[2, 8, 7, 7], 0],

@@ -85,9 +85,10 @@ const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
 /** The small-map path's layout, or null where x takes the three-kernel path: channels per
  *  workgroup (a group's planes at one image are whole vec4s together: four 7x7 planes make 49),
  *  each group's run at one image no longer than a workgroup, and the images its lanes walk at once.
- *  On a CPU adapter a workgroup takes as many channels as its lanes cover (few workgroups, each
- *  looping over the images: its launch and barriers are what cost); on a GPU the fewest, for many
- *  workgroups. */
+ *  On a CPU adapter a workgroup takes as many channels as its lanes cover at one image (few
+ *  workgroups, each looping over the images: a workgroup's launch and barriers are what cost); on
+ *  a GPU the fewest that keep its lanes busy, for many workgroups (one unit: 128 workgroups for
+ *  layer4's 512 7x7 channels). */
 function smallLayout(shape: readonly number[], eps: number, momentum: number) {
   const [N, C, H, W] = shape;
   const hw = H * W;
@@ -95,8 +96,10 @@ function smallLayout(shape: readonly number[], eps: number, momentum: number) {
   const unit = 4 / gcd(hw, 4); // channels whose planes together are whole vec4s
   const unitRun = (unit * hw) / 4;
   if (unitRun > SMALL_WG) return null;
-  // a workgroup's lanes fold its channels' sums (one lane each)
-  const units = getGpu().isCpu ? Math.min(Math.floor(SMALL_WG / unitRun), Math.floor(SMALL_WG / unit), Math.ceil(C / unit)) : 1;
+  // CPU: as many units as a workgroup's lanes cover at one image; GPU: as many as they cover at
+  // every image (one unit where that is more than a workgroup); a lane folds each channel's sums
+  const perUnit = getGpu().isCpu ? unitRun : unitRun * N;
+  const units = Math.max(1, Math.min(Math.floor(SMALL_WG / perUnit), Math.floor(SMALL_WG / unit), Math.ceil(C / unit)));
   const group = unit * units;
   const run = (group * hw) / 4;
   const nGroups = Math.min(N, Math.floor(SMALL_WG / run));
