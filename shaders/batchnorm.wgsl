@@ -369,6 +369,7 @@ fn gather(s: SmallLane, k: u32) -> vec4f {
 // place when training); gamma, beta: [C]. Workgroup g: channels g*group ...
 @compute @workgroup_size(WG)
 fn small_forward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  if ((wid.x + wid.y * nwg.x) * p.group >= p.C) { return; } // past the last group (a 2-D grid rounds up)
   let s = small_lane(wid, nwg, lid);
   if (p.training != 0u) {
     var s1 = vec4f(0.0);
@@ -437,6 +438,7 @@ fn small_forward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg
 // training or when dgamma or dbeta is wanted), then dx = a*dy + b*(x - mean) + c.
 @compute @workgroup_size(WG)
 fn small_backward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  if ((wid.x + wid.y * nwg.x) * p.group >= p.C) { return; } // past the last group (a 2-D grid rounds up)
   let s = small_lane(wid, nwg, lid);
   let c = s.first + s.chan;
   let mean = vec4f(sb_saved[c.x].x, sb_saved[c.y].x, sb_saved[c.z].x, sb_saved[c.w].x);

@@ -247,6 +247,30 @@ describe('batchNorm2d on small maps (one kernel per pass)', () => {
     }
   }
 
+  it('more groups than a grid dimension holds: the 2-D grid\'s extra workgroups write nothing', async () => {
+    // 7 groups of four 7x7 channels, folded into [3, 3] workgroups on an adapter of 3 per dimension
+    const gpu = getGpu() as { limits: GPUSupportedLimits };
+    const limits = gpu.limits;
+    const copy: Record<string, number> = {};
+    for (const k in limits) copy[k] = (limits as unknown as Record<string, number>)[k];
+    gpu.limits = { ...copy, maxComputeWorkgroupsPerDimension: 3 } as unknown as GPUSupportedLimits;
+    try {
+      const shape = [2, 28, 7, 7];
+      const c = bnCase(shape, 41);
+      const rm = c.runningMean.slice();
+      const rv = c.runningVar.slice();
+      const y = batchNorm2dRef(c.x, shape, c.gamma, c.beta, rm, rv, { training: true, ...OPTS });
+      const got = await runBn(c, true, true, [true, true, true]);
+      expect(relError(got.y, y)).toBeLessThan(1e-4);
+      expect(relError(got.runningMean, rm)).toBeLessThan(1e-5);
+      expect(relError(got.runningVar, rv)).toBeLessThan(1e-4);
+      const numeric = numericGrads(refForward(c, true, true), [c.x.slice(), c.gamma.slice(), c.beta.slice()], c.dy, [0, 1, 2]);
+      numeric.forEach((g, k) => expect(relError(got.grads[k]!, g), `grad ${k}`).toBeLessThan(1e-4));
+    } finally {
+      gpu.limits = limits;
+    }
+  });
+
   it('only the gradients asked for: dgamma and dbeta without dx, dx alone', async () => {
     const c = bnCase([2, 8, 7, 7], 23);
     const got = await runBn(c, true, true, [false, true, true]);

@@ -103,7 +103,7 @@ function smallLayout(shape: readonly number[], eps: number, momentum: number) {
   const group = unit * units;
   const run = (group * hw) / 4;
   const nGroups = Math.min(N, Math.floor(SMALL_WG / run));
-  const workgroups = grid(Math.ceil(C / group), 1);
+  const workgroups = grid(Math.ceil(C / group), 1, getGpu().limits.maxComputeWorkgroupsPerDimension);
   const spec = (entry: string, bindings: KernelSpec['bindings']): KernelSpec => ({
     shader: 'batchnorm', entry, bindings, defines: { T: 'vec4<f32>', W: '4' }, constants: { WG: SMALL_WG, PER: AFFINE_PER },
   });
