@@ -29,7 +29,7 @@
 // operand lies z * batchA (batchB, batchC) elements past the first, 0 for a broadcast operand.
 //
 // The store applies the epilogue to each finished sum s: C = relu(a * (s + bias - m) + c + R), the
-// bias and the (_, a, c, m) table per row of C (EPI_ROWS: a convolution's output channels, an eval
+// bias and the (_, a, c, m) table per row of C (p.alongRows: a convolution's output channels, an eval
 // batchnorm's map) or per column (linear's bias), R a residual of C's layout; each part optional.
 // C's and B's columns may come in groups of P (p.P > 0): column j lies at (j / P) * group + j % P,
 // group = p.groupB or p.groupC, so one GEMM [OC, K] x [K, N*P] reads im2col's [N, K, P] and stores
@@ -40,15 +40,20 @@ struct Params {
   M: u32,
   N: u32,
   K: u32,
-  hasBias: u32,     // the epilogue's bias: [M] or [N] and affine: [M] or [N] of (_, a, c, m)
-  hasAffine: u32,   // (flags, not overrides: loaded once per row or column, and GEMMs with and
-                    // without them share their pipelines; the residual and ReLU are overrides)
+  // the epilogue's parts, flags rather than override constants so that GEMMs with and without
+  // them share their pipelines (each pipeline costs seconds of LLVM on a cold shader cache); they
+  // are read only in the store, once per stored line
+  alongRows: u32,   // the bias and table run along C's rows (a convolution's channels), else its columns
+  hasBias: u32,     // bias: [M] or [N]
+  hasAffine: u32,   // affine: [M] or [N] of (_, a, c, m)
+  hasResidual: u32, // the residual, in C's layout
+  relu: u32,        // and a ReLU last
   accumulate: u32,  // C += result (a later chunk along K) instead of C = result
   offC: u32,        // element offsets of each window in its bound range
   offA: u32,
   offB: u32,
   offR: u32,        // the residual's window offset (its strides are C's)
-  offEpi: u32,      // the chunk's first row (EPI_ROWS) or column in bias and affine, bound whole
+  offEpi: u32,      // the chunk's first row (alongRows) or column in bias and affine, bound whole
   ldC: u32,         // row strides (elements) of the stored matrices
   ldA: u32,
   ldB: u32,
@@ -67,10 +72,6 @@ override WG_M: u32 = 8;           // invocations per workgroup along M
 override BLOCKS_M: u32 = 2;       // 4x4 blocks per invocation along M: 1 or 2 (acc holds 2x2)
 override BLOCKS_N: u32 = 2;       // 4x4 blocks per invocation along N: 1 or 2
 override SG: u32 = 8;             // gemmShared: lanes per workgroup (the subgroup size with subgroups)
-override EPI_ROWS: bool = false; // the epilogue's bias and table run along C's rows, else its columns
-override EPI_RESIDUAL: bool = false;  // the epilogue adds the residual
-override EPI_RELU: bool = false;      // and ends with a ReLU (overrides: each is code in every line's
-                                      // store, which a flag made twice as slow to compile at TM 32)
 const TM = {{TM}}u;               // gemmShared: rows per workgroup, a multiple of 4 up to 32
 const NB = {{NB}}u;               // gemmShared: 4-column blocks per lane, 1 or 2
 
@@ -164,15 +165,15 @@ fn gemm(@builtin(global_invocation_id) gid: vec3u) {
       }
     }
   }
-  for (var j = 0u; j < BLOCKS_N; j++) {
-    let ce = colEpilogue(n0 + 4u * j);
-    let cols = columnOffsets(n0 + 4u * j, p.groupC);
-    for (var i = 0u; i < BLOCKS_M; i++) {
-      for (var r = 0u; r < 4u; r++) {
-        let m = m0 + 4u * i + r;
-        storeLine(offC, m, n0 + 4u * j, cols, acc[2u * i + j][r], rowEpilogue(m), ce);
-      }
-    }
+  // one loop over the stored lines, of more iterations than the compiler unrolls: one copy of the
+  // store's and the epilogue's code (see gemmShared's STORE_C), reading a copy of acc
+  var sums = acc;
+  for (var q = 0u; q < 4u * BLOCKS_M * BLOCKS_N; q++) {
+    let j = q % BLOCKS_N;
+    let i = q / BLOCKS_N / 4u;
+    let m = m0 + 4u * i + (q / BLOCKS_N) % 4u;
+    let n = n0 + 4u * j;
+    storeLine(offC, m, n, columnOffsets(n, p.groupC), sums[2u * i + j][(q / BLOCKS_N) % 4u], rowEpilogue(m), colEpilogue(n));
   }
 }
 
@@ -187,14 +188,14 @@ fn epilogueAt(i: u32) -> vec2f {
 
 // (scale, shift) of row m (clamped into M), the identity unless the epilogue runs along rows.
 fn rowEpilogue(m: u32) -> vec2f {
-  if (!EPI_ROWS) { return vec2f(1.0, 0.0); }
+  if (p.alongRows == 0u) { return vec2f(1.0, 0.0); }
   return epilogueAt(p.offEpi + min(m, p.M - 1u));
 }
 
 // (scale, shift) of columns n..n+3 (clamped into N) as the columns of a 4x2 matrix, the identity
 // unless the epilogue runs along columns.
 fn colEpilogue(n: u32) -> mat2x4f {
-  if (EPI_ROWS) { return mat2x4f(vec4f(1.0), vec4f(0.0)); }
+  if (p.alongRows != 0u) { return mat2x4f(vec4f(1.0), vec4f(0.0)); }
   let i = p.offEpi + min(vec4u(n) + vec4u(0u, 1u, 2u, 3u), vec4u(p.N - 1u));
   let e = mat4x2f(epilogueAt(i.x), epilogueAt(i.y), epilogueAt(i.z), epilogueAt(i.w));
   return transpose(e);
@@ -272,8 +273,12 @@ fn gemmShared(@builtin(workgroup_id) wid: vec3u, {{LANE}}) {
 //   ACCUMULATE   for each group g of 4 rows: blk = rowsOfA(4g, tail, live), then for r < 4, j < NB:
 //                acc[(4g + r) * NB + j] += bs[j] * blk[r]
 //   STORE_C      ce_j = colEpilogue(n0 + 4j), cols_j = columnOffsets(n0 + 4j, p.groupC) for j < NB,
-//                re_i = rowEpilogue(m0 + i) for i < TM, then
-//                storeLine(offC, m0 + i, n0 + 4j, cols_j, acc[i * NB + j], re_i, ce_j)
+//                then, a loop over the rows i < TM (left rolled: one copy of the store's and the
+//                epilogue's code, not TM; it reads a copy of acc, which may live in memory):
+//                storeLine(offC, m0 + i, n0 + 4j, cols_j, acc[i * NB + j], rowEpilogue(m0 + i), ce_j)
+// (Unrolled, the TM stores were most of a pipeline's LLVM time on lavapipe: TM 32 NB 1 with vec4
+// operands 5.7 s without an epilogue and 21.6 s with every part, 1.4 s rolled with every part;
+// bench/NOTES.md section 18.)
 
 // op(A)[m0 + t .. m0 + t + 3, k..k+3] from the A tile's lines t..t+3 (t % 4 == 0): column r holds
 // row m0 + t + r; elements past K are zeroed on the last step (a clamped inf must not make 0 * inf).

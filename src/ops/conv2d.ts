@@ -597,7 +597,7 @@ function convGemm(
 ): void {
   const flops = 2 * geo.N * geo.OC * geo.OH * geo.OW * geo.C * geo.KH * geo.KW;
   const { bias = null, affine = null, residual = null, relu = false } = epilogue ?? {};
-  // without one, the GEMM shares its pipelines with every other (the epilogue's direction is an override)
+  // along the GEMM's rows, the output channels (or none)
   const store = bias || affine || residual || relu ? { along: 'rows' as const, bias, affine, residual, relu } : null;
   const label = `conv2d.${pass} ${describe(geo)} (im2col GEMM${fold ? ', batch in columns' : batch === 1 && geo.N > 1 ? ', batch in K' : ''})`;
   if (!fold) return gemmStrided('conv2d', label, { ...dims, batch }, a, b, c, flops, store);

@@ -159,7 +159,7 @@ function operandDefines(name: 'a' | 'b', vec4: boolean): Record<string, string> 
 /** WGSL text for the result: one vec4 store per line of 4 when C's (and the residual's) window is
  *  whole aligned vec4s (a line then lies inside N or past it, and inside one column group), else
  *  the columns inside N one by one; the epilogue works on the line as a vec4 either way (see
- *  storeLine in the shader: one copy of it per line of the tile, so it stays short to compile). */
+ *  storeLine in the shader), its parts chosen by Params flags. */
 function resultDefines(vec4: boolean): Record<string, string> {
   const load = (arr: string, i: string) => (vec4 ? `${arr}[${i}.x / 4u]` : `vec4f(${arr}[${i}.x], ${arr}[${i}.y], ${arr}[${i}.z], ${arr}[${i}.w])`);
   const store = vec4 ? 'c[i.x / 4u] = r;' : 'for (var q = 0u; q < min(4u, p.N - n); q++) { c[i[q]] = r[q]; }';
@@ -170,8 +170,8 @@ function resultDefines(vec4: boolean): Record<string, string> {
       'var r = v;',
       `if (p.accumulate != 0u) { r += ${load('c', 'i')}; }`,
       'r = (r * re.x + re.y) * ce[0] + ce[1];',
-      `if (EPI_RESIDUAL) { let j = i + toR; r += ${load('residual', 'j')}; }`,
-      'if (EPI_RELU) { r = max(r, vec4f(0.0)); }',
+      `if (p.hasResidual != 0u) { let j = i + toR; r += ${load('residual', 'j')}; }`,
+      'if (p.relu != 0u) { r = max(r, vec4f(0.0)); }',
       store,
     ].join('\n  '),
   };
@@ -279,16 +279,17 @@ function bindWindow(m: Stored, start: readonly number[], size: readonly number[]
   return { range: { buffer, offset, size: bytes }, off, ld, stride: m.stride, vec4 };
 }
 
-/** Which parts of the epilogue a dispatch applies (none but on the last pass along K): flags in
- *  Params for the bias and the table, override constants for the residual and the ReLU. */
+/** Which parts of the epilogue a dispatch applies (none but on the last pass along K): Params
+ *  fields of the same names. */
 interface EpilogueFlags {
+  alongRows: boolean;
   hasBias: boolean;
   hasAffine: boolean;
-  residual: boolean;
+  hasResidual: boolean;
   relu: boolean;
 }
 
-const NO_EPILOGUE: EpilogueFlags = { hasBias: false, hasAffine: false, residual: false, relu: false };
+const NO_EPILOGUE: EpilogueFlags = { alongRows: false, hasBias: false, hasAffine: false, hasResidual: false, relu: false };
 
 /** The Params of shaders/matmul.wgsl, in declaration order. */
 function gemmParams(p: {
@@ -297,7 +298,7 @@ function gemmParams(p: {
 }) {
   const { c, a, b, residual } = p;
   return {
-    M: p.M, N: p.N, K: p.K, hasBias: p.epilogue?.hasBias ?? false, hasAffine: p.epilogue?.hasAffine ?? false, accumulate: p.accumulate,
+    M: p.M, N: p.N, K: p.K, ...(p.epilogue ?? NO_EPILOGUE), accumulate: p.accumulate,
     offC: c?.off ?? 0, offA: a?.off ?? 0, offB: b?.off ?? 0, offR: residual?.off ?? 0, offEpi: p.offEpi ?? 0,
     ldC: c?.ld ?? 0, ldA: a?.ld ?? 0, ldB: b?.ld ?? 0,
     batchA: a?.stride ?? 0, batchB: b?.stride ?? 0, batchC: c?.stride ?? 0, P: p.P ?? 0, groupB: p.groupB ?? 0, groupC: p.groupC ?? 0,
@@ -327,12 +328,9 @@ interface GemmLaunch {
 }
 
 /** The kernel spec and workgroup grid of tiling `t` for a chunk of `size` ([M, N, K, batch]). */
-function gemmKernel(g: GemmLaunch, t: GemmTiling, gpu: Gpu, vec4: { a: boolean; b: boolean; c: boolean }, size: readonly number[], e: EpilogueFlags): { kernel: KernelSpec; workgroups: [number, number, number] } {
+function gemmKernel(g: GemmLaunch, t: GemmTiling, gpu: Gpu, vec4: { a: boolean; b: boolean; c: boolean }, size: readonly number[]): { kernel: KernelSpec; workgroups: [number, number, number] } {
   const operands = { ...operandDefines('a', vec4.a), ...operandDefines('b', vec4.b), ...resultDefines(vec4.c) };
-  const trans = {
-    TRANS_A: Number(g.transA), TRANS_B: Number(g.transB),
-    EPI_ROWS: Number(g.epilogue?.along === 'rows'), EPI_RESIDUAL: Number(e.residual), EPI_RELU: Number(e.relu),
-  };
+  const trans = { TRANS_A: Number(g.transA), TRANS_B: Number(g.transB) };
   const bindings: KernelSpec['bindings'] = ['write', 'read', 'read', 'read', 'read', 'read'];
   if (t.kernel === 'gemm') {
     return {
@@ -364,10 +362,15 @@ function sharingDefines(subgroups: boolean, tile?: { TM: number; NB: number; SG:
     const fmas = range(4).flatMap((r) => range(NB).map((j) => `acc[${(4 * g + r) * NB + j}] += bs[${j}] * blk[${r}];`));
     return `{ let blk = rowsOfA(${4 * g}u, tail, live); ${fmas.join(' ')} }`;
   });
+  // the store, rolled over the rows: one copy of the epilogue's code instead of TM, from a copy of
+  // the accumulators (indexed by the loop, so in memory; acc itself stays in registers)
   const stores = [
     ...range(NB).map((j) => `let ce${j} = colEpilogue(n0 + ${4 * j}u); let cols${j} = columnOffsets(n0 + ${4 * j}u, p.groupC);`),
-    ...range(TM).map((i) => `let re${i} = rowEpilogue(m0 + ${i}u);`),
-    ...range(TM).flatMap((i) => range(NB).map((j) => `storeLine(offC, m0 + ${i}u, n0 + ${4 * j}u, cols${j}, acc[${i * NB + j}], re${i}, ce${j});`)),
+    'var sums = acc;',
+    'for (var i = 0u; i < TM; i++) {',
+    '  let re = rowEpilogue(m0 + i);',
+    ...range(NB).map((j) => `  storeLine(offC, m0 + i, n0 + ${4 * j}u, cols${j}, sums[i * NB + ${j}u], re, ce${j});`),
+    '}',
   ];
   const join = (xs: string[]) => xs.join('\n    ');
   return { ...share, TM: String(TM), NB: String(NB), LOAD_A_TILE: join(lines), ACCUMULATE: join(groups), STORE_C: join(stores) };
@@ -408,10 +411,10 @@ function launchGemm(g: GemmLaunch, forced?: GemmTiling): void {
           // the epilogue maps the finished sums: the last pass along K applies it
           const last = k0 + size[DIM_K] >= g.K;
           const flags: EpilogueFlags = e && last
-            ? { hasBias: Boolean(e.bias), hasAffine: Boolean(e.affine), residual: Boolean(e.residual), relu: Boolean(e.relu) }
+            ? { alongRows, hasBias: Boolean(e.bias), hasAffine: Boolean(e.affine), hasResidual: Boolean(e.residual), relu: Boolean(e.relu) }
             : NO_EPILOGUE;
           gpu.dispatch({
-            ...gemmKernel(g, tiling, gpu, { a: wa.vec4, b: wb.vec4, c: wc.vec4 && (!e?.residual || wr.vec4) }, size, flags),
+            ...gemmKernel(g, tiling, gpu, { a: wa.vec4, b: wb.vec4, c: wc.vec4 && (!e?.residual || wr.vec4) }, size),
             // a's window stands in for the bindings the flags leave unread
             buffers: [wc.range, wa.range, wb.range, whole(e?.bias, wa.range), whole(e?.affine, wa.range), wr.range],
             params: gemmParams({
