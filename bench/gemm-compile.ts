@@ -1,5 +1,5 @@
 // What one GEMM pipeline costs to compile on a cold shader cache (bench/NOTES.md sections 12, 15
-// and 19): each variant's first launch (pipeline creation, LLVM on lavapipe, and a small GEMM)
+// and 20): each variant's first launch (pipeline creation, LLVM on lavapipe, and a small GEMM)
 // against its second, in process CPU and wall time. Run it with an empty shader cache, or every
 // variant reads as cached:
 //

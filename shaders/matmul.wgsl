@@ -278,7 +278,7 @@ fn gemmShared(@builtin(workgroup_id) wid: vec3u, {{LANE}}) {
 //                storeLine(offC, m0 + i, n0 + 4j, cols_j, acc[i * NB + j], rowEpilogue(m0 + i), ce_j)
 // (Unrolled, the TM stores were most of a pipeline's LLVM time on lavapipe: TM 32 NB 1 with vec4
 // operands 5.7 s without an epilogue and 21.6 s with every part, 1.4 s rolled with every part;
-// bench/NOTES.md section 19.)
+// bench/NOTES.md section 20.)
 
 // op(A)[m0 + t .. m0 + t + 3, k..k+3] from the A tile's lines t..t+3 (t % 4 == 0): column r holds
 // row m0 + t + r; elements past K are zeroed on the last step (a clamped inf must not make 0 * inf).

@@ -260,7 +260,7 @@ describe('every candidate tiling (GEMM_CANDIDATES), each in two pipelines', () =
         if (!transB) await (vec4 ? checkFolded(20, 12, 5, 8, transA, rng, tiling) : checkFolded(33, 9, 3, 5, transA, rng, tiling));
       }
       expect(gemmPipelines() - before, 'new GEMM pipelines').toBeLessThanOrEqual(2);
-    }, 120_000); // two pipelines: 1.5-3 s of LLVM each on a cold shader cache (NOTES section 19)
+    }, 120_000); // two pipelines: 1.5-3 s of LLVM each on a cold shader cache (NOTES section 20)
   }
 });
 
