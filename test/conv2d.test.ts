@@ -610,3 +610,44 @@ describe('conv2d bad arguments', () => {
     expectOpError(() => conv2d(t([1, 3, 5, 5]), t([4, 3, 3, 3]), null, { stride: 0 }), 'stride');
   });
 });
+
+describe('conv2d by im2col, folded forward on the batch-inner column matrix', () => {
+  // The folded forward reads col [K, N, P] as one matrix [K, N*P]: where P is not a multiple of 4
+  // but N*P is (7x7 = 49 at 4 images), its lines are whole vec4s (the grouped [N, K, P] read them
+  // as scalars); K = 147 (the stem's) or others no multiple of 4. Forward against float64, the
+  // GEMM's B seen to load as vec4s, and the gradients against finite differences on the stem.
+  const foldCases: Case[] = [
+    { name: 'stem 7x7 stride 2 pad 3, 3 channels, 7x7 output, 4 images', x: [4, 3, 14, 14], w: [8, 3, 7, 7], bias: false, opts: { stride: 2, padding: 3 } },
+    { name: '3x3 stride 2 pad 1, 7x7 output, 4 images', x: [4, 5, 13, 13], w: [12, 5, 3, 3], bias: true, opts: { stride: 2, padding: 1 } },
+    { name: '1x1 stride 2 (downsample), 7x7 output, 4 images', x: [4, 6, 13, 13], w: [10, 6, 1, 1], bias: false, opts: { stride: 2 } },
+  ];
+  for (const c of foldCases) {
+    it(`${c.name}: forward vs the float64 reference, B as vec4s`, async () => {
+      const inp = inputsOf(c, shapeSize(c.x) + 13);
+      const gpu = getGpu();
+      const bTypes: string[] = [];
+      const dispatch = gpu.dispatch.bind(gpu);
+      gpu.dispatch = (args) => {
+        const spec = args.kernel as { shader?: string; defines?: Record<string, string> };
+        if (spec.shader === 'matmul' && spec.defines) bTypes.push(spec.defines.B_TYPE);
+        dispatch(args);
+      };
+      try {
+        const out = await withIm2col('always', () => tidy(() => noGrad(() => conv2d(toGpu(inp.x, c.x), toGpu(inp.w, c.w), inp.b ? toGpu(inp.b, [c.w[0]]) : null, c.opts).toArray())));
+        expect(relError(out, conv2dRef(inp.x, c.x, inp.w, c.w, inp.b, refGeometry(c.opts)).y)).toBeLessThan(1e-4);
+      } finally {
+        gpu.dispatch = dispatch;
+      }
+      expect(bTypes).toEqual(['vec4<f32>']);
+    });
+  }
+
+  it(`${foldCases[0].name}: dx and dw vs finite differences`, async () => {
+    const c = foldCases[0];
+    const inp = inputsOf(c, 41);
+    const { grads } = await withIm2col('always', () => runGpu(c, inp));
+    const numeric = numericGrads(reference(c), [inp.x, inp.w], inp.dy);
+    expect(relError(grads[0]!, numeric[0]), 'dx').toBeLessThan(1e-4);
+    expect(relError(grads[1]!, numeric[1]), 'dw').toBeLessThan(1e-4);
+  });
+});

@@ -601,18 +601,25 @@ function convGemm(
   const store = bias || affine || residual || relu ? { along: 'rows' as const, bias, affine, residual, relu } : null;
   const label = `conv2d.${pass} ${describe(geo)} (im2col GEMM${fold ? ', batch in columns' : batch === 1 && geo.N > 1 ? ', batch in K' : ''})`;
   if (!fold) return gemmStrided('conv2d', label, { ...dims, batch }, a, b, c, flops, store);
-  gemmStrided('conv2d', label, { ...dims, N: geo.N * dims.N, batch: 1, P: dims.N }, a, { ...b, group: b.stride }, { ...c, group: c.stride }, flops, store);
+  // a B of stride 0 is one matrix [K, N*P] (im2col's batch-inner layout), not grouped
+  const bFolded = b.stride === 0 ? b : { ...b, group: b.stride };
+  gemmStrided('conv2d', label, { ...dims, N: geo.N * dims.N, batch: 1, P: dims.N }, a, bFolded, { ...c, group: c.stride }, flops, store);
 }
 
 /** y = conv(x, w) + bias, then the epilogue: y[n] = w [OC,K] col[n] [K,P] on the GEMM kernels, the
- *  epilogue in the GEMM's store. */
+ *  epilogue in the GEMM's store. Folded (batchFolded), y = w [OC,K] col [K, N*P] with col in the
+ *  batch-inner layout [K, N, P], whose lines are whole vec4s even where P is not a multiple of 4
+ *  (7x7 = 49; [N, K, P]'s lines straddle images there and load as scalars); a pointwise conv's x
+ *  is its own col [N, K, P], read in groups. */
 function im2colForward(x: Tensor, w: Tensor, bias: Tensor | null, geo: Conv2dGeometry, epilogue: ConvEpilogue): Tensor {
   const { N, OC, OH, OW } = geo;
   const K = geo.C * geo.KH * geo.KW;
   const P = OH * OW;
-  const col = im2col(x, geo, describe(geo));
+  const fold = batchFolded(geo);
+  const inner = fold && !isPointwise(geo);
+  const col = im2col(x, geo, `${describe(geo)}${inner ? ' (batch inner)' : ''}`, inner);
   const y = Tensor.empty([N, OC, OH, OW]);
-  convGemm(geo, 'forward', { M: OC, N: P, K }, { t: w, stride: 0 }, { t: col, stride: K * P }, { t: y, stride: OC * P }, batchFolded(geo), { ...epilogue, bias });
+  convGemm(geo, 'forward', { M: OC, N: P, K }, { t: w, stride: 0 }, { t: col, stride: inner ? 0 : K * P }, { t: y, stride: OC * P }, fold, { ...epilogue, bias });
   if (col !== x) col.release();
   return y;
 }

@@ -419,7 +419,8 @@ function launchGemm(g: GemmLaunch, forced?: GemmTiling): void {
             buffers: [wc.range, wa.range, wb.range, whole(e?.bias, wa.range), whole(e?.affine, wa.range), wr.range],
             params: gemmParams({
               M: size[DIM_M], N: size[DIM_N], K: size[DIM_K], accumulate, epilogue: flags, offEpi: alongRows ? m0 : n0,
-              P: g.P, c: wc, a: wa, b: wb, residual: wr, groupB: g.b.group, groupC: g.c.group,
+              // B without a group stride holds its groups of P side by side: each P after the last
+              P: g.P, c: wc, a: wa, b: wb, residual: wr, groupB: g.b.group ?? g.P, groupC: g.c.group,
             }),
             label: g.label,
             work: {
@@ -527,9 +528,11 @@ export interface StridedMatrices {
  * C[z] = epilogue(op(A[z]) op(B[z])) for z < batch on row-major matrices at fixed strides, not
  * recorded on the tape: the GEMMs other ops are made of (conv2d's Winograd products, its im2col
  * convolutions) on these kernels and their tuning. c's stride 0 sums the products into one matrix.
- * `dims.P`: B's and C's columns come in groups of P (each operand's `group` apart), which folds a
- * batch of images into the columns: [OC, K] x [K, N*P] reading col: [N, K, P], storing y: [N, OC, P]
- * (the matrices must then fit one storage binding). `flops` is what the profiler is told (the
+ * `dims.P`: C's columns (and B's, where B has a `group`) come in groups of P (each operand's
+ * `group` apart), which folds a batch of images into the columns: [OC, K] x [K, N*P] reading col:
+ * [N, K, P] (or, B without a group, col: [K, N, P] as one matrix, whose lines are whole vec4s
+ * wherever N*P is a multiple of 4, P or not), storing y: [N, OC, P] (the matrices must then fit
+ * one storage binding). `flops` is what the profiler is told (the
  * convolution's, for Winograd); `label` names the dispatches.
  */
 export function gemmStrided(
@@ -537,8 +540,8 @@ export function gemmStrided(
   a: StridedMatrices, b: StridedMatrices, c: StridedMatrices, flops?: number, epilogue: GemmEpilogue | null = null,
 ): void {
   const { M, N, K, batch, P = 0 } = dims;
-  if (P && (b.trans || b.group === undefined || c.group === undefined || a.group !== undefined)) {
-    throw new OpError(op, 'grouped columns are B stored [K,N] and C, both with a group stride');
+  if (P && ((b.trans && b.group !== undefined) || c.group === undefined || a.group !== undefined)) {
+    throw new OpError(op, 'grouped columns are C\'s (with a group stride) and B\'s stored [K,N] (with one, or none: B [K, N*P] as one matrix)');
   }
   if (epilogue) {
     if (c.stride === 0 && batch > 1) throw new OpError(op, 'an epilogue applies to a finished product, not to a sum over the batch');
