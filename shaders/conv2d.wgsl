@@ -444,32 +444,41 @@ fn im2col(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) wid
 
 // dx: [N,C,H,W] = the sum, over the taps (kh, kw) through which output pixel (oh, ow) read
 // x[n,c,ih,iw] (oh*SH + kh*DH = ih + PH, likewise along W), of dcol: [N, K, P]; a gather, no
-// atomics; x: input pixel, z: n*C + c
+// atomics. Each lane sums 4 adjacent pixels of a row (a row has Q = ceil(W / 4) such runs), its
+// index work and each tap row's checks paid once for them; small planes are packed R = 64 / (H*Q)
+// to a workgroup (x: 0, z: planes z*R..), larger ones take ceil(H*Q / 64) workgroups (x) each (z:
+// plane n*C + c): on lavapipe a workgroup of pixels a lane each cost more than its loads
+// (bench/NOTES.md section 21).
 @compute @workgroup_size(64)
-fn col2im(@builtin(global_invocation_id) gid: vec3u, @builtin(workgroup_id) wid: vec3u) {
-  let i = gid.x;
-  if (i >= p.H * p.W) { return; }
-  let n = wid.z / p.C;
-  let c = wid.z - n * p.C;
-  let ih = divFloor(i, 1.0 / f32(p.W));
-  let iw = i - ih * p.W;
+fn col2im(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) wid: vec3u) {
+  let Q = (p.W + 3u) / 4u;
+  let L = p.H * Q;  // lanes a plane
+  let R = max(1u, 64u / L);
+  let j = select(0u, divFloor(lane, 1.0 / f32(L)), R > 1u);
+  let run = wid.x * 64u + lane - j * L;
+  let plane = wid.z * R + j;
+  if (j >= R || plane >= p.N * p.C || run >= L) { return; }
+  let ih = divFloor(run, 1.0 / f32(Q));
+  let iw0 = (run - ih * Q) * 4u;
   let P = p.OH * p.OW;
   let invSH = 1.0 / f32(p.SH);
   let invSW = 1.0 / f32(p.SW);
-  let rows = (n * p.C + c) * p.KH * p.KW;  // dcol's row of (c, 0, 0) in image n
-  var s = 0.0;
+  let rows = plane * p.KH * p.KW;  // dcol's row of (c, 0, 0) in image n: (n*C + c) * KH*KW
+  var s = vec4f(0.0);
   for (var kh = 0u; kh < p.KH; kh++) {
     let th = i32(ih + p.PH) - i32(kh * p.DH);  // oh * SH
     let oh = divFloor(u32(th), invSH);
     if (th < 0 || oh * p.SH != u32(th) || oh >= p.OH) { continue; }
     for (var kw = 0u; kw < p.KW; kw++) {
-      let tw = i32(iw + p.PW) - i32(kw * p.DW);
-      let ow = divFloor(u32(tw), invSW);
-      if (tw < 0 || ow * p.SW != u32(tw) || ow >= p.OW) { continue; }
-      s += b[(rows + kh * p.KW + kw) * P + oh * p.OW + ow];
+      let at = (rows + kh * p.KW + kw) * P + oh * p.OW;
+      for (var e = 0u; e < 4u; e++) {
+        let tw = i32(iw0 + e + p.PW) - i32(kw * p.DW);
+        let ow = divFloor(u32(tw), invSW);
+        if (tw >= 0 && ow * p.SW == u32(tw) && ow < p.OW) { s[e] += b[at + ow]; }
+      }
     }
   }
-  out[wid.z * p.H * p.W + i] = s;
+  for (var e = 0u; e < min(4u, p.W - iw0); e++) { out[(plane * p.H + ih) * p.W + iw0 + e] = s[e]; }
 }
 
 

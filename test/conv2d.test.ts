@@ -611,7 +611,7 @@ describe('conv2d bad arguments', () => {
   });
 });
 
-describe('conv2d by im2col, folded forward on the batch-inner column matrix', () => {
+describe("conv2d by im2col: the folded forward on the batch-inner column matrix, col2im's lanes of 4 pixels", () => {
   // The folded forward reads col [K, N, P] as one matrix [K, N*P]: where P is not a multiple of 4
   // but N*P is (7x7 = 49 at 4 images), its lines are whole vec4s (the grouped [N, K, P] read them
   // as scalars); K = 147 (the stem's) or others no multiple of 4. Forward against float64, the
@@ -641,6 +641,16 @@ describe('conv2d by im2col, folded forward on the batch-inner column matrix', ()
       expect(bTypes).toEqual(['vec4<f32>']);
     });
   }
+
+  // col2im: a lane per 4 pixels of a row, planes of up to 32 lanes packed to a workgroup (the cases
+  // above), larger ones over several workgroups: 20 rows of 5 runs (W 17: the last run 1 pixel)
+  it('col2im over several workgroups a plane (3x3 stride 2 on 20x17): dx vs finite differences', async () => {
+    const c: Case = { name: 'col2im', x: [2, 2, 20, 17], w: [3, 2, 3, 3], bias: false, opts: { stride: 2, padding: 1 } };
+    const inp = inputsOf(c, 43);
+    const { grads } = await withIm2col('always', () => runGpu(c, inp, false));
+    const numeric = numericGrads(reference(c), [inp.x, inp.w], inp.dy);
+    expect(relError(grads[0]!, numeric[0]), 'dx').toBeLessThan(1e-4);
+  });
 
   it(`${foldCases[0].name}: dx and dw vs finite differences`, async () => {
     const c = foldCases[0];

@@ -637,12 +637,21 @@ function im2colBackwardInput(dy: Tensor, w: Tensor, geo: Conv2dGeometry): Tensor
     kernel: kernel('col2im', 2, false),
     buffers: [dx.buffer, dcol.buffer],
     params: params(geo),
-    workgroups: [Math.ceil((H * W) / 64), 1, N * C],
+    // a lane per 4 pixels of a row; small planes packed R to a workgroup (see the shader)
+    workgroups: col2imWorkgroups(geo),
     label: `conv2d.col2im ${describe(geo)}`,
     work: { flops: 0, bytes: 4 * (dcol.size + dx.size) },
   });
   dcol.release();
   return dx;
+}
+
+/** col2im's grid: a lane per run of 4 pixels of a row, H * ceil(W / 4) lanes a plane; planes of at
+ *  most 32 lanes packed 64 / lanes to a workgroup, larger ones over several. */
+function col2imWorkgroups(geo: Conv2dGeometry): [number, number, number] {
+  const lanes = geo.H * Math.ceil(geo.W / 4);
+  const R = Math.max(1, Math.floor(64 / lanes));
+  return [R > 1 ? 1 : Math.ceil(lanes / 64), 1, Math.ceil((geo.N * geo.C) / R)];
 }
 
 /** dw [OC,K] = sum over images of dy[n] [OC,P] col[n]^T [P,K]: one GEMM per image, each adding
