@@ -652,6 +652,28 @@ describe("conv2d by im2col: the folded forward on the batch-inner column matrix,
     expect(relError(grads[0]!, numeric[0]), 'dx').toBeLessThan(1e-4);
   });
 
+  // the weight gradient takes the forward's column matrix (folded: [K, N, P]; per image, the stem
+  // at 1 image: [N, K, P]) instead of writing it again: one im2col a step; the gradients are the
+  // finite-difference checks above and below, which run through it
+  for (const c of [foldCases[1], cases[5]]) {
+    it(`${c.name}: the forward's column matrix serves the weight gradient (one im2col, forward and backward)`, async () => {
+      const gpu = getGpu();
+      const labels: string[] = [];
+      const dispatch = gpu.dispatch.bind(gpu);
+      gpu.dispatch = (args) => {
+        labels.push(args.label ?? '');
+        dispatch(args);
+      };
+      try {
+        await withIm2col('always', () => runGpu(c, inputsOf(c, 47)));
+      } finally {
+        gpu.dispatch = dispatch;
+      }
+      expect(labels.filter((l) => l.startsWith('conv2d.im2col')).length).toBe(1);
+      expect(labels.filter((l) => l.startsWith('conv2d.backwardWeight')).length).toBe(1);
+    });
+  }
+
   it(`${foldCases[0].name}: dx and dw vs finite differences`, async () => {
     const c = foldCases[0];
     const inp = inputsOf(c, 41);

@@ -611,7 +611,7 @@ function convGemm(
  *  batch-inner layout [K, N, P], whose lines are whole vec4s even where P is not a multiple of 4
  *  (7x7 = 49; [N, K, P]'s lines straddle images there and load as scalars); a pointwise conv's x
  *  is its own col [N, K, P], read in groups. */
-function im2colForward(x: Tensor, w: Tensor, bias: Tensor | null, geo: Conv2dGeometry, epilogue: ConvEpilogue): Tensor {
+function im2colForward(x: Tensor, w: Tensor, bias: Tensor | null, geo: Conv2dGeometry, epilogue: ConvEpilogue, kept?: KeptCol): Tensor {
   const { N, OC, OH, OW } = geo;
   const K = geo.C * geo.KH * geo.KW;
   const P = OH * OW;
@@ -620,8 +620,24 @@ function im2colForward(x: Tensor, w: Tensor, bias: Tensor | null, geo: Conv2dGeo
   const col = im2col(x, geo, `${describe(geo)}${inner ? ' (batch inner)' : ''}`, inner);
   const y = Tensor.empty([N, OC, OH, OW]);
   convGemm(geo, 'forward', { M: OC, N: P, K }, { t: w, stride: 0 }, { t: col, stride: inner ? 0 : K * P }, { t: y, stride: OC * P }, fold, { ...epilogue, bias });
-  if (col !== x) col.release();
+  if (kept && col !== x) kept.col = col;
+  else if (col !== x) col.release();
   return y;
+}
+
+/** The forward's column matrix, held for the weight gradient (colShared), which releases it. */
+interface KeptCol {
+  col: Tensor | null;
+}
+
+/** Whether the weight gradient of `geo` can take the forward's column matrix instead of writing
+ *  it again: both passes run im2col + GEMM and read col in the same layout (both folded: [K, N, P];
+ *  neither: [N, K, P]; a pointwise conv's forward reads x itself). Held from the forward to the
+ *  backward (the stem's at b8 112 px: 15 MB), it saves one pass over col (~11 ms of a ResNet18
+ *  training step at b8 112 px, bench/NOTES.md section 21). */
+function colShared(geo: Conv2dGeometry): boolean {
+  return !isPointwise(geo) && batchFolded(geo) === weightGradientFolded(geo) && im2colChosen('forward', geo) &&
+    !winogradChosen('backwardWeight', geo, winogradWeightGeometry(geo)) && im2colChosen('backwardWeight', geo);
 }
 
 /** dx: dcol[n] = w^T [K,OC] dy[n] [OC,P], summed into dx by col2im (dx = dcol for a pointwise conv). */
@@ -657,12 +673,12 @@ function col2imWorkgroups(geo: Conv2dGeometry): [number, number, number] {
 /** dw [OC,K] = sum over images of dy[n] [OC,P] col[n]^T [P,K]: one GEMM per image, each adding
  *  into dw, or where weightGradientFolded one GEMM whose reduction runs over the images and pixels,
  *  dy: [OC, N*P] (dy transposed) times col: [K, N*P] (im2col's batch-inner layout) transposed. */
-function im2colBackwardWeight(dy: Tensor, x: Tensor, geo: Conv2dGeometry): Tensor {
+function im2colBackwardWeight(dy: Tensor, x: Tensor, geo: Conv2dGeometry, kept: Tensor | null = null): Tensor {
   const { N, OC } = geo;
   const K = geo.C * geo.KH * geo.KW;
   const P = geo.OH * geo.OW;
   const fold = weightGradientFolded(geo);
-  const col = im2col(x, geo, `${describe(geo)} (backwardWeight${fold ? ', batch inner' : ''})`, fold);
+  const col = kept ?? im2col(x, geo, `${describe(geo)} (backwardWeight${fold ? ', batch inner' : ''})`, fold);
   const dw = Tensor.empty([OC, geo.C, geo.KH, geo.KW]);
   if (fold) {
     const dyT = transpose(dy.reshape([N, OC, P]), [1, 0, 2]);
@@ -676,11 +692,11 @@ function im2colBackwardWeight(dy: Tensor, x: Tensor, geo: Conv2dGeometry): Tenso
 }
 
 /** y: [N,OC,OH,OW] = conv(x: [N,C,H,W], w: [OC,C/groups,KH,KW]) + bias: [OC], then the epilogue */
-export function conv2dForward(x: Tensor, w: Tensor, bias: Tensor | null, geo: Conv2dGeometry, epilogue: ConvEpilogue = {}): Tensor {
+export function conv2dForward(x: Tensor, w: Tensor, bias: Tensor | null, geo: Conv2dGeometry, epilogue: ConvEpilogue = {}, kept?: KeptCol): Tensor {
   const keepU = keepsWinogradWeights(w);
   const m = winogradChosen('forward', geo, geo, keepU);
   if (m) return winogradConv(x, w, bias, geo, false, epilogue, 'forward', m, keepU);
-  if (im2colChosen('forward', geo)) return im2colForward(x, w, bias, geo, epilogue);
+  if (im2colChosen('forward', geo)) return im2colForward(x, w, bias, geo, epilogue, kept);
   const y = Tensor.empty([geo.N, geo.OC, geo.OH, geo.OW]);
   const K = geo.Cg * geo.KH * geo.KW;
   const { affine = null, residual = null, relu = false } = epilogue;
@@ -730,7 +746,8 @@ export function conv2dBackwardInput(dy: Tensor, w: Tensor, geo: Conv2dGeometry):
 }
 
 /** dw: [OC,C/groups,KH,KW] from dy: [N,OC,OH,OW] and x: [N,C,H,W] */
-export function conv2dBackwardWeight(dy: Tensor, x: Tensor, geo: Conv2dGeometry): Tensor {
+export function conv2dBackwardWeight(dy: Tensor, x: Tensor, geo: Conv2dGeometry, kept: Tensor | null = null): Tensor {
+  if (kept) return im2colBackwardWeight(dy, x, geo, kept); // the forward's col (colShared)
   const m = winogradChosen('backwardWeight', geo, winogradWeightGeometry(geo));
   if (m) return winogradWeightGradient(dy, x, geo, m);
   if (im2colChosen('backwardWeight', geo)) return im2colBackwardWeight(dy, x, geo);
@@ -776,10 +793,12 @@ export function conv2dFused(x: Tensor, w: Tensor, bias: Tensor | null, opts: Con
 /** torch.nn.functional.conv2d: x: [N,C,H,W], w: [OC,C/groups,KH,KW], bias: [OC] or null -> [N,OC,OH,OW] */
 export function conv2d(x: Tensor, w: Tensor, bias: Tensor | null = null, opts: Conv2dOptions = {}): Tensor {
   const geo = conv2dGeometry(x.shape, w.shape, bias ? bias.shape : null, opts);
-  const y = conv2dForward(x, w, bias, geo);
+  // the forward's column matrix, for the weight gradient where it reads the same one
+  const kept = isGradEnabled() && w.requiresGrad && colShared(geo) ? ({ col: null } as KeptCol) : undefined;
+  const y = conv2dForward(x, w, bias, geo, {}, kept);
   return recordOp('conv2d', [x, w, bias], y, (dy, needs) => [
     needs[0] ? conv2dBackwardInput(dy, w, geo) : null,
-    needs[1] ? conv2dBackwardWeight(dy, x, geo) : null,
+    needs[1] ? conv2dBackwardWeight(dy, x, geo, kept?.col ?? null) : null,
     needs[2] ? conv2dBackwardBias(dy, geo) : null,
   ]);
 }
